@@ -1,0 +1,217 @@
+//! A lean offering WebRTC peer (what a browser does), built on the same library as
+//! [`crate::peer::ServerPeer`]. Used by tests and by the load generator that drives many
+//! participants against the server over loopback: it offers one Opus audio m-line (sendrecv,
+//! or recvonly to act as a monitor), gathers host candidates on one concrete IP (full ICE, mDNS
+//! off, no STUN/TURN), and moves Opus packets without decoding them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
+
+use crate::peer::{
+    DEFAULT_OPUS_FMTP, EVENT_CHANNEL_CAPACITY, Handler, PeerError, PeerEvent, PeerShared,
+    add_candidate, build_connection, negotiated_payload_type, opus_media_engine, opus_track,
+    setting_engine, wait_gathered, write_opus,
+};
+
+/// Payload type the client offers for Opus (what Chromium uses).
+const CLIENT_OPUS_PT: u8 = 111;
+
+/// Configuration of a client (offering) peer.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Concrete IP to gather the host candidate on (one ephemeral UDP port).
+    pub bind_ip: IpAddr,
+    /// Opus fmtp offered.
+    pub opus_fmtp: String,
+    /// Offer recvonly audio (behave like a monitor) instead of sendrecv.
+    pub receive_only: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            opus_fmtp: DEFAULT_OPUS_FMTP.to_owned(),
+            receive_only: false,
+        }
+    }
+}
+
+/// Outgoing audio of a client: the track, its SSRC and its sender.
+struct Outgoing {
+    track: Arc<TrackLocalStaticSample>,
+    ssrc: u32,
+    sender: Arc<dyn RtpSender>,
+}
+
+/// The offering side of one connection.
+pub struct ClientPeer {
+    pc: Arc<dyn PeerConnection>,
+    outgoing: Option<Outgoing>,
+    payload_type: OnceLock<u8>,
+    shared: Arc<PeerShared>,
+    closed: AtomicBool,
+}
+
+impl ClientPeer {
+    /// Creates the connection and its offer (with all host candidates gathered).
+    pub async fn offer(
+        config: &ClientConfig,
+    ) -> Result<(ClientPeer, String, mpsc::Receiver<PeerEvent>), PeerError> {
+        let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+        let shared = PeerShared::new(events_tx);
+        let (gathered_tx, mut gathered_rx) = watch::channel(false);
+        let handler = Arc::new(Handler {
+            shared: Arc::clone(&shared),
+            gathered: gathered_tx,
+            side: "client",
+        });
+        let (media_engine, codec) = opus_media_engine(CLIENT_OPUS_PT, &config.opus_fmtp)?;
+        let pc = build_connection(
+            SocketAddr::new(config.bind_ip, 0),
+            media_engine,
+            setting_engine(false, None),
+            Vec::new(),
+            handler,
+        )
+        .await?;
+
+        let result = async {
+            let outgoing = if config.receive_only {
+                pc.add_transceiver_from_kind(
+                    rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
+                .await
+                .map_err(|e| PeerError::Internal(format!("add recvonly transceiver: {e}")))?;
+                None
+            } else {
+                let (track, ssrc) = opus_track(&codec, "client")?;
+                let sender = pc
+                    .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                    .await
+                    .map_err(|e| PeerError::Internal(format!("add track: {e}")))?;
+                Some(Outgoing {
+                    track,
+                    ssrc,
+                    sender,
+                })
+            };
+            let offer = pc
+                .create_offer(None)
+                .await
+                .map_err(|e| PeerError::Internal(format!("create offer: {e}")))?;
+            pc.set_local_description(offer)
+                .await
+                .map_err(|e| PeerError::Internal(format!("set local description: {e}")))?;
+            wait_gathered(&mut gathered_rx, "client").await;
+            let offer = pc
+                .local_description()
+                .await
+                .ok_or_else(|| PeerError::Internal("no local description".to_owned()))?;
+            Ok::<_, PeerError>((outgoing, offer.sdp))
+        }
+        .await;
+
+        match result {
+            Ok((outgoing, offer_sdp)) => Ok((
+                ClientPeer {
+                    pc,
+                    outgoing,
+                    payload_type: OnceLock::new(),
+                    shared,
+                    closed: AtomicBool::new(false),
+                },
+                offer_sdp,
+                events_rx,
+            )),
+            Err(e) => {
+                let _ = pc.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies the server's answer; ICE/DTLS start right after.
+    pub async fn apply_answer(&self, answer_sdp: &str) -> Result<(), PeerError> {
+        let answer = RTCSessionDescription::answer(answer_sdp.to_owned())
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        if let Some(out) = &self.outgoing
+            && let Some(pt) = negotiated_payload_type(&out.sender).await
+        {
+            let _ = self.payload_type.set(pt);
+        }
+        Ok(())
+    }
+
+    /// Sends one encoded Opus frame. Fails for a receive-only client, before the answer is
+    /// applied, and until DTLS has completed.
+    pub async fn send_opus(&self, frame: Bytes, duration: Duration) -> Result<(), PeerError> {
+        let Some(out) = &self.outgoing else {
+            return Err(PeerError::Internal(
+                "receive-only client cannot send".to_owned(),
+            ));
+        };
+        let Some(&pt) = self.payload_type.get() else {
+            return Err(PeerError::Internal("answer not applied yet".to_owned()));
+        };
+        write_opus(&out.track, out.ssrc, pt, frame, duration).await
+    }
+
+    /// Adds a trickled remote candidate (same forms as the server accepts).
+    pub async fn add_remote_candidate(
+        &self,
+        candidate: &str,
+        sdp_mid: Option<String>,
+        mline_index: Option<u16>,
+    ) -> Result<(), PeerError> {
+        add_candidate(&self.pc, candidate, sdp_mid, mline_index).await
+    }
+
+    /// Audio packets dropped because the event channel was full.
+    pub fn dropped_audio_packets(&self) -> u64 {
+        self.shared.dropped_audio()
+    }
+
+    /// Closes the connection (idempotent) and emits [`PeerEvent::Closed`] once.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.pc.close().await {
+            debug!(error = %e, "client close");
+        }
+        self.shared.send_closed();
+    }
+}
+
+impl Drop for ClientPeer {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::AcqRel)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let pc = Arc::clone(&self.pc);
+            rt.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Earshot's media plane: WebRTC peers, RTP, Opus, DSP and recording. It knows nothing of HTTP
+//! or storage; [`engine::Engine`] is its front door (commands in, events out).
+
+pub mod client;
+pub mod codec;
+pub mod denoise;
+pub mod engine;
+pub mod interviewer;
+pub mod jitter;
+pub mod level;
+pub mod peer;
+pub mod prompt;
+pub mod recorder;
+pub mod resample;
+pub mod session;
+pub mod vad;

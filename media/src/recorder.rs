@@ -1,0 +1,429 @@
+//! Recording files of one session: per-track WAV writing on the session timeline, the mix of
+//! two tracks, and MP3 encoding.
+//!
+//! Owns: sample placement ([`TrackWriter::write_at`] fills gaps with silence and trims overlaps,
+//! never going backwards), crash safety (the WAV header is rewritten at least once per second of
+//! audio, so a killed process leaves a playable file losing at most the last second), quality
+//! presets, and streaming file conversions that never hold a whole track in memory.
+//! Everything is 48 kHz mono; 16-bit WAV, or 24-bit for [`QualityPreset::Ultra`].
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use mp3lame_encoder::{Builder, FlushGap, MonoPcm};
+
+/// Recording sample rate.
+pub const SAMPLE_RATE: u32 = 48_000;
+/// Longest track accepted (6 hours); keeps even 24-bit files below the 4 GiB WAV limit.
+pub const MAX_TRACK_SAMPLES: u64 = 6 * 3600 * SAMPLE_RATE as u64;
+/// The WAV header is rewritten after at most this many samples (1 s).
+const FLUSH_EVERY_SAMPLES: u64 = SAMPLE_RATE as u64;
+/// Samples per read/write step in file conversions (100 ms).
+const CHUNK: usize = 4800;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("wav: {0}")]
+    Wav(#[from] hound::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("mp3 encoder: {0}")]
+    Mp3(String),
+    #[error("unsupported recording: {0}")]
+    Unsupported(String),
+    #[error("track would exceed {MAX_TRACK_SAMPLES} samples")]
+    TooLong,
+}
+
+pub type Result<T, E = RecorderError> = std::result::Result<T, E>;
+
+/// Recording quality, chosen per script.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum QualityPreset {
+    /// MP3 64 kbps, WAV 16-bit.
+    #[default]
+    Standard,
+    /// MP3 128 kbps, WAV 16-bit.
+    High,
+    /// MP3 192 kbps, WAV 24-bit.
+    Ultra,
+}
+
+impl QualityPreset {
+    pub fn mp3_bitrate_kbps(self) -> u32 {
+        match self {
+            Self::Standard => 64,
+            Self::High => 128,
+            Self::Ultra => 192,
+        }
+    }
+
+    pub fn wav_bits(self) -> u16 {
+        match self {
+            Self::Standard | Self::High => 16,
+            Self::Ultra => 24,
+        }
+    }
+}
+
+/// A finished file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub path: PathBuf,
+    pub duration_ms: u64,
+    pub bytes: u64,
+}
+
+fn samples_to_ms(samples: u64) -> u64 {
+    samples * 1000 / u64::from(SAMPLE_RATE)
+}
+
+fn wav_spec(bits: u16) -> hound::WavSpec {
+    hound::WavSpec {
+        channels: 1,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
+    }
+}
+
+/// One track's WAV file, written on the session timeline.
+pub struct TrackWriter {
+    path: PathBuf,
+    writer: hound::WavWriter<BufWriter<File>>,
+    bits: u16,
+    written: u64,
+    since_flush: u64,
+}
+
+impl std::fmt::Debug for TrackWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackWriter")
+            .field("path", &self.path)
+            .field("bits", &self.bits)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrackWriter {
+    /// Create (or truncate) the WAV file at `path`.
+    pub fn create(path: impl AsRef<Path>, preset: QualityPreset) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let bits = preset.wav_bits();
+        let writer = hound::WavWriter::create(&path, wav_spec(bits))?;
+        Ok(Self {
+            path,
+            writer,
+            bits,
+            written: 0,
+            since_flush: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Samples written so far: the timeline position the next sample lands on.
+    pub fn position(&self) -> u64 {
+        self.written
+    }
+
+    /// Place `pcm` at sample `position` of the session timeline. A gap before it becomes
+    /// silence; the part overlapping audio already written is dropped.
+    pub fn write_at(&mut self, position: u64, pcm: &[i16]) -> Result<()> {
+        let skip = self.written.saturating_sub(position);
+        let Some(pcm) = usize::try_from(skip).ok().and_then(|s| pcm.get(s..)) else {
+            return Ok(()); // entirely in the past
+        };
+        if pcm.is_empty() {
+            return Ok(());
+        }
+        let gap = position.saturating_sub(self.written);
+        let end = self
+            .written
+            .checked_add(gap)
+            .and_then(|e| e.checked_add(pcm.len() as u64));
+        if end.is_none_or(|e| e > MAX_TRACK_SAMPLES) {
+            return Err(RecorderError::TooLong);
+        }
+        if skip > 0 {
+            tracing::trace!(path = %self.path.display(), skip, "recorder: overlap trimmed");
+        }
+        const SILENCE: [i16; CHUNK] = [0; CHUNK];
+        let mut gap_left = gap;
+        while gap_left > 0 {
+            let n = gap_left.min(CHUNK as u64) as usize;
+            self.put(&SILENCE[..n])?;
+            gap_left -= n as u64;
+        }
+        for chunk in pcm.chunks(CHUNK) {
+            self.put(chunk)?;
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, pcm: &[i16]) -> Result<()> {
+        if self.bits == 24 {
+            for &s in pcm {
+                self.writer.write_sample(i32::from(s) << 8)?;
+            }
+        } else {
+            for &s in pcm {
+                self.writer.write_sample(s)?;
+            }
+        }
+        self.written += pcm.len() as u64;
+        self.since_flush += pcm.len() as u64;
+        if self.since_flush >= FLUSH_EVERY_SAMPLES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite the header and push buffered samples to the OS: after this, the file on disk
+    /// is a valid WAV holding everything written so far.
+    pub fn flush(&mut self) -> Result<()> {
+        self.writer.flush()?;
+        self.since_flush = 0;
+        Ok(())
+    }
+
+    /// Finish the file.
+    pub fn finalize(self) -> Result<TrackInfo> {
+        let Self {
+            path,
+            writer,
+            written,
+            ..
+        } = self;
+        writer.finalize()?;
+        let bytes = std::fs::metadata(&path)?.len();
+        Ok(TrackInfo {
+            path,
+            duration_ms: samples_to_ms(written),
+            bytes,
+        })
+    }
+}
+
+/// Open a recording WAV, checking it is 48 kHz mono integer PCM of 16 or 24 bits.
+fn open_track(path: &Path) -> Result<hound::WavReader<BufReader<File>>> {
+    let reader = hound::WavReader::open(path)?;
+    let spec = reader.spec();
+    if spec.channels != 1
+        || spec.sample_rate != SAMPLE_RATE
+        || spec.sample_format != hound::SampleFormat::Int
+        || !(spec.bits_per_sample == 16 || spec.bits_per_sample == 24)
+    {
+        return Err(RecorderError::Unsupported(format!(
+            "{}: {} ch, {} Hz, {} bit {:?} (want 1 ch, 48000 Hz, 16/24 bit int)",
+            path.display(),
+            spec.channels,
+            spec.sample_rate,
+            spec.bits_per_sample,
+            spec.sample_format
+        )));
+    }
+    Ok(reader)
+}
+
+/// Read up to `CHUNK` samples scaled to `bits` into `buf`; returns false at the end.
+fn read_chunk(
+    samples: &mut impl Iterator<Item = hound::Result<i32>>,
+    shift: u16,
+    buf: &mut Vec<i32>,
+) -> Result<bool> {
+    buf.clear();
+    for s in samples.by_ref().take(CHUNK) {
+        buf.push(s? << shift);
+    }
+    Ok(!buf.is_empty())
+}
+
+/// Sum two tracks sample-aligned into `out` (saturating). The longer track decides the length;
+/// the output has the larger bit depth of the two.
+pub fn mix_wavs(a: &Path, b: &Path, out: &Path) -> Result<TrackInfo> {
+    let mut ra = open_track(a)?;
+    let mut rb = open_track(b)?;
+    let (bits_a, bits_b) = (ra.spec().bits_per_sample, rb.spec().bits_per_sample);
+    let bits = bits_a.max(bits_b);
+    let max = (1i32 << (bits - 1)) - 1;
+    let min = -(1i32 << (bits - 1));
+    let mut writer = hound::WavWriter::create(out, wav_spec(bits))?;
+    let mut sa = ra.samples::<i32>();
+    let mut sb = rb.samples::<i32>();
+    let (mut ba, mut bb) = (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK));
+    let mut total = 0u64;
+    loop {
+        let more_a = read_chunk(&mut sa, bits - bits_a, &mut ba)?;
+        let more_b = read_chunk(&mut sb, bits - bits_b, &mut bb)?;
+        if !more_a && !more_b {
+            break;
+        }
+        for i in 0..ba.len().max(bb.len()) {
+            let sum = ba.get(i).copied().unwrap_or(0) + bb.get(i).copied().unwrap_or(0);
+            writer.write_sample(sum.clamp(min, max))?;
+        }
+        total += ba.len().max(bb.len()) as u64;
+    }
+    writer.finalize()?;
+    let bytes = std::fs::metadata(out)?.len();
+    Ok(TrackInfo {
+        path: out.to_path_buf(),
+        duration_ms: samples_to_ms(total),
+        bytes,
+    })
+}
+
+fn lame_bitrate(kbps: u32) -> Result<mp3lame_encoder::Bitrate> {
+    use mp3lame_encoder::Bitrate::*;
+    Ok(match kbps {
+        32 => Kbps32,
+        40 => Kbps40,
+        48 => Kbps48,
+        64 => Kbps64,
+        80 => Kbps80,
+        96 => Kbps96,
+        112 => Kbps112,
+        128 => Kbps128,
+        160 => Kbps160,
+        192 => Kbps192,
+        224 => Kbps224,
+        256 => Kbps256,
+        320 => Kbps320,
+        other => {
+            return Err(RecorderError::Unsupported(format!(
+                "mp3 bitrate {other} kbps"
+            )));
+        }
+    })
+}
+
+fn lame_err(what: &str, e: impl std::fmt::Display) -> RecorderError {
+    RecorderError::Mp3(format!("{what}: {e}"))
+}
+
+/// Encode a recording WAV to a CBR mono MP3 at 48 kHz. A LAME/Xing tag at the start records
+/// the encoder delay and padding, so gapless-aware decoders return exactly the WAV's samples.
+pub fn encode_mp3(wav: &Path, mp3: &Path, bitrate_kbps: u32) -> Result<TrackInfo> {
+    let brate = lame_bitrate(bitrate_kbps)?;
+    let mut reader = open_track(wav)?;
+    let shift = reader.spec().bits_per_sample - 16;
+
+    let mut builder = Builder::new().ok_or_else(|| lame_err("init", "out of memory"))?;
+    builder
+        .set_num_channels(1)
+        .map_err(|e| lame_err("channels", e))?;
+    builder
+        .set_sample_rate(SAMPLE_RATE)
+        .map_err(|e| lame_err("input rate", e))?;
+    builder
+        .set_output_sample_rate(std::num::NonZeroU32::new(SAMPLE_RATE))
+        .map_err(|e| lame_err("output rate", e))?;
+    builder
+        .set_brate(brate)
+        .map_err(|e| lame_err("bitrate", e))?;
+    builder
+        .set_mode(mp3lame_encoder::Mode::Mono)
+        .map_err(|e| lame_err("mode", e))?;
+    builder
+        .set_quality(mp3lame_encoder::Quality::Good)
+        .map_err(|e| lame_err("quality", e))?;
+    builder
+        .set_to_write_vbr_tag(true)
+        .map_err(|e| lame_err("lame tag", e))?;
+    let mut encoder = builder.build().map_err(|e| lame_err("build", e))?;
+
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(mp3)?;
+    let mut out = BufWriter::new(file);
+    let mut pcm: Vec<i16> = Vec::with_capacity(CHUNK);
+    let mut encoded: Vec<u8> = Vec::with_capacity(mp3lame_encoder::max_required_buffer_size(CHUNK));
+    let mut samples = reader.samples::<i32>();
+    let mut total = 0u64;
+    loop {
+        pcm.clear();
+        for s in samples.by_ref().take(CHUNK) {
+            pcm.push((s? >> shift) as i16);
+        }
+        if pcm.is_empty() {
+            break;
+        }
+        total += pcm.len() as u64;
+        encoded.clear();
+        encoded.reserve(mp3lame_encoder::max_required_buffer_size(pcm.len()));
+        encoder
+            .encode_to_vec(MonoPcm(&pcm[..]), &mut encoded)
+            .map_err(|e| lame_err("encode", e))?;
+        out.write_all(&encoded)?;
+    }
+    encoded.clear();
+    encoded.reserve(mp3lame_encoder::max_required_buffer_size(0));
+    encoder
+        .flush_to_vec::<FlushGap>(&mut encoded)
+        .map_err(|e| lame_err("flush", e))?;
+    out.write_all(&encoded)?;
+
+    // The first frame LAME wrote is a placeholder for the tag; fill it in now.
+    encoded.clear();
+    encoded.reserve(encoder.lame_tag_size());
+    if encoder.lame_tag_encode_to_vec(&mut encoded).is_some() {
+        out.seek(SeekFrom::Start(0))?;
+        out.write_all(&encoded)?;
+    } else {
+        tracing::warn!(path = %mp3.display(), "mp3: no LAME tag written; players may add ~50 ms");
+    }
+    out.flush()?;
+    drop(out);
+    let bytes = std::fs::metadata(mp3)?.len();
+    Ok(TrackInfo {
+        path: mp3.to_path_buf(),
+        duration_ms: samples_to_ms(total),
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde::de::IntoDeserializer;
+    use serde::de::value::{Error as DeError, StrDeserializer};
+
+    #[test]
+    fn presets_map_and_deserialize_lowercase() {
+        let parse = |s: &'static str| {
+            let d: StrDeserializer<'_, DeError> = s.into_deserializer();
+            QualityPreset::deserialize(d)
+        };
+        assert_eq!(parse("standard").ok(), Some(QualityPreset::Standard));
+        assert_eq!(parse("high").ok(), Some(QualityPreset::High));
+        assert_eq!(parse("ultra").ok(), Some(QualityPreset::Ultra));
+        assert!(parse("High").is_err());
+        let map: Vec<(u32, u16)> = [
+            QualityPreset::Standard,
+            QualityPreset::High,
+            QualityPreset::Ultra,
+        ]
+        .iter()
+        .map(|p| (p.mp3_bitrate_kbps(), p.wav_bits()))
+        .collect();
+        assert_eq!(map, vec![(64, 16), (128, 16), (192, 24)]);
+    }
+
+    #[test]
+    fn unsupported_bitrate_is_an_error() {
+        assert!(lame_bitrate(65).is_err());
+        assert!(lame_bitrate(64).is_ok());
+    }
+}

@@ -1,0 +1,381 @@
+//! Recording tests: sample placement on the timeline, crash safety, the mix, MP3 duration,
+//! and prompt loading.
+
+use std::f64::consts::PI;
+use std::fs::File;
+use std::path::Path;
+
+use earshot_media::prompt::{PromptError, load_prompt};
+use earshot_media::recorder::{QualityPreset, TrackWriter, encode_mp3, mix_wavs};
+
+fn read_wav(path: &Path) -> (hound::WavSpec, Vec<i32>) {
+    let mut r = hound::WavReader::open(path).expect("open wav");
+    let spec = r.spec();
+    let samples = r
+        .samples::<i32>()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("samples");
+    (spec, samples)
+}
+
+fn tone(hz: f64, amp: f64, n: usize, rate: u32) -> Vec<i16> {
+    (0..n)
+        .map(|i| (amp * (2.0 * PI * hz * i as f64 / f64::from(rate)).sin()) as i16)
+        .collect()
+}
+
+#[test]
+fn write_at_fills_gaps_and_trims_overlaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for preset in [QualityPreset::Standard, QualityPreset::Ultra] {
+        let path = dir.path().join(format!("{preset:?}.wav"));
+        let mut w = TrackWriter::create(&path, preset).expect("create");
+        w.write_at(0, &[1, 2, 3]).expect("write");
+        w.write_at(5, &[4, 5]).expect("gap of 2"); // positions 3, 4 become silence
+        w.write_at(5, &[9, 9, 6, 7]).expect("overlap"); // 5, 6 already written: trimmed
+        w.write_at(3, &[8]).expect("past"); // entirely in the past: dropped
+        w.write_at(9, &[]).expect("empty");
+        w.write_at(9, &[-32768, 32767]).expect("extremes");
+        assert_eq!(w.position(), 11);
+        let info = w.finalize().expect("finalize");
+        assert_eq!(info.path, path);
+        assert_eq!(info.duration_ms, 0); // 11 samples
+        let (spec, samples) = read_wav(&path);
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (1, 48_000, preset.wav_bits())
+        );
+        let shift = spec.bits_per_sample - 16;
+        let back: Vec<i32> = samples.iter().map(|s| s >> shift).collect();
+        assert_eq!(
+            back,
+            vec![1, 2, 3, 0, 0, 4, 5, 6, 7, -32768, 32767],
+            "{preset:?}"
+        );
+        assert_eq!(info.bytes, std::fs::metadata(&path).expect("meta").len());
+    }
+}
+
+#[test]
+fn killed_writer_leaves_a_playable_file_missing_at_most_one_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("crash.wav");
+    let mut w = TrackWriter::create(&path, QualityPreset::High).expect("create");
+    let total = 48_000 * 5 / 2; // 2.5 s in 20 ms frames, with one 100 ms gap
+    let signal: Vec<i16> = (0..total).map(|i| (i % 20_000) as i16 - 10_000).collect();
+    for (k, frame) in signal.chunks(960).enumerate() {
+        if k == 30 {
+            continue; // gap: becomes silence when frame 31 arrives
+        }
+        w.write_at((k * 960) as u64, frame).expect("write");
+    }
+    // Simulate a crash: no finalize, no Drop (hound's Drop would finalize).
+    std::mem::forget(w);
+
+    let (spec, samples) = read_wav(&path);
+    assert_eq!(spec.sample_rate, 48_000);
+    assert!(
+        samples.len() >= total - 48_000,
+        "only {} of {total} samples survived",
+        samples.len()
+    );
+    assert!(samples.len() <= total);
+    let mut expected: Vec<i32> = signal.iter().map(|&s| i32::from(s)).collect();
+    expected[30 * 960..31 * 960].fill(0);
+    assert_eq!(&samples[..], &expected[..samples.len()]);
+}
+
+#[test]
+fn mix_puts_each_sound_at_its_own_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb, pm) = (
+        dir.path().join("ai.wav"),
+        dir.path().join("p.wav"),
+        dir.path().join("mix.wav"),
+    );
+    let a_sound = tone(440.0, 12_000.0, 24_000, 48_000);
+    let b_sound = tone(1000.0, 9_000.0, 24_000, 48_000);
+    let mut a = TrackWriter::create(&pa, QualityPreset::Standard).expect("a");
+    a.write_at(24_000, &a_sound).expect("a write"); // 0.5 s .. 1.0 s
+    a.write_at(96_000, &[32_000; 480]).expect("a loud"); // 2.0 s, to test saturation
+    let a_info = a.finalize().expect("a fin");
+    let mut b = TrackWriter::create(&pb, QualityPreset::Ultra).expect("b");
+    b.write_at(72_000, &b_sound).expect("b write"); // 1.5 s .. 2.0 s
+    b.write_at(96_000, &[32_000; 480]).expect("b loud");
+    b.write_at(119_520, &[5; 480]).expect("b tail"); // ends at 2.5 s
+    b.finalize().expect("b fin");
+    assert_eq!(a_info.duration_ms, 2010);
+
+    let info = mix_wavs(&pa, &pb, &pm).expect("mix");
+    assert_eq!(
+        info.duration_ms, 2500,
+        "the longer track decides the length"
+    );
+    let (spec, mix) = read_wav(&pm);
+    assert_eq!(spec.bits_per_sample, 24, "mix keeps the higher bit depth");
+    let mix16: Vec<i32> = mix.iter().map(|s| s >> 8).collect();
+    assert_eq!(mix16.len(), 120_000);
+    assert!(mix16[..24_000].iter().all(|&s| s == 0));
+    let a_expected: Vec<i32> = a_sound.iter().map(|&s| i32::from(s)).collect();
+    assert_eq!(&mix16[24_000..48_000], &a_expected[..]);
+    assert!(mix16[48_000..72_000].iter().all(|&s| s == 0));
+    let b_expected: Vec<i32> = b_sound.iter().map(|&s| i32::from(s)).collect();
+    assert_eq!(&mix16[72_000..96_000], &b_expected[..]);
+    assert!(
+        mix[96_000..96_480].iter().all(|&s| s == (1 << 23) - 1),
+        "saturates, no wrap"
+    );
+    assert!(mix16[119_520..].iter().all(|&s| s == 5));
+}
+
+/// Decode an MP3 with symphonia; returns (samples with gapless trimming, samples without).
+fn decode_mp3(path: &Path) -> (Vec<i16>, usize) {
+    use symphonia::core::audio::SampleBuffer;
+    use symphonia::core::codecs::DecoderOptions;
+    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+    use symphonia::core::probe::Hint;
+
+    let mut results = Vec::new();
+    for gapless in [true, false] {
+        let mss = MediaSourceStream::new(
+            Box::new(File::open(path).expect("open")),
+            Default::default(),
+        );
+        let mut hint = Hint::new();
+        hint.with_extension("mp3");
+        let opts = FormatOptions {
+            enable_gapless: gapless,
+            ..Default::default()
+        };
+        let mut format = symphonia::default::get_probe()
+            .format(&hint, mss, &opts, &MetadataOptions::default())
+            .expect("probe mp3")
+            .format;
+        let track = format.default_track().expect("track").clone();
+        assert_eq!(track.codec_params.sample_rate, Some(48_000));
+        let mut dec = symphonia::default::get_codecs()
+            .make(&track.codec_params, &DecoderOptions::default())
+            .expect("mp3 decoder");
+        let mut pcm = Vec::new();
+        while let Ok(packet) = format.next_packet() {
+            let decoded = dec.decode(&packet).expect("decode mp3");
+            let mut buf = SampleBuffer::<i16>::new(decoded.capacity() as u64, *decoded.spec());
+            buf.copy_interleaved_ref(decoded);
+            pcm.extend_from_slice(buf.samples());
+        }
+        results.push(pcm);
+    }
+    let raw = results.pop().expect("raw").len();
+    (results.pop().expect("gapless"), raw)
+}
+
+#[test]
+fn mp3_decodes_to_the_wav_duration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for preset in [QualityPreset::Standard, QualityPreset::Ultra] {
+        let wav = dir.path().join(format!("{preset:?}.wav"));
+        let mp3 = dir.path().join(format!("{preset:?}.mp3"));
+        let n = 161_803; // 3.37 s, not a multiple of the MP3 frame (1152)
+        let signal: Vec<i16> = tone(330.0, 8_000.0, n, 48_000)
+            .iter()
+            .zip(tone(1_250.0, 3_000.0, n, 48_000))
+            .map(|(a, b)| a + b)
+            .collect();
+        let mut w = TrackWriter::create(&wav, preset).expect("create");
+        w.write_at(0, &signal).expect("write");
+        let wav_info = w.finalize().expect("finalize");
+        let info = encode_mp3(&wav, &mp3, preset.mp3_bitrate_kbps()).expect("encode mp3");
+        assert_eq!(info.duration_ms, wav_info.duration_ms);
+        assert!(info.bytes > 0 && info.bytes == std::fs::metadata(&mp3).expect("meta").len());
+        let expected_bytes = preset.mp3_bitrate_kbps() as f64 * 1000.0 / 8.0 * n as f64 / 48_000.0;
+        assert!(
+            (info.bytes as f64 / expected_bytes - 1.0).abs() < 0.1,
+            "{} bytes vs {expected_bytes}",
+            info.bytes
+        );
+
+        let (pcm, raw_len) = decode_mp3(&mp3);
+        let diff_ms = (pcm.len() as f64 - n as f64).abs() / 48.0;
+        eprintln!(
+            "{preset:?}: wav {n} samples, mp3 {} gapless / {raw_len} raw samples",
+            pcm.len()
+        );
+        assert!(diff_ms <= 50.0, "mp3 is {diff_ms:.1} ms off the wav");
+        // Content is aligned and similar (gapless trimming removes the encoder delay).
+        let mid = 24_000..pcm.len().min(n) - 24_000;
+        let dot: f64 = mid
+            .clone()
+            .map(|i| f64::from(signal[i]) * f64::from(pcm[i]))
+            .sum();
+        let e1: f64 = mid.clone().map(|i| f64::from(signal[i]).powi(2)).sum();
+        let e2: f64 = mid.map(|i| f64::from(pcm[i]).powi(2)).sum();
+        let corr = dot / (e1 * e2).sqrt();
+        assert!(corr > 0.95, "{preset:?}: correlation {corr}");
+    }
+}
+
+#[test]
+fn mp3_rejects_bad_inputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("x.wav");
+    let mut w = TrackWriter::create(&wav, QualityPreset::Standard).expect("create");
+    w.write_at(0, &[0; 960]).expect("write");
+    w.finalize().expect("fin");
+    assert!(encode_mp3(&wav, &dir.path().join("x.mp3"), 65).is_err());
+    assert!(
+        encode_mp3(
+            &dir.path().join("missing.wav"),
+            &dir.path().join("y.mp3"),
+            64
+        )
+        .is_err()
+    );
+    let stereo = dir.path().join("stereo.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut s = hound::WavWriter::create(&stereo, spec).expect("stereo");
+    s.write_sample(0i16).expect("w");
+    s.write_sample(0i16).expect("w");
+    s.finalize().expect("fin");
+    assert!(encode_mp3(&stereo, &dir.path().join("z.mp3"), 64).is_err());
+    assert!(mix_wavs(&stereo, &wav, &dir.path().join("m.wav")).is_err());
+}
+
+fn write_test_wav(path: &Path, rate: u32, channels: u16, seconds: f64) -> usize {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create");
+    let n = (seconds * f64::from(rate)) as usize;
+    for s in tone(530.0, 10_000.0, n, rate) {
+        for ch in 0..channels {
+            // Second channel inverted half-level: the downmix must average, not pick one.
+            w.write_sample(if ch == 0 { s } else { -s / 2 })
+                .expect("sample");
+        }
+    }
+    w.finalize().expect("finalize");
+    n
+}
+
+/// Amplitude of `hz` in 48 kHz `x`.
+fn amplitude(x: &[i16], hz: f64) -> f64 {
+    let (mut re, mut im) = (0.0, 0.0);
+    for (i, &s) in x.iter().enumerate() {
+        let ph = 2.0 * PI * hz * i as f64 / 48_000.0;
+        re += f64::from(s) * ph.cos();
+        im += f64::from(s) * ph.sin();
+    }
+    2.0 * (re * re + im * im).sqrt() / x.len() as f64
+}
+
+#[test]
+fn prompts_load_to_48_khz_with_the_right_duration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (rate, channels) in [
+        (16_000, 1),
+        (22_050, 2),
+        (44_100, 1),
+        (48_000, 2),
+        (8_000, 1),
+    ] {
+        let path = dir.path().join(format!("p{rate}_{channels}.wav"));
+        let seconds = 1.234;
+        write_test_wav(&path, rate, channels, seconds);
+        let pcm = load_prompt(&path).expect("load");
+        let expected = (seconds * 48_000.0) as i64;
+        assert!(
+            (pcm.len() as i64 - expected).abs() <= 960,
+            "{rate} Hz: {} samples vs {expected}",
+            pcm.len()
+        );
+        let amp = amplitude(&pcm[4_800..pcm.len() - 4_800], 530.0);
+        let want = if channels == 2 { 2_500.0 } else { 10_000.0 };
+        assert!(
+            (amp / want - 1.0).abs() < 0.05,
+            "{rate} Hz x{channels}: 530 Hz amplitude {amp}, want {want}"
+        );
+        // Starts on time: the resampler delay was removed, so the tone is in phase with an
+        // ideal 530 Hz sine starting at sample 0 (2 samples off would give about 0.99).
+        let reference = tone(530.0, 10_000.0, 4_800, 48_000);
+        let w = 480..4_800;
+        let dot: f64 = w
+            .clone()
+            .map(|i| f64::from(pcm[i]) * f64::from(reference[i]))
+            .sum();
+        let e1: f64 = w.clone().map(|i| f64::from(pcm[i]).powi(2)).sum();
+        let e2: f64 = w.map(|i| f64::from(reference[i]).powi(2)).sum();
+        let corr = dot / (e1 * e2).sqrt();
+        assert!(corr > 0.995, "{rate} Hz: phase correlation {corr}");
+    }
+}
+
+#[test]
+fn flac_prompt_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("p.wav");
+    let flac = dir.path().join("p.flac");
+    write_test_wav(&wav, 24_000, 1, 0.8);
+    let converted = std::process::Command::new("sox")
+        .arg(&wav)
+        .arg(&flac)
+        .status();
+    assert!(
+        converted.is_ok_and(|s| s.success()),
+        "sox failed or is missing: scripts/install-deps.sh --test installs it"
+    );
+    let pcm = load_prompt(&flac).expect("load flac");
+    assert!(
+        (pcm.len() as i64 - 38_400).abs() <= 960,
+        "{} samples",
+        pcm.len()
+    );
+}
+
+#[test]
+fn bad_prompt_files_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(matches!(
+        load_prompt(dir.path().join("missing.wav")),
+        Err(PromptError::Open { .. })
+    ));
+
+    let garbage = dir.path().join("garbage.wav");
+    let bytes: Vec<u8> = (0..10_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&garbage, &bytes).expect("write");
+    assert!(matches!(
+        load_prompt(&garbage),
+        Err(PromptError::Decode { .. })
+    ));
+
+    let empty = dir.path().join("empty.flac");
+    std::fs::write(&empty, b"").expect("write");
+    assert!(load_prompt(&empty).is_err());
+
+    // A RIFF header promising data that is not there: an error or a short prompt, no panic.
+    let good = dir.path().join("good.wav");
+    write_test_wav(&good, 16_000, 1, 0.5);
+    let mut truncated = std::fs::read(&good).expect("read");
+    truncated.truncate(100);
+    let cut = dir.path().join("cut.wav");
+    std::fs::write(&cut, &truncated).expect("write");
+    if let Ok(pcm) = load_prompt(&cut) {
+        assert!(pcm.len() < 48_000 / 10);
+    }
+
+    // Header only, with no samples at all.
+    let hollow = dir.path().join("hollow.wav");
+    write_test_wav(&hollow, 16_000, 1, 0.0);
+    assert!(load_prompt(&hollow).is_err());
+}

@@ -1,0 +1,124 @@
+//! The narrow typed interface between signaling and the media plane: commands in (this trait),
+//! events out ([`MediaEvent`] on a channel). Signaling never sees a sample; the binary wires
+//! an implementation backed by the `earshot-media` crate.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// One prompt of the built-in interviewer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PromptSpec {
+    pub id: String,
+    pub text: String,
+    /// Audio file (WAV/FLAC) of the spoken prompt.
+    pub audio: PathBuf,
+}
+
+/// What the interviewer does in a session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InterviewSpec {
+    pub prompts: Vec<PromptSpec>,
+    /// Silence after the participant spoke before the next prompt.
+    pub silence_ms: u32,
+    /// Index of the prompt to start at (non-zero when resuming).
+    pub start_at: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordingSpec {
+    pub enabled: bool,
+    pub noise_suppression: bool,
+    /// standard | high | ultra
+    pub quality: String,
+    /// Folder for this session's files.
+    pub dir: PathBuf,
+}
+
+/// Everything the media plane needs to answer a participant's offer.
+#[derive(Debug, Clone)]
+pub struct OpenParticipant {
+    pub session_id: String,
+    pub offer_sdp: String,
+    pub interview: InterviewSpec,
+    pub recording: RecordingSpec,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("invalid SDP offer: {0}")]
+    InvalidSdp(String),
+    #[error("the offer has no audio")]
+    NoAudio,
+    #[error("invalid ICE candidate: {0}")]
+    InvalidCandidate(String),
+    #[error("no media for this session")]
+    UnknownSession,
+    #[error("media plane failure: {0}")]
+    Internal(String),
+}
+
+/// Commands from signaling to the media plane.
+#[async_trait::async_trait]
+pub trait MediaPlane: Send + Sync + 'static {
+    /// Terminates a participant peer for the session: returns the SDP answer.
+    async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError>;
+    /// Adds one trickled remote candidate line (`candidate:...`) or end-of-candidates.
+    async fn add_candidate(&self, session_id: &str, candidate: &str) -> Result<(), MediaError>;
+    /// Hangs up the participant's peer (the session may continue later).
+    async fn hang_up(&self, session_id: &str);
+    /// Ends the session's media: hangs up and finalizes the recordings, reported as
+    /// [`MediaEvent::RecordingReady`] events followed by [`MediaEvent::RecordingsFinished`].
+    async fn finish(&self, session_id: &str);
+}
+
+/// A file the media plane finished writing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordingFile {
+    pub track: String,
+    pub format: String,
+    pub path: PathBuf,
+    pub duration_ms: u64,
+    pub bytes: u64,
+}
+
+/// Events from the media plane to signaling.
+#[derive(Debug, Clone)]
+pub enum MediaEvent {
+    /// The participant's peer connected and audio flows.
+    Connected {
+        session_id: String,
+    },
+    /// The participant's media stopped (peer disconnected, failed or closed).
+    Disconnected {
+        session_id: String,
+    },
+    /// The interviewer moved to a prompt (the session's current point).
+    Progress {
+        session_id: String,
+        prompt_index: usize,
+        prompt_id: String,
+        text: String,
+    },
+    /// The participant finished a turn (voice activity ended).
+    ParticipantTurn {
+        session_id: String,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    /// The interviewer said its last prompt.
+    InterviewFinished {
+        session_id: String,
+    },
+    RecordingReady {
+        session_id: String,
+        file: RecordingFile,
+    },
+    RecordingsFinished {
+        session_id: String,
+    },
+    /// Something broke in the media path for this session.
+    Failed {
+        session_id: String,
+        detail: String,
+    },
+}

@@ -1,0 +1,155 @@
+//! Admin routes (campaign owner's token until roles exist): invites, sessions, recordings.
+//! Every handler takes the [`Admin`] extractor, so a missing or wrong token gets 401.
+
+use super::{AppState, path_or_not_found};
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::ids;
+use crate::store::{InviteRow, SessionFilter};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/invites", post(create_invite))
+        .route("/v1/sessions", get(list_sessions))
+        .route("/v1/sessions/{id}", get(get_session))
+        .route("/v1/sessions/{id}/recordings/{file}", get(get_recording))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateInvite {
+    campaign_id: Option<String>,
+    script_id: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+async fn create_invite(
+    _: Admin,
+    State(app): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    // An empty body means "the defaults"; a present body must be a valid CreateInvite.
+    let req: CreateInvite = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateInvite::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+    };
+    let campaign_id = req
+        .campaign_id
+        .unwrap_or_else(|| app.default_campaign_id.clone());
+    let script_id = req
+        .script_id
+        .unwrap_or_else(|| app.default_script_id.clone());
+    if !ids::is_valid_id("cmp", &campaign_id)
+        || app.store.get_campaign(&campaign_id).await?.is_none()
+    {
+        return Err(ApiError::not_found(
+            "campaign_not_found",
+            "no campaign with this id",
+        ));
+    }
+    match app.store.get_script(&script_id).await? {
+        Some(s) if s.campaign_id == campaign_id => {}
+        _ => {
+            return Err(ApiError::not_found(
+                "script_not_found",
+                "no script with this id in the campaign",
+            ));
+        }
+    }
+    let invite = InviteRow {
+        token: ids::new_invite_token(),
+        campaign_id,
+        script_id,
+        metadata: serde_json::to_string(&req.metadata)
+            .map_err(|e| ApiError::internal("encoding metadata", e))?,
+        created_at: crate::now_ms(),
+    };
+    app.store.insert_invite(&invite).await?;
+    let url = format!("{}/i/{}", app.public_url, invite.token);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"token": invite.token, "url": url})),
+    ))
+}
+
+async fn list_sessions(
+    _: Admin,
+    State(app): State<AppState>,
+    filter: Result<Query<SessionFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(filter) =
+        filter.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let rows = app.store.list_sessions(&filter).await?;
+    let sessions: Vec<_> = rows.iter().map(|s| app.sessions.public_view(s)).collect();
+    Ok(axum::Json(serde_json::json!({"sessions": sessions})))
+}
+
+async fn get_session(
+    _: Admin,
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = path_or_not_found(id, "session_not_found")?;
+    let view = app.sessions.detail_view(&id).await?;
+    Ok(axum::Json(view))
+}
+
+const TRACKS: [&str; 3] = ["participant", "ai", "mix"];
+
+async fn get_recording(
+    _: Admin,
+    State(app): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (id, file) = path_or_not_found(path, "recording_not_found")?;
+    let not_found = || ApiError::not_found("recording_not_found", "no such recording");
+    let (track, format) = file.rsplit_once('.').ok_or_else(not_found)?;
+    let content_type = match format {
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        _ => return Err(not_found()),
+    };
+    if !TRACKS.contains(&track) || !ids::is_valid_id("ses", &id) {
+        return Err(not_found());
+    }
+    let rec = app
+        .store
+        .recordings(&id)
+        .await?
+        .into_iter()
+        .find(|r| r.track == track && r.format == format)
+        .ok_or_else(not_found)?;
+    let file = tokio::fs::File::open(&rec.path)
+        .await
+        .map_err(|e| ApiError::internal("opening recording", e))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal("reading recording", e))?
+        .len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}-{track}.{format}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}

@@ -1,0 +1,237 @@
+//! Participant routes, authorized by possession of the invite token: the participant page,
+//! the invite's public view, consent, and the WHIP peer resource (RFC 9725) with trickle ICE.
+
+use super::{AppState, path_or_not_found};
+use crate::error::{ApiError, json_rejection};
+use crate::ids;
+use crate::store::InviteRow;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+const PARTICIPANT_PAGE: &str = include_str!("../../assets/participant.html");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/i/{token}", get(page))
+        .route("/v1/invites/{token}", get(invite_view))
+        .route("/v1/invites/{token}/consent", post(consent))
+        .route("/v1/invites/{token}/whip", post(whip_offer))
+        .route(
+            "/v1/invites/{token}/whip/{peer_id}",
+            axum::routing::patch(whip_trickle).delete(whip_hang_up),
+        )
+}
+
+async fn load_invite(app: &AppState, token: &str) -> Result<InviteRow, ApiError> {
+    let not_found = || ApiError::not_found("invite_not_found", "no invite with this token");
+    if !ids::is_valid_token(token) {
+        return Err(not_found());
+    }
+    app.store.get_invite(token).await?.ok_or_else(not_found)
+}
+
+/// The participant page. Opening it creates the session (seed: "Session is initialized when
+/// participant clicks invite link"), recording the browser and the link's custom parameters.
+async fn page(
+    State(app): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+    Query(params): Query<BTreeMap<String, String>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(token) = path_or_not_found(token, "invite_not_found") else {
+        return (StatusCode::NOT_FOUND, Html(PARTICIPANT_PAGE)).into_response();
+    };
+    let invite = match load_invite(&app, &token).await {
+        Ok(invite) => invite,
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            return (StatusCode::NOT_FOUND, Html(PARTICIPANT_PAGE)).into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect::<String>());
+    let ip = app.record_ip.then(|| peer.ip().to_string());
+    let params: BTreeMap<String, String> = params
+        .into_iter()
+        .filter(|(k, _)| k.len() <= 64)
+        .take(32)
+        .map(|(k, v)| (k, v.chars().take(256).collect()))
+        .collect();
+    if let Err(e) = app
+        .sessions
+        .open_invite(&invite, user_agent.as_deref(), ip.as_deref(), &params)
+        .await
+    {
+        return e.into_response();
+    }
+    Html(PARTICIPANT_PAGE).into_response()
+}
+
+async fn invite_view(
+    State(app): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = path_or_not_found(token, "invite_not_found")?;
+    let invite = load_invite(&app, &token).await?;
+    let campaign = app.store.get_campaign(&invite.campaign_id).await?;
+    let session = app.store.latest_session_for_invite(&token).await?;
+    let script = app.store.get_script(&invite.script_id).await?;
+    Ok(axum::Json(serde_json::json!({
+        "token": invite.token,
+        "campaign": {"name": campaign.map(|c| c.name).unwrap_or_default()},
+        "recording": script.map(|s| s.recording_enabled).unwrap_or(true),
+        "monitoring": true,
+        "ice_servers": app.ice_servers,
+        "session": session.map(|s| app.sessions.public_view(&s)),
+    })))
+}
+
+#[derive(Deserialize)]
+struct ConsentBody {
+    accept: bool,
+}
+
+async fn consent(
+    State(app): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+    body: Result<axum::Json<ConsentBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = path_or_not_found(token, "invite_not_found")?;
+    let invite = load_invite(&app, &token).await?;
+    let axum::Json(body) = body.map_err(json_rejection)?;
+    let session = app.sessions.consent(&invite, body.accept).await?;
+    Ok(axum::Json(serde_json::json!({
+        "session_id": session.id,
+        "state": session.state,
+    })))
+}
+
+fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected Content-Type: {expected}"),
+        ))
+    }
+}
+
+fn body_text(body: &Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("invalid_body", "body is not UTF-8"))
+}
+
+/// WHIP: the offer in, `201 Created` with the answer and the peer resource's `Location`.
+async fn whip_offer(
+    State(app): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = path_or_not_found(token, "invite_not_found")?;
+    let invite = load_invite(&app, &token).await?;
+    require_content_type(&headers, "application/sdp")?;
+    let offer = body_text(&body)?;
+    let started = app.sessions.start_media(&invite, offer).await?;
+    let location = format!("/v1/invites/{}/whip/{}", invite.token, started.peer_id);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, location),
+        ],
+        started.answer_sdp,
+    )
+        .into_response())
+}
+
+/// WHIP trickle: `a=candidate:` lines (and `a=end-of-candidates`) from an SDP fragment.
+async fn whip_trickle(
+    State(app): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (token, peer_id) = path_or_not_found(path, "invite_not_found")?;
+    let invite = load_invite(&app, &token).await?;
+    require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
+    let frag = body_text(&body)?;
+    let candidates = parse_sdpfrag_candidates(frag)?;
+    app.sessions.trickle(&invite, &peer_id, &candidates).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn whip_hang_up(
+    State(app): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let (token, peer_id) = path_or_not_found(path, "invite_not_found")?;
+    let invite = load_invite(&app, &token).await?;
+    app.sessions.hang_up(&invite, &peer_id).await?;
+    Ok(StatusCode::OK)
+}
+
+/// Extracts candidate attributes from a trickle-ice-sdpfrag body (RFC 8840). Lines other than
+/// candidates (ufrag, pwd, m=, mid) are accepted and ignored; a malformed candidate is refused.
+fn parse_sdpfrag_candidates(frag: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for line in frag.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(c) = line.strip_prefix("a=candidate:") {
+            if c.split_whitespace().count() < 8 {
+                return Err(ApiError::bad_request(
+                    "invalid_candidate",
+                    format!("malformed candidate line: {line}"),
+                ));
+            }
+            out.push(format!("candidate:{c}"));
+        } else if line == "a=end-of-candidates" {
+            out.push(String::new());
+        } else if !(line.starts_with("a=") || line.starts_with("m=") || line.starts_with("c=")) {
+            return Err(ApiError::bad_request(
+                "invalid_sdpfrag",
+                format!("not an SDP fragment line: {line}"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sdpfrag_candidates;
+
+    #[test]
+    fn sdpfrag_candidates_are_extracted_and_garbage_refused() {
+        let frag = "a=ice-ufrag:abcd\r\na=ice-pwd:xyz\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
+                    a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0\r\n\
+                    a=end-of-candidates\r\n";
+        let got = parse_sdpfrag_candidates(frag).expect("valid fragment");
+        assert_eq!(
+            got,
+            vec![
+                "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0".to_string(),
+                String::new()
+            ]
+        );
+        assert!(parse_sdpfrag_candidates("a=candidate:1 2 3\r\n").is_err());
+        assert!(parse_sdpfrag_candidates("hello world").is_err());
+    }
+}

@@ -1,0 +1,560 @@
+//! The session controller: applies lifecycle events (from routes, the media plane and the
+//! clock) to stored sessions through the pure state machine in [`crate::lifecycle`], persists
+//! each step, and carries out its effects on the media plane.
+
+use crate::error::ApiError;
+use crate::ids;
+use crate::lifecycle::{self, Effect, Event, Lifecycle, LifecycleConfig, Millis, Refused};
+use crate::media_port::{
+    InterviewSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, PromptSpec, RecordingSpec,
+};
+use crate::store::{
+    InviteRow, RecordingRow, ScriptRow, SessionRow, SessionUpdate, Store, TransitionRow, parse_json,
+};
+use axum::http::StatusCode;
+use dashmap::DashMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc};
+
+/// What a script's `definition` column holds for the built-in interviewer.
+#[derive(Debug, Deserialize)]
+struct ScriptDefinition {
+    #[serde(default)]
+    prompts: Vec<PromptSpec>,
+}
+
+/// Result of a WHIP offer.
+pub struct StartedMedia {
+    pub session_id: String,
+    pub peer_id: String,
+    pub answer_sdp: String,
+}
+
+pub struct Sessions {
+    store: Store,
+    media: Arc<dyn MediaPlane>,
+    config: LifecycleConfig,
+    recordings_dir: PathBuf,
+    silence_ms: u32,
+    /// One lock per session (and per invite, for creation): lifecycle steps are serialized.
+    locks: DashMap<String, Arc<Mutex<()>>>,
+    /// The participant's current WHIP resource per session.
+    peers: DashMap<String, String>,
+}
+
+fn now() -> Millis {
+    Millis(crate::now_ms())
+}
+
+fn refused(r: Refused) -> ApiError {
+    ApiError::conflict(r.code, r.message)
+}
+
+fn media_error(e: MediaError) -> ApiError {
+    match e {
+        MediaError::InvalidSdp(m) => ApiError::bad_request("invalid_sdp", m),
+        MediaError::NoAudio => ApiError::bad_request("no_audio", "the offer has no audio m-line"),
+        MediaError::InvalidCandidate(m) => ApiError::bad_request("invalid_candidate", m),
+        MediaError::UnknownSession => {
+            ApiError::not_found("peer_not_found", "no media for this session")
+        }
+        MediaError::Internal(m) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "media_unavailable",
+            format!("the media plane failed: {m}"),
+        ),
+    }
+}
+
+/// Unix milliseconds as RFC 3339 (UTC).
+pub fn rfc3339(ms: i64) -> Value {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(Value::Null, Value::String)
+}
+
+impl Sessions {
+    pub fn new(
+        store: Store,
+        media: Arc<dyn MediaPlane>,
+        config: LifecycleConfig,
+        recordings_dir: PathBuf,
+        silence_ms: u32,
+    ) -> Self {
+        Self {
+            store,
+            media,
+            config,
+            recordings_dir,
+            silence_ms,
+            locks: DashMap::new(),
+            peers: DashMap::new(),
+        }
+    }
+
+    /// Starts the background work: media events and lifecycle timers.
+    pub fn spawn(self: Arc<Self>, mut media_events: mpsc::Receiver<MediaEvent>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = media_events.recv().await {
+                me.on_media_event(ev).await;
+            }
+        });
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                self.fire_timers().await;
+            }
+        });
+    }
+
+    fn lock(&self, key: &str) -> Arc<Mutex<()>> {
+        self.locks.entry(key.to_string()).or_default().clone()
+    }
+
+    /// Applies one event to a stored session and carries out the effects.
+    pub async fn apply(&self, session_id: &str, event: Event) -> Result<SessionRow, ApiError> {
+        let lock = self.lock(session_id);
+        let _guard = lock.lock().await;
+        let row =
+            self.store.get_session(session_id).await?.ok_or_else(|| {
+                ApiError::not_found("session_not_found", "no session with this id")
+            })?;
+        let lc: Lifecycle = parse_json("sessions.lifecycle", &row.lifecycle)?;
+        let name = event.name();
+        let t = lifecycle::step(&lc, event, now()).map_err(refused)?;
+        let transitions: Vec<TransitionRow> = t
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Notify(c) => Some(TransitionRow {
+                    at: c.at.0,
+                    from_state: c.from.as_str().into(),
+                    to_state: c.to.as_str().into(),
+                    cause: c.cause.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let l = &t.lifecycle;
+        let lifecycle_json =
+            serde_json::to_string(l).map_err(|e| ApiError::internal("encoding lifecycle", e))?;
+        let end_reason = l.end_reason.as_ref().map(|r| r.to_string());
+        self.store
+            .update_session(
+                session_id,
+                &SessionUpdate {
+                    state: l.state.as_str(),
+                    lifecycle: &lifecycle_json,
+                    started_at: l.started_at.map(|m| m.0),
+                    ended_at: l.ended_at.map(|m| m.0),
+                    end_reason: end_reason.as_deref(),
+                    drop_off: l.drop_off.as_deref(),
+                    transitions: &transitions,
+                },
+            )
+            .await?;
+        if let Some((from, to)) = t.changed_state {
+            tracing::info!(session = session_id, %from, %to, cause = %t.cause, event = name, "session state changed");
+        }
+        let finalizing = t.effects.contains(&Effect::FinalizeRecordings);
+        for effect in &t.effects {
+            match effect {
+                Effect::PauseMedia => self.media.hang_up(session_id).await,
+                Effect::StopMedia if !finalizing => {
+                    self.peers.remove(session_id);
+                    self.media.hang_up(session_id).await;
+                }
+                Effect::FinalizeRecordings => {
+                    self.peers.remove(session_id);
+                    self.media.finish(session_id).await;
+                }
+                Effect::IssueRestart => {
+                    if let Err(e) = self.issue_restart(&row).await {
+                        tracing::error!(session = session_id, error = %e, "restart failed");
+                    }
+                }
+                // Starting and resuming happen when the participant's peer attaches; resume
+                // prompts and notifications are read from the stored lifecycle.
+                _ => {}
+            }
+        }
+        Ok(self.store.get_session(session_id).await?.unwrap_or(row))
+    }
+
+    /// Applies an event whose refusal is expected now and then (signals from the media plane
+    /// racing with the participant's own actions): refusals are logged, not raised.
+    async fn apply_signal(&self, session_id: &str, event: Event) {
+        let name = event.name();
+        if let Err(e) = self.apply(session_id, event).await {
+            tracing::debug!(
+                session = session_id,
+                event = name,
+                code = e.code,
+                "signal not applied: {}",
+                e.message
+            );
+        }
+    }
+
+    async fn issue_restart(&self, old: &SessionRow) -> Result<SessionRow, ApiError> {
+        let invite = self
+            .store
+            .get_invite(&old.invite_token)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found("invite_not_found", "the session's invite is gone")
+            })?;
+        self.create_session(
+            &invite,
+            old.user_agent.as_deref(),
+            old.ip.as_deref(),
+            &BTreeMap::new(),
+        )
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        invite: &InviteRow,
+        user_agent: Option<&str>,
+        ip: Option<&str>,
+        params: &BTreeMap<String, String>,
+    ) -> Result<SessionRow, ApiError> {
+        let mut metadata: BTreeMap<String, Value> =
+            serde_json::from_str(&invite.metadata).unwrap_or_default();
+        for (k, v) in params {
+            metadata.insert(k.clone(), Value::String(v.clone()));
+        }
+        let now = now();
+        let lc = Lifecycle::new(self.config.clone(), now);
+        let row = SessionRow {
+            id: ids::new_id("ses"),
+            invite_token: invite.token.clone(),
+            campaign_id: invite.campaign_id.clone(),
+            script_id: invite.script_id.clone(),
+            state: lc.state.as_str().into(),
+            lifecycle: serde_json::to_string(&lc)
+                .map_err(|e| ApiError::internal("encoding lifecycle", e))?,
+            created_at: now.0,
+            started_at: None,
+            ended_at: None,
+            end_reason: None,
+            drop_off: None,
+            user_agent: user_agent.map(String::from),
+            ip: ip.map(String::from),
+            metadata: serde_json::to_string(&metadata)
+                .map_err(|e| ApiError::internal("encoding metadata", e))?,
+        };
+        self.store.insert_session(&row).await?;
+        tracing::info!(session = %row.id, invite = %invite.token, "session created");
+        Ok(row)
+    }
+
+    /// The invite was opened: its current session, or a new one if it has none.
+    pub async fn open_invite(
+        &self,
+        invite: &InviteRow,
+        user_agent: Option<&str>,
+        ip: Option<&str>,
+        params: &BTreeMap<String, String>,
+    ) -> Result<SessionRow, ApiError> {
+        let lock = self.lock(&format!("invite:{}", invite.token));
+        let _guard = lock.lock().await;
+        match self.store.latest_session_for_invite(&invite.token).await? {
+            Some(s) => {
+                if !is_terminal(&s.state) && user_agent.is_some() {
+                    self.store.set_session_client(&s.id, user_agent, ip).await?;
+                }
+                Ok(s)
+            }
+            None => self.create_session(invite, user_agent, ip, params).await,
+        }
+    }
+
+    /// Consent accepted or declined for the invite's session.
+    pub async fn consent(&self, invite: &InviteRow, accept: bool) -> Result<SessionRow, ApiError> {
+        let session = self
+            .open_invite(invite, None, None, &BTreeMap::new())
+            .await?;
+        let lc: Lifecycle = parse_json("sessions.lifecycle", &session.lifecycle)?;
+        if accept && lc.consented() && !lc.is_ended() {
+            return Ok(session);
+        }
+        let event = if accept {
+            Event::ConsentAccepted
+        } else {
+            Event::ConsentDeclined
+        };
+        self.apply(&session.id, event).await
+    }
+
+    /// The session a participant action applies to: the invite's newest, not ended.
+    async fn live_session(&self, invite: &InviteRow) -> Result<(SessionRow, Lifecycle), ApiError> {
+        let session = self
+            .store
+            .latest_session_for_invite(&invite.token)
+            .await?
+            .ok_or_else(|| ApiError::conflict("consent_required", "accept the consent first"))?;
+        let lc: Lifecycle = parse_json("sessions.lifecycle", &session.lifecycle)?;
+        if lc.is_ended() {
+            return Err(ApiError::conflict(
+                "session_ended",
+                "this interview has ended",
+            ));
+        }
+        if !lc.consented() {
+            return Err(ApiError::conflict(
+                "consent_required",
+                "accept the consent first",
+            ));
+        }
+        Ok((session, lc))
+    }
+
+    /// WHIP offer: answers it with a peer for the invite's session.
+    pub async fn start_media(
+        &self,
+        invite: &InviteRow,
+        offer: &str,
+    ) -> Result<StartedMedia, ApiError> {
+        let (session, lc) = self.live_session(invite).await?;
+        let script = self
+            .store
+            .get_script(&session.script_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("loading script", "script missing"))?;
+        let interview = self.interview_spec(&script, lc.drop_off.as_deref())?;
+        let answer_sdp = self
+            .media
+            .open_participant(OpenParticipant {
+                session_id: session.id.clone(),
+                offer_sdp: offer.to_string(),
+                interview,
+                recording: RecordingSpec {
+                    enabled: script.recording_enabled,
+                    noise_suppression: script.noise_suppression,
+                    quality: script.quality.clone(),
+                    dir: self.recordings_dir.join(&session.id),
+                },
+            })
+            .await
+            .map_err(media_error)?;
+        let peer_id = ids::new_id("peer");
+        self.peers.insert(session.id.clone(), peer_id.clone());
+        Ok(StartedMedia {
+            session_id: session.id,
+            peer_id,
+            answer_sdp,
+        })
+    }
+
+    fn interview_spec(
+        &self,
+        script: &ScriptRow,
+        point: Option<&str>,
+    ) -> Result<InterviewSpec, ApiError> {
+        let def: ScriptDefinition = parse_json("scripts.definition", &script.definition)?;
+        // Resume at the prompt the session had reached: it is asked again.
+        let start_at = point
+            .and_then(|p| def.prompts.iter().position(|q| q.id == p))
+            .unwrap_or(0);
+        Ok(InterviewSpec {
+            prompts: def.prompts,
+            silence_ms: self.silence_ms,
+            start_at,
+        })
+    }
+
+    fn check_peer(&self, session_id: &str, peer_id: &str) -> Result<(), ApiError> {
+        match self.peers.get(session_id) {
+            Some(p) if *p == peer_id => Ok(()),
+            _ => Err(ApiError::not_found(
+                "peer_not_found",
+                "no such peer resource",
+            )),
+        }
+    }
+
+    /// WHIP trickle: candidates for the participant's current peer.
+    pub async fn trickle(
+        &self,
+        invite: &InviteRow,
+        peer_id: &str,
+        candidates: &[String],
+    ) -> Result<(), ApiError> {
+        let (session, _) = self.live_session(invite).await?;
+        self.check_peer(&session.id, peer_id)?;
+        for c in candidates {
+            self.media
+                .add_candidate(&session.id, c)
+                .await
+                .map_err(media_error)?;
+        }
+        Ok(())
+    }
+
+    /// WHIP DELETE: the participant hung up (the lifecycle hears it as media lost).
+    pub async fn hang_up(&self, invite: &InviteRow, peer_id: &str) -> Result<(), ApiError> {
+        let (session, _) = self.live_session(invite).await?;
+        self.check_peer(&session.id, peer_id)?;
+        self.peers.remove(&session.id);
+        self.media.hang_up(&session.id).await;
+        Ok(())
+    }
+
+    async fn on_media_event(&self, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Connected { session_id } => {
+                self.apply_signal(&session_id, Event::MediaStarted).await;
+            }
+            MediaEvent::Disconnected { session_id } => {
+                self.apply_signal(&session_id, Event::MediaLost).await;
+            }
+            MediaEvent::Progress {
+                session_id,
+                prompt_id,
+                ..
+            } => {
+                self.apply_signal(&session_id, Event::Progress { point: prompt_id })
+                    .await;
+            }
+            MediaEvent::ParticipantTurn { session_id, .. } => {
+                self.apply_signal(&session_id, Event::TurnCaptured).await;
+            }
+            MediaEvent::InterviewFinished { session_id } => {
+                self.apply_signal(&session_id, Event::InterviewFinished)
+                    .await;
+            }
+            MediaEvent::RecordingReady { session_id, file } => {
+                let row = RecordingRow {
+                    session_id: session_id.clone(),
+                    track: file.track,
+                    format: file.format,
+                    path: file.path.to_string_lossy().into_owned(),
+                    duration_ms: i64::try_from(file.duration_ms).unwrap_or(i64::MAX),
+                    bytes: i64::try_from(file.bytes).unwrap_or(i64::MAX),
+                    created_at: crate::now_ms(),
+                };
+                if let Err(e) = self.store.upsert_recording(&row).await {
+                    tracing::error!(session = %session_id, error = %e, "storing recording row failed");
+                }
+            }
+            MediaEvent::RecordingsFinished { session_id } => {
+                tracing::info!(session = %session_id, "recordings finalized");
+            }
+            MediaEvent::Failed { session_id, detail } => {
+                tracing::warn!(session = %session_id, %detail, "media failure");
+            }
+        }
+    }
+
+    /// Delivers `Tick` to every live session whose next timer is due.
+    async fn fire_timers(&self) {
+        let rows = match self.store.live_sessions().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "listing live sessions for timers failed");
+                return;
+            }
+        };
+        let now = now();
+        for row in rows {
+            let Ok(lc) = parse_json::<Lifecycle>("sessions.lifecycle", &row.lifecycle) else {
+                continue;
+            };
+            if lifecycle::next_deadline(&lc).is_some_and(|d| d <= now) {
+                self.apply_signal(&row.id, Event::Tick).await;
+            }
+        }
+    }
+
+    /// The session as participants and lists see it.
+    pub fn public_view(&self, s: &SessionRow) -> Value {
+        let lc = parse_json::<Lifecycle>("sessions.lifecycle", &s.lifecycle).ok();
+        json!({
+            "id": s.id,
+            "state": s.state,
+            "campaign_id": s.campaign_id,
+            "script_id": s.script_id,
+            "created_at": rfc3339(s.created_at),
+            "started_at": s.started_at.map(rfc3339),
+            "ended_at": s.ended_at.map(rfc3339),
+            "end_reason": s.end_reason,
+            "drop_off": s.drop_off,
+            "consented": lc.as_ref().map(|l| l.consented()),
+            "pause_count": lc.as_ref().map(|l| l.pause_count()),
+            "pauses_remaining": lc.as_ref().map(|l| l.pauses_remaining()),
+            "resume_prompt": lc.as_ref().and_then(|l| l.current_pause()).is_some_and(|p| p.resume_prompt_at.is_some()),
+        })
+    }
+
+    /// Everything about one session (admin).
+    pub async fn detail_view(&self, id: &str) -> Result<Value, ApiError> {
+        let not_found = || ApiError::not_found("session_not_found", "no session with this id");
+        if !ids::is_valid_id("ses", id) {
+            return Err(not_found());
+        }
+        let s = self.store.get_session(id).await?.ok_or_else(not_found)?;
+        let lc: Lifecycle = parse_json("sessions.lifecycle", &s.lifecycle)?;
+        let recordings: Vec<Value> = self
+            .store
+            .recordings(id)
+            .await?
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "track": r.track,
+                    "format": r.format,
+                    "duration_ms": r.duration_ms,
+                    "bytes": r.bytes,
+                    "url": format!("/v1/sessions/{}/recordings/{}.{}", id, r.track, r.format),
+                })
+            })
+            .collect();
+        let transitions = self.store.transitions(id).await?;
+        let metadata: Value = serde_json::from_str(&s.metadata).unwrap_or(Value::Null);
+        let mut view = self.public_view(&s);
+        let now = now();
+        if let Value::Object(m) = &mut view {
+            m.insert("invite_token".into(), json!(s.invite_token));
+            m.insert("user_agent".into(), json!(s.user_agent));
+            m.insert("ip".into(), json!(s.ip));
+            m.insert("metadata".into(), metadata);
+            m.insert(
+                "active_duration_ms".into(),
+                json!(lc.active_duration_ms(now)),
+            );
+            m.insert("total_duration_ms".into(), json!(lc.total_duration_ms(now)));
+            m.insert("pauses".into(), json!(lc.pauses));
+            m.insert("recordings".into(), Value::Array(recordings));
+            m.insert(
+                "transitions".into(),
+                Value::Array(
+                    transitions
+                        .into_iter()
+                        .map(|t| json!({"at": rfc3339(t.at), "from": t.from_state, "to": t.to_state, "cause": t.cause}))
+                        .collect(),
+                ),
+            );
+        }
+        Ok(view)
+    }
+}
+
+fn is_terminal(state: &str) -> bool {
+    matches!(
+        state,
+        "completed" | "abandoned" | "admin_ended" | "restarted"
+    )
+}

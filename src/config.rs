@@ -1,0 +1,383 @@
+//! Configuration: a TOML file whose every key can be overridden by an environment variable
+//! `EARSHOT_<SECTION>_<KEY>` (upper case; e.g. `EARSHOT_MEDIA_UDP_PORT_MIN=40000` sets
+//! `[media] udp_port_min`). Unknown keys and bad values are refused with a message naming them.
+
+use earshot_signaling::lifecycle::LifecycleConfig;
+use earshot_signaling::routes::IceServerView;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("environment variable {var}: no config section [{section}] (known: {known})")]
+    UnknownEnvSection {
+        var: String,
+        section: String,
+        known: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub media: MediaConfig,
+    pub opus: OpusConfig,
+    pub recording: RecordingConfig,
+    pub interviewer: InterviewerConfig,
+    pub lifecycle: LifecycleConfig,
+    pub turn: TurnConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base URL used in invite links; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Store participants' IP addresses (for fraud detection); off by default.
+    pub record_ip: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            record_ip: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// IP the WebRTC host candidates are gathered on; defaults to the listen IP (or 127.0.0.1
+    /// when listening on all interfaces).
+    pub bind_ip: Option<IpAddr>,
+    /// UDP port range for media; 0/0 = ephemeral ports.
+    pub udp_port_min: u16,
+    pub udp_port_max: u16,
+    /// Public IPs announced instead of the bind IP (1:1 NAT mapping).
+    pub nat_1to1_ips: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpusConfig {
+    pub bitrate: u32,
+    pub complexity: u8,
+    pub fec: bool,
+    pub dtx: bool,
+    pub ptime_ms: u32,
+}
+
+impl Default for OpusConfig {
+    fn default() -> Self {
+        Self {
+            bitrate: 32_000,
+            complexity: 5,
+            fec: true,
+            dtx: false,
+            ptime_ms: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    pub enabled: bool,
+    pub noise_suppression: bool,
+    /// standard | high | ultra
+    pub quality: String,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            noise_suppression: true,
+            quality: "high".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InterviewerConfig {
+    /// Silence after the participant spoke before the built-in interviewer goes on.
+    pub silence_ms: u32,
+}
+
+impl Default for InterviewerConfig {
+    fn default() -> Self {
+        Self { silence_ms: 1500 }
+    }
+}
+
+/// ICE servers handed to browsers. Empty unless the operator sets them: Earshot never adds a
+/// public STUN/TURN server by itself.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    pub ice_servers: Vec<IceServerView>,
+}
+
+const SECTIONS: [&str; 7] = [
+    "server",
+    "media",
+    "opus",
+    "recording",
+    "interviewer",
+    "lifecycle",
+    "turn",
+];
+
+/// Variables that are not config keys.
+const RESERVED_ENV: [&str; 3] = ["EARSHOT_ADMIN_TOKEN", "EARSHOT_CONFIG", "EARSHOT_LOG"];
+
+impl Config {
+    /// Loads the file (if any), applies `EARSHOT_*` overrides from `env`, validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|source| ConfigError::Toml {
+                    path: path.to_owned(),
+                    source,
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("EARSHOT_") else {
+                continue;
+            };
+            if RESERVED_ENV.contains(&var.as_str()) {
+                continue;
+            }
+            let lower = rest.to_ascii_lowercase();
+            let Some((section, key)) = lower.split_once('_') else {
+                return Err(ConfigError::UnknownEnvSection {
+                    var,
+                    section: lower,
+                    known: SECTIONS.join(", "),
+                });
+            };
+            if !SECTIONS.contains(&section) {
+                return Err(ConfigError::UnknownEnvSection {
+                    var: var.clone(),
+                    section: section.to_string(),
+                    known: SECTIONS.join(", "),
+                });
+            }
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(ConfigError::Invalid(format!("[{section}] must be a table")));
+            };
+            section_table.insert(key.to_string(), env_value(&value));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let m = &self.media;
+        if (m.udp_port_min == 0) != (m.udp_port_max == 0) || m.udp_port_min > m.udp_port_max {
+            return bad(format!(
+                "media.udp_port_min/udp_port_max must both be 0 (ephemeral) or a range min <= max, got {}..{}",
+                m.udp_port_min, m.udp_port_max
+            ));
+        }
+        if let Some(ip) = m.bind_ip
+            && ip.is_unspecified()
+        {
+            return bad("media.bind_ip must be a concrete address, not 0.0.0.0/::".into());
+        }
+        for ip in &m.nat_1to1_ips {
+            if ip.parse::<IpAddr>().is_err() {
+                return bad(format!("media.nat_1to1_ips: {ip:?} is not an IP address"));
+            }
+        }
+        self.lifecycle
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let o = &self.opus;
+        if !(6_000..=510_000).contains(&o.bitrate) {
+            return bad(format!(
+                "opus.bitrate must be 6000..=510000 bps, got {}",
+                o.bitrate
+            ));
+        }
+        if o.complexity > 10 {
+            return bad(format!(
+                "opus.complexity must be 0..=10, got {}",
+                o.complexity
+            ));
+        }
+        if o.ptime_ms != 20 {
+            return bad(format!(
+                "opus.ptime_ms: only 20 is supported, got {}",
+                o.ptime_ms
+            ));
+        }
+        if !["standard", "high", "ultra"].contains(&self.recording.quality.as_str()) {
+            return bad(format!(
+                "recording.quality must be standard, high or ultra, got {:?}",
+                self.recording.quality
+            ));
+        }
+        if !(200..=60_000).contains(&self.interviewer.silence_ms) {
+            return bad(format!(
+                "interviewer.silence_ms must be 200..=60000, got {}",
+                self.interviewer.silence_ms
+            ));
+        }
+        for s in &self.turn.ice_servers {
+            if s.urls.is_empty()
+                || s.urls.iter().any(|u| {
+                    !(u.starts_with("stun:") || u.starts_with("turn:") || u.starts_with("turns:"))
+                })
+            {
+                return bad(format!(
+                    "turn.ice_servers: every url must start with stun:, turn: or turns:, got {:?}",
+                    s.urls
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The IP media binds to.
+    pub fn media_ip(&self) -> IpAddr {
+        self.media.bind_ip.unwrap_or_else(|| {
+            let ip = self.server.listen.ip();
+            if ip.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                ip
+            }
+        })
+    }
+
+    pub fn public_url(&self) -> String {
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.server.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+/// An environment value as TOML: numbers, booleans and arrays keep their type, anything else
+/// is a string.
+fn env_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_have_no_ice_servers() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.turn.ice_servers.is_empty());
+        assert_eq!(c.lifecycle.pause_limit, 3);
+    }
+
+    #[test]
+    fn env_overrides_file_and_keeps_types() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[media]\nudp_port_min = 1000\nudp_port_max = 2000\n")
+            .expect("write");
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("EARSHOT_MEDIA_UDP_PORT_MAX", "3000"),
+                ("EARSHOT_OPUS_FEC", "false"),
+                ("EARSHOT_SERVER_DATA_DIR", "/tmp/x"),
+                ("EARSHOT_ADMIN_TOKEN", "ignored"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!((c.media.udp_port_min, c.media.udp_port_max), (1000, 3000));
+        assert!(!c.opus.fec);
+        assert_eq!(c.server.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("turn-config/earshot.example.toml");
+        let c = Config::load(Some(&path), env(&[])).expect("example config is valid");
+        assert_eq!(c.opus.bitrate, 32_000);
+        assert!(c.turn.ice_servers.is_empty());
+    }
+
+    #[test]
+    fn bad_config_is_refused_with_the_key_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("EARSHOT_MEDIA_NO_SUCH_KEY", "1")], "no_such_key"),
+            (&[("EARSHOT_NOPE_X", "1")], "nope"),
+            (&[("EARSHOT_OPUS_BITRATE", "5")], "opus.bitrate"),
+            (&[("EARSHOT_MEDIA_UDP_PORT_MIN", "5000")], "udp_port_min"),
+            (&[("EARSHOT_MEDIA_BIND_IP", "0.0.0.0")], "bind_ip"),
+            (
+                &[("EARSHOT_RECORDING_QUALITY", "best")],
+                "recording.quality",
+            ),
+            (&[("EARSHOT_SERVER_LISTEN", "nonsense")], "socket address"),
+        ];
+        for (vars, needle) in cases {
+            let err = Config::load(None, env(vars))
+                .expect_err("must be refused")
+                .to_string();
+            assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Wiring: builds the store, the media engine and the signaling layer from the configuration,
+//! adapts the media engine to signaling's [`MediaPlane`] port, and runs the HTTP server.
+
+use crate::config::Config;
+use crate::defaults;
+use anyhow::Context;
+use earshot_media::codec::OpusSettings;
+use earshot_media::engine::{Engine, EngineConfig, EngineError, EngineEvent, ParticipantRequest};
+use earshot_media::peer::{IceServer, PeerConfig};
+use earshot_media::recorder::QualityPreset;
+use earshot_signaling::media_port::{
+    MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile,
+};
+use earshot_signaling::routes::App;
+use earshot_signaling::sessions::Sessions;
+use earshot_signaling::store::{CampaignRow, ScriptRow, Store};
+use earshot_signaling::{ids, now_ms};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let data_dir = cfg.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let admin_token = admin_token(&data_dir)?;
+    let store = Store::open(&data_dir.join("earshot.db"))
+        .await
+        .context("opening the database")?;
+    seed_defaults(&store, &data_dir, &cfg).await?;
+
+    let (engine, engine_events) = Engine::new(engine_config(&cfg));
+    let (media_tx, media_rx) = mpsc::channel(1024);
+    tokio::spawn(forward_events(engine_events, media_tx));
+    let media: Arc<dyn MediaPlane> = Arc::new(EngineAdapter {
+        engine: engine.clone(),
+        quality_default: cfg.recording.quality.clone(),
+    });
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        media,
+        cfg.lifecycle.clone(),
+        data_dir.join("recordings"),
+        cfg.interviewer.silence_ms,
+    ));
+    sessions.clone().spawn(media_rx);
+
+    let public_url = cfg.public_url();
+    let app = Arc::new(App {
+        store: store.clone(),
+        sessions,
+        admin_token: admin_token.clone(),
+        public_url: public_url.clone(),
+        ice_servers: cfg.turn.ice_servers.clone(),
+        record_ip: cfg.server.record_ip,
+        default_campaign_id: defaults::CAMPAIGN_ID.into(),
+        default_script_id: defaults::SCRIPT_ID.into(),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
+    let demo = demo_invite(&store).await?;
+    tracing::info!(listen = %cfg.server.listen, media_ip = %cfg.media_ip(), "earshot is serving");
+    tracing::info!(
+        "admin API: {public_url}/v1/sessions with header 'Authorization: Bearer {admin_token}'"
+    );
+    tracing::info!("demo invite (open in a browser): {public_url}/i/{demo}");
+    earshot_signaling::routes::serve(listener, app, shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// `EARSHOT_ADMIN_TOKEN`, else the token stored in the data directory, else a new one (stored).
+fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    if let Ok(t) = std::env::var("EARSHOT_ADMIN_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
+    }
+    let path = data_dir.join("admin_token");
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
+    }
+    let token = format!("adm_{}", ids::new_invite_token());
+    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(token)
+}
+
+async fn seed_defaults(
+    store: &Store,
+    data_dir: &std::path::Path,
+    cfg: &Config,
+) -> anyhow::Result<()> {
+    let prompts = defaults::write_default_prompts(&data_dir.join("prompts").join("default"))
+        .context("writing the default prompts")?;
+    store
+        .insert_campaign(&CampaignRow {
+            id: defaults::CAMPAIGN_ID.into(),
+            name: defaults::CAMPAIGN_NAME.into(),
+            created_at: now_ms(),
+        })
+        .await?;
+    let definition = serde_json::json!({ "prompts": prompts });
+    store
+        .upsert_script(&ScriptRow {
+            id: defaults::SCRIPT_ID.into(),
+            campaign_id: defaults::CAMPAIGN_ID.into(),
+            name: defaults::SCRIPT_NAME.into(),
+            definition: definition.to_string(),
+            recording_enabled: cfg.recording.enabled,
+            noise_suppression: cfg.recording.noise_suppression,
+            quality: cfg.recording.quality.clone(),
+            created_at: now_ms(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// One invite to try the product right away.
+async fn demo_invite(store: &Store) -> anyhow::Result<String> {
+    let invite = earshot_signaling::store::InviteRow {
+        token: ids::new_invite_token(),
+        campaign_id: defaults::CAMPAIGN_ID.into(),
+        script_id: defaults::SCRIPT_ID.into(),
+        metadata: "{}".into(),
+        created_at: now_ms(),
+    };
+    store.insert_invite(&invite).await?;
+    Ok(invite.token)
+}
+
+fn engine_config(cfg: &Config) -> EngineConfig {
+    EngineConfig {
+        peer: PeerConfig {
+            bind_ip: cfg.media_ip(),
+            udp_port_min: cfg.media.udp_port_min,
+            udp_port_max: cfg.media.udp_port_max,
+            nat_1to1_ips: cfg.media.nat_1to1_ips.clone(),
+            ice_servers: Vec::<IceServer>::new(),
+            ice_lite: true,
+            opus_fmtp: format!("minptime=10;useinbandfec={}", u8::from(cfg.opus.fec)),
+        },
+        opus: OpusSettings {
+            bitrate_bps: cfg.opus.bitrate,
+            complexity: cfg.opus.complexity,
+            fec: cfg.opus.fec,
+            dtx: cfg.opus.dtx,
+            ..OpusSettings::default()
+        },
+    }
+}
+
+fn parse_quality(name: &str) -> Option<QualityPreset> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// Adapts the media engine to signaling's port.
+struct EngineAdapter {
+    engine: Arc<Engine>,
+    quality_default: String,
+}
+
+fn media_error(e: EngineError) -> MediaError {
+    match e {
+        EngineError::InvalidSdp(m) => MediaError::InvalidSdp(m),
+        EngineError::NoAudio => MediaError::NoAudio,
+        EngineError::InvalidCandidate(m) => MediaError::InvalidCandidate(m),
+        EngineError::UnknownSession => MediaError::UnknownSession,
+        other => MediaError::Internal(other.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl MediaPlane for EngineAdapter {
+    async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError> {
+        let quality = parse_quality(&req.recording.quality)
+            .or_else(|| parse_quality(&self.quality_default))
+            .unwrap_or(QualityPreset::High);
+        let request = ParticipantRequest {
+            session_id: req.session_id,
+            offer_sdp: req.offer_sdp,
+            prompts: req
+                .interview
+                .prompts
+                .into_iter()
+                .map(|p| earshot_media::engine::Prompt {
+                    id: p.id,
+                    text: p.text,
+                    audio: p.audio,
+                })
+                .collect(),
+            silence_ms: req.interview.silence_ms,
+            start_at: req.interview.start_at,
+            noise_suppression: req.recording.noise_suppression,
+            recording: req
+                .recording
+                .enabled
+                .then_some(earshot_media::engine::RecordingRequest {
+                    dir: req.recording.dir,
+                    quality,
+                }),
+        };
+        self.engine
+            .open_participant(request)
+            .await
+            .map_err(media_error)
+    }
+
+    async fn add_candidate(&self, session_id: &str, candidate: &str) -> Result<(), MediaError> {
+        self.engine
+            .add_candidate(session_id, candidate)
+            .await
+            .map_err(media_error)
+    }
+
+    async fn hang_up(&self, session_id: &str) {
+        self.engine.hang_up(session_id).await;
+    }
+
+    async fn finish(&self, session_id: &str) {
+        self.engine.finish(session_id).await;
+    }
+}
+
+/// Translates media events into signaling's events.
+async fn forward_events(mut rx: mpsc::Receiver<EngineEvent>, tx: mpsc::Sender<MediaEvent>) {
+    while let Some(ev) = rx.recv().await {
+        let out = match ev {
+            EngineEvent::Connected { session_id } => MediaEvent::Connected { session_id },
+            EngineEvent::Disconnected { session_id } => MediaEvent::Disconnected { session_id },
+            EngineEvent::Progress {
+                session_id,
+                prompt_index,
+                prompt_id,
+                text,
+            } => MediaEvent::Progress {
+                session_id,
+                prompt_index,
+                prompt_id,
+                text,
+            },
+            EngineEvent::ParticipantTurn {
+                session_id,
+                start_ms,
+                end_ms,
+            } => MediaEvent::ParticipantTurn {
+                session_id,
+                start_ms,
+                end_ms,
+            },
+            EngineEvent::InterviewFinished { session_id } => {
+                MediaEvent::InterviewFinished { session_id }
+            }
+            EngineEvent::RecordingReady { session_id, file } => MediaEvent::RecordingReady {
+                session_id,
+                file: RecordingFile {
+                    track: file.track,
+                    format: file.format,
+                    path: file.path,
+                    duration_ms: file.duration_ms,
+                    bytes: file.bytes,
+                },
+            },
+            EngineEvent::RecordingsFinished { session_id } => {
+                MediaEvent::RecordingsFinished { session_id }
+            }
+            EngineEvent::Failed { session_id, detail } => MediaEvent::Failed { session_id, detail },
+        };
+        if tx.send(out).await.is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Headless Chromium driven over the DevTools protocol (a WebSocket), with the flags that
+//! work on this machine (PRODUCT.md), optionally fed a WAV file as its microphone.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    ws: Ws,
+    next_id: u64,
+}
+
+impl Browser {
+    /// Launches Chromium on `url`. `fake_audio` is a WAV file the fake microphone plays in a loop.
+    pub async fn launch(url: &str, fake_audio: Option<&Path>) -> Browser {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut cmd =
+            Command::new(std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into()));
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+            "--allow-loopback-in-peer-connection",
+            "--remote-debugging-port=0",
+            "--window-size=900,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+        if let Some(wav) = fake_audio {
+            cmd.arg(format!(
+                "--use-file-for-fake-audio-capture={}",
+                wav.display()
+            ));
+        }
+        cmd.arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("spawn chromium (is it installed?)");
+
+        // Chromium writes its DevTools port into the profile once it listens.
+        let port_file = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file)
+                && let Some(p) = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<u16>().ok())
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "chromium did not open DevTools");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let http = reqwest::Client::new();
+        let ws_url = loop {
+            let list: Value = match http
+                .get(format!("http://127.0.0.1:{port}/json/list"))
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let page = list.as_array().and_then(|a| {
+                a.iter()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(String::from))
+            });
+            if let Some(u) = page {
+                break u;
+            }
+            assert!(Instant::now() < deadline, "no page target in chromium");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("devtools websocket");
+        Browser {
+            child,
+            _profile: profile,
+            ws,
+            next_id: 0,
+        }
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .expect("cdp send");
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("cdp reply in time")
+                .expect("cdp open")
+                .expect("cdp frame");
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).expect("cdp json");
+                if v["id"] == id {
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// Evaluates a JS expression in the page (promises awaited), returning its JSON value.
+    pub async fn eval(&mut self, expr: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
+        if let Some(ex) = r["result"].get("exceptionDetails") {
+            panic!("JS exception in {expr}: {ex}");
+        }
+        r["result"]["result"]["value"].clone()
+    }
+
+    /// Waits until the JS expression is truthy.
+    pub async fn wait_for(&mut self, expr: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.eval(expr).await;
+            if v.as_bool() == Some(true) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a PNG screenshot of the page.
+    pub async fn screenshot(&mut self, path: &Path) {
+        let r = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        if let Some(data) = r["result"]["data"].as_str() {
+            use base64::Engine as _;
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) {
+                let _ = std::fs::write(path, bytes);
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

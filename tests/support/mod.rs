@@ -1,0 +1,163 @@
+//! Test support: a real `earshot` server process, a real headless Chromium driven over the
+//! DevTools protocol, and audio analysis for asserting what recordings hold.
+#![allow(dead_code)]
+
+pub mod audio;
+pub mod browser;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A running `earshot serve` on a free loopback port with its own data directory.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    log_path: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Server {
+    /// Starts the server with `EARSHOT_*` overrides and waits for `/healthz`.
+    pub async fn start(env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::tempdir().expect("data dir");
+        Self::start_in(data_dir, env).await
+    }
+
+    pub async fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let log_path = data_dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("EARSHOT_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("EARSHOT_LOG", "info,earshot_media=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn earshot");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            http: reqwest::Client::new(),
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = server.http.get(server.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not start:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn admin(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// Creates an invite with the admin API; returns (token, url).
+    pub async fn invite(&self) -> (String, String) {
+        let r = self
+            .admin(self.http.post(self.url("/v1/invites")))
+            .send()
+            .await
+            .expect("create invite");
+        assert_eq!(r.status(), 201, "create invite");
+        let v: serde_json::Value = r.json().await.expect("invite json");
+        (
+            v["token"].as_str().expect("token").to_string(),
+            v["url"].as_str().expect("url").to_string(),
+        )
+    }
+
+    pub async fn session(&self, id: &str) -> serde_json::Value {
+        let r = self
+            .admin(self.http.get(self.url(&format!("/v1/sessions/{id}"))))
+            .send()
+            .await
+            .expect("get session");
+        assert_eq!(r.status(), 200, "get session {id}");
+        r.json().await.expect("session json")
+    }
+
+    /// Polls the session until `pred` holds or `timeout` passes; returns the last view.
+    pub async fn wait_session(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.session(id).await;
+            if pred(&s) || Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the process and hands back its data directory (for restart tests).
+    pub fn kill_keep_data(mut self) -> tempfile::TempDir {
+        self.kill();
+        let dir = tempfile::tempdir().expect("placeholder");
+        std::mem::replace(&mut self.data_dir, dir)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The repository's test fixtures folder.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
