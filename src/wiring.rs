@@ -43,6 +43,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         data_dir.join("recordings"),
         cfg.interviewer.silence_ms,
     ));
+    sessions.recover_after_restart().await;
     sessions.clone().spawn(media_rx);
 
     let public_url = cfg.public_url();
@@ -248,6 +249,18 @@ impl MediaPlane for EngineAdapter {
     async fn finish(&self, session_id: &str) {
         self.engine.finish(session_id).await;
     }
+
+    async fn pause(&self, session_id: &str) {
+        self.engine.pause(session_id).await;
+    }
+
+    async fn resume(&self, session_id: &str) {
+        self.engine.resume(session_id).await;
+    }
+
+    async fn discard(&self, session_id: &str) {
+        self.engine.discard(session_id).await;
+    }
 }
 
 /// Translates media events into signaling's events.
@@ -256,6 +269,7 @@ async fn forward_events(mut rx: mpsc::Receiver<EngineEvent>, tx: mpsc::Sender<Me
         let out = match ev {
             EngineEvent::Connected { session_id } => MediaEvent::Connected { session_id },
             EngineEvent::Disconnected { session_id } => MediaEvent::Disconnected { session_id },
+            EngineEvent::AudioRestored { session_id } => MediaEvent::Restored { session_id },
             EngineEvent::Progress {
                 session_id,
                 prompt_index,

@@ -90,6 +90,10 @@ pub enum EngineEvent {
     Disconnected {
         session_id: String,
     },
+    /// Packets flow again on the same peer after a stop.
+    AudioRestored {
+        session_id: String,
+    },
     Progress {
         session_id: String,
         prompt_index: usize,
@@ -256,6 +260,30 @@ impl Engine {
     /// Closes the participant's peer; the session's timeline stops until a peer is attached.
     pub async fn hang_up(&self, session_id: &str) {
         self.command(session_id, SessionCommand::HangUp).await;
+    }
+
+    /// Holds the interview (lifecycle pause): the timeline stops, nothing is recorded.
+    pub async fn pause(&self, session_id: &str) {
+        self.command(session_id, SessionCommand::Pause).await;
+    }
+
+    /// Continues a held interview.
+    pub async fn resume(&self, session_id: &str) {
+        self.command(session_id, SessionCommand::Resume).await;
+    }
+
+    /// Stops the session's media without finalizing anything (the session is being deleted);
+    /// returns once its files are closed.
+    pub async fn discard(&self, session_id: &str) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = match self.sessions.get(session_id).map(|h| h.commands.clone()) {
+            Some(cmd) => cmd.send(SessionCommand::Discard(tx)).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            let _ = rx.await;
+        }
+        self.sessions.remove(session_id);
     }
 
     /// Ends the session's media and finalizes its recordings (reported as events).

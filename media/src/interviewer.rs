@@ -119,6 +119,24 @@ impl Interviewer {
         }
     }
 
+    /// The session continues at `pos` after a pause or a reconnect: a prompt that was cut off
+    /// is asked again from its start after `lead_in` samples; an answer being listened to is
+    /// listened to afresh (what was said before the pause does not count as the answer).
+    pub fn resume(&mut self, pos: u64, lead_in: u64) {
+        self.phase = match self.phase {
+            Phase::Speaking { index } | Phase::Waiting { index, .. } => Phase::Waiting {
+                index,
+                at: pos + lead_in,
+            },
+            Phase::Listening { index, .. } => Phase::Listening {
+                index,
+                speech: 0,
+                last_voice: pos,
+            },
+            Phase::Done => Phase::Done,
+        };
+    }
+
     /// The prompt being spoken has been played out completely at `pos`.
     pub fn prompt_finished(&mut self, pos: u64) -> Option<InterviewerAction> {
         let Phase::Speaking { index } = self.phase else {
@@ -200,6 +218,24 @@ mod tests {
             Some(InterviewerAction::Finished)
         );
         assert_eq!(last.current_prompt(), None);
+    }
+
+    #[test]
+    fn resuming_repeats_a_cut_off_prompt_and_forgets_a_half_answer() {
+        let mut iv = Interviewer::new(3, 1500, 1, 0);
+        assert_eq!(iv.poll(FRAME), Some(InterviewerAction::Speak(1)));
+        // Paused while speaking prompt 1: after resuming it is asked again, after the lead-in.
+        iv.resume(100 * FRAME, 10 * FRAME);
+        assert!(!iv.is_speaking());
+        assert_eq!(iv.poll(105 * FRAME), None);
+        assert_eq!(iv.poll(110 * FRAME), Some(InterviewerAction::Speak(1)));
+        assert_eq!(iv.prompt_finished(200 * FRAME), None);
+        // Half an answer, then a pause: the answer starts over.
+        let (pos, _) = feed(&mut iv, 200 * FRAME, 1000, true);
+        iv.resume(pos, 0);
+        let (_, next) = feed(&mut iv, pos, 3000, false);
+        assert_eq!(next, None, "speech before the pause is not an answer");
+        assert_eq!(iv.current_prompt(), Some(1));
     }
 
     #[test]

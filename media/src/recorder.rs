@@ -125,6 +125,36 @@ impl TrackWriter {
         })
     }
 
+    /// Continue the WAV at `path` if one is there (a session resumed after a restart of the
+    /// process: the flushed audio stays and new audio follows it on the same timeline), else
+    /// create it. A file that is not a readable WAV is replaced.
+    pub fn open(path: impl AsRef<Path>, preset: QualityPreset) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if path.exists() {
+            match hound::WavWriter::append(&path) {
+                Ok(writer) => {
+                    let spec = writer.spec();
+                    if spec.channels == 1 && spec.sample_rate == SAMPLE_RATE {
+                        let written = u64::from(writer.len());
+                        tracing::info!(path = %path.display(), written, "recorder: continuing an existing track");
+                        return Ok(Self {
+                            path,
+                            writer,
+                            bits: spec.bits_per_sample,
+                            written,
+                            since_flush: 0,
+                        });
+                    }
+                    tracing::warn!(path = %path.display(), "recorder: existing track has another format; replacing it");
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "recorder: existing track unreadable; replacing it");
+                }
+            }
+        }
+        Self::create(path, preset)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -23,6 +23,8 @@ const FRAME_DURATION: Duration = Duration::from_millis(20);
 const REORDER_WAIT: Duration = Duration::from_millis(30);
 /// Lead-in before the interviewer's first words, so the participant's playout has started.
 const LEAD_IN_SAMPLES: u64 = 48_000 / 2;
+/// No participant packet for this long on a connected peer: the media stopped.
+const AUDIO_GAP: Duration = Duration::from_secs(1);
 
 pub(crate) enum SessionCommand {
     Attach {
@@ -30,7 +32,14 @@ pub(crate) enum SessionCommand {
         peer_events: mpsc::Receiver<PeerEvent>,
     },
     HangUp,
+    /// The lifecycle paused the session: hold the interview (the peer stays up).
+    Pause,
+    /// The lifecycle resumed it.
+    Resume,
     Finish,
+    /// Stop without finalizing (the session is being deleted); acknowledged once the files
+    /// are closed.
+    Discard(tokio::sync::oneshot::Sender<()>),
     Flush,
 }
 
@@ -46,14 +55,17 @@ pub(crate) struct SessionParams {
 
 /// The session timeline: active time since the first peer, pauses excluded.
 struct Timeline {
+    /// Samples already recorded before this process took the session over.
+    base: u64,
     origin: Instant,
     paused_total: Duration,
     paused_at: Option<Instant>,
 }
 
 impl Timeline {
-    fn new(now: Instant) -> Self {
+    fn new(base: u64, now: Instant) -> Self {
         Self {
+            base,
             origin: now,
             paused_total: Duration::ZERO,
             paused_at: None,
@@ -64,7 +76,7 @@ impl Timeline {
         let active = until
             .saturating_duration_since(self.origin)
             .saturating_sub(self.paused_total);
-        (active.as_micros() as u64) * 48 / 1000
+        self.base + (active.as_micros() as u64) * 48 / 1000
     }
     fn pause(&mut self, now: Instant) {
         if self.paused_at.is_none() {
@@ -114,6 +126,10 @@ pub(crate) struct SessionMedia {
     peer: Option<Arc<ServerPeer>>,
     /// DTLS-SRTP is up on the current peer: AI audio can be sent.
     peer_connected: bool,
+    /// The lifecycle holds the session (paused).
+    held: bool,
+    last_audio: Option<Instant>,
+    audio_stopped: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,10 +153,10 @@ impl SessionMedia {
                     detail: e.to_string(),
                 };
                 std::fs::create_dir_all(&req.dir).map_err(|e| err(&e))?;
-                let participant = TrackWriter::create(req.dir.join("participant.wav"), req.quality)
+                let participant = TrackWriter::open(req.dir.join("participant.wav"), req.quality)
                     .map_err(|e| err(&e))?;
-                let ai = TrackWriter::create(req.dir.join("ai.wav"), req.quality)
-                    .map_err(|e| err(&e))?;
+                let ai =
+                    TrackWriter::open(req.dir.join("ai.wav"), req.quality).map_err(|e| err(&e))?;
                 Some(Recording {
                     dir: req.dir,
                     quality: req.quality,
@@ -161,7 +177,7 @@ impl SessionMedia {
                 LEAD_IN_SAMPLES,
             ),
             prompts: p.prompts,
-            timeline: Timeline::new(Instant::now()),
+            timeline: Timeline::new(0, Instant::now()),
             jitter: JitterBuffer::new(REORDER_WAIT),
             decoder,
             denoiser: Denoiser::new(p.noise_suppression),
@@ -176,6 +192,9 @@ impl SessionMedia {
             pending_turn_end: None,
             peer: None,
             peer_connected: false,
+            held: false,
+            last_audio: None,
+            audio_stopped: false,
         })
     }
 
@@ -190,8 +209,13 @@ impl SessionMedia {
         peer: Arc<ServerPeer>,
         peer_events: mpsc::Receiver<PeerEvent>,
     ) {
-        // The timeline starts when the first peer connects.
-        self.timeline = Timeline::new(Instant::now());
+        // The timeline starts when the first peer connects, after any audio this session
+        // already recorded (a session resumed after a restart of the process).
+        let base = self
+            .recording
+            .as_ref()
+            .map_or(0, |r| r.participant.position().max(r.ai.position()));
+        self.timeline = Timeline::new(base, Instant::now());
         self.timeline.pause(Instant::now());
         self.peer = Some(peer);
         let mut peer_events = Some(peer_events);
@@ -209,11 +233,35 @@ impl SessionMedia {
                         self.detach_peer().await;
                         peer_events = None;
                     }
+                    Some(SessionCommand::Pause) => {
+                        self.held = true;
+                        self.playout = None;
+                        let now = Instant::now();
+                        self.update_timeline(now);
+                        self.end_turn(self.timeline.position(now)).await;
+                    }
+                    Some(SessionCommand::Resume) => {
+                        if self.held {
+                            self.held = false;
+                            self.resume_interview(Instant::now());
+                        }
+                    }
                     Some(SessionCommand::Flush) => self.flush(),
+                    Some(SessionCommand::Discard(ack)) => {
+                        self.detach_peer().await;
+                        self.recording = None;
+                        let _ = ack.send(());
+                        return;
+                    }
                     Some(SessionCommand::Finish) | None => break,
                 },
                 ev = next_peer_event(&mut peer_events) => match ev {
                     Some(PeerEvent::Audio(pkt)) => {
+                        self.last_audio = Some(pkt.arrival);
+                        if self.audio_stopped {
+                            self.audio_stopped = false;
+                            self.emit(EngineEvent::AudioRestored { session_id: self.id.clone() }).await;
+                        }
                         if self.timeline.paused_at.is_none() {
                             self.jitter.push(pkt.sequence, pkt.timestamp, pkt.payload, pkt.arrival);
                             self.drain_jitter(Instant::now());
@@ -222,7 +270,8 @@ impl SessionMedia {
                     }
                     Some(PeerEvent::Connected) => {
                         self.peer_connected = true;
-                        self.timeline.resume(Instant::now());
+                        self.last_audio = Some(Instant::now());
+                        self.update_timeline(Instant::now());
                         self.emit(EngineEvent::Connected { session_id: self.id.clone() }).await;
                     }
                     Some(PeerEvent::Disconnected | PeerEvent::Failed | PeerEvent::Closed) | None => {
@@ -233,6 +282,13 @@ impl SessionMedia {
                 },
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    if self.peer_connected
+                        && !self.audio_stopped
+                        && self.last_audio.is_some_and(|t| now.saturating_duration_since(t) > AUDIO_GAP)
+                    {
+                        self.audio_stopped = true;
+                        self.emit(EngineEvent::Disconnected { session_id: self.id.clone() }).await;
+                    }
                     self.drain_jitter(now);
                     self.act_on_pending().await;
                     if self.timeline.paused_at.is_none() && self.peer_connected {
@@ -255,12 +311,34 @@ impl SessionMedia {
     fn attach_peer(&mut self, peer: Arc<ServerPeer>) {
         self.peer = Some(peer);
         self.peer_connected = false;
+        self.audio_stopped = false;
+        // A returning participant hears the cut-off question again (from the timeline point
+        // where the new peer connects).
+        self.playout = None;
+        let pos = self.timeline.position(Instant::now());
+        self.interviewer.resume(pos, LEAD_IN_SAMPLES);
         // A new peer has its own RTP clock and sequence numbers.
         self.rtp_anchor = None;
         self.jitter = JitterBuffer::new(REORDER_WAIT);
         if let Ok(d) = ParticipantDecoder::new() {
             self.decoder = d;
         }
+    }
+
+    /// The timeline runs only while a peer is connected and the session is not held.
+    fn update_timeline(&mut self, now: Instant) {
+        if self.peer_connected && !self.held {
+            self.timeline.resume(now);
+        } else {
+            self.timeline.pause(now);
+        }
+    }
+
+    fn resume_interview(&mut self, now: Instant) {
+        self.update_timeline(now);
+        self.playout = None;
+        let pos = self.timeline.position(now);
+        self.interviewer.resume(pos, LEAD_IN_SAMPLES);
     }
 
     async fn detach_peer(&mut self) {
@@ -426,8 +504,13 @@ impl SessionMedia {
             let events = self.events.clone();
             let sid = id.clone();
             let result = tokio::task::spawn_blocking(move || finalize_files(rec)).await;
-            match result {
-                Ok(Ok(files)) => {
+            let outcome = match result {
+                Ok(Ok(files)) => Ok(files),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(files) => {
                     for file in files {
                         let _ = events
                             .send(EngineEvent::RecordingReady {
@@ -437,18 +520,7 @@ impl SessionMedia {
                             .await;
                     }
                 }
-                Ok(Err(e)) => {
-                    let detail = e.to_string();
-                    tracing::error!(session = %sid, %detail, "finalizing recordings failed");
-                    let _ = events
-                        .send(EngineEvent::Failed {
-                            session_id: sid.clone(),
-                            detail,
-                        })
-                        .await;
-                }
-                Err(e) => {
-                    let detail = e.to_string();
+                Err(detail) => {
                     tracing::error!(session = %sid, %detail, "finalizing recordings failed");
                     let _ = events
                         .send(EngineEvent::Failed {

@@ -86,6 +86,45 @@ fn killed_writer_leaves_a_playable_file_missing_at_most_one_second() {
 }
 
 #[test]
+fn a_killed_track_is_continued_on_the_same_timeline_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("resume.wav");
+    let first: Vec<i16> = (0..96_000).map(|i| (i % 1000) as i16).collect();
+    let mut w = TrackWriter::create(&path, QualityPreset::High).expect("create");
+    w.write_at(0, &first).expect("write");
+    w.flush().expect("flush");
+    std::mem::forget(w); // killed: no finalize
+
+    let mut w = TrackWriter::open(&path, QualityPreset::High).expect("open existing");
+    assert_eq!(
+        w.position(),
+        96_000,
+        "continues where the flushed audio ends"
+    );
+    let second = vec![1234i16; 48_000];
+    w.write_at(w.position() + 4_800, &second)
+        .expect("write after restart");
+    let info = w.finalize().expect("finalize");
+    assert_eq!(info.duration_ms, 3_100);
+    let (_, samples) = read_wav(&path);
+    assert_eq!(samples.len(), 96_000 + 4_800 + 48_000);
+    assert!(
+        samples[..96_000]
+            .iter()
+            .zip(&first)
+            .all(|(a, b)| *a == i32::from(*b))
+    );
+    assert!(samples[96_000..100_800].iter().all(|s| *s == 0));
+    assert!(samples[100_800..].iter().all(|s| *s == 1234));
+
+    // A file that is not a WAV is replaced, not an error.
+    let junk = dir.path().join("junk.wav");
+    std::fs::write(&junk, b"not a wav").expect("write junk");
+    let w = TrackWriter::open(&junk, QualityPreset::High).expect("replaces junk");
+    assert_eq!(w.position(), 0);
+}
+
+#[test]
 fn mix_puts_each_sound_at_its_own_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (pa, pb, pm) = (

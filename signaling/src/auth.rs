@@ -17,8 +17,9 @@ impl FromRequestParts<AppState> for Admin {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         match presented {
             Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
                 Ok(Admin)

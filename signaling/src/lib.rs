@@ -10,6 +10,7 @@ pub mod media_port;
 pub mod routes;
 pub mod sessions;
 pub mod store;
+pub mod user_agent;
 
 /// Wall-clock now as unix milliseconds: the one place signaling reads the clock.
 pub fn now_ms() -> i64 {

@@ -66,6 +66,14 @@ pub trait MediaPlane: Send + Sync + 'static {
     async fn add_candidate(&self, session_id: &str, candidate: &str) -> Result<(), MediaError>;
     /// Hangs up the participant's peer (the session may continue later).
     async fn hang_up(&self, session_id: &str);
+    /// Holds the interview while the session is paused (the peer stays connected; the
+    /// recordings' timeline stops).
+    async fn pause(&self, session_id: &str);
+    /// Continues a held interview at the current question.
+    async fn resume(&self, session_id: &str);
+    /// Stops the session's media without finalizing (the session is being deleted); returns
+    /// once no file of the session is open.
+    async fn discard(&self, session_id: &str);
     /// Ends the session's media: hangs up and finalizes the recordings, reported as
     /// [`MediaEvent::RecordingReady`] events followed by [`MediaEvent::RecordingsFinished`].
     async fn finish(&self, session_id: &str);
@@ -90,6 +98,10 @@ pub enum MediaEvent {
     },
     /// The participant's media stopped (peer disconnected, failed or closed).
     Disconnected {
+        session_id: String,
+    },
+    /// Audio flows again on the same peer.
+    Restored {
         session_id: String,
     },
     /// The interviewer moved to a prompt (the session's current point).

@@ -170,7 +170,8 @@ impl Sessions {
         let finalizing = t.effects.contains(&Effect::FinalizeRecordings);
         for effect in &t.effects {
             match effect {
-                Effect::PauseMedia => self.media.hang_up(session_id).await,
+                Effect::PauseMedia => self.media.pause(session_id).await,
+                Effect::ResumeMedia { .. } => self.media.resume(session_id).await,
                 Effect::StopMedia if !finalizing => {
                     self.peers.remove(session_id);
                     self.media.hang_up(session_id).await;
@@ -413,6 +414,93 @@ impl Sessions {
         Ok(())
     }
 
+    /// Pause button (or the page reporting that it is being closed).
+    pub async fn pause(&self, invite: &InviteRow, tab_closed: bool) -> Result<Value, ApiError> {
+        let (session, _) = self.live_session(invite).await?;
+        let event = if tab_closed {
+            Event::TabClosed
+        } else {
+            Event::PauseRequested
+        };
+        let row = self.apply(&session.id, event).await?;
+        Ok(self.public_view(&row))
+    }
+
+    /// Resume button.
+    pub async fn resume(&self, invite: &InviteRow) -> Result<Value, ApiError> {
+        let (session, _) = self.live_session(invite).await?;
+        let row = self.apply(&session.id, Event::ResumeRequested).await?;
+        Ok(self.public_view(&row))
+    }
+
+    fn require_id(id: &str) -> Result<(), ApiError> {
+        if ids::is_valid_id("ses", id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(
+                "session_not_found",
+                "no session with this id",
+            ))
+        }
+    }
+
+    /// Admin: end the session now (`admin_ended`), keeping what was recorded.
+    pub async fn admin_end(&self, id: &str) -> Result<Value, ApiError> {
+        Self::require_id(id)?;
+        let row = self.apply(id, Event::AdminEnd).await?;
+        Ok(self.public_view(&row))
+    }
+
+    /// Admin: mark the session `restarted` and issue a new one for the same invite.
+    pub async fn admin_restart(&self, id: &str) -> Result<Value, ApiError> {
+        Self::require_id(id)?;
+        let old = self.apply(id, Event::AdminRestart).await?;
+        let new = self
+            .store
+            .latest_session_for_invite(&old.invite_token)
+            .await?
+            .filter(|s| s.id != old.id)
+            .ok_or_else(|| ApiError::internal("restarting", "no new session was issued"))?;
+        Ok(json!({"restarted": self.public_view(&old), "session": self.public_view(&new)}))
+    }
+
+    /// Admin: delete every row and file of the session, irrevocably.
+    pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        Self::require_id(id)?;
+        let lock = self.lock(id);
+        let _guard = lock.lock().await;
+        if self.store.get_session(id).await?.is_none() {
+            return Err(ApiError::not_found(
+                "session_not_found",
+                "no session with this id",
+            ));
+        }
+        self.peers.remove(id);
+        self.media.discard(id).await;
+        self.store.delete_session(id).await?;
+        let dir = self.recordings_dir.join(id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ApiError::internal("deleting recordings", e)),
+        }
+        tracing::info!(session = id, "session deleted");
+        Ok(())
+    }
+
+    /// After a restart of the process no session has media: each one that was in progress
+    /// is told its media was lost, so the disconnect rules (pause, or end) apply to it.
+    pub async fn recover_after_restart(&self) {
+        match self.store.live_sessions().await {
+            Ok(rows) => {
+                for row in rows.into_iter().filter(|r| r.state == "in_progress") {
+                    self.apply_signal(&row.id, Event::MediaLost).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing sessions to recover failed"),
+        }
+    }
+
     async fn on_media_event(&self, ev: MediaEvent) {
         match ev {
             MediaEvent::Connected { session_id } => {
@@ -420,6 +508,9 @@ impl Sessions {
             }
             MediaEvent::Disconnected { session_id } => {
                 self.apply_signal(&session_id, Event::MediaLost).await;
+            }
+            MediaEvent::Restored { session_id } => {
+                self.apply_signal(&session_id, Event::MediaRestored).await;
             }
             MediaEvent::Progress {
                 session_id,
@@ -502,9 +593,7 @@ impl Sessions {
     /// Everything about one session (admin).
     pub async fn detail_view(&self, id: &str) -> Result<Value, ApiError> {
         let not_found = || ApiError::not_found("session_not_found", "no session with this id");
-        if !ids::is_valid_id("ses", id) {
-            return Err(not_found());
-        }
+        Self::require_id(id)?;
         let s = self.store.get_session(id).await?.ok_or_else(not_found)?;
         let lc: Lifecycle = parse_json("sessions.lifecycle", &s.lifecycle)?;
         let recordings: Vec<Value> = self
@@ -529,6 +618,10 @@ impl Sessions {
         if let Value::Object(m) = &mut view {
             m.insert("invite_token".into(), json!(s.invite_token));
             m.insert("user_agent".into(), json!(s.user_agent));
+            m.insert(
+                "client".into(),
+                json!(s.user_agent.as_deref().map(crate::user_agent::describe)),
+            );
             m.insert("ip".into(), json!(s.ip));
             m.insert("metadata".into(), metadata);
             m.insert(

@@ -349,6 +349,15 @@ impl Store {
         )
     }
 
+    /// Removes the session and everything that references it (transitions, recordings rows).
+    pub async fn delete_session(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn count_sessions(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
             .fetch_one(&self.pool)

@@ -1,14 +1,14 @@
 //! Admin routes (campaign owner's token until roles exist): invites, sessions, recordings.
 //! Every handler takes the [`Admin`] extractor, so a missing or wrong token gets 401.
 
-use super::{AppState, path_or_not_found};
+use super::{AppState, body_rejection, path_or_not_found};
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::ids;
 use crate::store::{InviteRow, SessionFilter};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/invites", post(create_invite))
         .route("/v1/sessions", get(list_sessions))
-        .route("/v1/sessions/{id}", get(get_session))
+        .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
+        .route("/v1/sessions/{id}/end", post(end_session))
+        .route("/v1/sessions/{id}/restart", post(restart_session))
         .route("/v1/sessions/{id}/recordings/{file}", get(get_recording))
 }
 
@@ -36,8 +38,9 @@ struct CreateInvite {
 async fn create_invite(
     _: Admin,
     State(app): State<AppState>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let body = body.map_err(body_rejection)?;
     // An empty body means "the defaults"; a present body must be a valid CreateInvite.
     let req: CreateInvite = if body.iter().all(u8::is_ascii_whitespace) {
         CreateInvite::default()
@@ -104,6 +107,37 @@ async fn get_session(
     let id = path_or_not_found(id, "session_not_found")?;
     let view = app.sessions.detail_view(&id).await?;
     Ok(axum::Json(view))
+}
+
+async fn end_session(
+    _: Admin,
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = path_or_not_found(id, "session_not_found")?;
+    Ok(axum::Json(app.sessions.admin_end(&id).await?))
+}
+
+async fn restart_session(
+    _: Admin,
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = path_or_not_found(id, "session_not_found")?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(app.sessions.admin_restart(&id).await?),
+    ))
+}
+
+async fn delete_session(
+    _: Admin,
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_or_not_found(id, "session_not_found")?;
+    app.sessions.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 const TRACKS: [&str; 3] = ["participant", "ai", "mix"];

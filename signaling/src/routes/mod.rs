@@ -41,7 +41,28 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(participant::router())
         .merge(admin::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+}
+
+async fn no_route() -> crate::error::ApiError {
+    crate::error::ApiError::not_found("route_not_found", "no such route")
+}
+
+async fn method_not_allowed() -> crate::error::ApiError {
+    crate::error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// A request body that could not be read (over the size limit, or the client went away).
+pub(crate) fn body_rejection(
+    rej: axum::extract::rejection::BytesRejection,
+) -> crate::error::ApiError {
+    crate::error::ApiError::new(rej.status(), "invalid_body", rej.body_text())
 }
 
 /// Path parameters that cannot even be decoded (e.g. not UTF-8) name nothing that exists:

@@ -1,13 +1,13 @@
 //! Participant routes, authorized by possession of the invite token: the participant page,
 //! the invite's public view, consent, and the WHIP peer resource (RFC 9725) with trickle ICE.
 
-use super::{AppState, path_or_not_found};
+use super::{AppState, body_rejection, path_or_not_found};
 use crate::error::{ApiError, json_rejection};
 use crate::ids;
 use crate::store::InviteRow;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -24,6 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/invites/{token}", get(invite_view))
         .route("/v1/invites/{token}/consent", post(consent))
         .route("/v1/invites/{token}/whip", post(whip_offer))
+        .route("/v1/invites/{token}/pause", post(pause))
+        .route("/v1/invites/{token}/resume", post(resume))
         .route(
             "/v1/invites/{token}/whip/{peer_id}",
             axum::routing::patch(whip_trickle).delete(whip_hang_up),
@@ -117,6 +119,53 @@ async fn consent(
     })))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    #[serde(default)]
+    cause: PauseCauseParam,
+}
+
+#[derive(Deserialize, Default, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum PauseCauseParam {
+    #[default]
+    Button,
+    TabClosed,
+}
+
+/// Pause: the button, or the page being closed (`{"cause":"tab_closed"}`). An empty body is
+/// the button.
+async fn pause(
+    State(app): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = path_or_not_found(token, "invite_not_found")?;
+    let invite = load_invite(&app, &token).await?;
+    let body = body.map_err(body_rejection)?;
+    let req: PauseBody = if body.iter().all(u8::is_ascii_whitespace) {
+        PauseBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
+    };
+    let view = app
+        .sessions
+        .pause(&invite, req.cause == PauseCauseParam::TabClosed)
+        .await?;
+    Ok(axum::Json(view))
+}
+
+async fn resume(
+    State(app): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = path_or_not_found(token, "invite_not_found")?;
+    let invite = load_invite(&app, &token).await?;
+    Ok(axum::Json(app.sessions.resume(&invite).await?))
+}
+
 fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -144,11 +193,12 @@ async fn whip_offer(
     State(app): State<AppState>,
     token: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let token = path_or_not_found(token, "invite_not_found")?;
     let invite = load_invite(&app, &token).await?;
     require_content_type(&headers, "application/sdp")?;
+    let body = body.map_err(body_rejection)?;
     let offer = body_text(&body)?;
     let started = app.sessions.start_media(&invite, offer).await?;
     let location = format!("/v1/invites/{}/whip/{}", invite.token, started.peer_id);
@@ -168,11 +218,12 @@ async fn whip_trickle(
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let (token, peer_id) = path_or_not_found(path, "invite_not_found")?;
     let invite = load_invite(&app, &token).await?;
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
+    let body = body.map_err(body_rejection)?;
     let frag = body_text(&body)?;
     let candidates = parse_sdpfrag_candidates(frag)?;
     app.sessions.trickle(&invite, &peer_id, &candidates).await?;
