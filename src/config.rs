@@ -40,6 +40,22 @@ pub struct Config {
     pub interviewer: InterviewerConfig,
     pub lifecycle: LifecycleConfig,
     pub turn: TurnConfig,
+    pub agent: AgentConfig,
+}
+
+/// External AI agents (scripts that name an agent URL).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// How long an unreachable or dropped agent is retried (with backoff) before the session
+    /// ends as abandoned ("technical: agent").
+    pub retry_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self { retry_secs: 10 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,7 +155,7 @@ pub struct TurnConfig {
     pub ice_servers: Vec<IceServerView>,
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
     "media",
     "opus",
@@ -147,6 +163,7 @@ const SECTIONS: [&str; 7] = [
     "interviewer",
     "lifecycle",
     "turn",
+    "agent",
 ];
 
 /// Variables that are not config keys.
@@ -259,6 +276,12 @@ impl Config {
             return bad(format!(
                 "interviewer.silence_ms must be 200..=60000, got {}",
                 self.interviewer.silence_ms
+            ));
+        }
+        if !(1..=3600).contains(&self.agent.retry_secs) {
+            return bad(format!(
+                "agent.retry_secs must be 1..=3600, got {}",
+                self.agent.retry_secs
             ));
         }
         for s in &self.turn.ice_servers {

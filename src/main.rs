@@ -3,6 +3,7 @@
 
 mod config;
 mod defaults;
+mod loadgen;
 mod wiring;
 
 use anyhow::Context;
@@ -35,14 +36,21 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Drive N real WebRTC participants against a running server and report capacity,
+    /// loss, jitter, latency, CPU and memory per session (see README).
+    Loadgen(loadgen::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Loadgen(_) => loadgen::LOG_FILTER,
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EARSHOT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     match cli.command {
@@ -65,5 +73,6 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(wiring::serve(cfg))
         }
+        Command::Loadgen(args) => loadgen::run(args),
     }
 }

@@ -5,7 +5,10 @@ use crate::config::Config;
 use crate::defaults;
 use anyhow::Context;
 use earshot_media::codec::OpusSettings;
-use earshot_media::engine::{Engine, EngineConfig, EngineError, EngineEvent, ParticipantRequest};
+use earshot_media::engine::{
+    AgentAudioFormat, AgentRequest, Engine, EngineConfig, EngineError, EngineEvent,
+    ParticipantRequest,
+};
 use earshot_media::peer::{IceServer, PeerConfig};
 use earshot_media::recorder::QualityPreset;
 use earshot_signaling::media_port::{
@@ -35,6 +38,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let media: Arc<dyn MediaPlane> = Arc::new(EngineAdapter {
         engine: engine.clone(),
         quality_default: cfg.recording.quality.clone(),
+        agent_retry: std::time::Duration::from_secs(cfg.agent.retry_secs),
     });
     let sessions = Arc::new(Sessions::new(
         store.clone(),
@@ -187,6 +191,7 @@ fn parse_quality(name: &str) -> Option<QualityPreset> {
 struct EngineAdapter {
     engine: Arc<Engine>,
     quality_default: String,
+    agent_retry: std::time::Duration,
 }
 
 fn media_error(e: EngineError) -> MediaError {
@@ -205,7 +210,20 @@ impl MediaPlane for EngineAdapter {
         let quality = parse_quality(&req.recording.quality)
             .or_else(|| parse_quality(&self.quality_default))
             .unwrap_or(QualityPreset::High);
+        let agent = match req.interview.agent {
+            None => None,
+            Some(a) => Some(AgentRequest {
+                audio_format: a
+                    .audio_format
+                    .parse::<AgentAudioFormat>()
+                    .map_err(|e| MediaError::Internal(e.to_string()))?,
+                url: a.url,
+                custom_parameters: a.custom_parameters,
+                retry_for: self.agent_retry,
+            }),
+        };
         let request = ParticipantRequest {
+            agent,
             session_id: req.session_id,
             offer_sdp: req.offer_sdp,
             prompts: req
@@ -281,15 +299,44 @@ async fn forward_events(mut rx: mpsc::Receiver<EngineEvent>, tx: mpsc::Sender<Me
                 prompt_id,
                 text,
             },
-            EngineEvent::ParticipantTurn {
+            EngineEvent::TurnStarted {
                 session_id,
+                role,
+                at_ms,
+            } => MediaEvent::TurnStarted {
+                session_id,
+                role: role.as_str().into(),
+                at_ms,
+            },
+            EngineEvent::TurnEnded {
+                session_id,
+                role,
                 start_ms,
                 end_ms,
-            } => MediaEvent::ParticipantTurn {
+            } => MediaEvent::TurnEnded {
                 session_id,
+                role: role.as_str().into(),
                 start_ms,
                 end_ms,
             },
+            EngineEvent::Transcript {
+                session_id,
+                role,
+                text,
+                is_final,
+                start_ms,
+                end_ms,
+            } => MediaEvent::Transcript {
+                session_id,
+                role: role.as_str().into(),
+                text,
+                is_final,
+                start_ms,
+                end_ms,
+            },
+            EngineEvent::AgentFailed { session_id, detail } => {
+                MediaEvent::AgentFailed { session_id, detail }
+            }
             EngineEvent::InterviewFinished { session_id } => {
                 MediaEvent::InterviewFinished { session_id }
             }

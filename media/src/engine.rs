@@ -1,6 +1,8 @@
 //! The media engine: the media plane's front door. Commands in (open a participant peer, add a
 //! candidate, hang up, finish), [`EngineEvent`]s out on a channel. It owns one task per
-//! session ([`crate::session`]) and a cache of decoded prompt audio.
+//! session ([`crate::session`]) and a cache of decoded prompt audio. A session is led either by
+//! the built-in interviewer (prompts) or by an external agent over the bridge
+//! ([`crate::agent`], [`AgentRequest`]).
 
 use crate::codec::OpusSettings;
 use crate::peer::{PeerConfig, PeerError, PeerRole, ServerPeer};
@@ -9,6 +11,7 @@ use crate::session::{SessionCommand, SessionMedia, SessionParams};
 use dashmap::DashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 
 #[derive(Debug, Clone)]
@@ -30,17 +33,122 @@ pub struct RecordingRequest {
     pub quality: QualityPreset,
 }
 
+/// Audio format spoken with an external agent, both ways (F5).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum AgentAudioFormat {
+    /// 16-bit signed little-endian PCM at 16 kHz (`audio/x-l16`), 320 samples per 20 ms.
+    #[default]
+    #[serde(rename = "l16/16000")]
+    L16k16,
+    /// G.711 μ-law at 8 kHz (`audio/x-mulaw`), 160 bytes per 20 ms: Twilio's format.
+    #[serde(rename = "mulaw/8000")]
+    Mulaw8k,
+}
+
+impl AgentAudioFormat {
+    /// The configuration spelling: `l16/16000` or `mulaw/8000`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::L16k16 => "l16/16000",
+            Self::Mulaw8k => "mulaw/8000",
+        }
+    }
+
+    /// The `mediaFormat.encoding` sent in `start`.
+    pub fn encoding(self) -> &'static str {
+        match self {
+            Self::L16k16 => "audio/x-l16",
+            Self::Mulaw8k => "audio/x-mulaw",
+        }
+    }
+
+    pub fn sample_rate(self) -> u32 {
+        match self {
+            Self::L16k16 => 16_000,
+            Self::Mulaw8k => 8_000,
+        }
+    }
+
+    /// Bytes of payload per sample.
+    pub fn bytes_per_sample(self) -> usize {
+        match self {
+            Self::L16k16 => 2,
+            Self::Mulaw8k => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for AgentAudioFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An agent audio format that is neither `l16/16000` nor `mulaw/8000`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown agent audio format {0:?} (expected \"l16/16000\" or \"mulaw/8000\")")]
+pub struct UnknownAgentAudioFormat(pub String);
+
+impl std::str::FromStr for AgentAudioFormat {
+    type Err = UnknownAgentAudioFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "l16/16000" => Ok(Self::L16k16),
+            "mulaw/8000" => Ok(Self::Mulaw8k),
+            _ => Err(UnknownAgentAudioFormat(s.to_owned())),
+        }
+    }
+}
+
+/// An external AI interviewer the session's media task dials (Twilio Media Streams shapes).
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    /// `ws://host:port/path` of the agent.
+    pub url: String,
+    pub audio_format: AgentAudioFormat,
+    /// Sent as `start.customParameters` (an object: session, campaign, script, metadata,
+    /// resume context).
+    pub custom_parameters: serde_json::Value,
+    /// Give up (emit [`EngineEvent::AgentFailed`]) after the agent has been unreachable this
+    /// long.
+    pub retry_for: Duration,
+}
+
+/// Who spoke a turn or a transcript line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TurnRole {
+    Ai,
+    Participant,
+}
+
+impl TurnRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ai => "ai",
+            Self::Participant => "participant",
+        }
+    }
+}
+
 /// A participant's offer and what their session's media must do.
 #[derive(Debug, Clone)]
 pub struct ParticipantRequest {
     pub session_id: String,
     pub offer_sdp: String,
+    /// The built-in interviewer's prompts (unused when `agent` is set).
     pub prompts: Vec<Prompt>,
     pub silence_ms: u32,
     pub start_at: usize,
     pub noise_suppression: bool,
     /// `None` when recording is disabled for the script.
     pub recording: Option<RecordingRequest>,
+    /// The external agent leading the interview; `None`: the built-in interviewer. On a
+    /// resume the newest request is used when the agent is dialled again.
+    pub agent: Option<AgentRequest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +167,8 @@ pub enum EngineError {
     Recording(String),
     #[error("peer: {0}")]
     Peer(String),
+    #[error("agent: {0}")]
+    Agent(String),
 }
 
 impl From<PeerError> for EngineError {
@@ -100,11 +210,39 @@ pub enum EngineEvent {
         prompt_id: String,
         text: String,
     },
-    ParticipantTurn {
+    /// A turn began at `at_ms` on the session timeline: the participant's voice activity
+    /// started, or AI audio started playing to the participant.
+    TurnStarted {
         session_id: String,
+        role: TurnRole,
+        at_ms: u64,
+    },
+    /// The turn ended: voice activity stopped, or the queued AI audio was played out or
+    /// cleared. `end_ms` is where its audio ends on the session timeline.
+    TurnEnded {
+        session_id: String,
+        role: TurnRole,
         start_ms: u64,
         end_ms: u64,
     },
+    /// A transcript line (the agent's, or a built-in prompt's text), times on the session
+    /// timeline.
+    Transcript {
+        session_id: String,
+        role: TurnRole,
+        text: String,
+        is_final: bool,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    /// The agent could not be reached, or dropped, for longer than its `retry_for`: the
+    /// session should end (abandoned, "technical: agent"); its recordings stay intact.
+    AgentFailed {
+        session_id: String,
+        detail: String,
+    },
+    /// The agent sent `end` (after its queued audio played), or the built-in interviewer's
+    /// last prompt played.
     InterviewFinished {
         session_id: String,
     },
@@ -152,7 +290,15 @@ impl Engine {
         self: &Arc<Self>,
         req: ParticipantRequest,
     ) -> Result<String, EngineError> {
-        let prompts = self.load_prompts(&req.prompts).await?;
+        if let Some(agent) = &req.agent {
+            crate::agent::validate_url(&agent.url).map_err(EngineError::Agent)?;
+        }
+        // An agent-led session plays no prompts.
+        let prompts = if req.agent.is_some() {
+            Vec::new()
+        } else {
+            self.load_prompts(&req.prompts).await?
+        };
         let (peer, answer, peer_events) =
             ServerPeer::answer(&self.config.peer, &req.offer_sdp, PeerRole::Participant).await?;
         let peer = Arc::new(peer);
@@ -163,7 +309,11 @@ impl Engine {
         if let Some((commands, current)) = existing {
             *current.lock().await = Some(peer.clone());
             if commands
-                .send(SessionCommand::Attach { peer, peer_events })
+                .send(SessionCommand::Attach {
+                    peer,
+                    peer_events,
+                    agent: req.agent,
+                })
                 .await
                 .is_ok()
             {
@@ -182,6 +332,7 @@ impl Engine {
             noise_suppression: req.noise_suppression,
             recording: req.recording,
             opus: self.config.opus,
+            agent: req.agent,
         };
         let media = SessionMedia::new(params, self.events.clone())
             .map_err(|e| EngineError::Recording(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! Earshot's media plane: WebRTC peers, RTP, Opus, DSP and recording. It knows nothing of HTTP
 //! or storage; [`engine::Engine`] is its front door (commands in, events out).
 
+pub mod agent;
 pub mod client;
 pub mod codec;
 pub mod denoise;

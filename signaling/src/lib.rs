@@ -6,10 +6,12 @@ pub mod auth;
 pub mod error;
 pub mod ids;
 pub mod lifecycle;
+pub mod live;
 pub mod media_port;
 pub mod routes;
 pub mod sessions;
 pub mod store;
+pub mod turns;
 pub mod user_agent;
 
 /// Wall-clock now as unix milliseconds: the one place signaling reads the clock.

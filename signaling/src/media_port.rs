@@ -14,7 +14,21 @@ pub struct PromptSpec {
     pub audio: PathBuf,
 }
 
-/// What the interviewer does in a session.
+/// An external AI interviewer (F5) that the media plane dials over WebSocket, speaking the
+/// Twilio Media Streams shapes (`connected`, `start`, `media`, `mark`, `clear`, `stop`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentSpec {
+    /// `ws://` URL of the agent.
+    pub url: String,
+    /// Audio on the agent socket: `l16/16000` (default) or `mulaw/8000`.
+    pub audio_format: String,
+    /// The `start` message's `customParameters`, filled by the controller each time the media
+    /// starts: `{"session","campaign","script","metadata","resume","turns"}`.
+    pub custom_parameters: serde_json::Value,
+}
+
+/// What the interviewer does in a session: the built-in interviewer's prompts, or an external
+/// agent (then `prompts` is empty).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InterviewSpec {
     pub prompts: Vec<PromptSpec>,
@@ -22,6 +36,8 @@ pub struct InterviewSpec {
     pub silence_ms: u32,
     /// Index of the prompt to start at (non-zero when resuming).
     pub start_at: usize,
+    /// The external agent, when the script names one instead of prompts.
+    pub agent: Option<AgentSpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -111,11 +127,36 @@ pub enum MediaEvent {
         prompt_id: String,
         text: String,
     },
-    /// The participant finished a turn (voice activity ended).
-    ParticipantTurn {
+    /// Someone began speaking: `role` is `ai` (interviewer audio started) or `participant`
+    /// (voice activity began). `at_ms` is on the session's media timeline.
+    TurnStarted {
         session_id: String,
+        role: String,
+        at_ms: u64,
+    },
+    /// A turn ended (`ai` audio finished or was cleared by barge-in; `participant` voice
+    /// activity ended), with its bounds on the session's media timeline.
+    TurnEnded {
+        session_id: String,
+        role: String,
         start_ms: u64,
         end_ms: u64,
+    },
+    /// A transcript line from the agent (or the built-in interviewer's prompt text). Partial
+    /// lines (`is_final: false`) are only streamed live; final ones go into the turn log.
+    Transcript {
+        session_id: String,
+        role: String,
+        text: String,
+        is_final: bool,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    /// The external agent could not be reached or broke the protocol; the session ends as
+    /// abandoned (`technical: agent: ...`).
+    AgentFailed {
+        session_id: String,
+        detail: String,
     },
     /// The interviewer said its last prompt.
     InterviewFinished {

@@ -5,15 +5,18 @@
 use crate::error::ApiError;
 use crate::ids;
 use crate::lifecycle::{self, Effect, Event, Lifecycle, LifecycleConfig, Millis, Refused};
+use crate::live::Hub;
 use crate::media_port::{
-    InterviewSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, PromptSpec, RecordingSpec,
+    AgentSpec, InterviewSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, PromptSpec,
+    RecordingSpec,
 };
 use crate::store::{
     InviteRow, RecordingRow, ScriptRow, SessionRow, SessionUpdate, Store, TransitionRow, parse_json,
 };
+use crate::turns::{self, Role, Speaking, Turn, TurnInput, TurnLog};
 use axum::http::StatusCode;
 use dashmap::DashMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,11 +24,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 
-/// What a script's `definition` column holds for the built-in interviewer.
-#[derive(Debug, Deserialize)]
-struct ScriptDefinition {
-    #[serde(default)]
-    prompts: Vec<PromptSpec>,
+/// What a script's `definition` column holds: the built-in interviewer's prompts
+/// (`{"prompts":[...]}`) or an external agent (`{"agent":{"url","audio_format"}}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScriptDefinition {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<PromptSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentDefinition>,
+}
+
+/// An external agent as a script defines it (see [`AgentSpec`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentDefinition {
+    pub url: String,
+    #[serde(default = "default_audio_format")]
+    pub audio_format: String,
+}
+
+/// Audio formats an agent may speak; the first is the default.
+pub const AUDIO_FORMATS: [&str; 2] = ["l16/16000", "mulaw/8000"];
+
+fn default_audio_format() -> String {
+    AUDIO_FORMATS[0].to_string()
 }
 
 /// Result of a WHIP offer.
@@ -45,6 +66,10 @@ pub struct Sessions {
     locks: DashMap<String, Arc<Mutex<()>>>,
     /// The participant's current WHIP resource per session.
     peers: DashMap<String, String>,
+    /// Live fan-out to monitors.
+    hub: Arc<Hub>,
+    /// Turn logs of live sessions being assembled (only the media-event task changes them).
+    turn_logs: DashMap<String, TurnLog>,
 }
 
 fn now() -> Millis {
@@ -98,7 +123,14 @@ impl Sessions {
             silence_ms,
             locks: DashMap::new(),
             peers: DashMap::new(),
+            hub: Arc::new(Hub::default()),
+            turn_logs: DashMap::new(),
         }
+    }
+
+    /// The live fan-out hub (`GET /v1/sessions/{id}/live`).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 
     /// Starts the background work: media events and lifecycle timers.
@@ -167,6 +199,7 @@ impl Sessions {
         if let Some((from, to)) = t.changed_state {
             tracing::info!(session = session_id, %from, %to, cause = %t.cause, event = name, "session state changed");
         }
+        self.publish_state_changes(session_id, &t.effects, l.state.is_terminal());
         let finalizing = t.effects.contains(&Effect::FinalizeRecordings);
         for effect in &t.effects {
             match effect {
@@ -191,6 +224,38 @@ impl Sessions {
             }
         }
         Ok(self.store.get_session(session_id).await?.unwrap_or(row))
+    }
+
+    /// Announces the step's state changes to monitors; the last one of an ended session is
+    /// the stream's last line.
+    fn publish_state_changes(&self, session_id: &str, effects: &[Effect], ended: bool) {
+        let changes: Vec<&lifecycle::StateChange> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Notify(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        for (i, c) in changes.iter().enumerate() {
+            let make = || {
+                json!({
+                    "type": "state",
+                    "from": c.from.as_str(),
+                    "to": c.to.as_str(),
+                    "cause": c.cause,
+                    "at": rfc3339(c.at.0),
+                })
+                .to_string()
+            };
+            if ended && i + 1 == changes.len() {
+                self.hub.publish_last(session_id, make);
+            } else {
+                self.hub.publish_with(session_id, make);
+            }
+        }
+        if ended {
+            self.turn_logs.remove(session_id);
+        }
     }
 
     /// Applies an event whose refusal is expected now and then (signals from the media plane
@@ -335,7 +400,7 @@ impl Sessions {
             .get_script(&session.script_id)
             .await?
             .ok_or_else(|| ApiError::internal("loading script", "script missing"))?;
-        let interview = self.interview_spec(&script, lc.drop_off.as_deref())?;
+        let interview = self.interview_spec(&script, &session, &lc).await?;
         let answer_sdp = self
             .media
             .open_participant(OpenParticipant {
@@ -360,20 +425,47 @@ impl Sessions {
         })
     }
 
-    fn interview_spec(
+    async fn interview_spec(
         &self,
         script: &ScriptRow,
-        point: Option<&str>,
+        session: &SessionRow,
+        lc: &Lifecycle,
     ) -> Result<InterviewSpec, ApiError> {
         let def: ScriptDefinition = parse_json("scripts.definition", &script.definition)?;
+        if let Some(agent) = def.agent {
+            // The agent's `start` context: who, where from, and what was said so far.
+            let turns = self.stored_turns(&session.id).await?;
+            let metadata: Value =
+                serde_json::from_str(&session.metadata).unwrap_or_else(|_| json!({}));
+            return Ok(InterviewSpec {
+                prompts: Vec::new(),
+                silence_ms: self.silence_ms,
+                start_at: 0,
+                agent: Some(AgentSpec {
+                    url: agent.url,
+                    audio_format: agent.audio_format,
+                    custom_parameters: json!({
+                        "session": session.id,
+                        "campaign": session.campaign_id,
+                        "script": session.script_id,
+                        "metadata": metadata,
+                        "resume": lc.started_at.is_some(),
+                        "turns": turns,
+                    }),
+                }),
+            });
+        }
         // Resume at the prompt the session had reached: it is asked again.
-        let start_at = point
+        let start_at = lc
+            .drop_off
+            .as_deref()
             .and_then(|p| def.prompts.iter().position(|q| q.id == p))
             .unwrap_or(0);
         Ok(InterviewSpec {
             prompts: def.prompts,
             silence_ms: self.silence_ms,
             start_at,
+            agent: None,
         })
     }
 
@@ -478,6 +570,8 @@ impl Sessions {
         self.peers.remove(id);
         self.media.discard(id).await;
         self.store.delete_session(id).await?;
+        self.turn_logs.remove(id);
+        self.hub.close(id);
         let dir = self.recordings_dir.join(id);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => {}
@@ -520,8 +614,92 @@ impl Sessions {
                 self.apply_signal(&session_id, Event::Progress { point: prompt_id })
                     .await;
             }
-            MediaEvent::ParticipantTurn { session_id, .. } => {
-                self.apply_signal(&session_id, Event::TurnCaptured).await;
+            MediaEvent::TurnStarted {
+                session_id,
+                role,
+                at_ms,
+            } => {
+                let Some(role) = parse_role(&session_id, &role) else {
+                    return;
+                };
+                let line = || {
+                    json!({"type": "turn_start", "role": role.as_str(), "at_ms": at_ms}).to_string()
+                };
+                self.turn_event(&session_id, TurnInput::Started { role, at_ms }, line)
+                    .await;
+            }
+            MediaEvent::TurnEnded {
+                session_id,
+                role,
+                start_ms,
+                end_ms,
+            } => {
+                let Some(role) = parse_role(&session_id, &role) else {
+                    return;
+                };
+                let line = || {
+                    json!({
+                        "type": "turn_end",
+                        "role": role.as_str(),
+                        "start_ms": start_ms,
+                        "end_ms": end_ms,
+                    })
+                    .to_string()
+                };
+                let input = TurnInput::Ended {
+                    role,
+                    start_ms,
+                    end_ms,
+                };
+                self.turn_event(&session_id, input, line).await;
+                let event = match role {
+                    Role::Participant => Event::TurnCaptured,
+                    Role::Ai => Event::Activity,
+                };
+                self.apply_signal(&session_id, event).await;
+            }
+            MediaEvent::Transcript {
+                session_id,
+                role,
+                text,
+                is_final,
+                start_ms,
+                end_ms,
+            } => {
+                let Some(role) = parse_role(&session_id, &role) else {
+                    return;
+                };
+                let text = turns::clip(&text, turns::MAX_LINE_BYTES);
+                let line = || {
+                    json!({
+                        "type": "transcript",
+                        "role": role.as_str(),
+                        "text": text,
+                        "final": is_final,
+                        "start_ms": start_ms,
+                        "end_ms": end_ms,
+                    })
+                    .to_string()
+                };
+                if is_final {
+                    let input = TurnInput::Transcript {
+                        role,
+                        text,
+                        is_final,
+                        start_ms,
+                        end_ms,
+                    };
+                    self.turn_event(&session_id, input, line).await;
+                } else {
+                    // Partial lines are only streamed, never stored.
+                    self.hub.publish_with(&session_id, line);
+                }
+            }
+            MediaEvent::AgentFailed { session_id, detail } => {
+                tracing::warn!(session = %session_id, %detail, "agent failure");
+                let detail = format!("agent: {detail}");
+                self.apply_signal(&session_id, Event::TechnicalFailure { detail })
+                    .await;
             }
             MediaEvent::InterviewFinished { session_id } => {
                 self.apply_signal(&session_id, Event::InterviewFinished)
@@ -548,6 +726,110 @@ impl Sessions {
                 tracing::warn!(session = %session_id, %detail, "media failure");
             }
         }
+    }
+
+    /// Feeds one turn event to the session's turn log, stores the turns it changed, then
+    /// streams `line` (and a `speaking` line if who speaks changed) to monitors. Storing
+    /// first keeps a monitor's snapshot (read after it subscribed) consistent with the stream.
+    async fn turn_event(
+        &self,
+        session_id: &str,
+        input: TurnInput<'_>,
+        line: impl FnOnce() -> String,
+    ) {
+        fn step(log: &mut TurnLog, input: TurnInput<'_>) -> (Vec<Turn>, Speaking, Speaking) {
+            let before = log.speaking();
+            let changed = log.apply(input);
+            (changed, before, log.speaking())
+        }
+        // A session that already ended gets a log that is used once and not kept.
+        let mut once = None;
+        if !self.turn_logs.contains_key(session_id) {
+            match self.load_turn_log(session_id).await {
+                Ok(Some((log, true))) => {
+                    self.turn_logs.entry(session_id.to_string()).or_insert(log);
+                }
+                Ok(Some((log, false))) => once = Some(log),
+                Ok(None) => {
+                    tracing::debug!(session = session_id, "turn event for an unknown session");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(session = session_id, error = %e, "loading the turn log failed");
+                    return;
+                }
+            }
+        }
+        let stepped = match once.as_mut() {
+            Some(log) => Some(step(log, input)),
+            None => self
+                .turn_logs
+                .get_mut(session_id)
+                .map(|mut log| step(&mut log, input)),
+        };
+        let Some((changed, before, after)) = stepped else {
+            return;
+        };
+        if !changed.is_empty() {
+            let rows: Vec<_> = changed.iter().map(Turn::to_row).collect();
+            if let Err(e) = self.store.upsert_turns(session_id, &rows).await {
+                tracing::error!(session = session_id, error = %e, "storing turns failed");
+            }
+        }
+        self.hub.publish_with(session_id, line);
+        if before != after {
+            self.hub.publish_with(session_id, || {
+                json!({"type": "speaking", "who": after.as_str()}).to_string()
+            });
+        }
+    }
+
+    /// The stored turn log of a session and whether the session is live (not ended); `None`
+    /// if the session does not exist.
+    async fn load_turn_log(&self, session_id: &str) -> Result<Option<(TurnLog, bool)>, ApiError> {
+        let Some(row) = self.store.get_session(session_id).await? else {
+            return Ok(None);
+        };
+        let log = TurnLog::from_turns(self.stored_turns(session_id).await?);
+        Ok(Some((log, !is_terminal(&row.state))))
+    }
+
+    async fn stored_turns(&self, session_id: &str) -> Result<Vec<Turn>, ApiError> {
+        Ok(self
+            .store
+            .turns(session_id)
+            .await?
+            .into_iter()
+            .filter_map(Turn::from_row)
+            .collect())
+    }
+
+    /// Admin: the session's turn log.
+    pub async fn transcript(&self, id: &str) -> Result<Value, ApiError> {
+        Self::require_id(id)?;
+        if self.store.get_session(id).await?.is_none() {
+            return Err(ApiError::not_found(
+                "session_not_found",
+                "no session with this id",
+            ));
+        }
+        let turns = self.stored_turns(id).await?;
+        Ok(json!({"session_id": id, "turns": turns}))
+    }
+
+    /// A monitor's snapshot line `{"type":"snapshot","session","turns"}` and whether the
+    /// session has ended; `None` if there is no such session.
+    pub async fn live_snapshot(&self, id: &str) -> Result<Option<(String, bool)>, ApiError> {
+        let Some(row) = self.store.get_session(id).await? else {
+            return Ok(None);
+        };
+        let turns = self.stored_turns(id).await?;
+        let line = json!({
+            "type": "snapshot",
+            "session": self.public_view(&row),
+            "turns": turns,
+        });
+        Ok(Some((line.to_string(), is_terminal(&row.state))))
     }
 
     /// Delivers `Tick` to every live session whose next timer is due.
@@ -643,6 +925,18 @@ impl Sessions {
         }
         Ok(view)
     }
+}
+
+fn parse_role(session_id: &str, role: &str) -> Option<Role> {
+    let parsed = Role::parse(role);
+    if parsed.is_none() {
+        tracing::warn!(
+            session = session_id,
+            role,
+            "turn event with an unknown role ignored"
+        );
+    }
+    parsed
 }
 
 fn is_terminal(state: &str) -> bool {

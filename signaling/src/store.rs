@@ -1,5 +1,5 @@
 //! Storage: the embedded SQLite database (via sqlx) holding campaigns, scripts, invites,
-//! sessions, their transitions and recordings. Owns every SQL statement in Earshot.
+//! sessions, their transitions, recordings and turn logs. Owns every SQL statement in Earshot.
 
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -93,6 +93,19 @@ pub struct TransitionRow {
     pub cause: String,
 }
 
+/// One stored turn of the turn log (see [`crate::turns::Turn`]).
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct TurnRow {
+    pub seq: i64,
+    pub role: String,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    pub text: String,
+    pub words: i64,
+    pub response_ms: Option<i64>,
+    pub sentiment: Option<f64>,
+}
+
 /// What changes on a session row when its lifecycle moves.
 #[derive(Debug, Clone)]
 pub struct SessionUpdate<'a> {
@@ -156,6 +169,25 @@ impl Store {
             "INSERT INTO scripts (id, campaign_id, name, definition, recording_enabled, \
              noise_suppression, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT(id) DO UPDATE SET definition = excluded.definition",
+        )
+        .bind(&s.id)
+        .bind(&s.campaign_id)
+        .bind(&s.name)
+        .bind(&s.definition)
+        .bind(s.recording_enabled)
+        .bind(s.noise_suppression)
+        .bind(&s.quality)
+        .bind(s.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Inserts a new script (fails if the id exists).
+    pub async fn insert_script(&self, s: &ScriptRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO scripts (id, campaign_id, name, definition, recording_enabled, \
+             noise_suppression, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id)
         .bind(&s.campaign_id)
@@ -349,7 +381,50 @@ impl Store {
         )
     }
 
-    /// Removes the session and everything that references it (transitions, recordings rows).
+    /// Writes turns of a session (new ones, or changed ones with the same `seq`) atomically.
+    pub async fn upsert_turns(&self, session_id: &str, turns: &[TurnRow]) -> Result<()> {
+        if turns.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for t in turns {
+            sqlx::query(
+                "INSERT INTO turns (session_id, seq, role, start_ms, end_ms, text, words, \
+                 response_ms, sentiment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT(session_id, seq) DO UPDATE SET role = excluded.role, \
+                 start_ms = excluded.start_ms, end_ms = excluded.end_ms, text = excluded.text, \
+                 words = excluded.words, response_ms = excluded.response_ms, \
+                 sentiment = excluded.sentiment",
+            )
+            .bind(session_id)
+            .bind(t.seq)
+            .bind(&t.role)
+            .bind(t.start_ms)
+            .bind(t.end_ms)
+            .bind(&t.text)
+            .bind(t.words)
+            .bind(t.response_ms)
+            .bind(t.sentiment)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The session's turn log in order.
+    pub async fn turns(&self, session_id: &str) -> Result<Vec<TurnRow>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, role, start_ms, end_ms, text, words, response_ms, sentiment \
+             FROM turns WHERE session_id = ? ORDER BY seq",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Removes the session and everything that references it (transitions, recordings rows,
+    /// turns).
     pub async fn delete_session(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE id = ?")
             .bind(id)

@@ -16,6 +16,10 @@ pub struct Browser {
     _profile: tempfile::TempDir,
     ws: Ws,
     next_id: u64,
+    /// The DevTools HTTP port (for opening and closing tabs).
+    port: u16,
+    /// The target id of the page `ws` drives.
+    target_id: String,
 }
 
 impl Browser {
@@ -79,9 +83,12 @@ impl Browser {
                 Err(_) => Value::Null,
             };
             let page = list.as_array().and_then(|a| {
-                a.iter()
-                    .find(|t| t["type"] == "page")
-                    .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(String::from))
+                a.iter().find(|t| t["type"] == "page").and_then(|t| {
+                    Some((
+                        t["webSocketDebuggerUrl"].as_str()?.to_string(),
+                        t["id"].as_str().unwrap_or_default().to_string(),
+                    ))
+                })
             });
             if let Some(u) = page {
                 break u;
@@ -89,6 +96,7 @@ impl Browser {
             assert!(Instant::now() < deadline, "no page target in chromium");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        let (ws_url, target_id) = ws_url;
         let (ws, _) = tokio_tungstenite::connect_async(ws_url)
             .await
             .expect("devtools websocket");
@@ -97,6 +105,8 @@ impl Browser {
             _profile: profile,
             ws,
             next_id: 0,
+            port,
+            target_id,
         }
     }
 
@@ -150,6 +160,55 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Loads `url` in the current tab (the old page gets `pagehide`, as when navigating away).
+    pub async fn navigate(&mut self, url: &str) {
+        let r = self.call("Page.navigate", json!({"url": url})).await;
+        assert!(
+            r.get("error").is_none() && r["result"].get("errorText").is_none(),
+            "navigate to {url}: {r}"
+        );
+    }
+
+    /// Closes the current tab as a user would (its page is unloaded), after opening a blank
+    /// tab that this `Browser` drives from then on (so the browser itself stays up).
+    pub async fn close_tab(&mut self) {
+        let http = reqwest::Client::new();
+        let new: Value = http
+            .put(format!(
+                "http://127.0.0.1:{}/json/new?about:blank",
+                self.port
+            ))
+            .send()
+            .await
+            .expect("devtools /json/new")
+            .json()
+            .await
+            .expect("devtools /json/new answer");
+        let ws_url = new["webSocketDebuggerUrl"]
+            .as_str()
+            .expect("new tab's websocket url")
+            .to_string();
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("devtools websocket of the new tab");
+        let old_id = std::mem::replace(
+            &mut self.target_id,
+            new["id"].as_str().unwrap_or_default().to_string(),
+        );
+        let mut old_ws = std::mem::replace(&mut self.ws, ws);
+        self.next_id = 0;
+        let closed = http
+            .get(format!(
+                "http://127.0.0.1:{}/json/close/{old_id}",
+                self.port
+            ))
+            .send()
+            .await
+            .expect("devtools /json/close");
+        assert!(closed.status().is_success(), "closing tab {old_id}");
+        let _ = old_ws.close(None).await;
     }
 
     /// Saves a PNG screenshot of the page.

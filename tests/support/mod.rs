@@ -161,3 +161,46 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("fixtures")
         .join(name)
 }
+
+/// The participant's path through the page: consent, mic check, Start, connected. Returns the
+/// session id the page reports.
+pub async fn join_interview(browser: &mut browser::Browser, server: &Server) -> String {
+    use std::time::Duration;
+    assert!(
+        browser
+            .wait_for(
+                "!!document.querySelector('#accept') && !document.querySelector('#accept').closest('[hidden]')",
+                Duration::from_secs(15),
+            )
+            .await,
+        "consent screen shown"
+    );
+    browser
+        .eval("document.querySelector('#accept').click(); true")
+        .await;
+    assert!(
+        browser
+            .wait_for("window.earshot && window.earshot.state === 'mic' && !document.querySelector('#start').disabled", Duration::from_secs(15))
+            .await,
+        "mic check screen"
+    );
+    browser
+        .eval("document.querySelector('#start').click(); true")
+        .await;
+    assert!(
+        browser
+            .wait_for(
+                "window.earshot.state === 'connected'",
+                Duration::from_secs(20)
+            )
+            .await,
+        "browser connected; server log:\n{}",
+        server.log()
+    );
+    browser
+        .eval("window.earshot.sessionId")
+        .await
+        .as_str()
+        .expect("session id")
+        .to_string()
+}

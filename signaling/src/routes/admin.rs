@@ -1,4 +1,5 @@
-//! Admin routes (campaign owner's token until roles exist): invites, sessions, recordings.
+//! Admin routes (campaign owner's token until roles exist): invites, sessions, transcripts,
+//! recordings.
 //! Every handler takes the [`Admin`] extractor, so a missing or wrong token gets 401.
 
 use super::{AppState, body_rejection, path_or_not_found};
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
         .route("/v1/sessions/{id}/end", post(end_session))
         .route("/v1/sessions/{id}/restart", post(restart_session))
+        .route("/v1/sessions/{id}/transcript", get(get_transcript))
         .route("/v1/sessions/{id}/recordings/{file}", get(get_recording))
 }
 
@@ -128,6 +130,15 @@ async fn restart_session(
         StatusCode::CREATED,
         axum::Json(app.sessions.admin_restart(&id).await?),
     ))
+}
+
+async fn get_transcript(
+    _: Admin,
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = path_or_not_found(id, "session_not_found")?;
+    Ok(axum::Json(app.sessions.transcript(&id).await?))
 }
 
 async fn delete_session(

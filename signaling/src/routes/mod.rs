@@ -1,7 +1,9 @@
 //! The HTTP surface: one router per resource, merged here. Every route states who may call it.
 
 mod admin;
+mod live;
 mod participant;
+pub mod scripts;
 
 use crate::sessions::Sessions;
 use crate::store::Store;
@@ -41,6 +43,8 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(participant::router())
         .merge(admin::router())
+        .merge(scripts::router())
+        .merge(live::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)

@@ -1,0 +1,132 @@
+//! Live monitoring (F7): `GET /v1/sessions/{id}/live`, a WebSocket streaming the session's
+//! state changes, turns and transcript lines as JSON text messages (see README "Live events").
+//!
+//! Admin only: the token in `Authorization: Bearer`, or in `?token=` (browsers cannot set
+//! headers on a WebSocket). Refusals (401, 404) come before the upgrade. Each socket has its
+//! own task, fed by [`crate::live::Hub`]; a monitor that falls behind is told
+//! `{"type":"lagged","missed":n}` and re-synced with a fresh snapshot.
+
+use super::{AppState, path_or_not_found};
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::ids;
+use crate::live::{self, LiveSink, Snapshot};
+use crate::sessions::Sessions;
+use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/sessions/{id}/live", get(live))
+}
+
+#[derive(Deserialize, Default)]
+struct LiveQuery {
+    token: Option<String>,
+}
+
+/// Compares without an early exit, so response timing does not leak how much matched.
+fn token_matches(presented: &str, expected: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn live(
+    header_auth: Result<Admin, ApiError>,
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<LiveQuery>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let query_token = query.ok().and_then(|Query(q)| q.token);
+    let authorized = header_auth.is_ok()
+        || query_token.is_some_and(|t| token_matches(t.trim(), &app.admin_token));
+    if !authorized {
+        return Err(ApiError::unauthorized());
+    }
+    let id = path_or_not_found(id, "session_not_found")?;
+    let not_found = || ApiError::not_found("session_not_found", "no session with this id");
+    if !ids::is_valid_id("ses", &id) || app.store.get_session(&id).await?.is_none() {
+        return Err(not_found());
+    }
+    let upgrade = upgrade.map_err(|rej| {
+        ApiError::new(
+            rej.status(),
+            "websocket_required",
+            format!("this route is a WebSocket: {}", rej.body_text()),
+        )
+    })?;
+    let sessions = app.sessions.clone();
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| serve_monitor(socket, sessions, id)))
+}
+
+/// The snapshot source of one monitor.
+struct SessionSnapshot {
+    sessions: Arc<Sessions>,
+    id: String,
+}
+
+impl Snapshot for SessionSnapshot {
+    async fn snapshot(&self) -> Option<(Arc<str>, bool)> {
+        match self.sessions.live_snapshot(&self.id).await {
+            Ok(Some((line, ended))) => Some((line.into(), ended)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(session = %self.id, code = e.code, "live snapshot failed: {}", e.message);
+                None
+            }
+        }
+    }
+}
+
+struct WsSink(futures_util::stream::SplitSink<WebSocket, Message>);
+
+impl LiveSink for WsSink {
+    async fn send(&mut self, json: Arc<str>) -> bool {
+        self.0.send(Message::Text((&*json).into())).await.is_ok()
+    }
+}
+
+/// One monitor's socket, in its own task: snapshot, then the stream until the session ends
+/// or the monitor leaves. Incoming messages are read only to answer pings and see the close.
+async fn serve_monitor(socket: WebSocket, sessions: Arc<Sessions>, id: String) {
+    // Subscribe before reading the snapshot: nothing published in between is lost (a line
+    // may show both in the snapshot and in the stream).
+    let sub = sessions.hub().subscribe(&id);
+    let snapshot = SessionSnapshot { sessions, id };
+    let (tx, mut rx) = socket.split();
+    let writer = async move {
+        let mut sink = WsSink(tx);
+        if let Some((snap, ended)) = snapshot.snapshot().await
+            && sink.send(snap).await
+            && !ended
+        {
+            live::pump(sub, &snapshot, &mut sink).await;
+        } else {
+            drop(sub);
+        }
+        // The subscription is gone before the monitor sees the close.
+        let _ = sink.0.send(Message::Close(None)).await;
+    };
+    let reader = async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = writer => {}
+        () = reader => {}
+    }
+}

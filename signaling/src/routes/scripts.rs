@@ -1,0 +1,475 @@
+//! Admin routes for scripts (F5): what the interviewer does in the sessions of an invite —
+//! the built-in interviewer's prompts, or an external AI agent dialed over WebSocket — and
+//! how those sessions are recorded.
+
+use super::{AppState, body_rejection, path_or_not_found};
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::ids;
+use crate::media_port::PromptSpec;
+use crate::sessions::{AUDIO_FORMATS, AgentDefinition, ScriptDefinition, rfc3339};
+use crate::store::{ScriptRow, Store, parse_json};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/scripts", post(create_script))
+        .route("/v1/scripts/{id}", get(get_script))
+}
+
+/// Longest script name (characters).
+pub const MAX_NAME_CHARS: usize = 200;
+/// Most prompts in one script.
+pub const MAX_PROMPTS: usize = 200;
+/// Longest prompt text (characters).
+pub const MAX_PROMPT_TEXT_CHARS: usize = 10_000;
+/// Longest agent URL (bytes).
+pub const MAX_URL_BYTES: usize = 2048;
+/// URL schemes an agent may be dialed with.
+pub const AGENT_SCHEMES: [&str; 1] = ["ws"];
+/// Recording quality presets.
+pub const QUALITIES: [&str; 3] = ["standard", "high", "ultra"];
+
+/// `POST /v1/scripts` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateScript {
+    pub name: String,
+    pub campaign_id: Option<String>,
+    pub prompts: Option<Vec<PromptBody>>,
+    pub agent: Option<AgentBody>,
+    pub recording: Option<RecordingBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptBody {
+    pub id: String,
+    pub text: String,
+    /// Path of a WAV or FLAC file on the server.
+    pub audio: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentBody {
+    pub url: String,
+    pub audio_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingBody {
+    pub enabled: Option<bool>,
+    pub noise_suppression: Option<bool>,
+    pub quality: Option<String>,
+}
+
+/// Recording settings a script gets when its body leaves them out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingDefaults {
+    pub enabled: bool,
+    pub noise_suppression: bool,
+    pub quality: String,
+}
+
+impl Default for RecordingDefaults {
+    fn default() -> Self {
+        RecordingDefaults {
+            enabled: true,
+            noise_suppression: true,
+            quality: "high".into(),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_script", message)
+}
+
+/// Parses a request body: malformed JSON is `invalid_json`, JSON of the wrong shape is
+/// `invalid_script`.
+pub fn parse_body(body: &[u8]) -> Result<CreateScript, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(invalid(
+            "a script needs a body: {\"name\", \"prompts\" or \"agent\"}",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => invalid(e.to_string()),
+        _ => ApiError::bad_request("invalid_json", e.to_string()),
+    })
+}
+
+/// Checks a script and turns it into its stored form (prompt audio paths made absolute).
+/// Everything but the campaign's existence is checked here.
+pub async fn validate(
+    req: CreateScript,
+    defaults: &RecordingDefaults,
+) -> Result<(String, ScriptDefinition, RecordingDefaults), ApiError> {
+    let name = req.name.trim();
+    if name.is_empty() {
+        return Err(invalid("name must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid(format!(
+            "name must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("name must not contain control characters"));
+    }
+    let definition = match (req.prompts, req.agent) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(invalid(
+                "give exactly one of \"prompts\" (built-in interviewer) or \"agent\"",
+            ));
+        }
+        (Some(prompts), None) => ScriptDefinition {
+            prompts: validate_prompts(prompts).await?,
+            agent: None,
+        },
+        (None, Some(agent)) => ScriptDefinition {
+            prompts: Vec::new(),
+            agent: Some(validate_agent(agent)?),
+        },
+    };
+    let rec = req.recording.unwrap_or_default();
+    let quality = rec.quality.unwrap_or_else(|| defaults.quality.clone());
+    if !QUALITIES.contains(&quality.as_str()) {
+        return Err(invalid(format!(
+            "recording.quality must be one of {}, got {quality:?}",
+            QUALITIES.join(", ")
+        )));
+    }
+    let recording = RecordingDefaults {
+        enabled: rec.enabled.unwrap_or(defaults.enabled),
+        noise_suppression: rec.noise_suppression.unwrap_or(defaults.noise_suppression),
+        quality,
+    };
+    Ok((name.to_string(), definition, recording))
+}
+
+fn validate_agent(agent: AgentBody) -> Result<AgentDefinition, ApiError> {
+    if agent.url.len() > MAX_URL_BYTES {
+        return Err(invalid(format!(
+            "agent.url must be at most {MAX_URL_BYTES} bytes"
+        )));
+    }
+    let url = url::Url::parse(agent.url.trim())
+        .map_err(|e| invalid(format!("agent.url is not a valid URL: {e}")))?;
+    if !AGENT_SCHEMES.contains(&url.scheme()) {
+        return Err(invalid(format!(
+            "agent.url must be a {} URL, got scheme {:?}",
+            AGENT_SCHEMES.map(|s| format!("{s}://")).join(" or "),
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("agent.url has no host"));
+    }
+    let audio_format = agent
+        .audio_format
+        .unwrap_or_else(|| AUDIO_FORMATS[0].to_string());
+    if !AUDIO_FORMATS.contains(&audio_format.as_str()) {
+        return Err(invalid(format!(
+            "agent.audio_format must be one of {}, got {audio_format:?}",
+            AUDIO_FORMATS.join(", ")
+        )));
+    }
+    Ok(AgentDefinition {
+        url: url.to_string(),
+        audio_format,
+    })
+}
+
+fn valid_prompt_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+async fn validate_prompts(prompts: Vec<PromptBody>) -> Result<Vec<PromptSpec>, ApiError> {
+    if prompts.is_empty() {
+        return Err(invalid("prompts must not be empty"));
+    }
+    if prompts.len() > MAX_PROMPTS {
+        return Err(invalid(format!("at most {MAX_PROMPTS} prompts")));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(prompts.len());
+    for (i, p) in prompts.into_iter().enumerate() {
+        if !valid_prompt_id(&p.id) {
+            return Err(invalid(format!(
+                "prompts[{i}].id must be 1-64 letters, digits, '_' or '-'"
+            )));
+        }
+        if !seen.insert(p.id.clone()) {
+            return Err(invalid(format!("prompts[{i}].id {:?} is used twice", p.id)));
+        }
+        let text = p.text.trim();
+        if text.is_empty() || text.chars().count() > MAX_PROMPT_TEXT_CHARS {
+            return Err(invalid(format!(
+                "prompts[{i}].text must be 1-{MAX_PROMPT_TEXT_CHARS} characters"
+            )));
+        }
+        if p.audio.trim().is_empty() || p.audio.contains('\0') {
+            return Err(invalid(format!("prompts[{i}].audio must be a file path")));
+        }
+        let audio = tokio::fs::canonicalize(&p.audio).await.map_err(|e| {
+            invalid(format!(
+                "prompts[{i}].audio {:?} cannot be read: {e}",
+                p.audio
+            ))
+        })?;
+        let is_file = tokio::fs::metadata(&audio).await.is_ok_and(|m| m.is_file());
+        if !is_file {
+            return Err(invalid(format!(
+                "prompts[{i}].audio {:?} is not a file",
+                p.audio
+            )));
+        }
+        out.push(PromptSpec {
+            id: p.id,
+            text: text.to_string(),
+            audio,
+        });
+    }
+    Ok(out)
+}
+
+/// The recording settings of the default script: the operator's `[recording]` config.
+async fn recording_defaults(store: &Store, default_script_id: &str) -> RecordingDefaults {
+    match store.get_script(default_script_id).await {
+        Ok(Some(s)) => RecordingDefaults {
+            enabled: s.recording_enabled,
+            noise_suppression: s.noise_suppression,
+            quality: s.quality,
+        },
+        _ => RecordingDefaults::default(),
+    }
+}
+
+/// A script as the API shows it.
+pub fn script_view(s: &ScriptRow) -> Result<Value, ApiError> {
+    let def: ScriptDefinition = parse_json("scripts.definition", &s.definition)?;
+    let mut view = json!({
+        "id": s.id,
+        "campaign_id": s.campaign_id,
+        "name": s.name,
+        "recording": {
+            "enabled": s.recording_enabled,
+            "noise_suppression": s.noise_suppression,
+            "quality": s.quality,
+        },
+        "created_at": rfc3339(s.created_at),
+    });
+    if let Value::Object(m) = &mut view {
+        match def.agent {
+            Some(agent) => {
+                m.insert("kind".into(), json!("agent"));
+                m.insert("agent".into(), json!(agent));
+            }
+            None => {
+                m.insert("kind".into(), json!("prompts"));
+                m.insert("prompts".into(), json!(def.prompts));
+            }
+        }
+    }
+    Ok(view)
+}
+
+async fn create_script(
+    _: Admin,
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body.map_err(body_rejection)?;
+    let req = parse_body(&body)?;
+    let campaign_id = req
+        .campaign_id
+        .clone()
+        .unwrap_or_else(|| app.default_campaign_id.clone());
+    if !ids::is_valid_id("cmp", &campaign_id)
+        || app.store.get_campaign(&campaign_id).await?.is_none()
+    {
+        return Err(ApiError::not_found(
+            "campaign_not_found",
+            "no campaign with this id",
+        ));
+    }
+    let defaults = recording_defaults(&app.store, &app.default_script_id).await;
+    let (name, definition, recording) = validate(req, &defaults).await?;
+    let row = ScriptRow {
+        id: ids::new_id("scr"),
+        campaign_id,
+        name,
+        definition: serde_json::to_string(&definition)
+            .map_err(|e| ApiError::internal("encoding script", e))?,
+        recording_enabled: recording.enabled,
+        noise_suppression: recording.noise_suppression,
+        quality: recording.quality,
+        created_at: crate::now_ms(),
+    };
+    app.store.insert_script(&row).await?;
+    tracing::info!(script = %row.id, campaign = %row.campaign_id, "script created");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/scripts/{}", row.id))],
+        axum::Json(script_view(&row)?),
+    ))
+}
+
+async fn get_script(
+    _: Admin,
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = path_or_not_found(id, "script_not_found")?;
+    let not_found = || ApiError::not_found("script_not_found", "no script with this id");
+    if !ids::is_valid_id("scr", &id) {
+        return Err(not_found());
+    }
+    let row = app.store.get_script(&id).await?.ok_or_else(not_found)?;
+    Ok(axum::Json(script_view(&row)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn check(body: &str) -> Result<(String, ScriptDefinition, RecordingDefaults), ApiError> {
+        let req = parse_body(body.as_bytes())?;
+        validate(req, &RecordingDefaults::default()).await
+    }
+
+    async fn code(body: &str) -> &'static str {
+        match check(body).await {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_agent_script_is_accepted_with_defaults() {
+        let (name, def, rec) =
+            check(r#"{"name":" Bot ","agent":{"url":"ws://bot.example/ws?x=1"}}"#)
+                .await
+                .unwrap();
+        assert_eq!(name, "Bot");
+        let agent = def.agent.unwrap();
+        assert_eq!(agent.url, "ws://bot.example/ws?x=1");
+        assert_eq!(agent.audio_format, "l16/16000");
+        assert!(def.prompts.is_empty());
+        assert_eq!(rec, RecordingDefaults::default());
+        let (_, def, rec) = check(
+            r#"{"name":"b","agent":{"url":"ws://127.0.0.1:9000","audio_format":"mulaw/8000"},
+                "recording":{"enabled":false,"quality":"ultra"}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(def.agent.unwrap().audio_format, "mulaw/8000");
+        assert!(!rec.enabled);
+        assert!(rec.noise_suppression);
+        assert_eq!(rec.quality, "ultra");
+    }
+
+    #[tokio::test]
+    async fn a_prompt_script_needs_existing_files() {
+        let dir = std::env::temp_dir().join(format!("earshot-scripts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = dir.join("q1.wav");
+        std::fs::write(&wav, b"RIFF").unwrap();
+        let body = json!({"name":"s","prompts":[{"id":"q1","text":"Hello?","audio": wav}]});
+        let (_, def, _) = check(&body.to_string()).await.unwrap();
+        assert_eq!(def.prompts.len(), 1);
+        assert!(def.prompts[0].audio.is_absolute());
+        let missing =
+            json!({"name":"s","prompts":[{"id":"q1","text":"Hi","audio": dir.join("nope.wav")}]});
+        assert_eq!(code(&missing.to_string()).await, "invalid_script");
+        let folder = json!({"name":"s","prompts":[{"id":"q1","text":"Hi","audio": dir}]});
+        assert_eq!(code(&folder.to_string()).await, "invalid_script");
+        let twice = json!({"name":"s","prompts":[
+            {"id":"q1","text":"Hi","audio": wav},{"id":"q1","text":"Again","audio": wav}]});
+        assert_eq!(code(&twice.to_string()).await, "invalid_script");
+        let bad_id = json!({"name":"s","prompts":[{"id":"../x","text":"Hi","audio": wav}]});
+        assert_eq!(code(&bad_id.to_string()).await, "invalid_script");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn bad_scripts_get_stable_codes() {
+        let long = "x".repeat(MAX_NAME_CHARS + 1);
+        let cases = [
+            ("", "invalid_script"),
+            ("{", "invalid_json"),
+            (r#"{"name":"#, "invalid_json"),
+            ("[]", "invalid_script"),
+            (r#"{"agent":{"url":"ws://a"}}"#, "invalid_script"),
+            (r#"{"name":"","agent":{"url":"ws://a"}}"#, "invalid_script"),
+            (
+                r#"{"name":"   ","agent":{"url":"ws://a"}}"#,
+                "invalid_script",
+            ),
+            (
+                r#"{"name":"a\u0007b","agent":{"url":"ws://a"}}"#,
+                "invalid_script",
+            ),
+            (r#"{"name":"s"}"#, "invalid_script"),
+            (
+                r#"{"name":"s","agent":{"url":"ws://a"},"prompts":[]}"#,
+                "invalid_script",
+            ),
+            (r#"{"name":"s","prompts":[]}"#, "invalid_script"),
+            (
+                r#"{"name":"s","agent":{"url":"http://a"}}"#,
+                "invalid_script",
+            ),
+            (
+                r#"{"name":"s","agent":{"url":"not a url"}}"#,
+                "invalid_script",
+            ),
+            (r#"{"name":"s","agent":{"url":"ws://"}}"#, "invalid_script"),
+            (
+                r#"{"name":"s","agent":{"url":"ws://a","audio_format":"opus/48000"}}"#,
+                "invalid_script",
+            ),
+            (
+                r#"{"name":"s","agent":{"url":"ws://a","extra":1}}"#,
+                "invalid_script",
+            ),
+            (
+                r#"{"name":"s","agent":{"url":"ws://a"},"recording":{"quality":"max"}}"#,
+                "invalid_script",
+            ),
+            (r#"{"name":7,"agent":{"url":"ws://a"}}"#, "invalid_script"),
+            (
+                r#"{"name":"s","agent":{"url":"ws://a"},"color":"red"}"#,
+                "invalid_script",
+            ),
+            (r#"{"name":"s","agent":{"url":"ws://a"}}"#, "ok"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(code(body).await, want, "{body}");
+        }
+        for scheme in AGENT_SCHEMES {
+            let body = json!({"name": "s", "agent": {"url": format!("{scheme}://a:9000/x")}});
+            assert_eq!(code(&body.to_string()).await, "ok", "{scheme}");
+        }
+        let body = json!({"name": long, "agent": {"url": "ws://a"}});
+        assert_eq!(code(&body.to_string()).await, "invalid_script");
+        let url = format!("ws://a/{}", "p".repeat(MAX_URL_BYTES));
+        let body = json!({"name": "s", "agent": {"url": url}});
+        assert_eq!(code(&body.to_string()).await, "invalid_script");
+    }
+}

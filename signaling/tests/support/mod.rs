@@ -1,0 +1,254 @@
+//! An in-process server for signaling's route tests: the real router on a loopback socket,
+//! a Store on a temporary SQLite file, and a media plane test double whose events the test
+//! sends itself.
+
+#![allow(dead_code)]
+
+use earshot_signaling::lifecycle::LifecycleConfig;
+use earshot_signaling::media_port::{MediaError, MediaEvent, MediaPlane, OpenParticipant};
+use earshot_signaling::routes::{self, App, AppState};
+use earshot_signaling::sessions::Sessions;
+use earshot_signaling::store::{CampaignRow, ScriptRow, Store};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub const ADMIN_TOKEN: &str = "adm_testtoken";
+/// A guard against hangs only (never a measured threshold).
+pub const HANG: Duration = Duration::from_secs(30);
+
+/// Records what signaling asked of the media plane.
+#[derive(Default)]
+pub struct FakeMedia {
+    pub calls: Mutex<Vec<String>>,
+    pub opened: Mutex<Vec<OpenParticipant>>,
+}
+
+impl FakeMedia {
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn record(&self, call: &str, session_id: &str) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{call} {session_id}"));
+    }
+}
+
+#[async_trait::async_trait]
+impl MediaPlane for FakeMedia {
+    async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError> {
+        self.record("open", &req.session_id);
+        self.opened.lock().unwrap().push(req);
+        Ok("v=0\r\n".into())
+    }
+    async fn add_candidate(&self, session_id: &str, _: &str) -> Result<(), MediaError> {
+        self.record("candidate", session_id);
+        Ok(())
+    }
+    async fn hang_up(&self, session_id: &str) {
+        self.record("hang_up", session_id);
+    }
+    async fn pause(&self, session_id: &str) {
+        self.record("pause", session_id);
+    }
+    async fn resume(&self, session_id: &str) {
+        self.record("resume", session_id);
+    }
+    async fn discard(&self, session_id: &str) {
+        self.record("discard", session_id);
+    }
+    async fn finish(&self, session_id: &str) {
+        self.record("finish", session_id);
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub ws_base: String,
+    pub app: AppState,
+    pub media: Arc<FakeMedia>,
+    pub events: mpsc::Sender<MediaEvent>,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("earshot.db")).await.unwrap();
+        let prompt = dir.path().join("q1.wav");
+        std::fs::write(&prompt, b"RIFF").unwrap();
+        store
+            .insert_campaign(&CampaignRow {
+                id: "cmp_default".into(),
+                name: "Demo".into(),
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        let definition = json!({"prompts": [{"id": "q1", "text": "Hello?", "audio": prompt}]});
+        store
+            .upsert_script(&ScriptRow {
+                id: "scr_default".into(),
+                campaign_id: "cmp_default".into(),
+                name: "Default".into(),
+                definition: definition.to_string(),
+                recording_enabled: true,
+                noise_suppression: false,
+                quality: "standard".into(),
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        let media = Arc::new(FakeMedia::default());
+        let sessions = Arc::new(Sessions::new(
+            store.clone(),
+            media.clone(),
+            LifecycleConfig::default(),
+            dir.path().join("recordings"),
+            1500,
+        ));
+        let (events, rx) = mpsc::channel(1024);
+        sessions.clone().spawn(rx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Arc::new(App {
+            store,
+            sessions,
+            admin_token: ADMIN_TOKEN.into(),
+            public_url: format!("http://{addr}"),
+            ice_servers: Vec::new(),
+            record_ip: false,
+            default_campaign_id: "cmp_default".into(),
+            default_script_id: "scr_default".into(),
+        });
+        tokio::spawn(routes::serve(
+            listener,
+            app.clone(),
+            std::future::pending::<()>(),
+        ));
+        TestServer {
+            base: format!("http://{addr}"),
+            ws_base: format!("ws://{addr}"),
+            app,
+            media,
+            events,
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// A new invite (optionally for a script, with metadata) and its consented session.
+    pub async fn consented_session(&self, body: Value) -> (String, String) {
+        let res = self
+            .admin(reqwest::Method::POST, "/v1/invites")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let token = res.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let res = self
+            .http
+            .post(format!("{}/v1/invites/{token}/consent", self.base))
+            .json(&json!({"accept": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let id = res.json::<Value>().await.unwrap()["session_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (token, id)
+    }
+
+    pub async fn send(&self, ev: MediaEvent) {
+        self.events.send(ev).await.unwrap();
+    }
+
+    /// A monitor authorized by `?token=`.
+    pub async fn monitor(&self, session_id: &str) -> Monitor {
+        let url = format!(
+            "{}/v1/sessions/{session_id}/live?token={ADMIN_TOKEN}",
+            self.ws_base
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Monitor { ws }
+    }
+
+    /// A monitor authorized by the `Authorization` header.
+    pub async fn monitor_with_header(&self, session_id: &str) -> Monitor {
+        let mut req = format!("{}/v1/sessions/{session_id}/live", self.ws_base)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        Monitor { ws }
+    }
+
+    /// The HTTP status a WebSocket handshake to `url` is refused with.
+    pub async fn refused_status(&self, req: impl IntoClientRequest + Unpin + Send) -> u16 {
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => res.status().as_u16(),
+            Ok(_) => panic!("the handshake was accepted"),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+}
+
+pub struct Monitor {
+    pub ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Monitor {
+    /// The next JSON text message; `None` once the server closed the socket.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(HANG, self.ws.next())
+                .await
+                .expect("no message from the server");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(_))) | None => return None,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error: {e}"),
+            }
+        }
+    }
+
+    /// Skips lines until one of `kind` arrives (a live stream may repeat what a snapshot
+    /// already showed).
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.next().await.expect("closed before the line came");
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.send(Message::Close(None)).await;
+    }
+}

@@ -1,0 +1,654 @@
+//! `earshot loadgen`: drives N real WebRTC participants against a running Earshot server and
+//! reports what it takes (F12): sessions established and failed, offer-to-connected times, RTP
+//! loss and jitter of the AI audio as the participants receive it, and the server process's CPU
+//! per session-second and memory per session. With `--find-capacity` it raises N step by step
+//! until a quality limit breaks and reports the largest N that held.
+//!
+//! The generator measures the server only through /proc/<server pid>: its own CPU time is
+//! reported beside it and never counted.
+
+mod agent;
+mod hub;
+mod participant;
+mod procfs;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use earshot_media::client::ClientConfig;
+use earshot_media::codec::{FRAME_SAMPLES, OpusEncoder, OpusSettings};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use hub::{Hub, Sample, Sampler, Window, window};
+use report::Report;
+use stats::{Distribution, pct};
+
+/// Default log filter of `earshot loadgen` (EARSHOT_LOG overrides it): its own progress,
+/// without the WebRTC library's per-connection lines.
+pub const LOG_FILTER: &str = "info,rtc=warn,rtc_ice=warn,webrtc=warn,earshot_media=warn";
+/// Progress lines are logged this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Limits of the capacity search (PRODUCT.md quality bars, issue 5).
+const MAX_LOSS_PCT: f64 = 1.0;
+const MAX_JITTER_P99_MS: f64 = 20.0;
+const MAX_SERVER_LATENCY_P99_MS: f64 = 20.0;
+const MIN_RECEIVE_RATE_PCT: f64 = 95.0;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Base URL of the running server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The server's admin token (creates the invites).
+    #[arg(long, env = "EARSHOT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Concurrent sessions (with --find-capacity: the first step).
+    #[arg(long, default_value_t = 10)]
+    pub sessions: usize,
+    /// Sessions started per second while ramping up.
+    #[arg(long, default_value_t = 2.0)]
+    pub ramp_per_sec: f64,
+    /// Seconds to hold the full load (with --find-capacity: per step).
+    #[arg(long, default_value_t = 30)]
+    pub hold_secs: u64,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "loadgen-report.json")]
+    pub report: PathBuf,
+    /// Where to write the SVG plot (CPU per session-second and offer-to-connected against
+    /// the number of sessions).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// The server's process id, for its CPU and memory. Default: the local process
+    /// listening on the --server port.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Speech the participants send (48 kHz mono WAV), looped.
+    #[arg(long, default_value = "tests/fixtures/participant_speech.wav")]
+    pub speech: PathBuf,
+    /// IP the participants' WebRTC peers bind their host candidate to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_ip: std::net::IpAddr,
+    /// Seconds a participant waits for its peer to connect before counting a failure.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout_secs: u64,
+    /// Do not start a new session when the server ends one (the interview finished).
+    #[arg(long)]
+    pub no_renew: bool,
+    /// Raise the number of sessions step by step until a quality limit breaks.
+    #[arg(long)]
+    pub find_capacity: bool,
+    /// Sessions added per capacity step.
+    #[arg(long, default_value_t = 5)]
+    pub step: usize,
+    /// Upper bound of the capacity search.
+    #[arg(long, default_value_t = 200)]
+    pub max_sessions: usize,
+    /// Seconds to let a capacity step settle after its sessions connected, before measuring.
+    #[arg(long, default_value_t = 3)]
+    pub settle_secs: u64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.sessions == 0 && !args.find_capacity {
+        bail!("--sessions must be at least 1");
+    }
+    if !(args.ramp_per_sec > 0.0 && args.ramp_per_sec.is_finite()) {
+        bail!("--ramp-per-sec must be a positive number");
+    }
+    if args.hold_secs == 0 {
+        bail!("--hold-secs must be at least 1");
+    }
+    if args.find_capacity && args.step == 0 {
+        bail!("--step must be at least 1");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+/// Encodes the speech file once into 20 ms Opus packets, as a browser would send them.
+fn speech_packets(path: &std::path::Path) -> anyhow::Result<Vec<Bytes>> {
+    let pcm = earshot_media::prompt::load_prompt(path)
+        .with_context(|| format!("reading the speech file {}", path.display()))?;
+    let mut enc = OpusEncoder::new(OpusSettings::default()).context("opus encoder")?;
+    let mut packets = Vec::with_capacity(pcm.len() / FRAME_SAMPLES);
+    for chunk in pcm.chunks_exact(FRAME_SAMPLES) {
+        let frame: &[i16; FRAME_SAMPLES] = chunk.try_into().context("frame")?;
+        packets.push(enc.encode(frame).context("opus encode")?);
+    }
+    if packets.is_empty() {
+        bail!("the speech file {} holds no audio", path.display());
+    }
+    Ok(packets)
+}
+
+/// The pid to measure: given, or the local listener of the server's port.
+fn server_pid(args: &Args) -> anyhow::Result<(Option<u32>, String)> {
+    if let Some(pid) = args.server_pid {
+        if procfs::sample(pid).is_none() {
+            bail!("--server-pid {pid}: no such process readable in /proc");
+        }
+        return Ok((Some(pid), format!("pid {pid} given with --server-pid")));
+    }
+    let url = reqwest::Url::parse(&args.server).context("--server is not a URL")?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = url
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if !local {
+        return Ok((
+            None,
+            "remote server and no --server-pid: CPU and memory not measured".to_owned(),
+        ));
+    }
+    match procfs::find_listener(port) {
+        Some(pid) => Ok((
+            Some(pid),
+            format!("pid {pid}: the process listening on TCP port {port}"),
+        )),
+        None => Ok((
+            None,
+            format!(
+                "no single readable process listens on port {port}: CPU and memory not measured \
+                 (pass --server-pid)"
+            ),
+        )),
+    }
+}
+
+struct Run {
+    args: Args,
+    ctx: Arc<participant::Ctx>,
+    hub: Arc<Hub>,
+    sampler: Arc<Sampler>,
+    stop: watch::Sender<bool>,
+    slots: Vec<JoinHandle<()>>,
+}
+
+impl Run {
+    /// Starts participants until there are `target`, at the ramp rate.
+    async fn ramp_to(&mut self, target: usize) {
+        let start = tokio::time::Instant::now();
+        let first = self.slots.len();
+        for (k, slot) in (first..target).enumerate() {
+            let at = start + Duration::from_secs_f64(k as f64 / self.args.ramp_per_sec);
+            tokio::time::sleep_until(at).await;
+            let ctx = Arc::clone(&self.ctx);
+            let stop = self.stop.subscribe();
+            self.slots
+                .push(tokio::spawn(participant::run(ctx, slot, stop)));
+        }
+    }
+
+    /// Waits until `target` sessions stream, or the connect timeout passes.
+    async fn wait_live(&self, target: usize) {
+        let deadline = Instant::now() + self.ctx.connect_timeout;
+        while (self.hub.live.load(Ordering::Relaxed) as usize) < target && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Holds for `secs`, between two samples; stops early if the server process goes away.
+    async fn hold(&self, secs: u64, phase: &str) -> (Sample, Sample) {
+        self.sampler.set_phase(phase);
+        let a = self.sampler.sample(&self.hub);
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(250).min(end - Instant::now())).await;
+            if !self.sampler.server_alive() {
+                warn!("the server process is gone");
+                break;
+            }
+        }
+        let b = self.sampler.sample(&self.hub);
+        (a, b)
+    }
+
+    async fn teardown(&mut self) {
+        self.sampler.set_phase("teardown");
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for h in self.slots.drain(..) {
+            if tokio::time::timeout_at(deadline, h).await.is_err() {
+                warn!("a participant did not hang up in time");
+            }
+        }
+    }
+}
+
+/// Logs progress and samples once a second.
+fn spawn_sampler(hub: Arc<Hub>, sampler: Arc<Sampler>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_log = Instant::now();
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let s = sampler.sample(&hub);
+            if last_log.elapsed() >= PROGRESS_EVERY {
+                last_log = Instant::now();
+                info!(
+                    t = s.t_s.round(),
+                    phase = %s.phase,
+                    live = s.sessions_live,
+                    established = s.established,
+                    failed = s.failed,
+                    dropped = s.dropped,
+                    ended_by_server = s.ended_by_server,
+                    server_cpu_cores = ?s.server_cpu_cores,
+                    cpu_ms_per_session_second = ?s.server_cpu_ms_per_session_second,
+                    server_rss_mib = ?s.server_rss_kib.map(|k| k / 1024),
+                    "loadgen progress"
+                );
+            }
+        }
+    })
+}
+
+async fn run_async(args: Args) -> anyhow::Result<()> {
+    let base = args.server.trim_end_matches('/').to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .user_agent(concat!("earshot-loadgen/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("HTTP client")?;
+    let health = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .with_context(|| format!("the server at {base} does not answer"))?;
+    if !health.status().is_success() {
+        bail!("{base}/healthz answered {}", health.status());
+    }
+    let (pid, pid_note) = server_pid(&args)?;
+    info!(server = %base, %pid_note, "loadgen: measuring the server");
+    let packets = speech_packets(&args.speech)?;
+
+    let loadavg_start = procfs::loadavg();
+    let hub = Arc::new(Hub::new());
+    let sampler = Arc::new(Sampler::new(pid));
+    let baseline = sampler.sample(&hub);
+    let sampler_task = spawn_sampler(Arc::clone(&hub), Arc::clone(&sampler));
+    let (stop, _) = watch::channel(false);
+    let ctx = Arc::new(participant::Ctx {
+        http,
+        base: base.clone(),
+        admin_token: args.admin_token.clone(),
+        packets: Arc::new(packets),
+        client: ClientConfig {
+            bind_ip: args.bind_ip,
+            ..ClientConfig::default()
+        },
+        connect_timeout: Duration::from_secs(args.connect_timeout_secs.max(1)),
+        renew: !args.no_renew,
+        hub: Arc::clone(&hub),
+    });
+    let mut run = Run {
+        args: args.clone(),
+        ctx,
+        hub: Arc::clone(&hub),
+        sampler: Arc::clone(&sampler),
+        stop,
+        slots: Vec::new(),
+    };
+
+    let (measured, capacity) = if args.find_capacity {
+        let (w, c) = find_capacity(&mut run).await;
+        (w, Some(c))
+    } else {
+        sampler.set_phase("ramp");
+        info!(
+            sessions = args.sessions,
+            ramp_per_sec = args.ramp_per_sec,
+            hold_secs = args.hold_secs,
+            "loadgen: ramping up"
+        );
+        run.ramp_to(args.sessions).await;
+        run.wait_live(args.sessions).await;
+        info!(live = hub.live.load(Ordering::Relaxed), "loadgen: holding");
+        let (a, b) = run.hold(args.hold_secs, "hold").await;
+        (Some(window(&hub, &a, &b)), None)
+    };
+    run.teardown().await;
+    sampler_task.abort();
+    sampler.sample(&hub);
+
+    let mut report = build_report(&args, &run, pid, &pid_note, &baseline, measured, capacity);
+    report.machine.loadavg_start = loadavg_start;
+    let json = serde_json::to_string_pretty(&report).context("report json")?;
+    std::fs::write(&args.report, json)
+        .with_context(|| format!("writing {}", args.report.display()))?;
+    if let Some(plot) = &args.plot {
+        let largest = report.capacity.as_ref().and_then(|c| c.largest_ok_sessions);
+        std::fs::write(
+            plot,
+            report::svg(&report.samples, &report.connects, largest),
+        )
+        .with_context(|| format!("writing {}", plot.display()))?;
+    }
+    let w = report.window.as_ref();
+    info!(
+        established = report.sessions.established,
+        failed = report.sessions.failed,
+        dropped = report.sessions.dropped,
+        offer_to_connected_p50_ms = ?report.offer_to_connected_ms.p50,
+        offer_to_connected_p99_ms = ?report.offer_to_connected_ms.p99,
+        loss_pct = ?w.and_then(|w| w.rx_loss_pct),
+        jitter_p99_ms = ?w.and_then(|w| w.jitter_ms.p99),
+        cpu_ms_per_session_second = ?report.server.cpu_ms_per_session_second,
+        rss_per_session_kib = ?report.server.rss_per_session_kib,
+        capacity = ?report.capacity.as_ref().and_then(|c| c.largest_ok_sessions),
+        report = %args.report.display(),
+        "loadgen: done"
+    );
+    Ok(())
+}
+
+/// Steps of `--step` sessions from `--sessions` up until a limit breaks.
+async fn find_capacity(run: &mut Run) -> (Option<Window>, report::Capacity) {
+    let args = run.args.clone();
+    let mut target = args.sessions.max(1).min(args.max_sessions.max(1));
+    let mut steps: Vec<report::Step> = Vec::new();
+    let stopped_because;
+    loop {
+        run.sampler.set_phase(&format!("step {target}: ramp"));
+        run.ramp_to(target).await;
+        run.wait_live(target).await;
+        tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+        let (a, b) = run
+            .hold(args.hold_secs, &format!("step {target}: hold"))
+            .await;
+        let w = window(&run.hub, &a, &b);
+        let latency_p99 = run.hub.agent_report().worst_p99();
+        let broken = limits_broken(&w, latency_p99, run.sampler.server_alive());
+        let held = broken.is_empty();
+        info!(
+            sessions = target,
+            held,
+            broken = ?broken,
+            cpu_ms_per_session_second = ?w.server_cpu_ms_per_session_second,
+            server_cpu_cores = ?w.server_cpu_cores,
+            loss_pct = ?w.rx_loss_pct,
+            jitter_p99_ms = ?w.jitter_ms.p99,
+            receive_rate_pct = ?w.rx_receive_rate_pct,
+            "loadgen: capacity step"
+        );
+        steps.push(report::Step {
+            sessions: target,
+            held,
+            broken,
+            rss_kib: b.server_rss_kib,
+            window: w,
+        });
+        if !held {
+            stopped_because = format!("a limit broke at {target} sessions");
+            break;
+        }
+        if target >= args.max_sessions {
+            stopped_because = format!("reached --max-sessions {}", args.max_sessions);
+            break;
+        }
+        target = (target + args.step).min(args.max_sessions);
+    }
+    let best = steps.iter().rev().find(|s| s.held);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let window = best.map(|s| s.window.clone());
+    let capacity = report::Capacity {
+        limits: report::Limits {
+            max_loss_pct: MAX_LOSS_PCT,
+            max_jitter_p99_ms: MAX_JITTER_P99_MS,
+            max_server_latency_p99_ms: MAX_SERVER_LATENCY_P99_MS,
+            min_receive_rate_pct: MIN_RECEIVE_RATE_PCT,
+            max_failed_sessions: 0,
+        },
+        largest_ok_sessions: best.map(|s| s.sessions),
+        sessions_per_machine_core: best.map(|s| round1(s.sessions as f64 / cores as f64)),
+        sessions_per_server_core: best.and_then(|s| {
+            s.window
+                .server_cpu_cores
+                .filter(|c| *c > 0.0)
+                .map(|c| round1(s.sessions as f64 / c))
+        }),
+        stopped_because,
+        steps,
+    };
+    (window, capacity)
+}
+
+/// The limits a measured window breaks (empty: it held).
+fn limits_broken(w: &Window, server_latency_p99: Option<f64>, server_alive: bool) -> Vec<String> {
+    let mut broken = Vec::new();
+    if !server_alive {
+        broken.push("server process gone".to_owned());
+    }
+    if let Some(loss) = w.rx_loss_pct
+        && loss > MAX_LOSS_PCT
+    {
+        broken.push(format!("loss {loss:.2} % > {MAX_LOSS_PCT} %"));
+    }
+    if let Some(j) = w.jitter_ms.p99
+        && j > MAX_JITTER_P99_MS
+    {
+        broken.push(format!("jitter p99 {j:.1} ms > {MAX_JITTER_P99_MS} ms"));
+    }
+    if let Some(l) = server_latency_p99
+        && l > MAX_SERVER_LATENCY_P99_MS
+    {
+        broken.push(format!(
+            "server-added latency p99 {l:.1} ms > {MAX_SERVER_LATENCY_P99_MS} ms"
+        ));
+    }
+    if let Some(r) = w.rx_receive_rate_pct
+        && r < MIN_RECEIVE_RATE_PCT
+    {
+        broken.push(format!(
+            "AI packets received at {r:.1} % of the real-time rate < {MIN_RECEIVE_RATE_PCT} % (missed deadlines)"
+        ));
+    }
+    if w.rx_expected == 0 {
+        broken.push("no AI audio received".to_owned());
+    }
+    if w.failed + w.dropped > 0 {
+        broken.push(format!(
+            "{} sessions failed and {} dropped",
+            w.failed, w.dropped
+        ));
+    }
+    broken
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn build_report(
+    args: &Args,
+    run: &Run,
+    pid: Option<u32>,
+    pid_note: &str,
+    baseline: &Sample,
+    measured: Option<Window>,
+    capacity: Option<report::Capacity>,
+) -> Report {
+    let hub = &run.hub;
+    let samples = run.sampler.samples();
+    let connects = hub.connects();
+    let all_connect_ms: Vec<f64> = connects.iter().map(|c| c.offer_to_connected_ms).collect();
+    let received = hub.rx_received.load(Ordering::Relaxed);
+    let expected = hub.rx_expected.load(Ordering::Relaxed);
+    let by_clock = hub.rx_expected_by_clock.load(Ordering::Relaxed);
+    let all_jitter = hub.jitter_between(0.0, f64::MAX);
+    let latency = hub.agent_report();
+
+    // Memory: peak during the measured window over the baseline before any session.
+    let sessions_in_window = measured.as_ref().map(|w| w.sessions_live_at_end);
+    let rss_peak = measured
+        .as_ref()
+        .and_then(|w| run.sampler.peak_rss_since(w.from_s));
+    let rss_per_session = rss_peak
+        .zip(baseline.server_rss_kib)
+        .zip(sessions_in_window.filter(|n| *n > 0))
+        .map(|((peak, base), n)| round1(peak.saturating_sub(base) as f64 / n as f64));
+    let receive_rate = measured.as_ref().and_then(|w| w.rx_receive_rate_pct);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Report {
+        tool: "earshot loadgen",
+        version: env!("CARGO_PKG_VERSION"),
+        generated_at: report::rfc3339_utc(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        ),
+        config: report::RunConfig {
+            server: args.server.clone(),
+            sessions: args.sessions,
+            ramp_per_sec: args.ramp_per_sec,
+            hold_secs: args.hold_secs,
+            find_capacity: args.find_capacity,
+            step: args.step,
+            max_sessions: args.max_sessions,
+            renew: !args.no_renew,
+            speech: args.speech.display().to_string(),
+            speech_packets: run.ctx.packets.len(),
+        },
+        machine: report::Machine {
+            cores,
+            loadavg_start: None,
+            loadavg_end: procfs::loadavg(),
+            note: "generator and server share these cores when both run here",
+        },
+        sessions: report::Sessions {
+            participants: run.slots.len().max(
+                capacity
+                    .as_ref()
+                    .and_then(|c| c.steps.last().map(|s| s.sessions))
+                    .unwrap_or(args.sessions),
+            ),
+            attempted: hub.attempted.load(Ordering::Relaxed),
+            established: hub.established.load(Ordering::Relaxed),
+            failed: hub.failed.load(Ordering::Relaxed),
+            dropped: hub.dropped.load(Ordering::Relaxed),
+            ended_by_server: hub.ended_by_server.load(Ordering::Relaxed),
+            failures: hub.failures(),
+        },
+        offer_to_connected_ms: Distribution::of(&all_connect_ms),
+        rtp_from_server: report::RtpFromServer {
+            received,
+            expected,
+            lost: expected.saturating_sub(received),
+            loss_pct: pct(expected.saturating_sub(received) as f64, expected as f64),
+            receive_rate_pct: pct(received as f64, by_clock as f64),
+            jitter_ms: Distribution::of(&all_jitter),
+            generator_dropped: hub.client_dropped.load(Ordering::Relaxed),
+            send_errors: hub.send_errors.load(Ordering::Relaxed),
+            note: "whole run, AI audio as the participants receive it: loss from RTP sequence \
+                   numbers, RFC 3550 interarrival jitter from RTP timestamps vs arrival time \
+                   (arrival as the generator's peer sees it, so the generator's own scheduling \
+                   is included); see `window` for the measured span alone",
+        },
+        server: report::Server {
+            pid,
+            cpu_ms_per_session_second: measured
+                .as_ref()
+                .and_then(|w| w.server_cpu_ms_per_session_second),
+            cpu_ms_per_session_second_median_second: measured.as_ref().and_then(|w| {
+                let per_second: Vec<f64> = samples
+                    .iter()
+                    .filter(|s| s.t_s > w.from_s && s.t_s <= w.to_s)
+                    .filter_map(|s| s.server_cpu_ms_per_session_second)
+                    .collect();
+                stats::percentile(&per_second, 50.0)
+            }),
+            goal_cpu_ms_per_session_second: report::GOAL_CPU_MS_PER_SESSION_SECOND,
+            cpu_cores: measured.as_ref().and_then(|w| w.server_cpu_cores),
+            rss_baseline_kib: baseline.server_rss_kib,
+            rss_peak_kib: rss_peak,
+            rss_per_session_kib: rss_per_session,
+            note: format!(
+                "{pid_note}. CPU: user+system time of all server threads from /proc/<pid>/stat \
+                 over the measured window, divided by the streaming session-seconds in it; it \
+                 includes session setup and the end-of-session mix and MP3s of sessions the \
+                 server ended inside the window. Memory: peak VmRSS in the window minus VmRSS \
+                 before the first session, per session."
+            ),
+        },
+        generator: report::Generator {
+            cpu_cores: measured.as_ref().and_then(|w| w.generator_cpu_cores),
+            note: "the load generator's own CPU over the measured window: reported, never counted",
+        },
+        server_added_latency: latency,
+        deadline: report::Deadline {
+            server_counter: None,
+            signal: "AI packets received / packets due by the wall clock (20 ms each)",
+            receive_rate_pct: receive_rate,
+            held: receive_rate.map(|r| r >= MIN_RECEIVE_RATE_PCT),
+            note: "the server exposes no missed-deadline counter yet; a sustained receive rate \
+                   below 95 % of the real-time rate stands for missed 20 ms deadlines",
+        },
+        window: measured,
+        capacity,
+        samples,
+        connects,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window_with(loss: f64, jitter_p99: f64, rate: f64, failed: u64) -> Window {
+        Window {
+            from_s: 0.0,
+            to_s: 10.0,
+            secs: 10.0,
+            sessions_live_at_end: 5,
+            session_seconds: 50.0,
+            server_cpu_ms: Some(500),
+            server_cpu_ms_per_session_second: Some(10.0),
+            server_cpu_cores: Some(0.05),
+            server_sys_pct: Some(30.0),
+            generator_cpu_cores: Some(0.1),
+            rx_received: 2500,
+            rx_expected: 2500,
+            rx_loss_pct: Some(loss),
+            rx_receive_rate_pct: Some(rate),
+            jitter_ms: Distribution::of(&[1.0, jitter_p99]),
+            offer_to_connected_ms: Distribution::of(&[30.0]),
+            established: 5,
+            failed,
+            dropped: 0,
+            ended_by_server: 0,
+        }
+    }
+
+    #[test]
+    fn capacity_limits() {
+        assert!(limits_broken(&window_with(0.5, 5.0, 99.0, 0), None, true).is_empty());
+        let b = limits_broken(&window_with(1.5, 25.0, 90.0, 1), Some(30.0), false);
+        assert_eq!(b.len(), 6, "{b:?}");
+        // The latency limit applies only once it is measured.
+        assert!(limits_broken(&window_with(0.0, 1.0, 100.0, 0), None, true).is_empty());
+        assert_eq!(
+            limits_broken(&window_with(0.0, 1.0, 100.0, 0), Some(25.0), true).len(),
+            1
+        );
+    }
+}
