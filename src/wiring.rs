@@ -12,7 +12,7 @@ use earshot_media::engine::{
 use earshot_media::peer::{IceServer, PeerConfig};
 use earshot_media::recorder::QualityPreset;
 use earshot_signaling::media_port::{
-    MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile,
+    MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
 };
 use earshot_signaling::routes::App;
 use earshot_signaling::sessions::Sessions;
@@ -194,6 +194,15 @@ struct EngineAdapter {
     agent_retry: std::time::Duration,
 }
 
+impl EngineAdapter {
+    /// The script's preset, else the configured default, else high.
+    fn quality(&self, name: &str) -> QualityPreset {
+        parse_quality(name)
+            .or_else(|| parse_quality(&self.quality_default))
+            .unwrap_or(QualityPreset::High)
+    }
+}
+
 fn media_error(e: EngineError) -> MediaError {
     match e {
         EngineError::InvalidSdp(m) => MediaError::InvalidSdp(m),
@@ -207,9 +216,7 @@ fn media_error(e: EngineError) -> MediaError {
 #[async_trait::async_trait]
 impl MediaPlane for EngineAdapter {
     async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError> {
-        let quality = parse_quality(&req.recording.quality)
-            .or_else(|| parse_quality(&self.quality_default))
-            .unwrap_or(QualityPreset::High);
+        let quality = self.quality(&req.recording.quality);
         let agent = match req.interview.agent {
             None => None,
             Some(a) => Some(AgentRequest {
@@ -264,8 +271,12 @@ impl MediaPlane for EngineAdapter {
         self.engine.hang_up(session_id).await;
     }
 
-    async fn finish(&self, session_id: &str) {
-        self.engine.finish(session_id).await;
+    async fn finish(&self, session_id: &str, recording: Option<RecordingSpec>) {
+        let orphan = recording.map(|r| earshot_media::engine::RecordingRequest {
+            quality: self.quality(&r.quality),
+            dir: r.dir,
+        });
+        self.engine.finish(session_id, orphan).await;
     }
 
     async fn pause(&self, session_id: &str) {

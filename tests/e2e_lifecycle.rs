@@ -1170,11 +1170,29 @@ async fn paused_session_survives_a_killed_server() {
         "expiry counted from the restart"
     );
     assert_eq!(ended["id"], id.as_str());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let s = server.session(&id).await;
-    eprintln!(
-        "recordings listed after the expiry on the restarted server: {}",
-        s["recordings"]
+    // The media of this session never ran on the restarted server: its tracks are finalized
+    // from what the killed process had flushed (WAVs, mix and MP3s all listed).
+    let s = server
+        .wait_session(&id, Duration::from_secs(30), |s| {
+            s["recordings"].as_array().is_some_and(|r| r.len() == 6)
+        })
+        .await;
+    assert_eq!(
+        s["recordings"].as_array().map(Vec::len),
+        Some(6),
+        "recordings finalized after the expiry on the restarted server: {s:#}"
+    );
+    let participant_ms = s["recordings"]
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|f| f["track"] == "participant" && f["format"] == "wav")
+        })
+        .and_then(|f| f["duration_ms"].as_i64())
+        .unwrap_or(0);
+    assert!(
+        participant_ms > 1_000,
+        "participant track kept its audio: {participant_ms} ms"
     );
 }
 

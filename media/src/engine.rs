@@ -438,18 +438,41 @@ impl Engine {
     }
 
     /// Ends the session's media and finalizes its recordings (reported as events).
-    pub async fn finish(&self, session_id: &str) {
-        let known = self.sessions.contains_key(session_id);
-        if known {
+    pub async fn finish(&self, session_id: &str, orphan: Option<RecordingRequest>) {
+        if self.sessions.contains_key(session_id) {
             self.command(session_id, SessionCommand::Finish).await;
-        } else {
-            let _ = self
-                .events
-                .send(EngineEvent::RecordingsFinished {
-                    session_id: session_id.to_string(),
-                })
-                .await;
+            return;
         }
+        // No media task (e.g. the process restarted since): finalize what is on disk.
+        if let Some(req) = orphan {
+            let result =
+                tokio::task::spawn_blocking(move || crate::session::finalize_orphan(&req)).await;
+            match result {
+                Ok(Ok(files)) => {
+                    for file in files {
+                        let _ = self
+                            .events
+                            .send(EngineEvent::RecordingReady {
+                                session_id: session_id.to_string(),
+                                file,
+                            })
+                            .await;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(session = session_id, error = %e, "finalizing left-over recordings failed")
+                }
+                Err(e) => {
+                    tracing::error!(session = session_id, error = %e, "finalizing left-over recordings failed")
+                }
+            }
+        }
+        let _ = self
+            .events
+            .send(EngineEvent::RecordingsFinished {
+                session_id: session_id.to_string(),
+            })
+            .await;
     }
 
     /// Flushes every session's recordings (process shutdown).

@@ -946,6 +946,25 @@ impl SessionMedia {
     }
 }
 
+/// Finalizes the tracks a session left on disk without a media task (the process restarted and
+/// the session ended without the participant coming back): the flushed WAVs are closed, the
+/// mix and MP3s made. Nothing on disk: nothing to report.
+pub(crate) fn finalize_orphan(
+    req: &RecordingRequest,
+) -> Result<Vec<RecordedFile>, crate::recorder::RecorderError> {
+    let participant = req.dir.join("participant.wav");
+    let ai = req.dir.join("ai.wav");
+    if !participant.exists() && !ai.exists() {
+        return Ok(Vec::new());
+    }
+    finalize_files(Recording {
+        dir: req.dir.clone(),
+        quality: req.quality,
+        participant: TrackWriter::open(participant, req.quality)?,
+        ai: TrackWriter::open(ai, req.quality)?,
+    })
+}
+
 fn finalize_files(rec: Recording) -> Result<Vec<RecordedFile>, crate::recorder::RecorderError> {
     let mut files = Vec::with_capacity(6);
     let participant = rec.participant.finalize()?;

@@ -274,7 +274,7 @@ impl Events {
 
     /// Finishes the session and returns its recorded files.
     async fn recordings(&self, from: usize, engine: &Engine, id: &str) -> Vec<RecordedFile> {
-        engine.finish(id).await;
+        engine.finish(id, None).await;
         let (end, _, _) = self
             .wait_for(from, Duration::from_secs(30), "RecordingsFinished", |e| {
                 matches!(e, EngineEvent::RecordingsFinished { .. })
@@ -927,7 +927,12 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
     assert!(r > 0.8, "correlation {r}");
     let (p50, p99, max) = participant.uplink_latency(&conn);
     eprintln!(
-        "[{format}] participant packet -> agent media message: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms (loopback, debug build)"
+        "[{format}] participant packet -> agent media message: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms (loopback, {} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     // Participant turns were taken by voice activity.
     let all = events.all();

@@ -92,7 +92,9 @@ pub trait MediaPlane: Send + Sync + 'static {
     async fn discard(&self, session_id: &str);
     /// Ends the session's media: hangs up and finalizes the recordings, reported as
     /// [`MediaEvent::RecordingReady`] events followed by [`MediaEvent::RecordingsFinished`].
-    async fn finish(&self, session_id: &str);
+    /// `recording` says where the session's files are, for a session whose media is no longer
+    /// running (the process restarted): its flushed tracks are finalized from disk.
+    async fn finish(&self, session_id: &str, recording: Option<RecordingSpec>);
 }
 
 /// A file the media plane finished writing.

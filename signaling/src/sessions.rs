@@ -211,7 +211,8 @@ impl Sessions {
                 }
                 Effect::FinalizeRecordings => {
                     self.peers.remove(session_id);
-                    self.media.finish(session_id).await;
+                    let spec = self.recording_spec(&row).await;
+                    self.media.finish(session_id, spec).await;
                 }
                 Effect::IssueRestart => {
                     if let Err(e) = self.issue_restart(&row).await {
@@ -255,6 +256,29 @@ impl Sessions {
         }
         if ended {
             self.turn_logs.remove(session_id);
+        }
+    }
+
+    fn recording_spec_of(&self, script: &ScriptRow, session_id: &str) -> RecordingSpec {
+        RecordingSpec {
+            enabled: script.recording_enabled,
+            noise_suppression: script.noise_suppression,
+            quality: script.quality.clone(),
+            dir: self.recordings_dir.join(session_id),
+        }
+    }
+
+    /// Where a session's recordings are (none if its script records nothing).
+    async fn recording_spec(&self, session: &SessionRow) -> Option<RecordingSpec> {
+        match self.store.get_script(&session.script_id).await {
+            Ok(Some(script)) if script.recording_enabled => {
+                Some(self.recording_spec_of(&script, &session.id))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(session = %session.id, error = %e, "loading the script failed");
+                None
+            }
         }
     }
 
@@ -407,12 +431,7 @@ impl Sessions {
                 session_id: session.id.clone(),
                 offer_sdp: offer.to_string(),
                 interview,
-                recording: RecordingSpec {
-                    enabled: script.recording_enabled,
-                    noise_suppression: script.noise_suppression,
-                    quality: script.quality.clone(),
-                    dir: self.recordings_dir.join(&session.id),
-                },
+                recording: self.recording_spec_of(&script, &session.id),
             })
             .await
             .map_err(media_error)?;

@@ -1,16 +1,17 @@
-//! Server-added latency: the hook for the agent bridge (F5).
+//! Server-added latency: the hook for measuring through the agent bridge (F5).
 //!
 //! PRODUCT.md's bar is p99 <= 2 ms beyond the codec's own frame, in both directions:
 //! participant RTP packet -> agent `media` frame, and agent `media` frame -> RTP packet to the
-//! participant. Measuring it needs the agent side of the bridge, which does not exist yet, so
-//! both series stay empty and the report prints `null` with [`NOTE`].
+//! participant. Measuring it needs the load generator to play the agent too (the WebSocket
+//! endpoint a script's agent URL points at). That endpoint is not built yet, so both series
+//! stay empty and the report prints `null` with [`NOTE`].
 //!
-//! How it slots in once the bridge exists: the load generator runs a small agent endpoint (the
-//! WebSocket URL the script is configured with). Each participant marks the frames it sends
-//! (e.g. a tone burst or a counter in a known frame; `participant::Session::send_loop` knows
-//! the send instant of every frame) and the agent endpoint records when the matching `media`
-//! message arrives: [`AgentLatency::participant_to_agent`]. The agent endpoint sends marked
-//! frames back and the participant's receive loop records the RTP arrival:
+//! How it slots in: the load generator runs a small agent endpoint and creates its invites
+//! under a script whose agent URL points at it. Each participant marks the frames it sends
+//! (e.g. a tone burst or a counter in a known frame; `participant::send_loop` knows the send
+//! instant of every frame) and the agent endpoint records when the matching `media` message
+//! arrives: [`AgentLatency::participant_to_agent`]. The agent endpoint sends marked frames back
+//! and the participant's receive loop records the RTP arrival:
 //! [`AgentLatency::agent_to_participant`]. Both feed [`LatencyReport`], which the report and the
 //! capacity search already read (a p99 above the limit ends a capacity step).
 
@@ -18,8 +19,8 @@ use serde::Serialize;
 
 use super::stats::Distribution;
 
-pub const NOTE: &str = "server-added latency needs the agent bridge (F5), which does not exist yet: \
-     reported as null until then";
+pub const NOTE: &str = "server-added latency is measured through the agent bridge (F5) with the load \
+     generator playing the agent; that agent endpoint is not built yet: null until then";
 
 /// Latency samples in milliseconds, filled by the agent endpoint once it exists.
 #[derive(Debug, Default)]

@@ -33,7 +33,7 @@ use stats::{Distribution, pct};
 
 /// Default log filter of `earshot loadgen` (EARSHOT_LOG overrides it): its own progress,
 /// without the WebRTC library's per-connection lines.
-pub const LOG_FILTER: &str = "info,rtc=warn,rtc_ice=warn,webrtc=warn,earshot_media=warn";
+pub const LOG_FILTER: &str = "info,rtc=warn,rtc_ice=error,webrtc=warn,earshot_media=warn";
 /// Progress lines are logged this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Limits of the capacity search (PRODUCT.md quality bars, issue 5).

@@ -66,7 +66,12 @@ pub fn parse_listening_inodes(net_tcp: &str, port: u16) -> Vec<u64> {
 /// The first three fields of /proc/loadavg ("1.20 0.90 0.75").
 pub fn loadavg() -> Option<String> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// Reads one process's CPU time and memory; `None` if it is gone (or this is not Linux).

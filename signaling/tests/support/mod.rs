@@ -63,7 +63,11 @@ impl MediaPlane for FakeMedia {
     async fn discard(&self, session_id: &str) {
         self.record("discard", session_id);
     }
-    async fn finish(&self, session_id: &str) {
+    async fn finish(
+        &self,
+        session_id: &str,
+        _recording: Option<earshot_signaling::media_port::RecordingSpec>,
+    ) {
         self.record("finish", session_id);
     }
 }
