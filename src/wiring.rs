@@ -12,7 +12,7 @@ use earshot_media::engine::{
 use earshot_media::peer::{IceServer, PeerConfig};
 use earshot_media::recorder::QualityPreset;
 use earshot_signaling::media_port::{
-    MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
+    AgentSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
 };
 use earshot_signaling::routes::App;
 use earshot_signaling::sessions::Sessions;
@@ -203,6 +203,18 @@ impl EngineAdapter {
     }
 }
 
+fn agent_request(a: AgentSpec, retry_for: std::time::Duration) -> Result<AgentRequest, MediaError> {
+    Ok(AgentRequest {
+        audio_format: a
+            .audio_format
+            .parse::<AgentAudioFormat>()
+            .map_err(|e| MediaError::Internal(e.to_string()))?,
+        url: a.url,
+        custom_parameters: a.custom_parameters,
+        retry_for,
+    })
+}
+
 fn media_error(e: EngineError) -> MediaError {
     match e {
         EngineError::InvalidSdp(m) => MediaError::InvalidSdp(m),
@@ -217,18 +229,11 @@ fn media_error(e: EngineError) -> MediaError {
 impl MediaPlane for EngineAdapter {
     async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError> {
         let quality = self.quality(&req.recording.quality);
-        let agent = match req.interview.agent {
-            None => None,
-            Some(a) => Some(AgentRequest {
-                audio_format: a
-                    .audio_format
-                    .parse::<AgentAudioFormat>()
-                    .map_err(|e| MediaError::Internal(e.to_string()))?,
-                url: a.url,
-                custom_parameters: a.custom_parameters,
-                retry_for: self.agent_retry,
-            }),
-        };
+        let agent = req
+            .interview
+            .agent
+            .map(|a| agent_request(a, self.agent_retry))
+            .transpose()?;
         let request = ParticipantRequest {
             agent,
             session_id: req.session_id,
@@ -283,8 +288,18 @@ impl MediaPlane for EngineAdapter {
         self.engine.pause(session_id).await;
     }
 
-    async fn resume(&self, session_id: &str) {
-        self.engine.resume(session_id).await;
+    async fn resume(&self, session_id: &str, agent: Option<AgentSpec>) {
+        let agent = match agent
+            .map(|a| agent_request(a, self.agent_retry))
+            .transpose()
+        {
+            Ok(agent) => agent,
+            Err(e) => {
+                tracing::error!(session = session_id, error = %e, "agent spec refused on resume");
+                None
+            }
+        };
+        self.engine.resume(session_id, agent).await;
     }
 
     async fn discard(&self, session_id: &str) {

@@ -419,8 +419,9 @@ impl Engine {
     }
 
     /// Continues a held interview.
-    pub async fn resume(&self, session_id: &str) {
-        self.command(session_id, SessionCommand::Resume).await;
+    pub async fn resume(&self, session_id: &str, agent: Option<AgentRequest>) {
+        self.command(session_id, SessionCommand::Resume(agent))
+            .await;
     }
 
     /// Stops the session's media without finalizing anything (the session is being deleted);

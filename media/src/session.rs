@@ -50,7 +50,8 @@ pub(crate) enum SessionCommand {
     /// The lifecycle paused the session: hold the interview (the peer stays up).
     Pause,
     /// The lifecycle resumed it.
-    Resume,
+    /// The lifecycle resumed it; a fresh agent request (resume context) replaces the old one.
+    Resume(Option<AgentRequest>),
     Finish,
     /// Stop without finalizing (the session is being deleted); acknowledged once the files
     /// are closed.
@@ -319,11 +320,14 @@ impl SessionMedia {
                         self.end_turn(self.timeline.position(now)).await;
                         self.stop_agent().await;
                     }
-                    Some(SessionCommand::Resume) => {
+                    Some(SessionCommand::Resume(request)) => {
                         if self.held {
                             self.held = false;
                             if let Some(agent) = &mut self.agent {
                                 agent.failed = false;
+                                if let Some(request) = request {
+                                    agent.request = request;
+                                }
                             }
                             self.resume_interview(Instant::now());
                         }

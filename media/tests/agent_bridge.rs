@@ -1175,7 +1175,7 @@ async fn pause_stops_the_stream_and_resume_starts_a_new_one() {
         end_ms - start_ms
     );
 
-    engine.resume(id).await;
+    engine.resume(id, None).await;
     let mut conn2 = agent.next_conn(Duration::from_secs(5)).await;
     let start = conn2.handshake().await;
     assert_ne!(conn2.stream_sid, conn.stream_sid, "a new stream");

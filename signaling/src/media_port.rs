@@ -86,7 +86,8 @@ pub trait MediaPlane: Send + Sync + 'static {
     /// recordings' timeline stops).
     async fn pause(&self, session_id: &str);
     /// Continues a held interview at the current question.
-    async fn resume(&self, session_id: &str);
+    /// `agent` carries the fresh `start` context (resume flag, turns so far) for an agent script.
+    async fn resume(&self, session_id: &str, agent: Option<AgentSpec>);
     /// Stops the session's media without finalizing (the session is being deleted); returns
     /// once no file of the session is open.
     async fn discard(&self, session_id: &str);

@@ -204,7 +204,10 @@ impl Sessions {
         for effect in &t.effects {
             match effect {
                 Effect::PauseMedia => self.media.pause(session_id).await,
-                Effect::ResumeMedia { .. } => self.media.resume(session_id).await,
+                Effect::ResumeMedia { .. } => {
+                    let agent = self.agent_spec(&row, &t.lifecycle).await;
+                    self.media.resume(session_id, agent).await;
+                }
                 Effect::StopMedia if !finalizing => {
                     self.peers.remove(session_id);
                     self.media.hang_up(session_id).await;
@@ -265,6 +268,18 @@ impl Sessions {
             noise_suppression: script.noise_suppression,
             quality: script.quality.clone(),
             dir: self.recordings_dir.join(session_id),
+        }
+    }
+
+    /// The agent's fresh `start` context for a session of an agent script (None otherwise).
+    async fn agent_spec(&self, session: &SessionRow, lc: &Lifecycle) -> Option<AgentSpec> {
+        let script = self.store.get_script(&session.script_id).await.ok()??;
+        match self.interview_spec(&script, session, lc).await {
+            Ok(spec) => spec.agent,
+            Err(e) => {
+                tracing::error!(session = %session.id, error = %e.message, "building the agent context failed");
+                None
+            }
         }
     }
 

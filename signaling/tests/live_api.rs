@@ -326,6 +326,31 @@ async fn agent_scripts_hand_the_media_an_agent_with_its_context() {
     assert_eq!(params["turns"][0]["text"], "Hi, shall we start?");
     assert_eq!(params["turns"][0]["role"], "ai");
 
+    // A pause and a resume by button on the same peer: the agent is redialled with fresh
+    // context (a resume, and the turns so far).
+    for action in ["pause", "resume"] {
+        let res = srv
+            .http
+            .post(format!("{}/v1/invites/{token}/{action}", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{action}");
+    }
+    let resumed = srv.media.resumed.lock().unwrap().clone();
+    let agent = resumed
+        .last()
+        .cloned()
+        .flatten()
+        .expect("resume carries the agent context");
+    assert_eq!(agent.custom_parameters["resume"], true);
+    assert_eq!(
+        agent.custom_parameters["turns"][0]["text"],
+        "Hi, shall we start?"
+    );
+    assert_eq!(m.next_of("state").await["to"], "paused");
+    assert_eq!(m.next_of("state").await["to"], "in_progress");
+
     // The agent fails: the session ends as abandoned, technical, recordings finalized.
     srv.send(MediaEvent::AgentFailed {
         session_id: id.clone(),

@@ -26,6 +26,8 @@ pub const HANG: Duration = Duration::from_secs(30);
 pub struct FakeMedia {
     pub calls: Mutex<Vec<String>>,
     pub opened: Mutex<Vec<OpenParticipant>>,
+    /// The agent context each `resume` carried.
+    pub resumed: Mutex<Vec<Option<earshot_signaling::media_port::AgentSpec>>>,
 }
 
 impl FakeMedia {
@@ -57,7 +59,12 @@ impl MediaPlane for FakeMedia {
     async fn pause(&self, session_id: &str) {
         self.record("pause", session_id);
     }
-    async fn resume(&self, session_id: &str) {
+    async fn resume(
+        &self,
+        session_id: &str,
+        agent: Option<earshot_signaling::media_port::AgentSpec>,
+    ) {
+        self.resumed.lock().unwrap().push(agent);
         self.record("resume", session_id);
     }
     async fn discard(&self, session_id: &str) {
