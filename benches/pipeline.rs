@@ -208,20 +208,60 @@ fn denoise_and_vad(c: &mut Criterion) {
 fn opus_encode(c: &mut Criterion) {
     let frames = common::ai_frames();
     let mut g = c.benchmark_group("opus_encode");
-    g.bench_function("ai_speech_32kbps_c5", |b| {
-        let mut enc = OpusEncoder::new(OpusSettings::default()).expect("encoder");
-        let mut i = 0usize;
-        b.iter(|| {
-            black_box(enc.encode(&frames[i % frames.len()]).expect("encode"));
-            i += 1;
+    let default = OpusSettings::default();
+    // The server's default first, then the knobs that decide the cost (PRODUCT.md F11).
+    let variants = [
+        ("ai_speech_32kbps_c5", default),
+        (
+            "ai_speech_32kbps_c5_no_fec",
+            OpusSettings {
+                fec: false,
+                expected_loss_pct: 0,
+                ..default
+            },
+        ),
+        (
+            "ai_speech_32kbps_c2",
+            OpusSettings {
+                complexity: 2,
+                ..default
+            },
+        ),
+        (
+            "ai_speech_32kbps_c0",
+            OpusSettings {
+                complexity: 0,
+                ..default
+            },
+        ),
+    ];
+    for (name, settings) in variants {
+        g.bench_function(name, |b| {
+            let mut enc = OpusEncoder::new(settings).expect("encoder");
+            let mut i = 0usize;
+            b.iter(|| {
+                black_box(enc.encode(&frames[i % frames.len()]).expect("encode"));
+                i += 1;
+            });
         });
-    });
+    }
     // Between prompts the server still sends a frame every 20 ms: digital silence.
-    g.bench_function("ai_silence_32kbps_c5", |b| {
-        let mut enc = OpusEncoder::new(OpusSettings::default()).expect("encoder");
-        let silence = [0i16; FRAME];
-        b.iter(|| black_box(enc.encode(&silence).expect("encode")));
-    });
+    for (name, settings) in [
+        ("ai_silence_32kbps_c5", default),
+        (
+            "ai_silence_32kbps_c5_dtx",
+            OpusSettings {
+                dtx: true,
+                ..default
+            },
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            let mut enc = OpusEncoder::new(settings).expect("encoder");
+            let silence = [0i16; FRAME];
+            b.iter(|| black_box(enc.encode(&silence).expect("encode")));
+        });
+    }
     g.finish();
 }
 

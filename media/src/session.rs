@@ -201,6 +201,8 @@ pub(crate) struct SessionMedia {
     peer: Option<Arc<ServerPeer>>,
     /// DTLS-SRTP is up on the current peer: AI audio can be sent.
     peer_connected: bool,
+    /// The encoded 20 ms of silence, reused while the AI is quiet.
+    silence_packet: Option<bytes::Bytes>,
     /// The lifecycle holds the session (paused).
     held: bool,
     last_audio: Option<Instant>,
@@ -271,6 +273,7 @@ impl SessionMedia {
             pending_events: Vec::new(),
             peer: None,
             peer_connected: false,
+            silence_packet: None,
             held: false,
             last_audio: None,
             audio_stopped: false,
@@ -657,12 +660,28 @@ impl SessionMedia {
         } else {
             self.prompt_frame(pos, &mut frame).await;
         }
-        let encoded = match self.encoder.encode(&frame) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(session = %self.id, error = %e, "opus encode failed");
-                return;
-            }
+        // Silence is most of an interview's AI track: its packet is encoded once per session
+        // (encoding zeros costs as much as speech: ~120 µs a frame).
+        let silent = frame.iter().all(|s| *s == 0);
+        let cached = if silent {
+            self.silence_packet.clone()
+        } else {
+            None
+        };
+        let encoded = match cached {
+            Some(packet) => packet,
+            None => match self.encoder.encode(&frame) {
+                Ok(b) => {
+                    if silent {
+                        self.silence_packet = Some(b.clone());
+                    }
+                    b
+                }
+                Err(e) => {
+                    tracing::warn!(session = %self.id, error = %e, "opus encode failed");
+                    return;
+                }
+            },
         };
         if let Some(peer) = &self.peer
             && let Err(e) = peer.send_opus(encoded, FRAME_DURATION).await
@@ -917,6 +936,9 @@ impl SessionMedia {
         if let Some(rec) = self.recording.take() {
             let events = self.events.clone();
             let sid = id.clone();
+            // One finalization at a time: mixing and MP3 encoding are bulk work that must not
+            // take both cores from the sessions still running.
+            let _turn = FINALIZING.acquire().await;
             let result = tokio::task::spawn_blocking(move || finalize_files(rec)).await;
             let outcome = match result {
                 Ok(Ok(files)) => Ok(files),
@@ -949,6 +971,9 @@ impl SessionMedia {
             .await;
     }
 }
+
+/// Serializes end-of-session file work (see [`SessionMedia::finalize`]).
+static FINALIZING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Finalizes the tracks a session left on disk without a media task (the process restarted and
 /// the session ended without the participant coming back): the flushed WAVs are closed, the
