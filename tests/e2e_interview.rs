@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 use support::audio;
 use support::browser::Browser;
-use support::{Server, fixture};
+use support::{Server, fixture, join_interview};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_interview_runs_to_completion_and_is_recorded() {
@@ -16,52 +16,7 @@ async fn browser_interview_runs_to_completion_and_is_recorded() {
     let speech = fixture("participant_speech.wav");
     let mut browser = Browser::launch(&url, Some(&speech)).await;
 
-    assert!(
-        browser.wait_for("!!document.querySelector('#accept') && !document.querySelector('#accept').closest('[hidden]')", Duration::from_secs(15)).await,
-        "consent screen shown"
-    );
-    browser
-        .eval("document.querySelector('#accept').click(); true")
-        .await;
-    assert!(
-        browser
-            .wait_for(
-                "window.earshot && window.earshot.state === 'mic'",
-                Duration::from_secs(15)
-            )
-            .await,
-        "mic check screen"
-    );
-    assert!(
-        browser
-            .wait_for("window.earshot.micLevel > 0.01", Duration::from_secs(15))
-            .await,
-        "mic level meter moves with the fed speech"
-    );
-    if let Ok(dir) = std::env::var("TEST_ARTIFACTS_DIR") {
-        browser
-            .screenshot(&std::path::Path::new(&dir).join("mic-check.png"))
-            .await;
-    }
-    browser
-        .eval("document.querySelector('#start').click(); true")
-        .await;
-    assert!(
-        browser
-            .wait_for(
-                "window.earshot.state === 'connected'",
-                Duration::from_secs(20)
-            )
-            .await,
-        "browser connected; server log:\n{}",
-        server.log()
-    );
-    let session_id = browser
-        .eval("window.earshot.sessionId")
-        .await
-        .as_str()
-        .expect("session id")
-        .to_string();
+    let session_id = join_interview(&mut browser, &server).await;
 
     // The browser must hear the interviewer: received audio energy grows.
     assert!(
