@@ -344,12 +344,7 @@ async fn agent_drives_a_browser_session(format: Format) {
     let live = monitor(&server, &session_id).await;
 
     assert!(
-        browser
-            .wait_for(
-                "window.earshot.pc.getStats().then(s => { let e = 0; s.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'audio') e = r.totalAudioEnergy || 0; }); return e > 0.001; })",
-                Duration::from_secs(20),
-            )
-            .await,
+        browser.hears_audio(Duration::from_secs(20)).await,
         "the browser hears the agent"
     );
     let done = server

@@ -165,40 +165,34 @@ impl Store {
     /// Inserts a script, or replaces the definition of one with the same id (used for the
     /// built-in default script, whose prompt paths follow the data directory).
     pub async fn upsert_script(&self, s: &ScriptRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO scripts (id, campaign_id, name, definition, recording_enabled, \
-             noise_suppression, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT(id) DO UPDATE SET definition = excluded.definition",
+        self.write_script(
+            s,
+            " ON CONFLICT(id) DO UPDATE SET definition = excluded.definition",
         )
-        .bind(&s.id)
-        .bind(&s.campaign_id)
-        .bind(&s.name)
-        .bind(&s.definition)
-        .bind(s.recording_enabled)
-        .bind(s.noise_suppression)
-        .bind(&s.quality)
-        .bind(s.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Inserts a new script (fails if the id exists).
     pub async fn insert_script(&self, s: &ScriptRow) -> Result<()> {
-        sqlx::query(
+        self.write_script(s, "").await
+    }
+
+    async fn write_script(&self, s: &ScriptRow, on_conflict: &str) -> Result<()> {
+        let sql = format!(
             "INSERT INTO scripts (id, campaign_id, name, definition, recording_enabled, \
-             noise_suppression, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id)
-        .bind(&s.campaign_id)
-        .bind(&s.name)
-        .bind(&s.definition)
-        .bind(s.recording_enabled)
-        .bind(s.noise_suppression)
-        .bind(&s.quality)
-        .bind(s.created_at)
-        .execute(&self.pool)
-        .await?;
+             noise_suppression, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?){on_conflict}"
+        );
+        sqlx::query(&sql)
+            .bind(&s.id)
+            .bind(&s.campaign_id)
+            .bind(&s.name)
+            .bind(&s.definition)
+            .bind(s.recording_enabled)
+            .bind(s.noise_suppression)
+            .bind(&s.quality)
+            .bind(s.created_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -211,6 +211,16 @@ impl Browser {
         let _ = old_ws.close(None).await;
     }
 
+    /// Waits until the page's peer connection has received audio with energy (WebRTC
+    /// `getStats`: inbound-rtp `totalAudioEnergy`).
+    pub async fn hears_audio(&mut self, timeout: Duration) -> bool {
+        self.wait_for(
+            "window.earshot.pc.getStats().then(s => { let e = 0; s.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'audio') e = r.totalAudioEnergy || 0; }); return e > 0.001; })",
+            timeout,
+        )
+        .await
+    }
+
     /// Saves a PNG screenshot of the page.
     pub async fn screenshot(&mut self, path: &Path) {
         let r = self
