@@ -446,10 +446,9 @@ impl Engine {
         }
         // No media task (e.g. the process restarted since): finalize what is on disk.
         if let Some(req) = orphan {
-            let result =
-                tokio::task::spawn_blocking(move || crate::session::finalize_orphan(&req)).await;
+            let result = crate::finalizer::run(move || crate::session::finalize_orphan(&req)).await;
             match result {
-                Ok(Ok(files)) => {
+                Some(Ok(files)) => {
                     for file in files {
                         let _ = self
                             .events
@@ -460,11 +459,14 @@ impl Engine {
                             .await;
                     }
                 }
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     tracing::error!(session = session_id, error = %e, "finalizing left-over recordings failed")
                 }
-                Err(e) => {
-                    tracing::error!(session = session_id, error = %e, "finalizing left-over recordings failed")
+                None => {
+                    tracing::error!(
+                        session = session_id,
+                        "finalizing left-over recordings failed: the finalizer thread failed"
+                    )
                 }
             }
         }

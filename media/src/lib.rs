@@ -6,6 +6,7 @@ pub mod client;
 pub mod codec;
 pub mod denoise;
 pub mod engine;
+mod finalizer;
 pub mod interviewer;
 pub mod jitter;
 pub mod level;

@@ -936,14 +936,11 @@ impl SessionMedia {
         if let Some(rec) = self.recording.take() {
             let events = self.events.clone();
             let sid = id.clone();
-            // One finalization at a time: mixing and MP3 encoding are bulk work that must not
-            // take both cores from the sessions still running.
-            let _turn = FINALIZING.acquire().await;
-            let result = tokio::task::spawn_blocking(move || finalize_files(rec)).await;
-            let outcome = match result {
-                Ok(Ok(files)) => Ok(files),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
+            // Bulk work: one session at a time, below the real-time path (finalizer.rs).
+            let outcome = match crate::finalizer::run(move || finalize_files(rec)).await {
+                Some(Ok(files)) => Ok(files),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("the finalizer thread failed".to_owned()),
             };
             match outcome {
                 Ok(files) => {
@@ -971,9 +968,6 @@ impl SessionMedia {
             .await;
     }
 }
-
-/// Serializes end-of-session file work (see [`SessionMedia::finalize`]).
-static FINALIZING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Finalizes the tracks a session left on disk without a media task (the process restarted and
 /// the session ended without the participant coming back): the flushed WAVs are closed, the

@@ -764,8 +764,10 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
         unreachable!()
     };
     assert_eq!(start_ms, ab_at);
+    // Two segments (the mark between them ends the first), each 5 ms longer than sent: the
+    // downlink is causal and passes its resampler's filter delay on.
     assert!(
-        (end_ms - start_ms).abs_diff(1600) <= 1,
+        (end_ms - start_ms).abs_diff(1600 + 2 * 5) <= 1,
         "AI turn {start_ms}..{end_ms}"
     );
 
@@ -1007,14 +1009,17 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
     assert_eq!(runs.len(), 5, "five runs of AI audio: {runs:?}");
     let ms_of = |n: usize| n as f64 / 48.0;
     let (ab, dr) = (runs[0], runs[4]);
+    // 1600 ms of tones plus each segment's 5 ms filter delay (a ramp at A's start and between
+    // A and B).
     assert!(
-        (ms_of(ab.1 - ab.0) - 1600.0).abs() < 2.0,
+        (1600.0..1612.0).contains(&ms_of(ab.1 - ab.0)),
         "A+B run {:.1} ms",
         ms_of(ab.1 - ab.0)
     );
     assert!(
-        (ms_of(ab.0) - ab_at as f64).abs() < 2.0,
-        "A+B placed at its turn start"
+        (0.0..6.0).contains(&(ms_of(ab.0) - ab_at as f64)),
+        "A+B placed at its turn start (after the 5 ms filter delay): {:.1} ms vs {ab_at}",
+        ms_of(ab.0)
     );
     assert_eq!(
         dominant(&ai[ab.0 + 4800..ab.0 + 9600], &freqs, 48_000),
@@ -1068,8 +1073,10 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
             cl.handled_after
         );
         assert!(
-            (ms_of(run.0) - cl.at_ms as f64).abs() < 2.0,
-            "tone placed at its turn start"
+            (0.0..6.0).contains(&(ms_of(run.0) - cl.at_ms as f64)),
+            "tone placed at its turn start (after the 5 ms filter delay): {:.1} ms vs {}",
+            ms_of(run.0),
+            cl.at_ms
         );
         assert!(
             (track_end - cl.end_ms as f64).abs() < 2.0,

@@ -3,13 +3,14 @@
 //! window (the hold, one capacity step) are the difference of two samples.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::agent::AgentLatency;
+use super::agent::Probes;
+use super::latency::{AgentLatency, LatencyReport, Paired};
 use super::procfs;
 use super::stats::{Distribution, pct, percentile};
 
@@ -45,7 +46,11 @@ pub struct Hub {
     /// (t_s, RFC 3550 jitter ms) of every streaming session, once a second.
     pub jitter: Mutex<Vec<(f64, f64)>>,
     pub failures: Mutex<BTreeMap<String, u64>>,
-    pub agent: Mutex<AgentLatency>,
+    /// Server-added latency through the agent bridge (with `--agent`).
+    latency: Mutex<AgentLatency>,
+    /// Whether participants talk to the generator's agent.
+    pub with_agent: bool,
+    pub probes: Arc<Probes>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -53,7 +58,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new() -> Self {
+    pub fn new(with_agent: bool) -> Self {
         Self {
             origin: Instant::now(),
             attempted: AtomicU64::new(0),
@@ -70,7 +75,9 @@ impl Hub {
             connects: Mutex::new(Vec::new()),
             jitter: Mutex::new(Vec::new()),
             failures: Mutex::new(BTreeMap::new()),
-            agent: Mutex::new(AgentLatency::default()),
+            latency: Mutex::new(AgentLatency::default()),
+            with_agent,
+            probes: Arc::new(Probes::default()),
         }
     }
 
@@ -138,8 +145,15 @@ impl Hub {
             .collect()
     }
 
-    pub fn agent_report(&self) -> super::agent::LatencyReport {
-        lock(&self.agent).report()
+    /// Latencies one probe paired, measured now.
+    pub fn latencies(&self, paired: Paired) {
+        let t = self.now_s();
+        lock(&self.latency).add(t, paired);
+    }
+
+    /// Server-added latency measured within `[from_s, to_s]`.
+    pub fn latency_between(&self, from_s: f64, to_s: f64) -> LatencyReport {
+        lock(&self.latency).report(from_s, to_s, self.with_agent)
     }
 }
 

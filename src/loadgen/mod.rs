@@ -1,14 +1,17 @@
 //! `earshot loadgen`: drives N real WebRTC participants against a running Earshot server and
 //! reports what it takes (F12): sessions established and failed, offer-to-connected times, RTP
 //! loss and jitter of the AI audio as the participants receive it, and the server process's CPU
-//! per session-second and memory per session. With `--find-capacity` it raises N step by step
-//! until a quality limit breaks and reports the largest N that held.
+//! per session-second and memory per session. With `--agent` it also plays the AI agent on the
+//! agent bridge and measures the latency the server adds in both directions (latency.rs).
+//! With `--find-capacity` it raises N step by step until a quality limit breaks and reports the
+//! largest N that held.
 //!
 //! The generator measures the server only through /proc/<server pid>: its own CPU time is
 //! reported beside it and never counted.
 
 mod agent;
 mod hub;
+mod latency;
 mod participant;
 mod procfs;
 mod report;
@@ -79,6 +82,11 @@ pub struct Args {
     /// Seconds a participant waits for its peer to connect before counting a failure.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout_secs: u64,
+    /// Play the AI agent too: the generator runs a test agent on the agent bridge (a script
+    /// pointing at it is created) and measures the server-added latency both ways. Without
+    /// it the participants talk to the built-in interviewer.
+    #[arg(long)]
+    pub agent: bool,
     /// Do not start a new session when the server ends one (the interview finished).
     #[arg(long)]
     pub no_renew: bool,
@@ -283,7 +291,17 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let packets = speech_packets(&args.speech)?;
 
     let loadavg_start = procfs::loadavg();
-    let hub = Arc::new(Hub::new());
+    let hub = Arc::new(Hub::new(args.agent));
+    let script_id = if args.agent {
+        let url = agent::serve(args.bind_ip, Arc::clone(&hub.probes))
+            .await
+            .context("starting the test agent")?;
+        let id = create_agent_script(&http, &base, &args.admin_token, &url).await?;
+        info!(%url, script = %id, "loadgen: participants talk to the generator's test agent");
+        Some(id)
+    } else {
+        None
+    };
     let sampler = Arc::new(Sampler::new(pid));
     let baseline = sampler.sample(&hub);
     let sampler_task = spawn_sampler(Arc::clone(&hub), Arc::clone(&sampler));
@@ -292,6 +310,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         http,
         base: base.clone(),
         admin_token: args.admin_token.clone(),
+        script_id,
         packets: Arc::new(packets),
         client: ClientConfig {
             bind_ip: args.bind_ip,
@@ -362,6 +381,34 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the script whose agent is the generator's test agent; returns its id.
+async fn create_agent_script(
+    http: &reqwest::Client,
+    base: &str,
+    admin_token: &str,
+    agent_url: &str,
+) -> anyhow::Result<String> {
+    let r = http
+        .post(format!("{base}/v1/scripts"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({
+            "name": "loadgen test agent",
+            "agent": {"url": agent_url, "audio_format": "l16/16000"},
+        }))
+        .send()
+        .await
+        .context("creating the agent script")?;
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("creating the agent script: {status} {body}");
+    }
+    body["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the created script has no id")
+}
+
 /// Steps of `--step` sessions from `--sessions` up until a limit breaks.
 async fn find_capacity(run: &mut Run) -> (Option<Window>, report::Capacity) {
     let args = run.args.clone();
@@ -377,7 +424,8 @@ async fn find_capacity(run: &mut Run) -> (Option<Window>, report::Capacity) {
             .hold(args.hold_secs, &format!("step {target}: hold"))
             .await;
         let w = window(&run.hub, &a, &b);
-        let latency_p99 = run.hub.agent_report().worst_p99();
+        let latency = run.hub.latency_between(w.from_s, w.to_s);
+        let latency_p99 = latency.worst_p99();
         let broken = limits_broken(&w, latency_p99, run.sampler.server_alive());
         let held = broken.is_empty();
         info!(
@@ -389,6 +437,7 @@ async fn find_capacity(run: &mut Run) -> (Option<Window>, report::Capacity) {
             loss_pct = ?w.rx_loss_pct,
             jitter_p99_ms = ?w.jitter_ms.p99,
             receive_rate_pct = ?w.rx_receive_rate_pct,
+            server_latency_p99_ms = ?latency_p99,
             "loadgen: capacity step"
         );
         steps.push(report::Step {
@@ -396,6 +445,7 @@ async fn find_capacity(run: &mut Run) -> (Option<Window>, report::Capacity) {
             held,
             broken,
             rss_kib: b.server_rss_kib,
+            server_added_latency: latency,
             window: w,
         });
         if !held {
@@ -496,7 +546,10 @@ fn build_report(
     let expected = hub.rx_expected.load(Ordering::Relaxed);
     let by_clock = hub.rx_expected_by_clock.load(Ordering::Relaxed);
     let all_jitter = hub.jitter_between(0.0, f64::MAX);
-    let latency = hub.agent_report();
+    let latency = measured.as_ref().map_or_else(
+        || hub.latency_between(0.0, f64::MAX),
+        |w| hub.latency_between(w.from_s, w.to_s),
+    );
 
     // Memory: peak during the measured window over the baseline before any session.
     let sessions_in_window = measured.as_ref().map(|w| w.sessions_live_at_end);
@@ -526,6 +579,7 @@ fn build_report(
             step: args.step,
             max_sessions: args.max_sessions,
             renew: !args.no_renew,
+            agent: args.agent,
             speech: args.speech.display().to_string(),
             speech_packets: run.ctx.packets.len(),
         },

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::hub::Hub;
+use super::latency::Probe;
 use super::stats::RtpReceiver;
 
 const FRAME: Duration = Duration::from_millis(20);
@@ -35,6 +36,8 @@ pub struct Ctx {
     /// Server base URL without a trailing slash.
     pub base: String,
     pub admin_token: String,
+    /// Script of the invites: the generator's test agent (`--agent`), or the server's default.
+    pub script_id: Option<String>,
     /// The speech as Opus packets, looped by every participant from its own offset.
     pub packets: Arc<Vec<Bytes>>,
     pub client: ClientConfig,
@@ -123,6 +126,10 @@ impl Ctx {
             .http
             .post(self.url("/v1/invites"))
             .bearer_auth(&self.admin_token)
+            .json(&match &self.script_id {
+                Some(id) => serde_json::json!({ "script_id": id }),
+                None => serde_json::json!({}),
+            })
             .send()
             .await
             .map_err(|e| transport_error("invite", &e))?;
@@ -136,7 +143,8 @@ impl Ctx {
             .ok_or_else(|| "invite: no token".to_owned())
     }
 
-    async fn open_and_consent(&self, token: &str) -> Result<(), String> {
+    /// Opens the invite page and consents; returns the session id.
+    async fn open_and_consent(&self, token: &str) -> Result<String, String> {
         let r = self
             .http
             .get(self.url(&format!("/i/{token}")))
@@ -156,7 +164,11 @@ impl Ctx {
         if !r.status().is_success() {
             return Err(http_error("consent", r).await);
         }
-        Ok(())
+        let v: serde_json::Value = r.json().await.map_err(|_| "consent: bad json".to_owned())?;
+        v["session_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "consent: no session_id".to_owned())
     }
 
     /// WHIP: offer in, (resource location, answer) out.
@@ -224,16 +236,40 @@ async fn session(ctx: &Ctx, slot: usize, stop: &mut watch::Receiver<bool>) -> Ou
         Ok(t) => t,
         Err(e) => return Outcome::Failed(e),
     };
-    if let Err(e) = ctx.open_and_consent(&token).await {
-        return Outcome::Failed(e);
+    let session_id = match ctx.open_and_consent(&token).await {
+        Ok(id) => id,
+        Err(e) => return Outcome::Failed(e),
+    };
+    // With the generator's agent: the records both sides of this session fill.
+    let probe = ctx.hub.with_agent.then(|| {
+        let probe = Arc::new(Probe::default());
+        ctx.hub.probes.insert(&session_id, Arc::clone(&probe));
+        probe
+    });
+    let outcome = stream(ctx, slot, stop, &token, probe.as_ref()).await;
+    if let Some(probe) = probe {
+        ctx.hub.latencies(probe.drain());
+        ctx.hub.probes.remove(&session_id);
     }
+    outcome
+}
+
+/// Offer, connect, and stream until the session ends, we are stopped, or the peer is lost.
+async fn stream(
+    ctx: &Ctx,
+    slot: usize,
+    stop: &mut watch::Receiver<bool>,
+    token: &str,
+    probe: Option<&Arc<Probe>>,
+) -> Outcome {
+    let hub = &ctx.hub;
     let (peer, offer, mut events) = match ClientPeer::offer(&ctx.client).await {
         Ok(x) => x,
         Err(e) => return Outcome::Failed(format!("client peer: {e}")),
     };
     let peer = Arc::new(peer);
     let offered_at = Instant::now();
-    let (location, answer) = match ctx.whip(&token, offer).await {
+    let (location, answer) = match ctx.whip(token, offer).await {
         Ok(x) => x,
         Err(e) => {
             peer.close().await;
@@ -279,6 +315,7 @@ async fn session(ctx: &Ctx, slot: usize, stop: &mut watch::Receiver<bool>) -> Ou
         Arc::clone(&ctx.packets),
         slot * 37,
         Arc::clone(hub),
+        probe.cloned(),
     ));
     let mut rtp = RtpReceiver::new(CLOCK_RATE, FRAME.as_millis() as u32);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -295,13 +332,14 @@ async fn session(ctx: &Ctx, slot: usize, stop: &mut watch::Receiver<bool>) -> Ou
                     hub.rx_expected.fetch_add(d.expected, Ordering::Relaxed);
                     hub.rx_expected_by_clock.fetch_add(d.expected_by_clock, Ordering::Relaxed);
                     last_packet = p.arrival;
-                    // Agent bridge hook (see agent.rs): match marked AI frames here and feed
-                    // hub.agent.agent_to_participant(..).
+                    if let Some(probe) = probe {
+                        probe.ai_packet(p.timestamp, p.payload.len(), p.arrival);
+                    }
                 }
                 // A transient ICE disconnect may recover; a lasting one shows as silence.
                 Some(PeerEvent::Connected | PeerEvent::Disconnected) => {}
                 Some(PeerEvent::Failed | PeerEvent::Closed) | None => {
-                    break if ctx.session_ended(&token).await {
+                    break if ctx.session_ended(token).await {
                         Outcome::EndedByServer
                     } else {
                         Outcome::Dropped("peer disconnected".to_owned())
@@ -312,9 +350,12 @@ async fn session(ctx: &Ctx, slot: usize, stop: &mut watch::Receiver<bool>) -> Ou
                 if rtp.received() > 0 {
                     hub.jitter_sample(rtp.jitter_ms());
                 }
+                if let Some(probe) = probe {
+                    hub.latencies(probe.drain());
+                }
                 if last_packet.elapsed() > SILENCE_CHECK && last_check.elapsed() > SILENCE_CHECK {
                     last_check = Instant::now();
-                    if ctx.session_ended(&token).await {
+                    if ctx.session_ended(token).await {
                         break Outcome::EndedByServer;
                     }
                 }
@@ -342,7 +383,13 @@ async fn session(ctx: &Ctx, slot: usize, stop: &mut watch::Receiver<bool>) -> Ou
 }
 
 /// Sends the looped speech packets at real-time pace (20 ms), starting at `offset`.
-async fn send_loop(peer: Arc<ClientPeer>, packets: Arc<Vec<Bytes>>, offset: usize, hub: Arc<Hub>) {
+async fn send_loop(
+    peer: Arc<ClientPeer>,
+    packets: Arc<Vec<Bytes>>,
+    offset: usize,
+    hub: Arc<Hub>,
+    probe: Option<Arc<Probe>>,
+) {
     if packets.is_empty() {
         return;
     }
@@ -353,8 +400,9 @@ async fn send_loop(peer: Arc<ClientPeer>, packets: Arc<Vec<Bytes>>, offset: usiz
     loop {
         tick.tick().await;
         let frame = packets[i % packets.len()].clone();
-        // Participant -> agent latency hook (agent.rs): record the send instant of marked
-        // frames here.
+        if let Some(probe) = &probe {
+            probe.packet_sent(Instant::now());
+        }
         if peer.send_opus(frame, FRAME).await.is_err() {
             hub.send_errors.fetch_add(1, Ordering::Relaxed);
         }

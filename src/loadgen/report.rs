@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::agent::LatencyReport;
 use super::hub::{Connect, Sample, Window};
+use super::latency::LatencyReport;
 use super::stats::Distribution;
 
 /// PRODUCT.md's capacity goal: server CPU per session-second with noise suppression and full
@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub step: usize,
     pub max_sessions: usize,
     pub renew: bool,
+    /// The generator played the agent (`--agent`).
+    pub agent: bool,
     pub speech: String,
     pub speech_packets: usize,
 }
@@ -144,6 +146,8 @@ pub struct Step {
     pub held: bool,
     pub broken: Vec<String>,
     pub rss_kib: Option<u64>,
+    /// Server-added latency in the step's window (with `--agent`).
+    pub server_added_latency: LatencyReport,
     pub window: Window,
 }
 

@@ -3,9 +3,11 @@
 //! [`Uplink`]: participant frames -> resampled to 16 kHz (or 8 kHz and μ-law encoded) -> base64
 //! payloads of exactly 20 ms. [`Downlink`]: base64 payloads from the agent -> decoded ->
 //! resampled to 48 kHz. The downlink works in *segments* (audio between marks, clears and
-//! pauses of the agent): the resampler's filter delay is removed at a segment's start and its
-//! tail is flushed at the end, so a segment of n input samples yields exactly n·48000/rate
-//! output samples, aligned with the input — what makes marks sample-exact.
+//! pauses of the agent). It is causal: a payload's samples come out as soon as it is pushed,
+//! delayed by the resampler's filter (5 ms) — a whole 20 ms frame per 20 ms payload, the first
+//! one included, so the start of a talk is never a partial frame. The tail is flushed at the segment's end, so a segment of n input samples yields exactly
+//! n·48000/rate + [`Downlink::delay`] output samples, and a mark placed after it follows the
+//! last sound.
 
 use crate::engine::AgentAudioFormat;
 use crate::resample::{ResampleError, StreamResampler, mulaw_decode_into, mulaw_encode_into};
@@ -103,8 +105,6 @@ pub enum DownlinkError {
 pub struct Downlink {
     format: AgentAudioFormat,
     resampler: StreamResampler,
-    /// Output samples still to drop at the start of this segment (the filter delay).
-    skip: usize,
     /// Output samples given out in this segment.
     emitted: u64,
     /// Input samples taken in this segment.
@@ -127,7 +127,7 @@ impl std::fmt::Debug for Downlink {
 }
 
 fn downlink_resampler(format: AgentAudioFormat) -> Result<StreamResampler, ResampleError> {
-    // 10 ms steps: a filter long enough for clean AI audio, 5 ms delay (removed).
+    // 10 ms steps: a filter long enough for clean AI audio, 5 ms delay.
     let rate = format.sample_rate();
     StreamResampler::with_chunk(rate, RATE, (rate / 100) as usize)
 }
@@ -137,7 +137,6 @@ impl Downlink {
         let resampler = downlink_resampler(format)?;
         Ok(Self {
             format,
-            skip: resampler.delay(),
             resampler,
             emitted: 0,
             taken: 0,
@@ -154,8 +153,17 @@ impl Downlink {
         self.expected() > self.emitted
     }
 
+    /// Output samples by which the AI audio lags the agent's (the filter delay).
+    pub fn delay(&self) -> usize {
+        self.resampler.delay()
+    }
+
+    /// Output samples this segment yields in all: its input at 48 kHz plus the filter delay.
     fn expected(&self) -> u64 {
-        self.taken * u64::from(RATE / self.format.sample_rate())
+        if self.taken == 0 {
+            return 0;
+        }
+        self.taken * u64::from(RATE / self.format.sample_rate()) + self.delay() as u64
     }
 
     /// Decodes one base64 payload; appends the 48 kHz samples ready so far to `out`.
@@ -187,12 +195,9 @@ impl Downlink {
     }
 
     fn give(&mut self, out: &mut Vec<i16>) {
-        let skip = self.skip.min(self.out.len());
-        self.skip -= skip;
         let room = usize::try_from(self.expected().saturating_sub(self.emitted)).unwrap_or(0);
-        let ready = &self.out[skip..];
-        let n = ready.len().min(room);
-        out.extend_from_slice(&ready[..n]);
+        let n = self.out.len().min(room);
+        out.extend_from_slice(&self.out[..n]);
         self.emitted += n as u64;
     }
 
@@ -213,7 +218,6 @@ impl Downlink {
         if self.taken > 0 {
             self.resampler = downlink_resampler(self.format)?;
         }
-        self.skip = self.resampler.delay();
         self.emitted = 0;
         self.taken = 0;
         self.odd_byte = None;
@@ -288,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn downlink_segments_are_exact_and_aligned() {
+    fn downlink_segments_are_exact_and_causal() {
         for format in [AgentAudioFormat::L16k16, AgentAudioFormat::Mulaw8k] {
             let rate = format.sample_rate();
             let ratio = (48_000 / rate) as usize;
@@ -304,10 +308,13 @@ mod tests {
             assert!(down.has_pending());
             down.finish_segment(&mut out).unwrap();
             assert!(!down.has_pending());
-            assert_eq!(out.len(), src.len() * ratio, "{format}");
-            // Aligned: output sample i*ratio matches input sample i (away from the edges).
+            let delay = down.delay();
+            assert_eq!(delay, 240, "{format}: 5 ms filter delay");
+            assert_eq!(out.len(), src.len() * ratio + delay, "{format}");
+            // Delayed by exactly the filter: output sample i*ratio + delay matches input
+            // sample i (away from the edges).
             let err: f64 = (200..src.len() - 200)
-                .map(|i| (f64::from(out[i * ratio]) - f64::from(src[i])).abs())
+                .map(|i| (f64::from(out[i * ratio + delay]) - f64::from(src[i])).abs())
                 .sum::<f64>()
                 / (src.len() - 400) as f64;
             let tol = if format == AgentAudioFormat::Mulaw8k {
@@ -325,7 +332,24 @@ mod tests {
             down.push_payload(&to_payload(format, &src[..rate as usize / 10]), &mut out)
                 .unwrap();
             down.finish_segment(&mut out).unwrap();
-            assert_eq!(out.len() - before, rate as usize / 10 * ratio);
+            assert_eq!(out.len() - before, rate as usize / 10 * ratio + delay);
+        }
+    }
+
+    #[test]
+    fn downlink_gives_a_whole_frame_per_20ms_payload() {
+        // A real-time agent's frame must be playable on the next tick: each 20 ms payload
+        // yields 20 ms at 48 kHz at once, not after the next payload fills the filter.
+        for format in [AgentAudioFormat::L16k16, AgentAudioFormat::Mulaw8k] {
+            let rate = format.sample_rate();
+            let src = tone(300.0, rate, rate as usize, 12_000.0);
+            let mut down = Downlink::new(format).unwrap();
+            for frame in src.chunks(rate as usize / 50) {
+                let mut out = Vec::new();
+                down.push_payload(&to_payload(format, frame), &mut out)
+                    .unwrap();
+                assert_eq!(out.len(), 960, "{format}");
+            }
         }
     }
 
