@@ -272,6 +272,12 @@ impl MediaPlane for EngineAdapter {
             .map_err(media_error)
     }
 
+    fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        self.engine.metrics().render(&mut out);
+        out
+    }
+
     async fn hang_up(&self, session_id: &str) {
         self.engine.hang_up(session_id).await;
     }

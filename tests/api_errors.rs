@@ -354,6 +354,7 @@ async fn admin_routes_refuse_missing_wrong_and_non_bearer_credentials() {
             Method::GET,
             format!("/v1/sessions/{id}/recordings/participant.wav"),
         ),
+        (Method::GET, "/metrics".into()),
     ];
     for (method, path) in &routes {
         for cred in &bad_credentials {
@@ -412,6 +413,27 @@ async fn admin_routes_refuse_missing_wrong_and_non_bearer_credentials() {
     let r = send(server.admin(server.http.get(server.url(&format!("/v1/sessions/{id}"))))).await;
     assert_status(&r, 200);
     assert_eq!(r.json()["id"], id.as_str());
+
+    // Metrics: Prometheus text, sessions by state (the one opened invite is `created`), the
+    // media plane's counters (no media ran yet).
+    let r = send(server.admin(server.http.get(server.url("/metrics")))).await;
+    assert_status(&r, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        r.header("content-type")
+    );
+    let text = r.text();
+    for line in [
+        format!("earshot_sessions{{state=\"created\"}} {before_count}"),
+        "earshot_sessions{state=\"completed\"} 0".to_owned(),
+        "earshot_media_sessions 0".to_owned(),
+        "earshot_media_deadline_missed_total 0".to_owned(),
+        "earshot_live_monitors 0".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
 
     // No recording exists yet for a session that never started.
     let r = send(

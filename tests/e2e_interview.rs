@@ -48,6 +48,36 @@ async fn browser_interview_runs_to_completion_and_is_recorded() {
         "page shows the end"
     );
 
+    // The media plane's counters saw this interview: a packet each way every 20 ms of the
+    // active time, (almost) no missed 20 ms deadline, and one finished end-of-session job.
+    let metrics = server
+        .admin(server.http.get(server.url("/metrics")))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{metrics}"))
+    };
+    let active_s = done["active_duration_ms"].as_f64().expect("active ms") / 1000.0;
+    let (sent, played, ticks) = (
+        value("earshot_media_participant_packets_total"),
+        value("earshot_media_ai_packets_total"),
+        value("earshot_media_ticks_total"),
+    );
+    assert!(
+        sent >= active_s * 50.0 * 0.9 && played >= active_s * 50.0 * 0.9 && ticks >= played,
+        "{active_s:.1} s active: {sent} packets in, {played} out, {ticks} ticks"
+    );
+    assert!(value("earshot_media_deadline_missed_total") <= ticks * 0.01);
+    assert_eq!(value("earshot_sessions{state=\"completed\"}"), 1.0);
+    assert_eq!(value("earshot_media_finalized_total"), 1.0);
+
     // Download every file through the admin API (what a researcher gets).
     let dir = tempfile::tempdir().expect("tmp");
     let mut paths = std::collections::HashMap::new();

@@ -5,6 +5,7 @@
 //! ([`crate::agent`], [`AgentRequest`]).
 
 use crate::codec::OpusSettings;
+use crate::metrics::MediaMetrics;
 use crate::peer::{PeerConfig, PeerError, PeerRole, ServerPeer};
 use crate::recorder::QualityPreset;
 use crate::session::{SessionCommand, SessionMedia, SessionParams};
@@ -270,6 +271,7 @@ pub struct Engine {
     sessions: DashMap<String, SessionHandle>,
     events: mpsc::Sender<EngineEvent>,
     prompt_cache: DashMap<PathBuf, Arc<Vec<i16>>>,
+    metrics: Arc<MediaMetrics>,
 }
 
 impl Engine {
@@ -280,8 +282,14 @@ impl Engine {
             sessions: DashMap::new(),
             events: tx,
             prompt_cache: DashMap::new(),
+            metrics: Arc::new(MediaMetrics::default()),
         });
         (engine, rx)
+    }
+
+    /// The media plane's counters (`/metrics`).
+    pub fn metrics(&self) -> &MediaMetrics {
+        &self.metrics
     }
 
     /// Answers the participant's offer. A session that already has media (a reconnect or a
@@ -333,6 +341,7 @@ impl Engine {
             recording: req.recording,
             opus: self.config.opus,
             agent: req.agent,
+            metrics: Arc::clone(&self.metrics),
         };
         let media = SessionMedia::new(params, self.events.clone())
             .map_err(|e| EngineError::Recording(e.to_string()))?;
@@ -346,7 +355,9 @@ impl Engine {
         let engine = Arc::clone(self);
         let id = req.session_id;
         tokio::spawn(async move {
+            engine.metrics.session_started();
             media.run(rx, peer, peer_events).await;
+            engine.metrics.session_ended();
             engine.sessions.remove(&id);
         });
         Ok(answer)
@@ -446,7 +457,9 @@ impl Engine {
         }
         // No media task (e.g. the process restarted since): finalize what is on disk.
         if let Some(req) = orphan {
+            self.metrics.finalize_queued();
             let result = crate::finalizer::run(move || crate::session::finalize_orphan(&req)).await;
+            self.metrics.finalize_done();
             match result {
                 Some(Ok(files)) => {
                     for file in files {

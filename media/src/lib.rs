@@ -10,6 +10,7 @@ mod finalizer;
 pub mod interviewer;
 pub mod jitter;
 pub mod level;
+pub mod metrics;
 pub mod peer;
 pub mod prompt;
 pub mod recorder;

@@ -13,6 +13,7 @@ use crate::denoise::{Denoiser, LATENCY_SAMPLES};
 use crate::engine::{AgentRequest, EngineEvent, Prompt, RecordedFile, RecordingRequest, TurnRole};
 use crate::interviewer::{Interviewer, InterviewerAction};
 use crate::jitter::JitterBuffer;
+use crate::metrics::MediaMetrics;
 use crate::peer::{PeerEvent, ServerPeer};
 use crate::recorder::{QualityPreset, TrackWriter};
 use crate::vad::{VadConfig, VoiceActivity};
@@ -69,6 +70,7 @@ pub(crate) struct SessionParams {
     pub opus: OpusSettings,
     /// `Some`: an external agent leads the interview instead of the built-in interviewer.
     pub agent: Option<AgentRequest>,
+    pub metrics: Arc<MediaMetrics>,
 }
 
 /// The session timeline: active time since the first peer, pauses excluded.
@@ -201,6 +203,7 @@ pub(crate) struct SessionMedia {
     peer: Option<Arc<ServerPeer>>,
     /// DTLS-SRTP is up on the current peer: AI audio can be sent.
     peer_connected: bool,
+    metrics: Arc<MediaMetrics>,
     /// The encoded 20 ms of silence, reused while the AI is quiet.
     silence_packet: Option<bytes::Bytes>,
     /// The lifecycle holds the session (paused).
@@ -273,6 +276,7 @@ impl SessionMedia {
             pending_events: Vec::new(),
             peer: None,
             peer_connected: false,
+            metrics: p.metrics,
             silence_packet: None,
             held: false,
             last_audio: None,
@@ -347,6 +351,7 @@ impl SessionMedia {
                 },
                 ev = next_peer_event(&mut peer_events) => match ev {
                     Some(PeerEvent::Audio(pkt)) => {
+                        self.metrics.participant_packet();
                         self.last_audio = Some(pkt.arrival);
                         if self.audio_stopped {
                             self.audio_stopped = false;
@@ -386,7 +391,9 @@ impl SessionMedia {
                         // AI frames are placed at the tick's scheduled time: a tick that runs
                         // late (a busy machine) must not push the following frames ahead of
                         // where they are sent on the timeline.
-                        let at = scheduled.into_std().max(self.timeline.last_resume);
+                        let scheduled = scheduled.into_std();
+                        self.metrics.tick(now.saturating_duration_since(scheduled));
+                        let at = scheduled.max(self.timeline.last_resume);
                         self.ai_tick(at).await;
                     }
                 }
@@ -683,10 +690,13 @@ impl SessionMedia {
                 }
             },
         };
-        if let Some(peer) = &self.peer
-            && let Err(e) = peer.send_opus(encoded, FRAME_DURATION).await
-        {
-            tracing::debug!(session = %self.id, error = %e, "sending AI audio failed");
+        if let Some(peer) = &self.peer {
+            match peer.send_opus(encoded, FRAME_DURATION).await {
+                Ok(()) => self.metrics.ai_packet(),
+                Err(e) => {
+                    tracing::debug!(session = %self.id, error = %e, "sending AI audio failed")
+                }
+            }
         }
     }
 
@@ -937,7 +947,10 @@ impl SessionMedia {
             let events = self.events.clone();
             let sid = id.clone();
             // Bulk work: one session at a time, below the real-time path (finalizer.rs).
-            let outcome = match crate::finalizer::run(move || finalize_files(rec)).await {
+            self.metrics.finalize_queued();
+            let result = crate::finalizer::run(move || finalize_files(rec)).await;
+            self.metrics.finalize_done();
+            let outcome = match result {
                 Some(Ok(files)) => Ok(files),
                 Some(Err(e)) => Err(e.to_string()),
                 None => Err("the finalizer thread failed".to_owned()),

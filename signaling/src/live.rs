@@ -106,6 +106,11 @@ impl Hub {
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
+
+    /// Subscribers connected across all sessions (metrics).
+    pub fn subscriber_count(&self) -> usize {
+        self.channels.iter().map(|tx| tx.receiver_count()).sum()
+    }
 }
 
 /// What a subscriber gets next.

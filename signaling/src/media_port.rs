@@ -96,6 +96,8 @@ pub trait MediaPlane: Send + Sync + 'static {
     /// `recording` says where the session's files are, for a session whose media is no longer
     /// running (the process restarted): its flushed tracks are finalized from disk.
     async fn finish(&self, session_id: &str, recording: Option<RecordingSpec>);
+    /// The media plane's counters in Prometheus' text format (appended to `/metrics`).
+    fn metrics_text(&self) -> String;
 }
 
 /// A file the media plane finished writing.

@@ -271,6 +271,11 @@ impl Sessions {
         }
     }
 
+    /// The media plane's counters (Prometheus text).
+    pub fn media_metrics(&self) -> String {
+        self.media.metrics_text()
+    }
+
     /// The agent's fresh `start` context for a session of an agent script (None otherwise).
     async fn agent_spec(&self, session: &SessionRow, lc: &Lifecycle) -> Option<AgentSpec> {
         let script = self.store.get_script(&session.script_id).await.ok()??;

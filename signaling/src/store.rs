@@ -427,6 +427,15 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Number of sessions in each state.
+    pub async fn count_sessions_by_state(&self) -> Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT state, COUNT(*) FROM sessions GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn count_sessions(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
             .fetch_one(&self.pool)

@@ -51,6 +51,8 @@ pub struct Hub {
     /// Whether participants talk to the generator's agent.
     pub with_agent: bool,
     pub probes: Arc<Probes>,
+    /// The server's (missed deadlines, ticks) from its `/metrics`, as last read.
+    server_deadlines: Mutex<Option<(u64, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -78,6 +80,7 @@ impl Hub {
             latency: Mutex::new(AgentLatency::default()),
             with_agent,
             probes: Arc::new(Probes::default()),
+            server_deadlines: Mutex::new(None),
         }
     }
 
@@ -145,6 +148,15 @@ impl Hub {
             .collect()
     }
 
+    /// Notes the server's deadline counters just read (None: not readable).
+    pub fn set_server_deadlines(&self, v: Option<(u64, u64)>) {
+        *lock(&self.server_deadlines) = v;
+    }
+
+    pub fn server_deadlines(&self) -> Option<(u64, u64)> {
+        *lock(&self.server_deadlines)
+    }
+
     /// Latencies one probe paired, measured now.
     pub fn latencies(&self, paired: Paired) {
         let t = self.now_s();
@@ -174,6 +186,9 @@ pub struct Sample {
     pub server_sys_ms: Option<u64>,
     pub server_rss_kib: Option<u64>,
     pub generator_cpu_ms: Option<u64>,
+    /// The server's missed 20 ms deadlines and ticks so far (its `/metrics`).
+    pub server_deadline_missed: Option<u64>,
+    pub server_ticks: Option<u64>,
     /// Streaming session-seconds so far (integral of `sessions_live`).
     pub session_seconds: f64,
     pub rx_received: u64,
@@ -207,9 +222,11 @@ pub struct Window {
     pub rx_received: u64,
     pub rx_expected: u64,
     pub rx_loss_pct: Option<f64>,
-    /// Received / expected by the wall clock: below 95 % means the server missed deadlines
-    /// (the server exposes no missed-deadline counter yet).
+    /// Received / expected by the wall clock (below 95 %: packets went missing or late).
     pub rx_receive_rate_pct: Option<f64>,
+    /// Session ticks the server ran, and those 20 ms or more late (its `/metrics`).
+    pub server_ticks: Option<u64>,
+    pub server_deadline_missed: Option<u64>,
     pub jitter_ms: Distribution,
     pub offer_to_connected_ms: Distribution,
     pub established: u64,
@@ -260,6 +277,14 @@ pub fn window(hub: &Hub, a: &Sample, b: &Sample) -> Window {
             rx_expected as f64,
         ),
         rx_receive_rate_pct: pct(rx_received as f64, by_clock as f64),
+        server_ticks: b
+            .server_ticks
+            .zip(a.server_ticks)
+            .map(|(y, x)| y.saturating_sub(x)),
+        server_deadline_missed: b
+            .server_deadline_missed
+            .zip(a.server_deadline_missed)
+            .map(|(y, x)| y.saturating_sub(x)),
         jitter_ms: Distribution::of(&hub.jitter_between(a.t_s, b.t_s)),
         offer_to_connected_ms: Distribution::of(&hub.connects_between(a.t_s, b.t_s)),
         established: b.established - a.established,
@@ -344,6 +369,8 @@ impl Sampler {
             server_sys_ms: server.map(|s| s.sys_ms),
             server_rss_kib: server.map(|s| s.rss_kib),
             generator_cpu_ms: generator.map(|s| s.cpu_ms),
+            server_deadline_missed: hub.server_deadlines().map(|d| d.0),
+            server_ticks: hub.server_deadlines().map(|d| d.1),
             session_seconds,
             rx_received: hub.rx_received.load(Ordering::Relaxed),
             rx_expected: hub.rx_expected.load(Ordering::Relaxed),

@@ -216,6 +216,7 @@ impl Run {
     /// Holds for `secs`, between two samples; stops early if the server process goes away.
     async fn hold(&self, secs: u64, phase: &str) -> (Sample, Sample) {
         self.sampler.set_phase(phase);
+        read_server_metrics(&self.ctx).await;
         let a = self.sampler.sample(&self.hub);
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
@@ -225,6 +226,7 @@ impl Run {
                 break;
             }
         }
+        read_server_metrics(&self.ctx).await;
         let b = self.sampler.sample(&self.hub);
         (a, b)
     }
@@ -241,8 +243,43 @@ impl Run {
     }
 }
 
+/// Reads the server's missed-deadline and tick counters from its `/metrics` into the hub.
+async fn read_server_metrics(ctx: &participant::Ctx) {
+    let text = async {
+        let r = ctx
+            .http
+            .get(format!("{}/metrics", ctx.base))
+            .bearer_auth(&ctx.admin_token)
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.text().await.ok()
+    }
+    .await;
+    let value = |text: &str, name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    let counters = text.and_then(|t| {
+        Some((
+            value(&t, "earshot_media_deadline_missed_total")?,
+            value(&t, "earshot_media_ticks_total")?,
+        ))
+    });
+    ctx.hub.set_server_deadlines(counters);
+}
+
 /// Logs progress and samples once a second.
-fn spawn_sampler(hub: Arc<Hub>, sampler: Arc<Sampler>) -> JoinHandle<()> {
+fn spawn_sampler(ctx: Arc<participant::Ctx>, sampler: Arc<Sampler>) -> JoinHandle<()> {
+    let hub = Arc::clone(&ctx.hub);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -250,6 +287,7 @@ fn spawn_sampler(hub: Arc<Hub>, sampler: Arc<Sampler>) -> JoinHandle<()> {
         tick.tick().await;
         loop {
             tick.tick().await;
+            read_server_metrics(&ctx).await;
             let s = sampler.sample(&hub);
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
@@ -303,8 +341,6 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         None
     };
     let sampler = Arc::new(Sampler::new(pid));
-    let baseline = sampler.sample(&hub);
-    let sampler_task = spawn_sampler(Arc::clone(&hub), Arc::clone(&sampler));
     let (stop, _) = watch::channel(false);
     let ctx = Arc::new(participant::Ctx {
         http,
@@ -320,6 +356,14 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         renew: !args.no_renew,
         hub: Arc::clone(&hub),
     });
+    read_server_metrics(&ctx).await;
+    if hub.server_deadlines().is_none() {
+        warn!(
+            "the server's /metrics is not readable with this token: missed deadlines not counted"
+        );
+    }
+    let baseline = sampler.sample(&hub);
+    let sampler_task = spawn_sampler(Arc::clone(&ctx), Arc::clone(&sampler));
     let mut run = Run {
         args: args.clone(),
         ctx,
@@ -467,6 +511,8 @@ async fn find_capacity(run: &mut Run) -> (Option<Window>, report::Capacity) {
             max_jitter_p99_ms: MAX_JITTER_P99_MS,
             max_server_latency_p99_ms: MAX_SERVER_LATENCY_P99_MS,
             min_receive_rate_pct: MIN_RECEIVE_RATE_PCT,
+            // A session tick 20 ms late sent its frame a whole frame late: none may be missed.
+            max_missed_deadlines: 0,
             max_failed_sessions: 0,
         },
         largest_ok_sessions: best.map(|s| s.sessions),
@@ -506,11 +552,19 @@ fn limits_broken(w: &Window, server_latency_p99: Option<f64>, server_alive: bool
             "server-added latency p99 {l:.1} ms > {MAX_SERVER_LATENCY_P99_MS} ms"
         ));
     }
+    if let Some(missed) = w.server_deadline_missed
+        && missed > 0
+    {
+        broken.push(format!(
+            "{missed} missed 20 ms deadlines in the media path (of {} ticks)",
+            w.server_ticks.unwrap_or(0)
+        ));
+    }
     if let Some(r) = w.rx_receive_rate_pct
         && r < MIN_RECEIVE_RATE_PCT
     {
         broken.push(format!(
-            "AI packets received at {r:.1} % of the real-time rate < {MIN_RECEIVE_RATE_PCT} % (missed deadlines)"
+            "AI packets received at {r:.1} % of the real-time rate < {MIN_RECEIVE_RATE_PCT} %"
         ));
     }
     if w.rx_expected == 0 {
@@ -649,13 +703,23 @@ fn build_report(
             note: "the load generator's own CPU over the measured window: reported, never counted",
         },
         server_added_latency: latency,
-        deadline: report::Deadline {
-            server_counter: None,
-            signal: "AI packets received / packets due by the wall clock (20 ms each)",
-            receive_rate_pct: receive_rate,
-            held: receive_rate.map(|r| r >= MIN_RECEIVE_RATE_PCT),
-            note: "the server exposes no missed-deadline counter yet; a sustained receive rate \
-                   below 95 % of the real-time rate stands for missed 20 ms deadlines",
+        deadline: {
+            let ticks = measured.as_ref().and_then(|w| w.server_ticks);
+            let missed = measured.as_ref().and_then(|w| w.server_deadline_missed);
+            report::Deadline {
+                server_ticks: ticks,
+                server_missed: missed,
+                receive_rate_pct: receive_rate,
+                held: match (missed, receive_rate) {
+                    (None, None) => None,
+                    (m, r) => Some(
+                        m.is_none_or(|m| m == 0) && r.is_none_or(|r| r >= MIN_RECEIVE_RATE_PCT),
+                    ),
+                },
+                note: "a session's 20 ms tick that runs 20 ms or more after its scheduled instant \
+                       sends its AI frame a whole frame late: a missed deadline (the server's \
+                       /metrics, read with the admin token, over the measured window)",
+            }
         },
         window: measured,
         capacity,
@@ -668,7 +732,7 @@ fn build_report(
 mod tests {
     use super::*;
 
-    fn window_with(loss: f64, jitter_p99: f64, rate: f64, failed: u64) -> Window {
+    fn window_with(loss: f64, jitter_p99: f64, rate: f64, failed: u64, missed: u64) -> Window {
         Window {
             from_s: 0.0,
             to_s: 10.0,
@@ -684,6 +748,8 @@ mod tests {
             rx_expected: 2500,
             rx_loss_pct: Some(loss),
             rx_receive_rate_pct: Some(rate),
+            server_ticks: Some(25_000),
+            server_deadline_missed: Some(missed),
             jitter_ms: Distribution::of(&[1.0, jitter_p99]),
             offer_to_connected_ms: Distribution::of(&[30.0]),
             established: 5,
@@ -695,13 +761,22 @@ mod tests {
 
     #[test]
     fn capacity_limits() {
-        assert!(limits_broken(&window_with(0.5, 5.0, 99.0, 0), None, true).is_empty());
-        let b = limits_broken(&window_with(1.5, 25.0, 90.0, 1), Some(30.0), false);
-        assert_eq!(b.len(), 6, "{b:?}");
+        assert!(limits_broken(&window_with(0.5, 5.0, 99.0, 0, 0), None, true).is_empty());
+        let b = limits_broken(&window_with(1.5, 25.0, 90.0, 1, 3), Some(30.0), false);
+        assert_eq!(b.len(), 7, "{b:?}");
+        assert!(
+            b.iter()
+                .any(|l| l == "3 missed 20 ms deadlines in the media path (of 25000 ticks)")
+        );
         // The latency limit applies only once it is measured.
-        assert!(limits_broken(&window_with(0.0, 1.0, 100.0, 0), None, true).is_empty());
+        assert!(limits_broken(&window_with(0.0, 1.0, 100.0, 0, 0), None, true).is_empty());
         assert_eq!(
-            limits_broken(&window_with(0.0, 1.0, 100.0, 0), Some(25.0), true).len(),
+            limits_broken(&window_with(0.0, 1.0, 100.0, 0, 0), Some(25.0), true).len(),
+            1
+        );
+        // One missed deadline is enough.
+        assert_eq!(
+            limits_broken(&window_with(0.0, 1.0, 100.0, 0, 1), None, true).len(),
             1
         );
     }

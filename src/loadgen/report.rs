@@ -111,10 +111,13 @@ pub struct Generator {
 
 #[derive(Debug, Serialize)]
 pub struct Deadline {
-    /// The server's own missed-deadline counter: it has none yet.
-    pub server_counter: Option<u64>,
-    pub signal: &'static str,
+    /// The server's session ticks in the window, and those that ran 20 ms or more late
+    /// (`earshot_media_ticks_total`, `earshot_media_deadline_missed_total` from `/metrics`).
+    pub server_ticks: Option<u64>,
+    pub server_missed: Option<u64>,
+    /// AI packets received / packets due by the wall clock, as the participants see it.
     pub receive_rate_pct: Option<f64>,
+    /// No missed deadline, and the receive rate at least 95 %.
     pub held: Option<bool>,
     pub note: &'static str,
 }
@@ -137,6 +140,7 @@ pub struct Limits {
     pub max_jitter_p99_ms: f64,
     pub max_server_latency_p99_ms: f64,
     pub min_receive_rate_pct: f64,
+    pub max_missed_deadlines: u64,
     pub max_failed_sessions: u64,
 }
 
@@ -410,6 +414,8 @@ mod tests {
             server_sys_ms: Some(30),
             server_rss_kib: Some(1000),
             generator_cpu_ms: Some(10),
+            server_deadline_missed: Some(0),
+            server_ticks: Some(50),
             session_seconds: 1.0,
             rx_received: 0,
             rx_expected: 0,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod live;
+mod metrics;
 mod participant;
 pub mod scripts;
 
@@ -45,6 +46,7 @@ pub fn router(app: AppState) -> Router {
         .merge(admin::router())
         .merge(scripts::router())
         .merge(live::router())
+        .merge(metrics::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)

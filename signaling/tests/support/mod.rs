@@ -56,6 +56,9 @@ impl MediaPlane for FakeMedia {
     async fn hang_up(&self, session_id: &str) {
         self.record("hang_up", session_id);
     }
+    fn metrics_text(&self) -> String {
+        "# TYPE earshot_media_sessions gauge\nearshot_media_sessions 0\n".into()
+    }
     async fn pause(&self, session_id: &str) {
         self.record("pause", session_id);
     }

@@ -1,0 +1,56 @@
+//! `GET /metrics` (F11): Prometheus text exposition of sessions by state and the media plane's
+//! counters (live sessions, missed 20 ms deadlines, tick lateness, packets, end-of-session
+//! work). Admin only: scrape it with the admin token as a bearer token.
+
+use super::AppState;
+use crate::auth::Admin;
+use crate::error::ApiError;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::fmt::Write as _;
+
+/// Prometheus' text exposition format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every state a session can be in, so each series exists from the start.
+const STATES: [&str; 7] = [
+    "created",
+    "in_progress",
+    "paused",
+    "completed",
+    "abandoned",
+    "admin_ended",
+    "restarted",
+];
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(_: Admin, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let counts = app.store.count_sessions_by_state().await?;
+    let mut out = String::with_capacity(4096);
+    let name = "earshot_sessions";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Sessions stored, by lifecycle state.\n# TYPE {name} gauge"
+    );
+    for state in STATES {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "{name}{{state=\"{state}\"}} {n}");
+    }
+    let name = "earshot_live_monitors";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Live transcript WebSocket subscribers connected.\n# TYPE {name} gauge\n{name} {}",
+        app.sessions.hub().subscriber_count()
+    );
+    out.push_str(&app.sessions.media_metrics());
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out))
+}
