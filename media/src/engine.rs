@@ -34,6 +34,40 @@ pub struct RecordingRequest {
     pub quality: QualityPreset,
 }
 
+/// A prompt's audio, decoded to 48 kHz and encoded to the 20 ms Opus packets it is sent as:
+/// every session playing the prompt sends these packets instead of encoding it again (Opus
+/// encoding is the largest per-frame cost while the interviewer speaks).
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedAudio {
+    pub pcm: Arc<Vec<i16>>,
+    /// One packet per 960 samples, the last frame padded with silence.
+    pub packets: Arc<Vec<bytes::Bytes>>,
+}
+
+impl LoadedAudio {
+    fn load(path: &std::path::Path, opus: OpusSettings) -> Result<Self, String> {
+        let pcm = crate::prompt::load_prompt(path).map_err(|e| e.to_string())?;
+        let mut encoder = crate::codec::OpusEncoder::new(opus).map_err(|e| e.to_string())?;
+        let mut packets = Vec::with_capacity(pcm.len().div_ceil(crate::session::FRAME));
+        for chunk in pcm.chunks(crate::session::FRAME) {
+            let mut frame = [0i16; crate::session::FRAME];
+            frame[..chunk.len()].copy_from_slice(chunk);
+            packets.push(encoder.encode(&frame).map_err(|e| e.to_string())?);
+        }
+        Ok(Self {
+            pcm: Arc::new(pcm),
+            packets: Arc::new(packets),
+        })
+    }
+}
+
+/// One prompt of a session's script with its audio.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedPrompt {
+    pub prompt: Prompt,
+    pub audio: LoadedAudio,
+}
+
 /// Audio format spoken with an external agent, both ways (F5).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
@@ -270,7 +304,8 @@ pub struct Engine {
     config: EngineConfig,
     sessions: DashMap<String, SessionHandle>,
     events: mpsc::Sender<EngineEvent>,
-    prompt_cache: DashMap<PathBuf, Arc<Vec<i16>>>,
+    /// Prompts decoded and Opus-encoded once per process, by file.
+    prompt_cache: DashMap<PathBuf, LoadedAudio>,
     metrics: Arc<MediaMetrics>,
 }
 
@@ -363,18 +398,19 @@ impl Engine {
         Ok(answer)
     }
 
-    async fn load_prompts(
-        &self,
-        prompts: &[Prompt],
-    ) -> Result<Vec<(Prompt, Arc<Vec<i16>>)>, EngineError> {
+    async fn load_prompts(&self, prompts: &[Prompt]) -> Result<Vec<LoadedPrompt>, EngineError> {
         let mut out = Vec::with_capacity(prompts.len());
         for p in prompts {
-            if let Some(pcm) = self.prompt_cache.get(&p.audio) {
-                out.push((p.clone(), pcm.clone()));
+            if let Some(audio) = self.prompt_cache.get(&p.audio) {
+                out.push(LoadedPrompt {
+                    prompt: p.clone(),
+                    audio: audio.clone(),
+                });
                 continue;
             }
             let path = p.audio.clone();
-            let pcm = tokio::task::spawn_blocking(move || crate::prompt::load_prompt(&path))
+            let opus = self.config.opus;
+            let audio = tokio::task::spawn_blocking(move || LoadedAudio::load(&path, opus))
                 .await
                 .map_err(|e| EngineError::Prompt {
                     path: p.audio.clone(),
@@ -384,9 +420,11 @@ impl Engine {
                     path: p.audio.clone(),
                     detail: e.to_string(),
                 })?;
-            let pcm = Arc::new(pcm);
-            self.prompt_cache.insert(p.audio.clone(), pcm.clone());
-            out.push((p.clone(), pcm));
+            self.prompt_cache.insert(p.audio.clone(), audio.clone());
+            out.push(LoadedPrompt {
+                prompt: p.clone(),
+                audio,
+            });
         }
         Ok(out)
     }
@@ -497,5 +535,39 @@ impl Engine {
         for tx in senders {
             let _ = tx.send(SessionCommand::Flush).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_packets_decode_to_the_prompt() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../assets/interviewer/default/q1.wav");
+        let audio = LoadedAudio::load(&path, OpusSettings::default()).expect("prompt");
+        let frames = audio.pcm.len().div_ceil(crate::session::FRAME);
+        assert_eq!(audio.packets.len(), frames);
+        let mut decoder = crate::codec::OpusDecoder::new().expect("decoder");
+        let mut decoded = Vec::with_capacity(frames * crate::session::FRAME);
+        for p in audio.packets.iter() {
+            decoded.extend_from_slice(decoder.decode(p).expect("decode"));
+        }
+        // Opus delays its output by 6.5 ms (312 samples at 48 kHz): compare at the best lag.
+        let best = (0..480)
+            .map(|lag| {
+                let n = audio.pcm.len().min(decoded.len() - lag);
+                let (mut dot, mut e1, mut e2) = (0.0, 0.0, 0.0);
+                for i in 0..n {
+                    let (a, b) = (f64::from(audio.pcm[i]), f64::from(decoded[i + lag]));
+                    dot += a * b;
+                    e1 += a * a;
+                    e2 += b * b;
+                }
+                dot / (e1 * e2).sqrt()
+            })
+            .fold(f64::MIN, f64::max);
+        assert!(best > 0.9, "correlation {best}");
     }
 }

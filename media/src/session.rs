@@ -10,7 +10,9 @@ use crate::agent::bridge::{AgentLink, FromAgent};
 use crate::agent::playout::{AiQueue, Marker};
 use crate::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
 use crate::denoise::{Denoiser, LATENCY_SAMPLES};
-use crate::engine::{AgentRequest, EngineEvent, Prompt, RecordedFile, RecordingRequest, TurnRole};
+use crate::engine::{
+    AgentRequest, EngineEvent, LoadedPrompt, RecordedFile, RecordingRequest, TurnRole,
+};
 use crate::interviewer::{Interviewer, InterviewerAction};
 use crate::jitter::JitterBuffer;
 use crate::metrics::MediaMetrics;
@@ -62,7 +64,7 @@ pub(crate) enum SessionCommand {
 
 pub(crate) struct SessionParams {
     pub session_id: String,
-    pub prompts: Vec<(Prompt, Arc<Vec<i16>>)>,
+    pub prompts: Vec<LoadedPrompt>,
     pub silence_ms: u32,
     pub start_at: usize,
     pub noise_suppression: bool,
@@ -175,7 +177,7 @@ impl AgentSide {
 pub(crate) struct SessionMedia {
     id: String,
     events: mpsc::Sender<EngineEvent>,
-    prompts: Vec<(Prompt, Arc<Vec<i16>>)>,
+    prompts: Vec<LoadedPrompt>,
     timeline: Timeline,
     jitter: JitterBuffer,
     decoder: ParticipantDecoder,
@@ -630,9 +632,10 @@ impl SessionMedia {
     }
 
     async fn start_prompt(&mut self, index: usize, pos: u64) {
-        let Some((prompt, pcm)) = self.prompts.get(index) else {
+        let Some(LoadedPrompt { prompt, audio }) = self.prompts.get(index) else {
             return;
         };
+        let pcm = &audio.pcm;
         tracing::debug!(session = %self.id, prompt = %prompt.id, pos, "interviewer speaks");
         let progress = EngineEvent::Progress {
             session_id: self.id.clone(),
@@ -662,10 +665,11 @@ impl SessionMedia {
     async fn ai_tick(&mut self, now: Instant) {
         let pos = self.timeline.position(now);
         let mut frame = [0i16; FRAME];
+        let mut prompt_packet = None;
         if self.agent.is_some() {
             self.agent_frame(pos, Instant::now(), &mut frame).await;
         } else {
-            self.prompt_frame(pos, &mut frame).await;
+            prompt_packet = self.prompt_frame(pos, &mut frame).await;
         }
         // Silence is most of an interview's AI track: its packet is encoded once per session
         // (encoding zeros costs as much as speech: ~120 µs a frame).
@@ -675,7 +679,7 @@ impl SessionMedia {
         } else {
             None
         };
-        let encoded = match cached {
+        let encoded = match prompt_packet.or(cached) {
             Some(packet) => packet,
             None => match self.encoder.encode(&frame) {
                 Ok(b) => {
@@ -708,17 +712,15 @@ impl SessionMedia {
         }
     }
 
-    /// The built-in interviewer's next frame: the prompt being played, or silence.
-    async fn prompt_frame(&mut self, pos: u64, frame: &mut [i16; FRAME]) {
+    /// The built-in interviewer's next frame: the prompt being played (with its packet,
+    /// encoded when the prompt was loaded), or silence (`None`).
+    async fn prompt_frame(&mut self, pos: u64, frame: &mut [i16; FRAME]) -> Option<bytes::Bytes> {
         if let Some(InterviewerAction::Speak(i)) = self.interviewer.poll(pos) {
             self.start_prompt(i, pos).await;
         }
-        let Some(play) = &mut self.playout else {
-            return;
-        };
-        let Some((_, pcm)) = self.prompts.get(play.index) else {
-            return;
-        };
+        let play = self.playout.as_mut()?;
+        let audio = &self.prompts.get(play.index)?.audio;
+        let (pcm, packet) = (&audio.pcm, audio.packets.get(play.offset / FRAME).cloned());
         let end = (play.offset + FRAME).min(pcm.len());
         let n = end.saturating_sub(play.offset);
         frame[..n].copy_from_slice(&pcm[play.offset..end]);
@@ -738,6 +740,7 @@ impl SessionMedia {
                 .await;
             }
         }
+        packet
     }
 
     /// The agent's next frame: marks whose audio has been played are echoed, then the next

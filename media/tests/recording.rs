@@ -256,6 +256,42 @@ fn mp3_decodes_to_the_wav_duration() {
 }
 
 #[test]
+fn mp3_keeps_speech_at_the_standard_bitrate() {
+    // The MP3s are encoded with LAME's fast quality setting (-q 7, half the CPU of -q 5): real
+    // speech must come back close to the WAV it was made from.
+    let speech = earshot_media::prompt::load_prompt(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/participant_speech.wav"),
+    )
+    .expect("speech fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wav, mp3) = (dir.path().join("s.wav"), dir.path().join("s.mp3"));
+    let mut w = TrackWriter::create(&wav, QualityPreset::Standard).expect("create");
+    w.write_at(0, &speech).expect("write");
+    w.finalize().expect("finalize");
+    encode_mp3(&wav, &mp3, QualityPreset::Standard.mp3_bitrate_kbps()).expect("encode mp3");
+    let (pcm, _) = decode_mp3(&mp3);
+    let n = pcm.len().min(speech.len());
+    assert!(
+        n + 2400 >= speech.len(),
+        "{} of {} samples",
+        pcm.len(),
+        speech.len()
+    );
+    let (mut sig, mut err) = (0.0f64, 0.0f64);
+    for i in 4800..n - 4800 {
+        let (a, b) = (f64::from(speech[i]), f64::from(pcm[i]));
+        sig += a * a;
+        err += (a - b) * (a - b);
+    }
+    let snr = 10.0 * (sig / err).log10();
+    eprintln!(
+        "speech through MP3 at {} kbps: SNR {snr:.1} dB",
+        QualityPreset::Standard.mp3_bitrate_kbps()
+    );
+    assert!(snr > 12.0, "SNR {snr:.1} dB");
+}
+
+#[test]
 fn mp3_rejects_bad_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wav = dir.path().join("x.wav");
