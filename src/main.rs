@@ -45,7 +45,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Loadgen(_) => loadgen::LOG_FILTER,
-        _ => "info",
+        // webrtc-rs warns on every DTLS handshake that it has no server name (ICE-lite peers
+        // have none to give): noise for operators, so only its errors are shown.
+        _ => "info,rtc_dtls=error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -12,7 +12,8 @@ use earshot_media::engine::{
 use earshot_media::peer::{IceServer, PeerConfig};
 use earshot_media::recorder::QualityPreset;
 use earshot_signaling::media_port::{
-    AgentSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
+    AgentSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, PromptSpec, RecordingFile,
+    RecordingSpec,
 };
 use earshot_signaling::routes::App;
 use earshot_signaling::sessions::Sessions;
@@ -30,9 +31,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let store = Store::open(&data_dir.join("earshot.db"))
         .await
         .context("opening the database")?;
-    seed_defaults(&store, &data_dir, &cfg).await?;
+    let default_prompts = seed_defaults(&store, &data_dir, &cfg).await?;
 
     let (engine, engine_events) = Engine::new(engine_config(&cfg));
+    // Decode and Opus-encode the built-in prompts now, not while the first participant waits.
+    let prompts: Vec<_> = default_prompts.into_iter().map(engine_prompt).collect();
+    if let Err(e) = engine.preload_prompts(&prompts).await {
+        tracing::warn!(error = %e, "built-in prompts not preloaded");
+    }
     let (media_tx, media_rx) = mpsc::channel(1024);
     tokio::spawn(forward_events(engine_events, media_tx));
     let media: Arc<dyn MediaPlane> = Arc::new(EngineAdapter {
@@ -123,7 +129,7 @@ async fn seed_defaults(
     store: &Store,
     data_dir: &std::path::Path,
     cfg: &Config,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<PromptSpec>> {
     let prompts = defaults::write_default_prompts(&data_dir.join("prompts").join("default"))
         .context("writing the default prompts")?;
     store
@@ -146,7 +152,7 @@ async fn seed_defaults(
             created_at: now_ms(),
         })
         .await?;
-    Ok(())
+    Ok(prompts)
 }
 
 /// One invite to try the product right away.
@@ -160,6 +166,14 @@ async fn demo_invite(store: &Store) -> anyhow::Result<String> {
     };
     store.insert_invite(&invite).await?;
     Ok(invite.token)
+}
+
+fn engine_prompt(p: PromptSpec) -> earshot_media::engine::Prompt {
+    earshot_media::engine::Prompt {
+        id: p.id,
+        text: p.text,
+        audio: p.audio,
+    }
 }
 
 fn engine_config(cfg: &Config) -> EngineConfig {
@@ -242,11 +256,7 @@ impl MediaPlane for EngineAdapter {
                 .interview
                 .prompts
                 .into_iter()
-                .map(|p| earshot_media::engine::Prompt {
-                    id: p.id,
-                    text: p.text,
-                    audio: p.audio,
-                })
+                .map(engine_prompt)
                 .collect(),
             silence_ms: req.interview.silence_ms,
             start_at: req.interview.start_at,

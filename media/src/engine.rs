@@ -398,6 +398,11 @@ impl Engine {
         Ok(answer)
     }
 
+    /// Loads (decodes and Opus-encodes) prompts ahead of the first session that plays them.
+    pub async fn preload_prompts(&self, prompts: &[Prompt]) -> Result<(), EngineError> {
+        self.load_prompts(prompts).await.map(|_| ())
+    }
+
     async fn load_prompts(&self, prompts: &[Prompt]) -> Result<Vec<LoadedPrompt>, EngineError> {
         let mut out = Vec::with_capacity(prompts.len());
         for p in prompts {
