@@ -1,0 +1,155 @@
+//! The AI path: every 20 ms tick the next frame of the prompt being played or of the agent's
+//! audio (or silence) is recorded and sent; AI turns begin and end here.
+
+use super::*;
+
+/// Prompt being played: index and next sample.
+pub(super) struct Playout {
+    pub(super) index: usize,
+    pub(super) offset: usize,
+}
+
+impl SessionMedia {
+    /// AI audio starts playing at `pos`.
+    pub(super) async fn begin_ai_turn(&mut self, pos: u64) {
+        if self.ai_turn.is_none() {
+            self.ai_turn = Some(pos);
+            self.ai_audio_end = pos;
+            self.emit(EngineEvent::TurnStarted {
+                session_id: self.id.clone(),
+                role: TurnRole::Ai,
+                at_ms: pos / 48,
+            })
+            .await;
+        }
+    }
+
+    /// The AI audio was played out, cleared or cut off.
+    pub(super) async fn end_ai_turn(&mut self) {
+        if let Some(start) = self.ai_turn.take() {
+            self.emit(EngineEvent::TurnEnded {
+                session_id: self.id.clone(),
+                role: TurnRole::Ai,
+                start_ms: start / 48,
+                end_ms: self.ai_audio_end.max(start) / 48,
+            })
+            .await;
+        }
+    }
+
+    pub(super) async fn start_prompt(&mut self, index: usize, pos: u64) {
+        let Some(LoadedPrompt { prompt, audio }) = self.prompts.get(index) else {
+            return;
+        };
+        let pcm = &audio.pcm;
+        tracing::debug!(session = %self.id, prompt = %prompt.id, pos, "interviewer speaks");
+        let progress = EngineEvent::Progress {
+            session_id: self.id.clone(),
+            prompt_index: index,
+            prompt_id: prompt.id.clone(),
+            text: prompt.text.clone(),
+        };
+        let transcript = EngineEvent::Transcript {
+            session_id: self.id.clone(),
+            role: TurnRole::Ai,
+            text: prompt.text.clone(),
+            is_final: true,
+            start_ms: pos / 48,
+            end_ms: (pos + pcm.len() as u64) / 48,
+        };
+        self.end_ai_turn().await;
+        self.playout = Some(Playout { index, offset: 0 });
+        self.ai_pos = pos;
+        self.emit(progress).await;
+        self.begin_ai_turn(pos).await;
+        self.emit(transcript).await;
+    }
+
+    /// AI path, every 20 ms: the next frame of the prompt or the agent's audio being played
+    /// (or silence) is encoded and sent; AI audio is recorded where it was sent on the
+    /// timeline.
+    pub(super) async fn ai_tick(&mut self, now: Instant) {
+        let pos = self.timeline.position(now);
+        let mut frame = [0i16; FRAME];
+        let mut prompt_packet = None;
+        if self.agent.is_some() {
+            self.agent_frame(pos, Instant::now(), &mut frame).await;
+        } else {
+            prompt_packet = self.prompt_frame(pos, &mut frame).await;
+        }
+        // Silence is most of an interview's AI track: its packet is encoded once per session
+        // (encoding zeros costs as much as speech: ~120 µs a frame).
+        let silent = frame.iter().all(|s| *s == 0);
+        let cached = if silent {
+            self.silence_packet.clone()
+        } else {
+            None
+        };
+        let encoded = match prompt_packet.or(cached) {
+            Some(packet) => packet,
+            None => match self.encoder.encode(&frame) {
+                Ok(b) => {
+                    if silent {
+                        self.silence_packet = Some(b.clone());
+                    }
+                    b
+                }
+                Err(e) => {
+                    tracing::warn!(session = %self.id, error = %e, "opus encode failed");
+                    return;
+                }
+            },
+        };
+        if let Some(peer) = &self.peer {
+            match peer.send_opus(encoded, FRAME_DURATION).await {
+                Ok(()) => self.metrics.ai_packet(),
+                Err(e) => {
+                    tracing::debug!(session = %self.id, error = %e, "sending AI audio failed")
+                }
+            }
+        }
+    }
+
+    pub(super) fn record_ai(&mut self, frame: &[i16]) {
+        if let Some(rec) = &mut self.recording
+            && let Err(e) = rec.ai.write_at(self.ai_pos, frame)
+        {
+            tracing::warn!(session = %self.id, error = %e, "AI track write failed");
+        }
+    }
+
+    /// The built-in interviewer's next frame: the prompt being played (with its packet,
+    /// encoded when the prompt was loaded), or silence (`None`).
+    pub(super) async fn prompt_frame(
+        &mut self,
+        pos: u64,
+        frame: &mut [i16; FRAME],
+    ) -> Option<bytes::Bytes> {
+        if let Some(InterviewerAction::Speak(i)) = self.interviewer.poll(pos) {
+            self.start_prompt(i, pos).await;
+        }
+        let play = self.playout.as_mut()?;
+        let audio = &self.prompts.get(play.index)?.audio;
+        let (pcm, packet) = (&audio.pcm, audio.packets.get(play.offset / FRAME).cloned());
+        let end = (play.offset + FRAME).min(pcm.len());
+        let n = end.saturating_sub(play.offset);
+        frame[..n].copy_from_slice(&pcm[play.offset..end]);
+        play.offset = end;
+        let finished_prompt = play.offset >= pcm.len();
+        self.record_ai(frame);
+        self.ai_audio_end = self.ai_pos + n as u64;
+        self.ai_pos += FRAME as u64;
+        if finished_prompt {
+            self.playout = None;
+            self.end_ai_turn().await;
+            if let Some(InterviewerAction::Finished) = self.interviewer.prompt_finished(self.ai_pos)
+            {
+                self.emit(EngineEvent::InterviewFinished {
+                    session_id: self.id.clone(),
+                })
+                .await;
+            }
+        }
+        packet
+    }
+}
