@@ -200,6 +200,10 @@ pub struct Sample {
     pub server_cpu_cores: Option<f64>,
     /// Since the previous sample: median offer -> connected of the sessions that connected.
     pub offer_to_connected_ms_p50: Option<f64>,
+    /// Server-added latency p99 of the second before (with `--agent`): participant -> agent,
+    /// and agent -> participant beyond the send slot.
+    pub latency_p99_participant_to_agent_ms: Option<f64>,
+    pub latency_p99_agent_to_participant_beyond_slot_ms: Option<f64>,
     /// Since the previous sample: p99 of the sessions' RFC 3550 jitter readings.
     pub jitter_ms_p99: Option<f64>,
 }
@@ -340,6 +344,7 @@ impl Sampler {
             None => 0.0,
         };
         let server_cpu_ms = server.map(|s| s.cpu_ms);
+        let latency = prev.map(|p| hub.latency_between(p.t_s, t_s));
         let (per_session_second, cores, connect_p50, jitter_p99) = match prev {
             Some(p) => {
                 let dt = (t_s - p.t_s).max(1e-9);
@@ -378,6 +383,12 @@ impl Sampler {
             server_cpu_ms_per_session_second: per_session_second,
             server_cpu_cores: cores,
             offer_to_connected_ms_p50: connect_p50,
+            latency_p99_participant_to_agent_ms: latency
+                .as_ref()
+                .and_then(|l| l.participant_to_agent_ms.and_then(|d| d.p99)),
+            latency_p99_agent_to_participant_beyond_slot_ms: latency
+                .as_ref()
+                .and_then(|l| l.agent_to_participant_beyond_slot_ms.and_then(|d| d.p99)),
             jitter_ms_p99: jitter_p99,
         };
         st.samples.push(sample.clone());

@@ -326,14 +326,32 @@ pub fn svg(samples: &[Sample], connects: &[Connect], largest_ok: Option<usize>) 
         .iter()
         .map(|c| (c.sessions_live as f64, c.offer_to_connected_ms, "#8250df"))
         .collect();
+    // Server-added latency p99 per second: orange participant -> agent, teal agent ->
+    // participant beyond the send slot (only with --agent).
+    let latency: Vec<(f64, f64, &'static str)> = samples
+        .iter()
+        .filter(|s| s.sessions_live > 0)
+        .flat_map(|s| {
+            let x = s.sessions_live as f64;
+            [
+                s.latency_p99_participant_to_agent_ms
+                    .map(|v| (x, v, "#d4760a")),
+                s.latency_p99_agent_to_participant_beyond_slot_ms
+                    .map(|v| (x, v, "#0f8b8d")),
+            ]
+        })
+        .flatten()
+        .collect();
+    let panels = if latency.is_empty() { 2.0 } else { 3.0 };
     let x_data = cpu
         .iter()
         .chain(&conn)
+        .chain(&latency)
         .map(|p| p.0)
         .chain(largest_ok.map(|n| n as f64))
         .fold(1.0, f64::max);
     let (x_max, x_step) = nice_axis(x_data);
-    let height = 2.0 * PANEL_H + 40.0;
+    let height = panels * PANEL_H + 40.0;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -367,6 +385,21 @@ pub fn svg(samples: &[Sample], connects: &[Connect], largest_ok: Option<usize>) 
         x_step,
         mark,
     );
+    if !latency.is_empty() {
+        draw_panel(
+            &mut svg,
+            &Panel {
+                title: "Server-added latency p99 per second (orange: participant -> agent; teal: agent -> participant beyond the send slot)",
+                y_label: "p99, ms",
+                top: 2.0 * PANEL_H,
+                points: latency,
+                reference: Some((2.0, "bar 2 ms")),
+            },
+            x_max,
+            x_step,
+            mark,
+        );
+    }
     let _ = writeln!(
         svg,
         r##"<text x="{LEFT}" y="{}" font-size="11" fill="#555">earshot loadgen{}</text>"##,
@@ -424,6 +457,8 @@ mod tests {
             server_cpu_cores: Some(0.1),
             offer_to_connected_ms_p50: None,
             jitter_ms_p99: None,
+            latency_p99_participant_to_agent_ms: v.map(|_| 1.5),
+            latency_p99_agent_to_participant_beyond_slot_ms: None,
         };
         let samples = [
             sample(0, None),
@@ -437,7 +472,23 @@ mod tests {
         }];
         let s = svg(&samples, &connects, Some(10));
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
-        assert_eq!(s.matches("<circle").count(), 3);
+        // Two CPU readings, one connect, two latency readings (a third panel).
+        assert_eq!(s.matches("<circle").count(), 5);
         assert!(s.contains("largest N that held (10)"));
+        assert!(s.contains("Server-added latency p99"));
+        let without: Vec<Sample> = samples
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                s.latency_p99_participant_to_agent_ms = None;
+                s
+            })
+            .collect();
+        let s = svg(&without, &connects, Some(10));
+        assert_eq!(s.matches("<circle").count(), 3);
+        assert!(
+            !s.contains("Server-added latency p99"),
+            "no third panel without --agent"
+        );
     }
 }
