@@ -122,6 +122,9 @@ pub struct RecordingConfig {
     pub noise_suppression: bool,
     /// standard | high | ultra
     pub quality: String,
+    /// When the mix and the MP3s are made: `at_end` of the session, or `on_request` (the first
+    /// download; the session's end then only closes the two WAVs).
+    pub derive: String,
 }
 
 impl Default for RecordingConfig {
@@ -130,6 +133,7 @@ impl Default for RecordingConfig {
             enabled: true,
             noise_suppression: true,
             quality: "high".into(),
+            derive: "at_end".into(),
         }
     }
 }
@@ -272,6 +276,12 @@ impl Config {
                 self.recording.quality
             ));
         }
+        if !["at_end", "on_request"].contains(&self.recording.derive.as_str()) {
+            return bad(format!(
+                "recording.derive must be at_end or on_request, got {:?}",
+                self.recording.derive
+            ));
+        }
         if !(200..=60_000).contains(&self.interviewer.silence_ms) {
             return bad(format!(
                 "interviewer.silence_ms must be 200..=60000, got {}",
@@ -394,6 +404,7 @@ mod tests {
                 &[("EARSHOT_RECORDING_QUALITY", "best")],
                 "recording.quality",
             ),
+            (&[("EARSHOT_RECORDING_DERIVE", "later")], "recording.derive"),
             (&[("EARSHOT_SERVER_LISTEN", "nonsense")], "socket address"),
         ];
         for (vars, needle) in cases {

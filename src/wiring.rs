@@ -44,6 +44,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let media: Arc<dyn MediaPlane> = Arc::new(EngineAdapter {
         engine: engine.clone(),
         quality_default: cfg.recording.quality.clone(),
+        derive_at_end: cfg.recording.derive == "at_end",
         agent_retry: std::time::Duration::from_secs(cfg.agent.retry_secs),
     });
     let sessions = Arc::new(Sessions::new(
@@ -168,6 +169,16 @@ async fn demo_invite(store: &Store) -> anyhow::Result<String> {
     Ok(invite.token)
 }
 
+fn recording_file(file: earshot_media::engine::RecordedFile) -> RecordingFile {
+    RecordingFile {
+        track: file.track,
+        format: file.format,
+        path: file.path,
+        duration_ms: file.duration_ms,
+        bytes: file.bytes,
+    }
+}
+
 fn engine_prompt(p: PromptSpec) -> earshot_media::engine::Prompt {
     earshot_media::engine::Prompt {
         id: p.id,
@@ -205,6 +216,8 @@ fn parse_quality(name: &str) -> Option<QualityPreset> {
 struct EngineAdapter {
     engine: Arc<Engine>,
     quality_default: String,
+    /// `[recording] derive = "at_end"`: the mix and MP3s are made when a session ends.
+    derive_at_end: bool,
     agent_retry: std::time::Duration,
 }
 
@@ -267,6 +280,7 @@ impl MediaPlane for EngineAdapter {
                 .then_some(earshot_media::engine::RecordingRequest {
                     dir: req.recording.dir,
                     quality,
+                    derive_at_end: self.derive_at_end,
                 }),
         };
         self.engine
@@ -280,6 +294,25 @@ impl MediaPlane for EngineAdapter {
             .add_candidate(session_id, candidate)
             .await
             .map_err(media_error)
+    }
+
+    async fn derive_recording(
+        &self,
+        recording: RecordingSpec,
+        track: &str,
+        format: &str,
+    ) -> Result<RecordingFile, MediaError> {
+        let req = earshot_media::engine::RecordingRequest {
+            quality: self.quality(&recording.quality),
+            dir: recording.dir,
+            derive_at_end: self.derive_at_end,
+        };
+        let file = self
+            .engine
+            .derive_recording(req, track, format)
+            .await
+            .map_err(media_error)?;
+        Ok(recording_file(file))
     }
 
     fn metrics_text(&self) -> String {
@@ -296,6 +329,7 @@ impl MediaPlane for EngineAdapter {
         let orphan = recording.map(|r| earshot_media::engine::RecordingRequest {
             quality: self.quality(&r.quality),
             dir: r.dir,
+            derive_at_end: self.derive_at_end,
         });
         self.engine.finish(session_id, orphan).await;
     }
@@ -384,13 +418,7 @@ async fn forward_events(mut rx: mpsc::Receiver<EngineEvent>, tx: mpsc::Sender<Me
             }
             EngineEvent::RecordingReady { session_id, file } => MediaEvent::RecordingReady {
                 session_id,
-                file: RecordingFile {
-                    track: file.track,
-                    format: file.format,
-                    path: file.path,
-                    duration_ms: file.duration_ms,
-                    bytes: file.bytes,
-                },
+                file: recording_file(file),
             },
             EngineEvent::RecordingsFinished { session_id } => {
                 MediaEvent::RecordingsFinished { session_id }

@@ -11,7 +11,13 @@ use support::{Server, fixture, join_interview};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_interview_runs_to_completion_and_is_recorded() {
     // Short turn-taking silence so the looping 7 s speech file advances the interview quickly.
-    let server = Server::start(&[("EARSHOT_INTERVIEWER_SILENCE_MS", "1000")]).await;
+    // The mix and MP3s are made on request here (the first download); the agent and lifecycle
+    // tests cover the default, where they are made when the session ends.
+    let server = Server::start(&[
+        ("EARSHOT_INTERVIEWER_SILENCE_MS", "1000"),
+        ("EARSHOT_RECORDING_DERIVE", "on_request"),
+    ])
+    .await;
     let (_token, url) = server.invite().await;
     let speech = fixture("participant_speech.wav");
     let mut browser = Browser::launch(&url, Some(&speech)).await;
@@ -26,7 +32,7 @@ async fn browser_interview_runs_to_completion_and_is_recorded() {
 
     let done = server
         .wait_session(&session_id, Duration::from_secs(150), |s| {
-            s["state"] == "completed" && s["recordings"].as_array().is_some_and(|r| r.len() == 6)
+            s["state"] == "completed" && s["recordings"].as_array().is_some_and(|r| r.len() == 2)
         })
         .await;
     assert_eq!(
@@ -38,8 +44,8 @@ async fn browser_interview_runs_to_completion_and_is_recorded() {
     let recs = done["recordings"].as_array().expect("recordings");
     assert_eq!(
         recs.len(),
-        6,
-        "participant, ai and mix as wav and mp3: {done:#}"
+        2,
+        "participant and ai as wav; the rest made on request: {done:#}"
     );
     assert!(
         browser
@@ -103,6 +109,17 @@ async fn browser_interview_runs_to_completion_and_is_recorded() {
             paths.insert(format!("{track}.{fmt}"), p);
         }
     }
+    // The downloads made the mix and the MP3s: the session lists all six now.
+    let listed = server
+        .wait_session(&session_id, Duration::from_secs(5), |s| {
+            s["recordings"].as_array().is_some_and(|r| r.len() == 6)
+        })
+        .await;
+    assert_eq!(
+        listed["recordings"].as_array().map(Vec::len),
+        Some(6),
+        "{listed:#}"
+    );
 
     if let Ok(art) = std::env::var("TEST_ARTIFACTS_DIR") {
         let _ = std::fs::write(std::path::Path::new(&art).join("server.log"), server.log());

@@ -32,6 +32,9 @@ pub struct Prompt {
 pub struct RecordingRequest {
     pub dir: PathBuf,
     pub quality: QualityPreset,
+    /// Make the mix and the MP3s when the session ends; otherwise only when first asked for
+    /// ([`Engine::derive_recording`]).
+    pub derive_at_end: bool,
 }
 
 /// A prompt's audio, decoded to 48 kHz and encoded to the 20 ms Opus packets it is sent as:
@@ -532,6 +535,30 @@ impl Engine {
                 session_id: session_id.to_string(),
             })
             .await;
+    }
+
+    /// Makes one of a finished session's derived files (`mix.wav`, or any track's `.mp3`) from
+    /// its finalized tracks, on the finalizer thread; an existing file is made again.
+    pub async fn derive_recording(
+        &self,
+        req: RecordingRequest,
+        track: &str,
+        format: &str,
+    ) -> Result<RecordedFile, EngineError> {
+        let (track, format) = (track.to_owned(), format.to_owned());
+        self.metrics.finalize_queued();
+        let result = crate::finalizer::run(move || {
+            crate::session::derive_file(&req.dir, req.quality, &track, &format)
+        })
+        .await;
+        self.metrics.finalize_done();
+        match result {
+            Some(Ok(file)) => Ok(file),
+            Some(Err(e)) => Err(EngineError::Recording(e.to_string())),
+            None => Err(EngineError::Recording(
+                "the finalizer thread failed".to_owned(),
+            )),
+        }
     }
 
     /// Flushes every session's recordings (process shutdown).

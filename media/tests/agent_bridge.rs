@@ -341,6 +341,7 @@ async fn join(
             recording: Some(RecordingRequest {
                 dir: dir.to_path_buf(),
                 quality: QualityPreset::High,
+                derive_at_end: true,
             }),
             agent: Some(agent),
         })
@@ -1381,6 +1382,7 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
             recording: Some(RecordingRequest {
                 dir: dir.path().join("rec"),
                 quality: QualityPreset::Standard,
+                derive_at_end: true,
             }),
             agent: None,
         })

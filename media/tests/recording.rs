@@ -291,6 +291,78 @@ fn mp3_keeps_speech_at_the_standard_bitrate() {
     assert!(snr > 12.0, "SNR {snr:.1} dB");
 }
 
+#[tokio::test]
+async fn derived_recordings_are_made_on_request_from_the_two_tracks() {
+    use earshot_media::codec::OpusSettings;
+    use earshot_media::engine::{Engine, EngineConfig, RecordingRequest};
+    use earshot_media::peer::PeerConfig;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = TrackWriter::create(dir.path().join("participant.wav"), QualityPreset::Standard)
+        .expect("participant");
+    p.write_at(0, &tone(440.0, 8_000.0, 48_000, 48_000))
+        .expect("write");
+    p.finalize().expect("finalize");
+    let mut a =
+        TrackWriter::create(dir.path().join("ai.wav"), QualityPreset::Standard).expect("ai");
+    a.write_at(48_000, &tone(880.0, 8_000.0, 24_000, 48_000))
+        .expect("write");
+    a.finalize().expect("finalize");
+    let (engine, _events) = Engine::new(EngineConfig {
+        peer: PeerConfig::default(),
+        opus: OpusSettings::default(),
+    });
+    let req = RecordingRequest {
+        dir: dir.path().to_path_buf(),
+        quality: QualityPreset::Standard,
+        derive_at_end: false,
+    };
+    // mix.mp3 first: it needs mix.wav, which is made on the way.
+    let mix_mp3 = engine
+        .derive_recording(req.clone(), "mix", "mp3")
+        .await
+        .expect("mix.mp3");
+    assert_eq!(
+        (mix_mp3.track.as_str(), mix_mp3.format.as_str()),
+        ("mix", "mp3")
+    );
+    assert_eq!(
+        mix_mp3.duration_ms, 1500,
+        "the longer track decides the length"
+    );
+    assert!(dir.path().join("mix.wav").exists());
+    let (_, mix) = read_wav(&dir.path().join("mix.wav"));
+    assert_eq!(mix.len(), 72_000);
+    for (track, ms) in [("participant", 1000), ("ai", 1500)] {
+        let f = engine
+            .derive_recording(req.clone(), track, "mp3")
+            .await
+            .expect("mp3");
+        assert_eq!(f.path, dir.path().join(format!("{track}.mp3")));
+        assert_eq!(f.duration_ms, ms);
+        assert_eq!(f.bytes, std::fs::metadata(&f.path).expect("meta").len());
+        let (pcm, _) = decode_mp3(&f.path);
+        assert!(
+            (pcm.len() as i64 - ms as i64 * 48).abs() <= 48 * 50,
+            "{track}: {}",
+            pcm.len()
+        );
+    }
+    // No partial file is left; the tracks themselves are not made from anything.
+    assert!(std::fs::read_dir(dir.path()).expect("dir").all(|e| {
+        !e.expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".part")
+    }));
+    assert!(
+        engine
+            .derive_recording(req.clone(), "participant", "wav")
+            .await
+            .is_err()
+    );
+    assert!(engine.derive_recording(req, "mix", "flac").await.is_err());
+}
+
 #[test]
 fn mp3_rejects_bad_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -96,6 +96,15 @@ pub trait MediaPlane: Send + Sync + 'static {
     /// `recording` says where the session's files are, for a session whose media is no longer
     /// running (the process restarted): its flushed tracks are finalized from disk.
     async fn finish(&self, session_id: &str, recording: Option<RecordingSpec>);
+    /// Makes one derived file of a finished session (`mix.wav`, or a track's `.mp3`) from its
+    /// finalized tracks in `recording.dir` (they are made on first request when `[recording]
+    /// derive = "on_request"`).
+    async fn derive_recording(
+        &self,
+        recording: RecordingSpec,
+        track: &str,
+        format: &str,
+    ) -> Result<RecordingFile, MediaError>;
     /// The media plane's counters in Prometheus' text format (appended to `/metrics`).
     fn metrics_text(&self) -> String;
 }

@@ -8,7 +8,7 @@ use crate::lifecycle::{self, Effect, Event, Lifecycle, LifecycleConfig, Millis, 
 use crate::live::Hub;
 use crate::media_port::{
     AgentSpec, InterviewSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, PromptSpec,
-    RecordingSpec,
+    RecordingFile, RecordingSpec,
 };
 use crate::store::{
     InviteRow, RecordingRow, ScriptRow, SessionRow, SessionUpdate, Store, TransitionRow, parse_json,
@@ -269,6 +269,49 @@ impl Sessions {
             quality: script.quality.clone(),
             dir: self.recordings_dir.join(session_id),
         }
+    }
+
+    /// Makes a finished session's derived recording (`mix.wav`, a track's `.mp3`) that is not
+    /// there yet — with `[recording] derive = "on_request"` they are made on first download —
+    /// stores its row and returns it. `None`: nothing to make it from (the session has not
+    /// ended, or its two tracks are not finalized).
+    pub async fn derive_recording(
+        &self,
+        session_id: &str,
+        track: &str,
+        format: &str,
+    ) -> Result<Option<RecordingRow>, ApiError> {
+        let find = |rows: Vec<RecordingRow>, t: &str, f: &str| {
+            rows.into_iter().find(|r| r.track == t && r.format == f)
+        };
+        let Some(session) = self.store.get_session(session_id).await? else {
+            return Ok(None);
+        };
+        if session.ended_at.is_none() {
+            return Ok(None);
+        }
+        let rows = self.store.recordings(session_id).await?;
+        let has_wav = |t: &str| rows.iter().any(|r| r.track == t && r.format == "wav");
+        if !(has_wav("participant") && has_wav("ai")) {
+            return Ok(None);
+        }
+        let Some(spec) = self.recording_spec(&session).await else {
+            return Ok(None);
+        };
+        // One derivation per session at a time; a request that waited finds the file made.
+        let lock = self.lock(&format!("derive:{session_id}"));
+        let _guard = lock.lock().await;
+        if let Some(row) = find(self.store.recordings(session_id).await?, track, format) {
+            return Ok(Some(row));
+        }
+        let file = self
+            .media
+            .derive_recording(spec, track, format)
+            .await
+            .map_err(|e| ApiError::internal("making a recording on request", e))?;
+        let row = recording_row(session_id, file);
+        self.store.upsert_recording(&row).await?;
+        Ok(Some(row))
     }
 
     /// The media plane's counters (Prometheus text).
@@ -745,15 +788,7 @@ impl Sessions {
                     .await;
             }
             MediaEvent::RecordingReady { session_id, file } => {
-                let row = RecordingRow {
-                    session_id: session_id.clone(),
-                    track: file.track,
-                    format: file.format,
-                    path: file.path.to_string_lossy().into_owned(),
-                    duration_ms: i64::try_from(file.duration_ms).unwrap_or(i64::MAX),
-                    bytes: i64::try_from(file.bytes).unwrap_or(i64::MAX),
-                    created_at: crate::now_ms(),
-                };
+                let row = recording_row(&session_id, file);
                 if let Err(e) = self.store.upsert_recording(&row).await {
                     tracing::error!(session = %session_id, error = %e, "storing recording row failed");
                 }
@@ -983,4 +1018,17 @@ fn is_terminal(state: &str) -> bool {
         state,
         "completed" | "abandoned" | "admin_ended" | "restarted"
     )
+}
+
+/// The stored row of a file the media plane finished.
+fn recording_row(session_id: &str, file: RecordingFile) -> RecordingRow {
+    RecordingRow {
+        session_id: session_id.to_owned(),
+        track: file.track,
+        format: file.format,
+        path: file.path.to_string_lossy().into_owned(),
+        duration_ms: i64::try_from(file.duration_ms).unwrap_or(i64::MAX),
+        bytes: i64::try_from(file.bytes).unwrap_or(i64::MAX),
+        created_at: crate::now_ms(),
+    }
 }

@@ -1,5 +1,6 @@
-//! The end of a session's recordings: periodic flushes, and the WAVs closed with the mix and
-//! MP3s made on the finalizer thread (also for sessions left on disk by a restart).
+//! The end of a session's recordings: periodic flushes, and the WAVs closed on the finalizer
+//! thread (also for sessions left on disk by a restart) with the mix and MP3s made there at
+//! once, or later when first asked for ([`derive_file`]).
 
 use super::*;
 
@@ -57,8 +58,8 @@ impl SessionMedia {
 }
 
 /// Finalizes the tracks a session left on disk without a media task (the process restarted and
-/// the session ended without the participant coming back): the flushed WAVs are closed, the
-/// mix and MP3s made. Nothing on disk: nothing to report.
+/// the session ended without the participant coming back): the flushed WAVs are closed (and
+/// the mix and MP3s made, unless they are made on request). Nothing on disk: nothing to report.
 pub(crate) fn finalize_orphan(
     req: &RecordingRequest,
 ) -> Result<Vec<RecordedFile>, crate::recorder::RecorderError> {
@@ -70,6 +71,7 @@ pub(crate) fn finalize_orphan(
     finalize_files(Recording {
         dir: req.dir.clone(),
         quality: req.quality,
+        derive_at_end: req.derive_at_end,
         participant: TrackWriter::open(participant, req.quality)?,
         ai: TrackWriter::open(ai, req.quality)?,
     })
@@ -78,18 +80,57 @@ pub(crate) fn finalize_orphan(
 pub(super) fn finalize_files(
     rec: Recording,
 ) -> Result<Vec<RecordedFile>, crate::recorder::RecorderError> {
-    let mut files = Vec::with_capacity(6);
-    let participant = rec.participant.finalize()?;
-    let ai = rec.ai.finalize()?;
-    let mix = crate::recorder::mix_wavs(&participant.path, &ai.path, &rec.dir.join("mix.wav"))?;
-    for (track, wav) in [("participant", participant), ("ai", ai), ("mix", mix)] {
-        let mp3_path = rec.dir.join(format!("{track}.mp3"));
-        let mp3 =
-            crate::recorder::encode_mp3(&wav.path, &mp3_path, rec.quality.mp3_bitrate_kbps())?;
-        files.push(recorded(track, "wav", wav));
-        files.push(recorded(track, "mp3", mp3));
+    let mut files = Vec::with_capacity(2 + DERIVED.len());
+    files.push(recorded("participant", "wav", rec.participant.finalize()?));
+    files.push(recorded("ai", "wav", rec.ai.finalize()?));
+    if rec.derive_at_end {
+        for (track, format) in DERIVED {
+            files.push(derive_file(&rec.dir, rec.quality, track, format)?);
+        }
     }
     Ok(files)
+}
+
+/// The files made from a session's two tracks, in an order that makes each one's input first.
+pub(crate) const DERIVED: [(&str, &str); 4] = [
+    ("mix", "wav"),
+    ("participant", "mp3"),
+    ("ai", "mp3"),
+    ("mix", "mp3"),
+];
+
+/// Makes one derived file from the finalized tracks in `dir`. It is written under a temporary
+/// name and renamed, so a reader never sees a partial file.
+pub(crate) fn derive_file(
+    dir: &std::path::Path,
+    quality: QualityPreset,
+    track: &str,
+    format: &str,
+) -> Result<RecordedFile, crate::recorder::RecorderError> {
+    use crate::recorder::{RecorderError, encode_mp3, mix_wavs};
+    let wav = |t: &str| dir.join(format!("{t}.wav"));
+    let out = dir.join(format!("{track}.{format}"));
+    let part = dir.join(format!("{track}.{format}.part"));
+    let info = match (track, format) {
+        ("mix", "wav") => mix_wavs(&wav("participant"), &wav("ai"), &part)?,
+        ("participant" | "ai" | "mix", "mp3") => {
+            if track == "mix" && !wav("mix").exists() {
+                derive_file(dir, quality, "mix", "wav")?;
+            }
+            encode_mp3(&wav(track), &part, quality.mp3_bitrate_kbps())?
+        }
+        _ => {
+            return Err(RecorderError::Unsupported(format!(
+                "{track}.{format} is not made from the tracks"
+            )));
+        }
+    };
+    std::fs::rename(&part, &out)?;
+    Ok(recorded(
+        track,
+        format,
+        crate::recorder::TrackInfo { path: out, ..info },
+    ))
 }
 
 pub(super) fn recorded(

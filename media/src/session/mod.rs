@@ -36,7 +36,7 @@ mod timeline;
 
 use agent::{AgentSide, next_agent_message};
 use ai::Playout;
-pub(crate) use finalize::finalize_orphan;
+pub(crate) use finalize::{derive_file, finalize_orphan};
 use timeline::Timeline;
 
 /// Samples per 20 ms frame at 48 kHz.
@@ -93,6 +93,7 @@ pub(crate) struct SessionParams {
 struct Recording {
     dir: PathBuf,
     quality: QualityPreset,
+    derive_at_end: bool,
     participant: TrackWriter,
     ai: TrackWriter,
 }
@@ -165,6 +166,7 @@ impl SessionMedia {
                 Some(Recording {
                     dir: req.dir,
                     quality: req.quality,
+                    derive_at_end: req.derive_at_end,
                     participant,
                     ai,
                 })

@@ -169,13 +169,23 @@ async fn get_recording(
     if !TRACKS.contains(&track) || !ids::is_valid_id("ses", &id) {
         return Err(not_found());
     }
-    let rec = app
+    let stored = app
         .store
         .recordings(&id)
         .await?
         .into_iter()
-        .find(|r| r.track == track && r.format == format)
-        .ok_or_else(not_found)?;
+        .find(|r| r.track == track && r.format == format);
+    // The mix and the MP3s may be made on first request (`[recording] derive`).
+    let derived = track == "mix" || format == "mp3";
+    let rec = match stored {
+        Some(rec) => rec,
+        None if derived => app
+            .sessions
+            .derive_recording(&id, track, format)
+            .await?
+            .ok_or_else(not_found)?,
+        None => return Err(not_found()),
+    };
     let file = tokio::fs::File::open(&rec.path)
         .await
         .map_err(|e| ApiError::internal("opening recording", e))?;

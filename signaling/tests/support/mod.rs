@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 use earshot_signaling::lifecycle::LifecycleConfig;
-use earshot_signaling::media_port::{MediaError, MediaEvent, MediaPlane, OpenParticipant};
+use earshot_signaling::media_port::{
+    MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
+};
 use earshot_signaling::routes::{self, App, AppState};
 use earshot_signaling::sessions::Sessions;
 use earshot_signaling::store::{CampaignRow, ScriptRow, Store};
@@ -55,6 +57,14 @@ impl MediaPlane for FakeMedia {
     }
     async fn hang_up(&self, session_id: &str) {
         self.record("hang_up", session_id);
+    }
+    async fn derive_recording(
+        &self,
+        _: RecordingSpec,
+        _: &str,
+        _: &str,
+    ) -> Result<RecordingFile, MediaError> {
+        Err(MediaError::Internal("no media in these tests".into()))
     }
     fn metrics_text(&self) -> String {
         "# TYPE earshot_media_sessions gauge\nearshot_media_sessions 0\n".into()
