@@ -150,14 +150,14 @@ impl Sessions {
         });
     }
 
-    fn lock(&self, key: &str) -> Arc<Mutex<()>> {
-        self.locks.entry(key.to_string()).or_default().clone()
+    /// Serializes work on one key (a session, an invite); see [`KeyLock`].
+    async fn lock(&self, key: &str) -> KeyLock<'_> {
+        KeyLock::acquire(&self.locks, key).await
     }
 
     /// Applies one event to a stored session and carries out the effects.
     pub async fn apply(&self, session_id: &str, event: Event) -> Result<SessionRow, ApiError> {
-        let lock = self.lock(session_id);
-        let _guard = lock.lock().await;
+        let _guard = self.lock(session_id).await;
         let row =
             self.store.get_session(session_id).await?.ok_or_else(|| {
                 ApiError::not_found("session_not_found", "no session with this id")
@@ -299,8 +299,7 @@ impl Sessions {
             return Ok(None);
         };
         // One derivation per session at a time; a request that waited finds the file made.
-        let lock = self.lock(&format!("derive:{session_id}"));
-        let _guard = lock.lock().await;
+        let _guard = self.lock(&format!("derive:{session_id}")).await;
         if let Some(row) = find(self.store.recordings(session_id).await?, track, format) {
             return Ok(Some(row));
         }
@@ -422,8 +421,7 @@ impl Sessions {
         ip: Option<&str>,
         params: &BTreeMap<String, String>,
     ) -> Result<SessionRow, ApiError> {
-        let lock = self.lock(&format!("invite:{}", invite.token));
-        let _guard = lock.lock().await;
+        let _guard = self.lock(&format!("invite:{}", invite.token)).await;
         match self.store.latest_session_for_invite(&invite.token).await? {
             Some(s) => {
                 if !is_terminal(&s.state) && user_agent.is_some() {
@@ -641,8 +639,7 @@ impl Sessions {
     /// Admin: delete every row and file of the session, irrevocably.
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
         Self::require_id(id)?;
-        let lock = self.lock(id);
-        let _guard = lock.lock().await;
+        let _guard = self.lock(id).await;
         if self.store.get_session(id).await?.is_none() {
             return Err(ApiError::not_found(
                 "session_not_found",
@@ -1030,5 +1027,62 @@ fn recording_row(session_id: &str, file: RecordingFile) -> RecordingRow {
         duration_ms: i64::try_from(file.duration_ms).unwrap_or(i64::MAX),
         bytes: i64::try_from(file.bytes).unwrap_or(i64::MAX),
         created_at: crate::now_ms(),
+    }
+}
+
+/// One key's lock, held until dropped. The map entry goes with the last holder, so the map
+/// holds only keys being worked on (it grew by one entry per session before).
+struct KeyLock<'a> {
+    locks: &'a DashMap<String, Arc<Mutex<()>>>,
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<'a> KeyLock<'a> {
+    async fn acquire(locks: &'a DashMap<String, Arc<Mutex<()>>>, key: &str) -> KeyLock<'a> {
+        let mutex = locks.entry(key.to_string()).or_default().clone();
+        KeyLock {
+            locks,
+            key: key.to_string(),
+            guard: Some(mutex.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for KeyLock<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        // Only the map's own reference left: nobody holds or waits for this key.
+        self.locks
+            .remove_if(&self.key, |_, m| Arc::strong_count(m) == 1);
+    }
+}
+
+#[cfg(test)]
+mod key_lock_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_go_with_the_last_holder() {
+        let locks: DashMap<String, Arc<Mutex<()>>> = DashMap::new();
+        {
+            let _a = KeyLock::acquire(&locks, "ses_1").await;
+            assert_eq!(locks.len(), 1);
+        }
+        assert!(locks.is_empty(), "released and unshared: removed");
+
+        // A waiter keeps the entry (and the exclusion) alive.
+        let a = KeyLock::acquire(&locks, "ses_2").await;
+        let locks_ref = &locks;
+        let waiter = async move {
+            let _b = KeyLock::acquire(locks_ref, "ses_2").await;
+            assert_eq!(locks_ref.len(), 1);
+        };
+        let release = async move {
+            tokio::task::yield_now().await;
+            drop(a);
+        };
+        tokio::join!(waiter, release);
+        assert!(locks.is_empty());
     }
 }
