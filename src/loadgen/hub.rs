@@ -159,8 +159,9 @@ impl Hub {
 
     /// Latencies one probe paired, measured now.
     pub fn latencies(&self, paired: Paired) {
-        let t = self.now_s();
-        lock(&self.latency).add(t, paired);
+        // The time is read under the lock, so the series stay in time order (see `report`).
+        let mut latency = lock(&self.latency);
+        latency.add(self.now_s(), paired);
     }
 
     /// Server-added latency measured within `[from_s, to_s]`.

@@ -229,7 +229,8 @@ impl Records {
     }
 }
 
-/// All latencies of a run, with the run time (s) they were measured at.
+/// All latencies of a run, with the run time (s) they were measured at, in time order (so a
+/// window is found by binary search: the sampler asks for every second of the run).
 #[derive(Debug, Default)]
 pub struct AgentLatency {
     participant_to_agent: Vec<(f64, f64)>,
@@ -252,11 +253,9 @@ impl AgentLatency {
     /// agent ran at all.
     pub fn report(&self, from_s: f64, to_s: f64, measured: bool) -> LatencyReport {
         let dist = |v: &[(f64, f64)]| {
-            let x: Vec<f64> = v
-                .iter()
-                .filter(|(t, _)| (from_s..=to_s).contains(t))
-                .map(|(_, x)| *x)
-                .collect();
+            let from = v.partition_point(|(t, _)| *t < from_s);
+            let to = v.partition_point(|(t, _)| *t <= to_s);
+            let x: Vec<f64> = v[from..to.max(from)].iter().map(|(_, x)| *x).collect();
             (!x.is_empty()).then(|| Distribution::of(&x))
         };
         LatencyReport {

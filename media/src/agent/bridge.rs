@@ -14,8 +14,8 @@
 //! then the WebSocket close handshake.
 
 use super::audio::{Downlink, Uplink};
-use super::protocol::{self, AgentMessage, StreamMessages};
-use crate::engine::{AgentAudioFormat, AgentRequest, TurnRole};
+use super::protocol::{self, AgentMessage, StreamMessages, TranscriptLine};
+use crate::engine::{AgentAudioFormat, AgentRequest};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::hash::{BuildHasher, Hasher};
@@ -66,14 +66,8 @@ pub enum FromAgent {
     Audio(Vec<i16>),
     Mark(String),
     Clear,
-    /// Times already on the session timeline (ms), when the agent gave them.
-    Transcript {
-        role: TurnRole,
-        text: String,
-        is_final: bool,
-        start_ms: Option<u64>,
-        end_ms: Option<u64>,
-    },
+    /// Times already on the session timeline.
+    Transcript(TranscriptLine),
     End,
     /// The connection dropped; the task is dialling again.
     Disconnected {
@@ -328,13 +322,7 @@ enum Downstream {
     Clear,
     End,
     /// Times already on the session timeline.
-    Transcript {
-        role: TurnRole,
-        text: String,
-        is_final: bool,
-        start_ms: Option<u64>,
-        end_ms: Option<u64>,
-    },
+    Transcript(TranscriptLine),
 }
 
 /// Counts an ignored agent message; logs the first few at warn level, then every power of
@@ -420,19 +408,7 @@ async fn downlink_loop(
                 }
                 FromAgent::End
             }
-            Downstream::Transcript {
-                role,
-                text,
-                is_final,
-                start_ms,
-                end_ms,
-            } => FromAgent::Transcript {
-                role,
-                text,
-                is_final,
-                start_ms,
-                end_ms,
-            },
+            Downstream::Transcript(line) => FromAgent::Transcript(line),
         };
         if from_agent.send(out).await.is_err() {
             return;
@@ -659,19 +635,11 @@ impl Stream<'_> {
                 self.ended = true;
                 Downstream::End
             }
-            AgentMessage::Transcript {
-                role,
-                text,
-                is_final,
-                start_ms,
-                end_ms,
-            } => Downstream::Transcript {
-                role,
-                text,
-                is_final,
-                start_ms: self.timeline_ms(start_ms),
-                end_ms: self.timeline_ms(end_ms),
-            },
+            AgentMessage::Transcript(line) => Downstream::Transcript(TranscriptLine {
+                start_ms: self.timeline_ms(line.start_ms),
+                end_ms: self.timeline_ms(line.end_ms),
+                ..line
+            }),
             AgentMessage::Other { event } => {
                 tracing::debug!(session = %self.config.session_id, %event, "agent event ignored");
                 return true;

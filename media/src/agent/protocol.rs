@@ -209,6 +209,17 @@ impl StreamMessages {
     }
 }
 
+/// A transcript line from the agent. Times in ms: on the stream's clock (the `timestamp` of the
+/// media sent to the agent) as parsed, on the session timeline once the bridge has placed them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptLine {
+    pub role: TurnRole,
+    pub text: String,
+    pub is_final: bool,
+    pub start_ms: Option<u64>,
+    pub end_ms: Option<u64>,
+}
+
 /// A message from the agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentMessage {
@@ -218,15 +229,8 @@ pub enum AgentMessage {
     Mark { name: String },
     /// Drop all queued AI audio now (barge-in).
     Clear,
-    /// A transcript line; times in ms on the stream's clock (the `timestamp` of the media
-    /// sent to the agent), when given.
-    Transcript {
-        role: TurnRole,
-        text: String,
-        is_final: bool,
-        start_ms: Option<u64>,
-        end_ms: Option<u64>,
-    },
+    /// A transcript line (times on the stream's clock).
+    Transcript(TranscriptLine),
     /// The interview is over (after the queued audio).
     End,
     /// A well-formed message with another `event` (for example Twilio's `connected` or `start`
@@ -311,13 +315,13 @@ pub fn parse(text: &str) -> Result<AgentMessage, ProtocolError> {
         "clear" => AgentMessage::Clear,
         "transcript" => {
             let t: TranscriptIn = serde_json::from_str(text).map_err(invalid)?;
-            AgentMessage::Transcript {
+            AgentMessage::Transcript(TranscriptLine {
                 role: t.role,
                 text: t.text,
                 is_final: t.is_final,
                 start_ms: ms(t.start_ms),
                 end_ms: ms(t.end_ms),
-            }
+            })
         }
         "end" => AgentMessage::End,
         _ => AgentMessage::Other { event: env.event },
@@ -391,23 +395,23 @@ mod tests {
         assert_eq!(parse(r#"{"event":"end"}"#).unwrap(), AgentMessage::End);
         assert_eq!(
             parse(r#"{"event":"transcript","role":"participant","text":"hi","final":false,"start_ms":10,"end_ms":20.6}"#).unwrap(),
-            AgentMessage::Transcript {
+            AgentMessage::Transcript(TranscriptLine {
                 role: TurnRole::Participant,
                 text: "hi".into(),
                 is_final: false,
                 start_ms: Some(10),
                 end_ms: Some(21)
-            }
+            })
         );
         assert_eq!(
             parse(r#"{"event":"transcript","role":"ai","text":"q","start_ms":-5}"#).unwrap(),
-            AgentMessage::Transcript {
+            AgentMessage::Transcript(TranscriptLine {
                 role: TurnRole::Ai,
                 text: "q".into(),
                 is_final: true,
                 start_ms: None,
                 end_ms: None
-            }
+            })
         );
         assert_eq!(
             parse(r#"{"event":"dtmf","dtmf":{}}"#).unwrap(),

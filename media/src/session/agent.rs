@@ -187,19 +187,14 @@ impl SessionMedia {
                     .await;
                 }
             }
-            FromAgent::Transcript {
-                role,
-                text,
-                is_final,
-                start_ms,
-                end_ms,
-            } => {
-                let (start_ms, end_ms) = self.transcript_times(role, start_ms, end_ms, now);
+            FromAgent::Transcript(line) => {
+                let (start_ms, end_ms) =
+                    self.transcript_times(line.role, line.start_ms, line.end_ms, now);
                 self.emit(EngineEvent::Transcript {
                     session_id: self.id.clone(),
-                    role,
-                    text,
-                    is_final,
+                    role: line.role,
+                    text: line.text,
+                    is_final: line.is_final,
                     start_ms,
                     end_ms,
                 })
