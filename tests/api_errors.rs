@@ -1010,16 +1010,87 @@ async fn whip_trickle_on_a_live_peer_resource() {
     let r = trickle(&server, &location, frag_ct, SDPFRAG).await;
     assert_status(&r, 204);
 
-    // Hang up; the resource is then gone.
+    // Hang up: the participant ended the interview, so the session is over and the resource
+    // answers as an ended session does.
     let r = send(server.http.delete(server.url(&location))).await;
     assert_status(&r, 200);
+    let ended = session_snapshot(&server, &id).await;
+    assert_eq!(ended["state"], "abandoned", "{ended}");
+    assert_eq!(ended["end_reason"], "participant_ended", "{ended}");
     let r = trickle(&server, &location, frag_ct, SDPFRAG).await;
-    assert_error(&r, 404, "peer_not_found");
+    assert_error(&r, 409, "session_ended");
     let r = send(server.http.delete(server.url(&location))).await;
-    assert_error(&r, 404, "peer_not_found");
+    assert_error(&r, 409, "session_ended");
 
     assert_eq!(session_count(&server).await, 1);
-    assert_eq!(server.session(&id).await["id"], id.as_str());
+    assert_eq!(session_snapshot(&server, &id).await, ended);
+    assert_still_serves(&server).await;
+}
+
+/// A second WHIP offer for the invite replaces the session's peer (a reconnect): DELETE of the
+/// replaced resource is `404 peer_not_found` and changes nothing; DELETE of the current one
+/// ends the interview (`abandoned`, `participant_ended`); an ended session's resources answer
+/// `409 session_ended`.
+#[tokio::test]
+async fn whip_delete_of_a_replaced_peer_changes_nothing_and_of_the_current_peer_ends_the_interview()
+{
+    let server = Server::start(&[]).await;
+    let (token, id) = consented_invite(&server).await;
+    let location_of = |r: &Reply| {
+        r.header("location")
+            .unwrap_or_else(|| panic!("{}: no Location", r.label))
+            .to_string()
+    };
+    let r = whip(&server, &token, Some("application/sdp"), OFFER.into()).await;
+    assert_status(&r, 201);
+    let replaced = location_of(&r);
+    let r = whip(&server, &token, Some("application/sdp"), OFFER.into()).await;
+    assert_status(&r, 201);
+    let current = location_of(&r);
+    assert_ne!(replaced, current, "each offer gets its own resource");
+    let before = session_snapshot(&server, &id).await;
+    assert_eq!(before["state"], "created", "{before}");
+    assert!(before["end_reason"].is_null(), "{before}");
+
+    let r = send(server.http.delete(server.url(&replaced))).await;
+    assert_error(&r, 404, "peer_not_found");
+    assert_eq!(session_snapshot(&server, &id).await, before);
+    let frag_ct = Some("application/trickle-ice-sdpfrag");
+    let r = trickle(&server, &replaced, frag_ct, SDPFRAG).await;
+    assert_error(&r, 404, "peer_not_found");
+    // The current resource is still the session's peer.
+    let r = trickle(&server, &current, frag_ct, SDPFRAG).await;
+    assert_status(&r, 204);
+    assert_eq!(session_snapshot(&server, &id).await, before);
+
+    let r = send(server.http.delete(server.url(&current))).await;
+    assert_status(&r, 200);
+    let ended = session_snapshot(&server, &id).await;
+    assert_eq!(ended["state"], "abandoned", "{ended}");
+    assert_eq!(ended["end_reason"], "participant_ended", "{ended}");
+    assert!(ended["ended_at"].is_string(), "{ended}");
+    assert!(ended["drop_off"].is_null(), "never started: {ended}");
+    let last = ended["transitions"]
+        .as_array()
+        .and_then(|t| t.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(last["from"], "created", "{ended}");
+    assert_eq!(last["to"], "abandoned", "{ended}");
+    assert_eq!(last["cause"], "participant ended the interview", "{ended}");
+    assert_eq!(
+        invite_view(&server, &token).await["session"]["state"],
+        "abandoned"
+    );
+
+    for path in [&replaced, &current] {
+        let r = send(server.http.delete(server.url(path))).await;
+        assert_error(&r, 409, "session_ended");
+    }
+    let r = whip(&server, &token, Some("application/sdp"), OFFER.into()).await;
+    assert_error(&r, 409, "session_ended");
+    assert_eq!(session_snapshot(&server, &id).await, ended);
+    assert_eq!(session_count(&server).await, 1);
     assert_still_serves(&server).await;
 }
 

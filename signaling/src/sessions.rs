@@ -577,12 +577,15 @@ impl Sessions {
         Ok(())
     }
 
-    /// WHIP DELETE: the participant hung up (the lifecycle hears it as media lost).
+    /// WHIP DELETE of the participant's current peer resource: the participant ended the
+    /// interview (the page's "End interview", a bot hanging up). The session ends at once as
+    /// `abandoned` (`participant_ended`); the lifecycle's end effects close the peer and
+    /// finalize the recordings. A peer replaced by a newer offer is `peer_not_found` and
+    /// changes nothing; an ended session is `session_ended`.
     pub async fn hang_up(&self, invite: &InviteRow, peer_id: &str) -> Result<(), ApiError> {
         let (session, _) = self.live_session(invite).await?;
         self.check_peer(&session.id, peer_id)?;
-        self.peers.remove(&session.id);
-        self.media.hang_up(&session.id).await;
+        self.apply(&session.id, Event::ParticipantEnded).await?;
         Ok(())
     }
 

@@ -8,10 +8,13 @@
 //! | state | accepted events (anything else: `invalid_transition`) |
 //! |---|---|
 //! | created, not consented | consent accepted / declined, progress, admin end/restart, technical, tick; media started is `consent_required` |
-//! | created, consented | media started, progress, admin end/restart, technical, tick |
-//! | in_progress | media started/lost/restored, pause (or `pause_limit_reached`), tab closed, progress, turn, activity, finished, admin, technical, tick |
-//! | paused | resume, media started, media restored (only after a media-loss pause), progress, turn, finished, admin, technical, tick |
+//! | created, consented | media started, participant ended, progress, admin end/restart, technical, tick |
+//! | in_progress | media started/lost/restored, pause (or `pause_limit_reached`), tab closed, progress, turn, activity, finished, participant ended, admin, technical, tick |
+//! | paused | resume, media started, media restored (only after a media-loss pause), progress, turn, finished, participant ended, admin, technical, tick |
 //! | completed, abandoned, admin_ended, restarted | nothing: `session_ended` |
+//!
+//! Participant ended (WHIP DELETE of the participant's current peer resource) ends the session
+//! at once as `abandoned` with reason `participant_ended`, keeping the drop-off point.
 
 mod types;
 
@@ -283,6 +286,12 @@ impl Machine {
             (S::InProgress | S::Paused, E::InterviewFinished) => {
                 let cause = "interviewer finished the interview".into();
                 self.end(S::Completed, EndReason::Completed, now, cause);
+            }
+            // Only a consented session can have a peer to hang up (in progress and paused
+            // always are); before consent it is refused like the other media signals.
+            (S::Created | S::InProgress | S::Paused, E::ParticipantEnded) if consented => {
+                let cause = "participant ended the interview".into();
+                self.end(S::Abandoned, EndReason::ParticipantEnded, now, cause);
             }
             (_, E::AdminEnd) => {
                 self.end(

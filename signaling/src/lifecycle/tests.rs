@@ -384,6 +384,166 @@ fn technical_failure_abandons_with_detail() {
     assert_eq!(t.cause, "technical failure: agent unreachable");
 }
 
+/// The participant's "End interview" (WHIP DELETE of the current peer) while in progress: the
+/// session ends at once, keeps its drop-off point and finalizes what was recorded.
+#[test]
+fn participant_ended_in_progress_abandons_at_once_with_the_drop_off_kept() {
+    let mut l = running();
+    apply(&mut l, Event::Progress { point: "q2".into() }, at(40.0));
+    apply(&mut l, Event::TurnCaptured, at(45.0));
+    let t = ok(&l, Event::ParticipantEnded, at(60.0));
+    let e = &t.lifecycle;
+    assert_eq!(e.state, State::Abandoned);
+    assert_eq!(e.end_reason, Some(EndReason::ParticipantEnded));
+    assert_eq!(
+        e.end_reason.as_ref().map(EndReason::as_str),
+        Some("participant_ended")
+    );
+    assert_eq!(e.drop_off.as_deref(), Some("q2"), "drop-off kept");
+    assert_eq!(e.ended_at, Some(at(60.0)));
+    assert_eq!(e.started_at, Some(at(0.0)));
+    assert_eq!(t.changed_state, Some((State::InProgress, State::Abandoned)));
+    assert_eq!(t.cause, "participant ended the interview");
+    let change = StateChange {
+        at: at(60.0),
+        from: State::InProgress,
+        to: State::Abandoned,
+        cause: "participant ended the interview".into(),
+    };
+    assert_eq!(
+        t.effects,
+        vec![
+            Effect::StopMedia,
+            Effect::FinalizeRecordings,
+            Effect::Notify(change.clone())
+        ]
+    );
+    assert_eq!(e.history.last(), Some(&change));
+    assert_eq!(next_deadline(e), None, "no timer runs after the end");
+    assert_eq!(e.active_duration_ms(at(5000.0)), 60_000);
+    assert_eq!(e.total_duration_ms(at(5000.0)), Some(60_000));
+    assert_eq!(e.pause_count(), 0);
+    // Once ended, a second hang-up (or anything else) is refused and changes nothing.
+    let r = refused(e, Event::ParticipantEnded, at(61.0));
+    assert_eq!(r.code, codes::SESSION_ENDED);
+    assert!(r.message.contains("participant_ended"), "{}", r.message);
+}
+
+/// A paused session ends too: the pause is closed at the end, the drop-off point is the one
+/// it stopped at, and the active time excludes the pause.
+#[test]
+fn participant_ended_while_paused_abandons_and_closes_the_pause() {
+    let l = paused();
+    let t = ok(&l, Event::ParticipantEnded, at(300.0));
+    let e = &t.lifecycle;
+    assert_eq!(e.state, State::Abandoned);
+    assert_eq!(e.end_reason, Some(EndReason::ParticipantEnded));
+    assert_eq!(e.drop_off.as_deref(), Some("q4"));
+    assert_eq!(e.ended_at, Some(at(300.0)));
+    assert_eq!(e.pauses.len(), 1);
+    assert_eq!(e.pauses[0].started_at, at(100.0));
+    assert_eq!(
+        e.pauses[0].ended_at,
+        Some(at(300.0)),
+        "pause closed at the end"
+    );
+    assert_eq!(e.current_pause(), None);
+    assert_eq!(
+        t.effects,
+        vec![
+            Effect::StopMedia,
+            Effect::FinalizeRecordings,
+            Effect::Notify(StateChange {
+                at: at(300.0),
+                from: State::Paused,
+                to: State::Abandoned,
+                cause: "participant ended the interview".into(),
+            })
+        ]
+    );
+    assert!(!t.effects.contains(&Effect::EmitResumePrompt));
+    assert_eq!(next_deadline(e), None);
+    assert_eq!(e.active_duration_ms(at(9999.0)), 100_000);
+    assert_eq!(e.paused_duration_ms(at(9999.0)), 200_000);
+    assert_eq!(e.total_duration_ms(at(9999.0)), Some(300_000));
+}
+
+/// Consented but not started (the peer never connected): abandoned, nothing to finalize.
+/// Before consent there is no peer to hang up: refused like the other media signals.
+#[test]
+fn participant_ended_before_the_start() {
+    let t = ok(&consented(), Event::ParticipantEnded, at(0.0));
+    let e = &t.lifecycle;
+    assert_eq!(e.state, State::Abandoned);
+    assert_eq!(e.end_reason, Some(EndReason::ParticipantEnded));
+    assert_eq!(e.started_at, None);
+    assert_eq!(e.drop_off, None);
+    assert_eq!(e.ended_at, Some(at(0.0)));
+    assert_eq!(non_notify(&t), vec![Effect::StopMedia], "never started");
+    assert_eq!(notifies(&t), vec![(State::Created, State::Abandoned)]);
+    assert_eq!(e.total_duration_ms(at(10.0)), None);
+
+    let l = created();
+    let r = refused(&l, Event::ParticipantEnded, at(0.0));
+    assert_eq!(r.code, codes::INVALID_TRANSITION);
+    assert!(
+        r.message.contains("participant_ended") && r.message.contains("created"),
+        "{}",
+        r.message
+    );
+    assert_eq!(
+        refused(&l, Event::MediaLost, at(0.0)).code,
+        r.code,
+        "refused like the other media signals"
+    );
+}
+
+/// The page closes its peer just before the DELETE, so media loss may come first: a running
+/// grace timer is dropped; an overdue one has paused the session first (timers fire before
+/// the event), which then ends from the pause. With no pauses left it is still the
+/// participant's end, not `pause_limit`.
+#[test]
+fn participant_ended_after_media_loss_and_with_no_pauses_left() {
+    let mut l = running();
+    apply(&mut l, Event::Progress { point: "q1".into() }, at(20.0));
+    apply(&mut l, Event::MediaLost, at(60.0));
+    let t = ok(&l, Event::ParticipantEnded, at(60.5));
+    assert_eq!(t.lifecycle.state, State::Abandoned);
+    assert_eq!(t.lifecycle.media_lost_at, None);
+    assert_eq!(t.lifecycle.pause_count(), 0);
+    assert_eq!(notifies(&t), vec![(State::InProgress, State::Abandoned)]);
+
+    let t = ok(&l, Event::ParticipantEnded, at(75.0));
+    assert_eq!(
+        notifies(&t),
+        vec![
+            (State::InProgress, State::Paused),
+            (State::Paused, State::Abandoned)
+        ]
+    );
+    assert_eq!(
+        non_notify(&t),
+        vec![
+            Effect::PauseMedia,
+            Effect::StopMedia,
+            Effect::FinalizeRecordings
+        ]
+    );
+    let e = &t.lifecycle;
+    assert_eq!(e.end_reason, Some(EndReason::ParticipantEnded));
+    assert_eq!(e.drop_off.as_deref(), Some("q1"));
+    assert_eq!(e.pauses[0].cause, PauseCause::MediaLost);
+    assert_eq!(e.pauses[0].ended_at, Some(at(75.0)));
+
+    let t = ok(&exhausted(), Event::ParticipantEnded, at(400.0));
+    assert_eq!(t.lifecycle.state, State::Abandoned);
+    assert_eq!(t.lifecycle.end_reason, Some(EndReason::ParticipantEnded));
+    assert_eq!(
+        non_notify(&t),
+        vec![Effect::StopMedia, Effect::FinalizeRecordings]
+    );
+}
+
 #[test]
 fn history_records_every_state_change_with_time_and_cause() {
     let mut l = paused();
@@ -512,6 +672,7 @@ fn serde_shapes_are_stable() {
         EndReason::PauseLimit,
         EndReason::Stuck,
         EndReason::Admin,
+        EndReason::ParticipantEnded,
     ];
     for r in reasons {
         assert_eq!(
@@ -519,6 +680,15 @@ fn serde_shapes_are_stable() {
             format!("\"{}\"", r.as_str())
         );
     }
+    assert_eq!(
+        serde_json::to_string(&EndReason::ParticipantEnded).unwrap(),
+        "\"participant_ended\""
+    );
+    assert_eq!(EndReason::ParticipantEnded.to_string(), "participant_ended");
+    assert_eq!(
+        serde_json::to_string(&Event::ParticipantEnded).unwrap(),
+        r#"{"type":"participant_ended"}"#
+    );
     assert_eq!(
         serde_json::to_string(&EndReason::Technical("x".into())).unwrap(),
         r#"{"technical":"x"}"#
@@ -611,6 +781,7 @@ fn every_event_in_every_state() {
             "abandoned",
             ok(&created(), E::ConsentDeclined, at(0.0)).lifecycle,
         ),
+        ("abandoned", ended(E::ParticipantEnded)),
         ("admin_ended", ended(E::AdminEnd)),
         ("restarted", ended(E::AdminRestart)),
     ];
@@ -627,6 +798,7 @@ fn every_event_in_every_state() {
                     E::ConsentDeclined if fresh => Ok(S::Abandoned),
                     E::MediaStarted if fresh => Err(codes::CONSENT_REQUIRED),
                     E::MediaStarted => Ok(S::InProgress),
+                    E::ParticipantEnded if !fresh => Ok(S::Abandoned),
                     E::Progress { .. } | E::Tick => Ok(S::Created),
                     E::AdminEnd => Ok(S::AdminEnded),
                     E::AdminRestart => Ok(S::Restarted),
@@ -649,6 +821,7 @@ fn every_event_in_every_state() {
                     E::TabClosed if none_left => Ok(S::Abandoned),
                     E::TabClosed => Ok(S::Paused),
                     E::InterviewFinished => Ok(S::Completed),
+                    E::ParticipantEnded => Ok(S::Abandoned),
                     E::AdminEnd => Ok(S::AdminEnded),
                     E::AdminRestart => Ok(S::Restarted),
                     E::TechnicalFailure { .. } => Ok(S::Abandoned),
@@ -660,6 +833,7 @@ fn every_event_in_every_state() {
                 E::MediaRestored if situation == "paused_media" => Ok(S::InProgress),
                 E::Progress { .. } | E::TurnCaptured | E::Tick => Ok(S::Paused),
                 E::InterviewFinished => Ok(S::Completed),
+                E::ParticipantEnded => Ok(S::Abandoned),
                 E::AdminEnd => Ok(S::AdminEnded),
                 E::AdminRestart => Ok(S::Restarted),
                 E::TechnicalFailure { .. } => Ok(S::Abandoned),

@@ -153,6 +153,9 @@ pub enum EndReason {
     Stuck,
     /// Admin ended or restarted the session (the state tells which).
     Admin,
+    /// The participant ended the interview (WHIP DELETE of their current peer resource: the
+    /// page's "End interview" button, or a bot hanging up).
+    ParticipantEnded,
     Technical(String),
 }
 
@@ -165,6 +168,7 @@ impl EndReason {
             EndReason::PauseLimit => "pause_limit",
             EndReason::Stuck => "stuck",
             EndReason::Admin => "admin",
+            EndReason::ParticipantEnded => "participant_ended",
             EndReason::Technical(_) => "technical",
         }
     }
@@ -368,6 +372,8 @@ pub enum Event {
     Activity,
     /// The interviewer says the interview is finished.
     InterviewFinished,
+    /// The participant ended the interview: WHIP DELETE of their current peer resource.
+    ParticipantEnded,
     AdminEnd,
     AdminRestart,
     /// E.g. the AI agent is unreachable.
@@ -394,6 +400,7 @@ impl Event {
             Event::TurnCaptured,
             Event::Activity,
             Event::InterviewFinished,
+            Event::ParticipantEnded,
             Event::AdminEnd,
             Event::AdminRestart,
             Event::TechnicalFailure {
@@ -417,6 +424,7 @@ impl Event {
             Event::TurnCaptured => "turn_captured",
             Event::Activity => "activity",
             Event::InterviewFinished => "interview_finished",
+            Event::ParticipantEnded => "participant_ended",
             Event::AdminEnd => "admin_end",
             Event::AdminRestart => "admin_restart",
             Event::TechnicalFailure { .. } => "technical_failure",

@@ -230,6 +230,8 @@ async fn whip_trickle(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// WHIP DELETE of the peer resource: the participant ends the interview (the session ends as
+/// `abandoned`, reason `participant_ended`). A replaced peer id is `404 peer_not_found`.
 async fn whip_hang_up(
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
