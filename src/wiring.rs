@@ -197,6 +197,7 @@ fn engine_config(cfg: &Config) -> EngineConfig {
             ice_servers: Vec::<IceServer>::new(),
             ice_lite: true,
             opus_fmtp: format!("minptime=10;useinbandfec={}", u8::from(cfg.opus.fec)),
+            liveness: Default::default(),
         },
         opus: OpusSettings {
             bitrate_bps: cfg.opus.bitrate,

@@ -18,9 +18,9 @@ use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
 
 use crate::peer::{
-    DEFAULT_OPUS_FMTP, EVENT_CHANNEL_CAPACITY, Handler, PeerError, PeerEvent, PeerShared,
-    add_candidate, build_connection, negotiated_payload_type, opus_media_engine, opus_track,
-    setting_engine, wait_gathered, write_opus,
+    DEFAULT_OPUS_FMTP, EVENT_CHANNEL_CAPACITY, Handler, LivenessConfig, PeerError, PeerEvent,
+    PeerShared, add_candidate, build_connection, negotiated_payload_type, opus_media_engine,
+    opus_track, setting_engine, spawn_liveness_watchdog, wait_gathered, write_opus,
 };
 
 /// Payload type the client offers for Opus (what Chromium uses).
@@ -35,6 +35,9 @@ pub struct ClientConfig {
     pub opus_fmtp: String,
     /// Offer recvonly audio (behave like a monitor) instead of sendrecv.
     pub receive_only: bool,
+    /// Interval of the client's consent checks (RFC 7675) once connected; `None`: 2 s.
+    /// Firefox and aiortc use 4-6 s.
+    pub consent_interval: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -43,6 +46,7 @@ impl Default for ClientConfig {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             opus_fmtp: DEFAULT_OPUS_FMTP.to_owned(),
             receive_only: false,
+            consent_interval: None,
         }
     }
 }
@@ -80,7 +84,7 @@ impl ClientPeer {
         let pc = build_connection(
             SocketAddr::new(config.bind_ip, 0),
             media_engine,
-            setting_engine(false, None),
+            setting_engine(false, None, config.consent_interval),
             Vec::new(),
             handler,
         )
@@ -128,17 +132,20 @@ impl ClientPeer {
         .await;
 
         match result {
-            Ok((outgoing, offer_sdp)) => Ok((
-                ClientPeer {
-                    pc,
-                    outgoing,
-                    payload_type: OnceLock::new(),
-                    shared,
-                    closed: AtomicBool::new(false),
-                },
-                offer_sdp,
-                events_rx,
-            )),
+            Ok((outgoing, offer_sdp)) => {
+                spawn_liveness_watchdog(&shared, LivenessConfig::default(), "client");
+                Ok((
+                    ClientPeer {
+                        pc,
+                        outgoing,
+                        payload_type: OnceLock::new(),
+                        shared,
+                        closed: AtomicBool::new(false),
+                    },
+                    offer_sdp,
+                    events_rx,
+                ))
+            }
             Err(e) => {
                 let _ = pc.close().await;
                 Err(e)
@@ -184,6 +191,12 @@ impl ClientPeer {
         mline_index: Option<u16>,
     ) -> Result<(), PeerError> {
         add_candidate(&self.pc, candidate, sdp_mid, mline_index).await
+    }
+
+    /// Cuts (or restores) the path from this client: every datagram it sends — consent
+    /// checks, media, RTCP — is dropped, as when a network path goes away.
+    pub fn cut_path(&self, cut: bool) {
+        self.shared.activity.set_mute_outgoing(cut);
     }
 
     /// Audio packets dropped because the event channel was full.

@@ -288,7 +288,7 @@ async fn stream(
             match events.recv().await {
                 Some(PeerEvent::Connected) => return Ok(()),
                 Some(PeerEvent::Audio(_)) => {}
-                Some(PeerEvent::Disconnected) => {}
+                Some(PeerEvent::Disconnected | PeerEvent::Restored) => {}
                 Some(PeerEvent::Failed) => return Err("connect: ICE/DTLS failed"),
                 Some(PeerEvent::Closed) | None => return Err("connect: closed"),
             }
@@ -337,7 +337,7 @@ async fn stream(
                     }
                 }
                 // A transient ICE disconnect may recover; a lasting one shows as silence.
-                Some(PeerEvent::Connected | PeerEvent::Disconnected) => {}
+                Some(PeerEvent::Connected | PeerEvent::Disconnected | PeerEvent::Restored) => {}
                 Some(PeerEvent::Failed | PeerEvent::Closed) | None => {
                     break if ctx.session_ended(token).await {
                         Outcome::EndedByServer

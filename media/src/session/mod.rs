@@ -134,6 +134,8 @@ pub(crate) struct SessionMedia {
     silence_packet: Option<bytes::Bytes>,
     /// The lifecycle holds the session (paused).
     held: bool,
+    /// A peer of this task has connected: there is media to keep (or to finalize).
+    ever_connected: bool,
     last_audio: Option<Instant>,
     audio_stopped: bool,
 }
@@ -206,6 +208,7 @@ impl SessionMedia {
             metrics: p.metrics,
             silence_packet: None,
             held: false,
+            ever_connected: false,
             last_audio: None,
             audio_stopped: false,
         })
@@ -245,6 +248,10 @@ impl SessionMedia {
                     Some(SessionCommand::HangUp) => {
                         self.detach_peer().await;
                         peer_events = None;
+                        if !self.ever_connected {
+                            self.release_unused().await;
+                            return;
+                        }
                     }
                     Some(SessionCommand::Pause) => {
                         self.held = true;
@@ -292,14 +299,27 @@ impl SessionMedia {
                     }
                     Some(PeerEvent::Connected) => {
                         self.peer_connected = true;
+                        self.ever_connected = true;
                         self.last_audio = Some(Instant::now());
                         self.update_timeline(Instant::now());
                         self.emit(EngineEvent::Connected { session_id: self.id.clone() }).await;
                         self.maybe_start_agent();
                     }
-                    Some(PeerEvent::Disconnected | PeerEvent::Failed | PeerEvent::Closed) | None => {
+                    // Quiet for a while but not failed: the peer stays, nothing to act on (a
+                    // participant whose audio stops is caught by `AUDIO_GAP` below).
+                    Some(PeerEvent::Disconnected) => {
+                        tracing::info!(session = %self.id, "participant's link quiet (nothing heard for a while)");
+                    }
+                    Some(PeerEvent::Restored) => {
+                        tracing::info!(session = %self.id, "participant's link heard again");
+                    }
+                    Some(PeerEvent::Failed | PeerEvent::Closed) | None => {
                         self.detach_peer().await;
                         peer_events = None;
+                        if !self.ever_connected {
+                            self.release_unused().await;
+                            return;
+                        }
                         self.emit(EngineEvent::Disconnected { session_id: self.id.clone() }).await;
                     }
                 },
@@ -391,6 +411,15 @@ impl SessionMedia {
         let pos = self.timeline.position(now);
         self.interviewer.resume(pos, LEAD_IN_SAMPLES);
         self.maybe_start_agent();
+    }
+
+    /// The task's peer went (failed, or hung up) without ever connecting: nothing was
+    /// recorded, so the task ends and gives back its files and its slot; a later offer for the
+    /// session starts a new one, which continues the same files.
+    async fn release_unused(&mut self) {
+        tracing::info!(session = %self.id, "peer never connected: media session released");
+        self.stop_agent().await;
+        self.recording = None;
     }
 
     async fn detach_peer(&mut self) {
