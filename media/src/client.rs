@@ -5,22 +5,21 @@
 //! off, no STUN/TURN), and moves Opus packets without decoding them.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
-use tracing::debug;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
-use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use webrtc::peer_connection::RTCSessionDescription;
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
 
 use crate::peer::{
-    DEFAULT_OPUS_FMTP, EVENT_CHANNEL_CAPACITY, Handler, LivenessConfig, PeerError, PeerEvent,
-    PeerShared, add_candidate, build_connection, negotiated_payload_type, opus_media_engine,
-    opus_track, setting_engine, spawn_liveness_watchdog, wait_gathered, write_opus,
+    DEFAULT_OPUS_FMTP, EVENT_CHANNEL_CAPACITY, Handler, LivenessConfig, OwnedConnection, PeerError,
+    PeerEvent, PeerShared, add_candidate, build_connection, negotiated_payload_type,
+    opus_media_engine, opus_track, setting_engine, spawn_liveness_watchdog, wait_gathered,
+    write_opus,
 };
 
 /// Payload type the client offers for Opus (what Chromium uses).
@@ -60,11 +59,9 @@ struct Outgoing {
 
 /// The offering side of one connection.
 pub struct ClientPeer {
-    pc: Arc<dyn PeerConnection>,
+    conn: OwnedConnection,
     outgoing: Option<Outgoing>,
     payload_type: OnceLock<u8>,
-    shared: Arc<PeerShared>,
-    closed: AtomicBool,
 }
 
 impl ClientPeer {
@@ -136,11 +133,9 @@ impl ClientPeer {
                 spawn_liveness_watchdog(&shared, LivenessConfig::default(), "client");
                 Ok((
                     ClientPeer {
-                        pc,
+                        conn: OwnedConnection::new(pc, shared),
                         outgoing,
                         payload_type: OnceLock::new(),
-                        shared,
-                        closed: AtomicBool::new(false),
                     },
                     offer_sdp,
                     events_rx,
@@ -157,7 +152,8 @@ impl ClientPeer {
     pub async fn apply_answer(&self, answer_sdp: &str) -> Result<(), PeerError> {
         let answer = RTCSessionDescription::answer(answer_sdp.to_owned())
             .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
-        self.pc
+        self.conn
+            .pc
             .set_remote_description(answer)
             .await
             .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
@@ -190,41 +186,22 @@ impl ClientPeer {
         sdp_mid: Option<String>,
         mline_index: Option<u16>,
     ) -> Result<(), PeerError> {
-        add_candidate(&self.pc, candidate, sdp_mid, mline_index).await
+        add_candidate(&self.conn.pc, candidate, sdp_mid, mline_index).await
     }
 
     /// Cuts (or restores) the path from this client: every datagram it sends — consent
     /// checks, media, RTCP — is dropped, as when a network path goes away.
     pub fn cut_path(&self, cut: bool) {
-        self.shared.activity.set_mute_outgoing(cut);
+        self.conn.shared.activity.set_mute_outgoing(cut);
     }
 
     /// Audio packets dropped because the event channel was full.
     pub fn dropped_audio_packets(&self) -> u64 {
-        self.shared.dropped_audio()
+        self.conn.shared.dropped_audio()
     }
 
     /// Closes the connection (idempotent) and emits [`PeerEvent::Closed`] once.
     pub async fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if let Err(e) = self.pc.close().await {
-            debug!(error = %e, "client close");
-        }
-        self.shared.send_closed();
-    }
-}
-
-impl Drop for ClientPeer {
-    fn drop(&mut self) {
-        if !self.closed.swap(true, Ordering::AcqRel)
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            let pc = Arc::clone(&self.pc);
-            rt.spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
+        self.conn.close().await;
     }
 }

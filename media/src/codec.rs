@@ -13,10 +13,10 @@ use opus::{Application, Bitrate, Channels};
 
 use crate::jitter::JitterOutput;
 
-/// Internal sample rate.
-pub const SAMPLE_RATE: u32 = 48_000;
 /// Samples in one 20 ms frame at 48 kHz.
-pub const FRAME_SAMPLES: usize = 960;
+pub use crate::units::FRAME as FRAME_SAMPLES;
+/// Internal sample rate.
+pub use crate::units::SAMPLE_RATE;
 /// Longest Opus packet: 120 ms at 48 kHz.
 pub const MAX_PACKET_SAMPLES: usize = 5760;
 /// Output buffer for one encoded packet (far above 20 ms at 510 kbps).

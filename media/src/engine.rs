@@ -8,7 +8,7 @@ use crate::codec::OpusSettings;
 use crate::metrics::MediaMetrics;
 use crate::peer::{PeerConfig, PeerError, PeerRole, ServerPeer};
 use crate::recorder::QualityPreset;
-use crate::session::{SessionCommand, SessionMedia, SessionParams};
+use crate::session::{SessionCommand, SessionParams, SessionTask};
 use dashmap::DashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -388,7 +388,7 @@ impl Engine {
             agent: req.agent,
             metrics: Arc::clone(&self.metrics),
         };
-        let media = SessionMedia::new(params, self.events.clone())
+        let media = SessionTask::new(params, self.events.clone())
             .map_err(|e| EngineError::Recording(e.to_string()))?;
         self.sessions.insert(
             req.session_id.clone(),

@@ -156,9 +156,7 @@ impl Interviewer {
     }
 }
 
-fn ms_to_samples(ms: u64) -> u64 {
-    ms * 48
-}
+use crate::units::ms_to_samples;
 
 #[cfg(test)]
 mod tests {

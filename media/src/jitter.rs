@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 /// Samples in a 20 ms frame at 48 kHz, the assumed packet duration until one is measured.
-pub const DEFAULT_PACKET_SAMPLES: u32 = 960;
+pub const DEFAULT_PACKET_SAMPLES: u32 = crate::units::FRAME as u32;
 /// Packet durations outside this range (2.5 ms ..= 120 ms at 48 kHz) are not Opus packet
 /// durations (e.g. a DTX gap) and do not update the measured duration.
 const MIN_PACKET_SAMPLES: u32 = 120;

@@ -16,4 +16,5 @@ pub mod prompt;
 pub mod recorder;
 pub mod resample;
 pub mod session;
+pub mod units;
 pub mod vad;

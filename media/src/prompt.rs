@@ -19,7 +19,7 @@ use symphonia::core::probe::Hint;
 use crate::resample::{ResampleError, StreamResampler};
 
 /// Output sample rate.
-pub const SAMPLE_RATE: u32 = 48_000;
+pub use crate::units::SAMPLE_RATE;
 /// Longest prompt accepted (10 minutes), to bound memory on hostile files.
 pub const MAX_PROMPT_SECONDS: u64 = 600;
 

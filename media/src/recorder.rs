@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use mp3lame_encoder::{Builder, FlushGap, MonoPcm};
 
 /// Recording sample rate.
-pub const SAMPLE_RATE: u32 = 48_000;
+pub use crate::units::SAMPLE_RATE;
 /// Longest track accepted (6 hours); keeps even 24-bit files below the 4 GiB WAV limit.
 pub const MAX_TRACK_SAMPLES: u64 = 6 * 3600 * SAMPLE_RATE as u64;
 /// The WAV header is rewritten after at most this many samples (1 s).

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 /// Internal sample rate.
-const RATE: u32 = 48_000;
+const RATE: u32 = crate::units::SAMPLE_RATE;
 /// Uplink resampler step: 5 ms at 48 kHz (2.5 ms filter delay; a 20 ms frame is 4 steps, so
 /// every frame yields exactly 20 ms).
 const UPLINK_CHUNK: usize = 240;

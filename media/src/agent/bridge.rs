@@ -16,6 +16,7 @@
 use super::audio::{Downlink, Uplink};
 use super::protocol::{self, AgentMessage, StreamMessages, TranscriptLine};
 use crate::engine::{AgentAudioFormat, AgentRequest};
+use crate::units::samples_to_ms;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::hash::{BuildHasher, Hasher};
@@ -581,7 +582,7 @@ impl Stream<'_> {
             ..
         } = self;
         let result = uplink.push(pcm, pos, |at, payload| {
-            let msg = messages.media(at.saturating_sub(origin) / 48, payload);
+            let msg = messages.media(samples_to_ms(at.saturating_sub(origin)), payload);
             match writer.try_send(Message::text(msg)) {
                 Ok(()) => {
                     BridgeStats::add(&stats.frames_sent);
@@ -614,7 +615,7 @@ impl Stream<'_> {
 
     fn timeline_ms(&self, stream_ms: Option<u64>) -> Option<u64> {
         let origin = self.origin?;
-        Some(origin / 48 + stream_ms?)
+        Some(samples_to_ms(origin) + stream_ms?)
     }
 
     /// Handles one text message; `false` if the session is gone.

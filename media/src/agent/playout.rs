@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 /// Most AI audio held at once (60 s at 48 kHz, about 5.5 MiB); more is dropped.
-pub const MAX_QUEUED_SAMPLES: usize = 48_000 * 60;
+pub const MAX_QUEUED_SAMPLES: usize = crate::units::SAMPLE_RATE as usize * 60;
 
 /// Something to do once the audio queued before it has been played.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -375,3 +375,45 @@ pub(crate) async fn build_connection(
         .map_err(|e| internal(&format!("build peer connection on {addr}"), e))?;
     Ok(Arc::new(pc))
 }
+
+/// A library connection owned by one peer handle: closed once, by [`Self::close`] or when the
+/// handle is dropped (the library's driver outlives a dropped handle otherwise).
+pub(crate) struct OwnedConnection {
+    pub(crate) pc: Arc<dyn PeerConnection>,
+    pub(crate) shared: Arc<PeerShared>,
+    closed: AtomicBool,
+}
+
+impl OwnedConnection {
+    pub(crate) fn new(pc: Arc<dyn PeerConnection>, shared: Arc<PeerShared>) -> Self {
+        Self {
+            pc,
+            shared,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Closes the connection (idempotent) and emits [`PeerEvent::Closed`] once.
+    pub(crate) async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.pc.close().await {
+            debug!(error = %e, "close");
+        }
+        self.shared.send_closed();
+    }
+}
+
+impl Drop for OwnedConnection {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::AcqRel)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let pc = Arc::clone(&self.pc);
+            rt.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}

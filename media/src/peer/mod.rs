@@ -37,7 +37,6 @@ mod socket;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -51,9 +50,9 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
 
 use library::internal;
 pub(crate) use library::{
-    EVENT_CHANNEL_CAPACITY, Handler, PeerShared, build_connection, negotiated_payload_type,
-    opus_media_engine, opus_track, setting_engine, spawn_liveness_watchdog, wait_gathered,
-    write_opus,
+    EVENT_CHANNEL_CAPACITY, Handler, OwnedConnection, PeerShared, build_connection,
+    negotiated_payload_type, opus_media_engine, opus_track, setting_engine,
+    spawn_liveness_watchdog, wait_gathered, write_opus,
 };
 pub use liveness::LivenessConfig;
 use nat::{apply_nat_1to1, parse_nat_mappings};
@@ -166,12 +165,10 @@ pub enum PeerError {
 
 /// The server side of one browser connection.
 pub struct ServerPeer {
-    pc: Arc<dyn PeerConnection>,
+    conn: OwnedConnection,
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
     payload_type: u8,
-    shared: Arc<PeerShared>,
-    closed: AtomicBool,
 }
 
 impl ServerPeer {
@@ -243,12 +240,10 @@ impl ServerPeer {
                 spawn_liveness_watchdog(&shared, config.liveness, "server");
                 tracing::trace!(%answer, "server answer");
                 let peer = ServerPeer {
-                    pc,
+                    conn: OwnedConnection::new(pc, shared),
                     track,
                     ssrc,
                     payload_type,
-                    shared,
-                    closed: AtomicBool::new(false),
                 };
                 Ok((peer, answer, events_rx))
             }
@@ -324,36 +319,16 @@ impl ServerPeer {
         sdp_mid: Option<String>,
         mline_index: Option<u16>,
     ) -> Result<(), PeerError> {
-        add_candidate(&self.pc, candidate, sdp_mid, mline_index).await
+        add_candidate(&self.conn.pc, candidate, sdp_mid, mline_index).await
     }
 
     /// Audio packets dropped because the event channel was full.
     pub fn dropped_audio_packets(&self) -> u64 {
-        self.shared.dropped_audio()
+        self.conn.shared.dropped_audio()
     }
 
     /// Closes the connection (idempotent) and emits [`PeerEvent::Closed`] once.
     pub async fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if let Err(e) = self.pc.close().await {
-            debug!(error = %e, "close");
-        }
-        self.shared.send_closed();
-    }
-}
-
-impl Drop for ServerPeer {
-    fn drop(&mut self) {
-        // The library's driver outlives a dropped handle; stop it.
-        if !self.closed.swap(true, Ordering::AcqRel)
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            let pc = Arc::clone(&self.pc);
-            rt.spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
+        self.conn.close().await;
     }
 }

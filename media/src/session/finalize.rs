@@ -2,14 +2,16 @@
 //! thread (also for sessions left on disk by a restart) with the mix and MP3s made there at
 //! once, or later when first asked for ([`derive_file`]).
 
-use super::*;
+use super::{Recording, SessionTask};
+use crate::engine::{EngineEvent, RecordedFile, RecordingRequest};
+use crate::recorder::{QualityPreset, TrackWriter};
 
-impl SessionMedia {
+impl SessionTask {
     pub(super) fn flush(&mut self) {
         if let Some(rec) = &mut self.recording {
             for w in [&mut rec.participant, &mut rec.ai] {
                 if let Err(e) = w.flush() {
-                    tracing::warn!(session = %self.id, error = %e, "flushing recording failed");
+                    tracing::warn!(session = %self.core.id(), error = %e, "flushing recording failed");
                 }
             }
         }
@@ -17,7 +19,7 @@ impl SessionMedia {
 
     /// Finalizes the WAVs, then (off the async threads) builds the mix and the MP3s.
     pub(super) async fn finalize(mut self) {
-        let id = self.id.clone();
+        let id = self.core.id().to_owned();
         if let Some(rec) = self.recording.take() {
             let events = self.events.clone();
             let sid = id.clone();
@@ -52,7 +54,9 @@ impl SessionMedia {
                 }
             }
         }
-        self.emit(EngineEvent::RecordingsFinished { session_id: id })
+        let _ = self
+            .events
+            .send(EngineEvent::RecordingsFinished { session_id: id })
             .await;
     }
 }

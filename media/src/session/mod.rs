@@ -1,61 +1,30 @@
-//! One session's media task: the participant's peer in, the pipeline (reorder, loss recovery,
-//! decode, denoise, voice activity), the interviewer — the built-in one's turn-taking and
-//! prompt playout, or an external agent over the bridge ([`crate::agent`]) whose audio is
-//! queued and paced here — and the session's recordings on one timeline. The timeline is
-//! 48 kHz samples of *active* time: it stops while no peer is attached, so recordings hold no
-//! paused time. Turns (voice activity for the participant, audio played for the AI) and
-//! transcript lines are reported as [`EngineEvent`]s on that timeline.
-//!
-//! This module owns the task (its state and its event loop); the paths through it live in
-//! `participant` (packets in), `ai` (the 20 ms tick out), `agent` (the bridge's side),
-//! `finalize` (the recordings' end) and `timeline`.
+//! One session's media task: the async shell around [`core::SessionCore`]. It owns the I/O —
+//! the participant's peer and its events, the 20 ms clock, the agent bridge, the recording
+//! files and the event channel — feeds what happens into the core with the time, and carries
+//! out what the core answers: AI packets to the peer, samples to the WAV tracks, messages to
+//! the agent, events to signaling. All decisions are the core's; `finalize` closes the
+//! recordings at the end and `timeline` is the session's clock of active time.
+
+mod core;
+mod finalize;
+mod timeline;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
 
 use crate::agent::bridge::{AgentLink, FromAgent};
-use crate::agent::playout::{AiQueue, Marker};
-use crate::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
-use crate::denoise::{Denoiser, LATENCY_SAMPLES};
-use crate::engine::{
-    AgentRequest, EngineEvent, LoadedPrompt, RecordedFile, RecordingRequest, TurnRole,
-};
-use crate::interviewer::{Interviewer, InterviewerAction};
-use crate::jitter::JitterBuffer;
+use crate::codec::OpusSettings;
+use crate::engine::{AgentRequest, EngineEvent, LoadedPrompt, RecordingRequest};
 use crate::metrics::MediaMetrics;
 use crate::peer::{PeerEvent, ServerPeer};
 use crate::recorder::{QualityPreset, TrackWriter};
-use crate::vad::{VadConfig, VoiceActivity};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
-mod agent;
-mod ai;
-mod finalize;
-mod participant;
-mod timeline;
-
-use agent::{AgentSide, next_agent_message};
-use ai::Playout;
+pub use self::core::FRAME;
+use self::core::{CoreParams, FRAME_DURATION, Input, Output, RecordTrack, SessionCore, ToAgent};
 pub(crate) use finalize::{derive_file, finalize_orphan};
-use timeline::Timeline;
-
-/// Samples per 20 ms frame at 48 kHz.
-pub const FRAME: usize = 960;
-const FRAME_DURATION: Duration = Duration::from_millis(20);
-/// How long a gap in the participant's packets is held open for a late packet.
-const REORDER_WAIT: Duration = Duration::from_millis(30);
-/// Lead-in before the interviewer's first words, so the participant's playout has started.
-const LEAD_IN_SAMPLES: u64 = 48_000 / 2;
-/// No participant packet for this long on a connected peer: the media stopped.
-const AUDIO_GAP: Duration = Duration::from_secs(1);
-/// Agent audio waits at least this long before a turn starts playing, so that an agent pacing
-/// its audio in real time does not run dry on the next tick (network and tick jitter).
-const AGENT_JITTER_MARGIN: Duration = Duration::from_millis(10);
-/// No new agent audio for this long: play what is queued even if it is shorter than a frame.
-const AGENT_IDLE_START: Duration = Duration::from_millis(100);
-/// The AI turn ends after its queue has been empty for this many ticks (200 ms), so that short
-/// gaps in an agent's audio do not split a turn.
-const AI_TURN_HANGOVER_TICKS: u32 = 10;
 
 pub(crate) enum SessionCommand {
     Attach {
@@ -67,7 +36,6 @@ pub(crate) enum SessionCommand {
     HangUp,
     /// The lifecycle paused the session: hold the interview (the peer stays up).
     Pause,
-    /// The lifecycle resumed it.
     /// The lifecycle resumed it; a fresh agent request (resume context) replaces the old one.
     Resume(Option<AgentRequest>),
     Finish,
@@ -90,6 +58,7 @@ pub(crate) struct SessionParams {
     pub metrics: Arc<MediaMetrics>,
 }
 
+/// The session's open recording files.
 struct Recording {
     dir: PathBuf,
     quality: QualityPreset,
@@ -98,57 +67,25 @@ struct Recording {
     ai: TrackWriter,
 }
 
-pub(crate) struct SessionMedia {
-    id: String,
-    events: mpsc::Sender<EngineEvent>,
-    prompts: Vec<LoadedPrompt>,
-    timeline: Timeline,
-    jitter: JitterBuffer,
-    decoder: ParticipantDecoder,
-    denoiser: Denoiser,
-    vad: VoiceActivity,
-    /// (first RTP timestamp, its timeline position) of the current peer's stream.
-    rtp_anchor: Option<(u32, u64)>,
-    interviewer: Interviewer,
-    playout: Option<Playout>,
-    /// Where the next AI frame goes on the timeline.
-    ai_pos: u64,
-    /// The AI turn being played (its start), and where its audio ends so far.
-    ai_turn: Option<u64>,
-    ai_audio_end: u64,
-    /// `Some` for an agent-led session.
-    agent: Option<AgentSide>,
-    encoder: OpusEncoder,
-    recording: Option<Recording>,
-    turn_start: Option<u64>,
-    /// The participant's last finished turn (start, end).
-    last_turn: Option<(u64, u64)>,
-    /// Decisions taken while draining packets, acted on (async) right after.
-    pending_speak: Option<usize>,
-    pending_events: Vec<EngineEvent>,
-    peer: Option<Arc<ServerPeer>>,
-    /// DTLS-SRTP is up on the current peer: AI audio can be sent.
-    peer_connected: bool,
-    metrics: Arc<MediaMetrics>,
-    /// The encoded 20 ms of silence, reused while the AI is quiet.
-    silence_packet: Option<bytes::Bytes>,
-    /// The lifecycle holds the session (paused).
-    held: bool,
-    /// A peer of this task has connected: there is media to keep (or to finalize).
-    ever_connected: bool,
-    last_audio: Option<Instant>,
-    audio_stopped: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
     #[error("creating recording files in {dir}: {detail}")]
     Recording { dir: PathBuf, detail: String },
-    #[error("opus: {0}")]
-    Codec(String),
+    #[error(transparent)]
+    Core(#[from] self::core::CoreError),
 }
 
-impl SessionMedia {
+/// The task of one session (see the module doc).
+pub(crate) struct SessionTask {
+    core: SessionCore,
+    events: mpsc::Sender<EngineEvent>,
+    peer: Option<Arc<ServerPeer>>,
+    link: Option<AgentLink>,
+    recording: Option<Recording>,
+    metrics: Arc<MediaMetrics>,
+}
+
+impl SessionTask {
     pub(crate) fn new(
         p: SessionParams,
         events: mpsc::Sender<EngineEvent>,
@@ -174,65 +111,42 @@ impl SessionMedia {
                 })
             }
         };
-        let encoder = OpusEncoder::new(p.opus).map_err(|e| SessionError::Codec(e.to_string()))?;
-        let decoder = ParticipantDecoder::new().map_err(|e| SessionError::Codec(e.to_string()))?;
+        // The timeline continues after any audio this session already recorded (a session
+        // resumed after a restart of the process).
+        let timeline_base = recording
+            .as_ref()
+            .map_or(0, |r| r.participant.position().max(r.ai.position()));
+        let core = SessionCore::new(
+            CoreParams {
+                session_id: p.session_id,
+                prompts: p.prompts,
+                silence_ms: p.silence_ms,
+                start_at: p.start_at,
+                noise_suppression: p.noise_suppression,
+                timeline_base,
+                recording: recording.is_some(),
+                opus: p.opus,
+                agent: p.agent,
+            },
+            Instant::now(),
+        )?;
         Ok(Self {
-            id: p.session_id,
+            core,
             events,
-            interviewer: Interviewer::new(
-                p.prompts.len(),
-                p.silence_ms,
-                p.start_at,
-                LEAD_IN_SAMPLES,
-            ),
-            prompts: p.prompts,
-            timeline: Timeline::new(0, Instant::now()),
-            jitter: JitterBuffer::new(REORDER_WAIT),
-            decoder,
-            denoiser: Denoiser::new(p.noise_suppression),
-            vad: VoiceActivity::new(VadConfig::default()),
-            rtp_anchor: None,
-            playout: None,
-            ai_pos: 0,
-            ai_turn: None,
-            ai_audio_end: 0,
-            agent: p.agent.map(AgentSide::new),
-            encoder,
-            recording,
-            turn_start: None,
-            last_turn: None,
-            pending_speak: None,
-            pending_events: Vec::new(),
             peer: None,
-            peer_connected: false,
+            link: None,
+            recording,
             metrics: p.metrics,
-            silence_packet: None,
-            held: false,
-            ever_connected: false,
-            last_audio: None,
-            audio_stopped: false,
         })
     }
 
-    async fn emit(&mut self, ev: EngineEvent) {
-        let _ = self.events.send(ev).await;
-    }
-
-    /// Runs until finished: peer events, commands and the 20 ms clock.
+    /// Runs until finished: peer events, commands, the 20 ms clock and the agent bridge.
     pub(crate) async fn run(
         mut self,
         mut commands: mpsc::Receiver<SessionCommand>,
         peer: Arc<ServerPeer>,
         peer_events: mpsc::Receiver<PeerEvent>,
     ) {
-        // The timeline starts when the first peer connects, after any audio this session
-        // already recorded (a session resumed after a restart of the process).
-        let base = self
-            .recording
-            .as_ref()
-            .map_or(0, |r| r.participant.position().max(r.ai.position()));
-        self.timeline = Timeline::new(base, Instant::now());
-        self.timeline.pause(Instant::now());
         self.peer = Some(peer);
         let mut peer_events = Some(peer_events);
         let mut tick = tokio::time::interval(FRAME_DURATION);
@@ -241,42 +155,26 @@ impl SessionMedia {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(SessionCommand::Attach { peer, peer_events: rx, agent }) => {
-                        self.detach_peer().await;
-                        self.attach_peer(peer, agent);
+                        self.close_peer().await;
+                        self.peer = Some(peer);
                         peer_events = Some(rx);
+                        self.step(Input::PeerAttached { agent }).await;
                     }
                     Some(SessionCommand::HangUp) => {
-                        self.detach_peer().await;
+                        self.close_peer().await;
                         peer_events = None;
-                        if !self.ever_connected {
-                            self.release_unused().await;
-                            return;
+                        self.step(Input::HangUp).await;
+                        if !self.core.ever_connected() {
+                            return self.release_unused().await;
                         }
                     }
-                    Some(SessionCommand::Pause) => {
-                        self.held = true;
-                        self.playout = None;
-                        let now = Instant::now();
-                        self.update_timeline(now);
-                        self.end_turn(self.timeline.position(now)).await;
-                        self.stop_agent().await;
-                    }
-                    Some(SessionCommand::Resume(request)) => {
-                        if self.held {
-                            self.held = false;
-                            if let Some(agent) = &mut self.agent {
-                                agent.failed = false;
-                                if let Some(request) = request {
-                                    agent.request = request;
-                                }
-                            }
-                            self.resume_interview(Instant::now());
-                        }
-                    }
+                    Some(SessionCommand::Pause) => self.step(Input::Pause).await,
+                    Some(SessionCommand::Resume(agent)) => self.step(Input::Resume { agent }).await,
                     Some(SessionCommand::Flush) => self.flush(),
                     Some(SessionCommand::Discard(ack)) => {
-                        self.stop_agent().await;
-                        self.detach_peer().await;
+                        self.core.end(Instant::now());
+                        self.carry_out().await;
+                        self.close_peer().await;
                         self.recording = None;
                         let _ = ack.send(());
                         return;
@@ -286,158 +184,147 @@ impl SessionMedia {
                 ev = next_peer_event(&mut peer_events) => match ev {
                     Some(PeerEvent::Audio(pkt)) => {
                         self.metrics.participant_packet();
-                        self.last_audio = Some(pkt.arrival);
-                        if self.audio_stopped {
-                            self.audio_stopped = false;
-                            self.emit(EngineEvent::AudioRestored { session_id: self.id.clone() }).await;
-                        }
-                        if self.timeline.paused_at.is_none() {
-                            self.jitter.push(pkt.sequence, pkt.timestamp, pkt.payload, pkt.arrival);
-                            self.drain_jitter(Instant::now());
-                            self.act_on_pending().await;
-                        }
+                        self.step(Input::Audio(pkt)).await;
                     }
-                    Some(PeerEvent::Connected) => {
-                        self.peer_connected = true;
-                        self.ever_connected = true;
-                        self.last_audio = Some(Instant::now());
-                        self.update_timeline(Instant::now());
-                        self.emit(EngineEvent::Connected { session_id: self.id.clone() }).await;
-                        self.maybe_start_agent();
-                    }
+                    Some(PeerEvent::Connected) => self.step(Input::PeerConnected).await,
                     // Quiet for a while but not failed: the peer stays, nothing to act on (a
-                    // participant whose audio stops is caught by `AUDIO_GAP` below).
+                    // participant whose audio stops is caught by the core's audio-gap rule).
                     Some(PeerEvent::Disconnected) => {
-                        tracing::info!(session = %self.id, "participant's link quiet (nothing heard for a while)");
+                        tracing::info!(session = %self.core.id(), "participant's link quiet (nothing heard for a while)");
                     }
                     Some(PeerEvent::Restored) => {
-                        tracing::info!(session = %self.id, "participant's link heard again");
+                        tracing::info!(session = %self.core.id(), "participant's link heard again");
                     }
                     Some(PeerEvent::Failed | PeerEvent::Closed) | None => {
-                        self.detach_peer().await;
+                        self.close_peer().await;
                         peer_events = None;
-                        if !self.ever_connected {
-                            self.release_unused().await;
-                            return;
+                        self.step(Input::PeerGone).await;
+                        if !self.core.ever_connected() {
+                            return self.release_unused().await;
                         }
-                        self.emit(EngineEvent::Disconnected { session_id: self.id.clone() }).await;
                     }
                 },
                 scheduled = tick.tick() => {
-                    let now = Instant::now();
-                    if self.peer_connected
-                        && !self.audio_stopped
-                        && self.last_audio.is_some_and(|t| now.saturating_duration_since(t) > AUDIO_GAP)
-                    {
-                        self.audio_stopped = true;
-                        self.emit(EngineEvent::Disconnected { session_id: self.id.clone() }).await;
+                    let scheduled = scheduled.into_std();
+                    if self.core.is_live() {
+                        self.metrics.tick(Instant::now().saturating_duration_since(scheduled));
                     }
-                    self.drain_jitter(now);
-                    self.act_on_pending().await;
-                    if self.timeline.paused_at.is_none() && self.peer_connected {
-                        // AI frames are placed at the tick's scheduled time: a tick that runs
-                        // late (a busy machine) must not push the following frames ahead of
-                        // where they are sent on the timeline.
-                        let scheduled = scheduled.into_std();
-                        self.metrics.tick(now.saturating_duration_since(scheduled));
-                        let at = scheduled.max(self.timeline.last_resume);
-                        self.ai_tick(at).await;
-                    }
+                    self.step(Input::Tick { scheduled }).await;
                 }
-                msg = next_agent_message(&mut self.agent) => self.on_agent_message(msg).await,
+                msg = next_agent_message(&mut self.link) => {
+                    if matches!(msg, None | Some(FromAgent::Failed { .. })) {
+                        // The bridge gave up (or its task ended): it is not used again.
+                        self.link = None;
+                    }
+                    self.step(Input::Agent(msg)).await;
+                }
             }
         }
-        self.stop_agent().await;
-        self.detach_peer().await;
-        let (j, d) = (self.jitter.stats(), self.decoder.stats());
-        tracing::info!(
-            session = %self.id,
-            received = j.received, lost = j.lost, late = j.late, duplicate = j.duplicate,
-            reordered = j.reordered, resets = j.resets, fec = d.fec, plc = d.plc, corrupt = d.corrupt,
-            "participant audio statistics"
-        );
+        self.core.end(Instant::now());
+        self.carry_out().await;
+        self.close_peer().await;
+        self.core.log_statistics();
         self.finalize().await;
     }
 
-    fn attach_peer(&mut self, peer: Arc<ServerPeer>, agent: Option<AgentRequest>) {
-        if let Some(side) = &mut self.agent {
-            if let Some(request) = agent {
-                side.request = request;
+    /// Hands one input to the core (with the time) and carries out what it answers.
+    async fn step(&mut self, input: Input) {
+        self.core.handle(input, Instant::now());
+        self.carry_out().await;
+    }
+
+    async fn carry_out(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Event(ev) => {
+                    let _ = self.events.send(ev).await;
+                }
+                Output::SendAi(packet) => {
+                    if let Some(peer) = &self.peer {
+                        match peer.send_opus(packet, FRAME_DURATION).await {
+                            Ok(()) => self.metrics.ai_packet(),
+                            Err(e) => {
+                                tracing::debug!(session = %self.core.id(), error = %e, "sending AI audio failed")
+                            }
+                        }
+                    }
+                }
+                Output::Record { track, at, pcm } => {
+                    if let Some(rec) = &mut self.recording {
+                        let writer = match track {
+                            RecordTrack::Participant => &mut rec.participant,
+                            RecordTrack::Ai => &mut rec.ai,
+                        };
+                        if let Err(e) = writer.write_at(at, &pcm) {
+                            tracing::warn!(session = %self.core.id(), ?track, error = %e, "track write failed");
+                        }
+                    }
+                }
+                Output::Agent(ToAgent::Dial(request)) => {
+                    self.link = Some(AgentLink::spawn(self.core.id(), &request));
+                }
+                Output::Agent(ToAgent::Stop { dropped_samples }) => {
+                    if let Some(link) = self.link.take() {
+                        log_bridge_stats(self.core.id(), &link, dropped_samples);
+                    }
+                }
+                Output::Agent(ToAgent::Media { pcm, at }) => {
+                    if let Some(link) = &self.link {
+                        link.send_media(&pcm, at);
+                    }
+                }
+                Output::Agent(ToAgent::EchoMark(name)) => {
+                    if let Some(link) = &self.link {
+                        link.echo_mark(name);
+                    }
+                }
             }
-            side.failed = false;
-        } else if agent.is_some() {
-            tracing::warn!(session = %self.id, "agent request on a session of the built-in interviewer ignored");
-        }
-        self.peer = Some(peer);
-        self.peer_connected = false;
-        self.audio_stopped = false;
-        // A returning participant hears the cut-off question again (from the timeline point
-        // where the new peer connects).
-        self.playout = None;
-        let pos = self.timeline.position(Instant::now());
-        self.interviewer.resume(pos, LEAD_IN_SAMPLES);
-        // A new peer has its own RTP clock and sequence numbers.
-        self.rtp_anchor = None;
-        self.jitter = JitterBuffer::new(REORDER_WAIT);
-        if let Ok(d) = ParticipantDecoder::new() {
-            self.decoder = d;
         }
     }
 
-    /// The timeline runs only while a peer is connected and the session is not held.
-    fn update_timeline(&mut self, now: Instant) {
-        if self.peer_connected && !self.held {
-            self.timeline.resume(now);
-        } else {
-            self.timeline.pause(now);
+    async fn close_peer(&mut self) {
+        if let Some(peer) = self.peer.take() {
+            peer.close().await;
         }
-    }
-
-    /// The participant's packets are placed anew from here: after a hold the RTP stream went on
-    /// while the timeline stood still, so the old anchor would put new audio after the pause,
-    /// and the sequence gap would be "concealed" as if it were loss.
-    fn restart_participant_stream(&mut self) {
-        self.rtp_anchor = None;
-        self.jitter = JitterBuffer::new(REORDER_WAIT);
-        if let Ok(d) = ParticipantDecoder::new() {
-            self.decoder = d;
-        }
-    }
-
-    fn resume_interview(&mut self, now: Instant) {
-        self.update_timeline(now);
-        self.restart_participant_stream();
-        self.playout = None;
-        let pos = self.timeline.position(now);
-        self.interviewer.resume(pos, LEAD_IN_SAMPLES);
-        self.maybe_start_agent();
     }
 
     /// The task's peer went (failed, or hung up) without ever connecting: nothing was
     /// recorded, so the task ends and gives back its files and its slot; a later offer for the
     /// session starts a new one, which continues the same files.
-    async fn release_unused(&mut self) {
-        tracing::info!(session = %self.id, "peer never connected: media session released");
-        self.stop_agent().await;
+    async fn release_unused(mut self) {
+        tracing::info!(session = %self.core.id(), "peer never connected: media session released");
+        self.core.end(Instant::now());
+        self.carry_out().await;
+        self.link = None;
         self.recording = None;
     }
+}
 
-    async fn detach_peer(&mut self) {
-        self.peer_connected = false;
-        if let Some(peer) = self.peer.take() {
-            peer.close().await;
-        }
-        self.timeline.pause(Instant::now());
-        self.end_turn(self.timeline.position(Instant::now())).await;
-        // What was playing is cut off (a prompt is asked again; agent audio still queued
-        // plays when a peer is back, as a new turn).
-        self.end_ai_turn().await;
-    }
+fn log_bridge_stats(id: &str, link: &AgentLink, ai_samples_dropped: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = link.stats();
+    tracing::info!(
+        session = %id,
+        connects = s.connects.load(Relaxed),
+        frames_sent = s.frames_sent.load(Relaxed),
+        dropped_full = s.frames_dropped_full.load(Relaxed),
+        dropped_offline = s.frames_dropped_offline.load(Relaxed),
+        ignored = s.ignored_messages.load(Relaxed),
+        ai_samples_dropped,
+        "agent bridge statistics"
+    );
 }
 
 async fn next_peer_event(rx: &mut Option<mpsc::Receiver<PeerEvent>>) -> Option<PeerEvent> {
     match rx {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_agent_message(link: &mut Option<AgentLink>) -> Option<FromAgent> {
+    match link {
+        Some(link) => link.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -1,30 +1,46 @@
-//! The agent side of a session: dialling and stopping the bridge, pacing the agent's queued
+//! The agent side of a session: when to dial and stop the bridge, pacing the agent's queued
 //! audio into 20 ms frames with its marks, and what the agent sends (audio, marks, clear,
 //! transcript lines, end).
 
-use super::*;
+use crate::units::samples_to_ms;
+use std::time::{Duration, Instant};
+
+use crate::agent::bridge::FromAgent;
+use crate::agent::playout::{AiQueue, Marker};
+use crate::engine::{AgentRequest, EngineEvent, TurnRole};
+
+use super::{FRAME, Output, SessionCore, ToAgent};
+
+/// Agent audio waits at least this long before a turn starts playing, so that an agent pacing
+/// its audio in real time does not run dry on the next tick (network and tick jitter).
+const AGENT_JITTER_MARGIN: Duration = Duration::from_millis(10);
+/// No new agent audio for this long: play what is queued even if it is shorter than a frame.
+const AGENT_IDLE_START: Duration = Duration::from_millis(100);
+/// The AI turn ends after its queue has been empty for this many ticks (200 ms), so that short
+/// gaps in an agent's audio do not split a turn.
+const AI_TURN_HANGOVER_TICKS: u32 = 10;
 
 /// The external agent of an agent-led session.
-pub(super) struct AgentSide {
+pub(crate) struct AgentSide {
     pub(super) request: AgentRequest,
-    /// The running bridge; `None` while paused, before the first connect, or after failing.
-    pub(super) link: Option<AgentLink>,
+    /// A bridge runs (dialled, not stopped, not given up).
+    pub(super) link_up: bool,
     /// AI audio (48 kHz) and markers waiting to be played.
-    pub(super) queue: AiQueue,
+    queue: AiQueue,
     /// Gave up (reported `AgentFailed`): not dialled again until a resume or a new peer.
     pub(super) failed: bool,
     /// When audio began waiting in an idle queue, and when the newest audio arrived.
-    pub(super) waiting_since: Option<Instant>,
-    pub(super) last_audio_at: Option<Instant>,
+    waiting_since: Option<Instant>,
+    last_audio_at: Option<Instant>,
     /// Ticks of the current AI turn played with an empty queue.
-    pub(super) idle_ticks: u32,
+    idle_ticks: u32,
 }
 
 impl AgentSide {
-    pub(super) fn new(request: AgentRequest) -> Self {
+    pub(crate) fn new(request: AgentRequest) -> Self {
         Self {
             request,
-            link: None,
+            link_up: false,
             queue: AiQueue::new(),
             failed: false,
             waiting_since: None,
@@ -34,7 +50,7 @@ impl AgentSide {
     }
 
     /// Enough audio is queued to start an AI turn without running dry.
-    pub(super) fn ready_to_play(&self, now: Instant) -> bool {
+    fn ready_to_play(&self, now: Instant) -> bool {
         let q = &self.queue;
         if q.is_empty() {
             return false;
@@ -49,53 +65,68 @@ impl AgentSide {
     }
 }
 
-impl SessionMedia {
+impl SessionCore {
+    fn tell_agent(&mut self, message: ToAgent) {
+        self.outputs.push_back(Output::Agent(message));
+    }
+
     /// Dials the agent when the session is active and no bridge runs.
     pub(super) fn maybe_start_agent(&mut self) {
-        let active = self.peer_connected && !self.held;
+        let live = self.is_live();
         if let Some(agent) = &mut self.agent
-            && active
-            && agent.link.is_none()
+            && live
+            && !agent.link_up
             && !agent.failed
         {
             tracing::info!(session = %self.id, url = %agent.request.url, format = %agent.request.audio_format, "dialling the agent");
-            agent.link = Some(AgentLink::spawn(&self.id, &agent.request));
+            agent.link_up = true;
+            let request = agent.request.clone();
+            self.tell_agent(ToAgent::Dial(request));
         }
     }
 
     /// Ends the agent's stream (`stop`, close) on a pause or the end: its queued audio is
     /// dropped.
-    pub(super) async fn stop_agent(&mut self) {
+    pub(super) fn stop_agent(&mut self) {
         if let Some(agent) = &mut self.agent
-            && let Some(link) = agent.link.take()
+            && agent.link_up
         {
-            log_bridge_stats(&self.id, &link, &agent.queue);
+            agent.link_up = false;
+            let dropped_samples = agent.queue.dropped();
+            self.tell_agent(ToAgent::Stop { dropped_samples });
         }
-        if self.drop_queued_audio().await {
+        if self.drop_queued_audio() {
             self.emit(EngineEvent::InterviewFinished {
                 session_id: self.id.clone(),
-            })
-            .await;
+            });
         }
+    }
+
+    /// Marks whose audio went out: echoed to the agent; true if the agent's `end` was among
+    /// them.
+    fn echo_markers(&mut self, markers: Vec<Marker>) -> bool {
+        let mut finished = false;
+        let link_up = self.agent.as_ref().is_some_and(|a| a.link_up);
+        for marker in markers {
+            match marker {
+                Marker::Mark(name) if link_up => self.tell_agent(ToAgent::EchoMark(name)),
+                Marker::Mark(_) => {}
+                Marker::End => finished = true,
+            }
+        }
+        finished
     }
 
     /// The agent's next frame: marks whose audio has been played are echoed, then the next
     /// 20 ms of queued audio (or silence) is taken.
-    pub(super) async fn agent_frame(&mut self, pos: u64, now: Instant, frame: &mut [i16; FRAME]) {
+    pub(super) fn agent_frame(&mut self, pos: u64, now: Instant, frame: &mut [i16; FRAME]) {
         let Some(agent) = &mut self.agent else {
             return;
         };
         // Markers whose audio went out on earlier ticks: it has been played by now.
-        let mut finished = false;
+        let mut due = Vec::new();
         while let Some(marker) = agent.queue.next_due() {
-            match marker {
-                Marker::Mark(name) => {
-                    if let Some(link) = &agent.link {
-                        link.echo_mark(name);
-                    }
-                }
-                Marker::End => finished = true,
-            }
+            due.push(marker);
         }
         let mut start = false;
         let mut end = false;
@@ -111,9 +142,10 @@ impl SessionMedia {
                 end = agent.idle_ticks >= AI_TURN_HANGOVER_TICKS;
             }
         }
+        let finished = self.echo_markers(due);
         if start {
             self.ai_pos = self.ai_pos.max(pos);
-            self.begin_ai_turn(self.ai_pos).await;
+            self.begin_ai_turn(self.ai_pos);
         }
         if self.ai_turn.is_some() {
             if played > 0 {
@@ -123,27 +155,24 @@ impl SessionMedia {
             self.ai_pos += FRAME as u64;
         }
         if end {
-            self.end_ai_turn().await;
+            self.end_ai_turn();
         }
         if finished {
             self.emit(EngineEvent::InterviewFinished {
                 session_id: self.id.clone(),
-            })
-            .await;
+            });
         }
     }
 
     /// A message from the agent bridge (`None`: the bridge task ended).
-    pub(super) async fn on_agent_message(&mut self, msg: Option<FromAgent>) {
+    pub(super) fn on_agent_message(&mut self, msg: Option<FromAgent>, now: Instant) {
         let Some(agent) = &mut self.agent else {
             return;
         };
-        let now = Instant::now();
         let Some(msg) = msg else {
-            agent.link = None;
+            agent.link_up = false;
             agent.failed = true;
-            self.agent_lost("the agent bridge stopped".into(), true)
-                .await;
+            self.agent_lost("the agent bridge stopped".into(), true);
             return;
         };
         match msg {
@@ -160,31 +189,21 @@ impl SessionMedia {
             FromAgent::Mark(name) => agent.queue.push_marker(Marker::Mark(name)),
             FromAgent::End => agent.queue.push_marker(Marker::End),
             FromAgent::Clear => {
+                // Barge-in: the queued audio is dropped; its marks are echoed at once.
                 let markers = agent.queue.clear();
                 agent.waiting_since = None;
-                let mut finished = false;
-                for marker in markers {
-                    match marker {
-                        Marker::Mark(name) => {
-                            if let Some(link) = &agent.link {
-                                link.echo_mark(name);
-                            }
-                        }
-                        Marker::End => finished = true,
-                    }
-                }
+                let finished = self.echo_markers(markers);
                 tracing::debug!(
                     session = %self.id,
                     at = self.timeline.position(now),
                     audio_end = self.ai_audio_end,
                     "agent cleared its audio"
                 );
-                self.end_ai_turn().await;
+                self.end_ai_turn();
                 if finished {
                     self.emit(EngineEvent::InterviewFinished {
                         session_id: self.id.clone(),
-                    })
-                    .await;
+                    });
                 }
             }
             FromAgent::Transcript(line) => {
@@ -197,50 +216,45 @@ impl SessionMedia {
                     is_final: line.is_final,
                     start_ms,
                     end_ms,
-                })
-                .await;
+                });
             }
-            FromAgent::Disconnected { detail } => {
-                self.agent_lost(detail, false).await;
-            }
+            FromAgent::Disconnected { detail } => self.agent_lost(detail, false),
             FromAgent::Failed { detail } => {
-                agent.link = None;
+                agent.link_up = false;
                 agent.failed = true;
-                self.agent_lost(detail, true).await;
+                self.agent_lost(detail, true);
             }
         }
     }
 
     /// Drops the agent's queued audio and ends the AI turn; true if the agent had ended the
     /// interview (its `end` was still queued).
-    async fn drop_queued_audio(&mut self) -> bool {
+    fn drop_queued_audio(&mut self) -> bool {
         let finished = self.agent.as_mut().is_some_and(|agent| {
             agent.waiting_since = None;
             agent.queue.clear().contains(&Marker::End)
         });
-        self.end_ai_turn().await;
+        self.end_ai_turn();
         finished
     }
 
     /// The agent is gone (for now, or for good): the participant hears silence.
-    pub(super) async fn agent_lost(&mut self, detail: String, failed: bool) {
-        if self.drop_queued_audio().await {
+    fn agent_lost(&mut self, detail: String, failed: bool) {
+        if self.drop_queued_audio() {
             self.emit(EngineEvent::InterviewFinished {
                 session_id: self.id.clone(),
-            })
-            .await;
+            });
         } else if failed {
             self.emit(EngineEvent::AgentFailed {
                 session_id: self.id.clone(),
                 detail,
-            })
-            .await;
+            });
         }
     }
 
     /// Fills in the times of an agent's transcript line it did not give: an AI line spans the
     /// current AI turn and its queued audio; a participant line their current or last turn.
-    pub(super) fn transcript_times(
+    fn transcript_times(
         &self,
         role: TurnRole,
         start_ms: Option<u64>,
@@ -264,30 +278,8 @@ impl SessionMedia {
                 (None, None) => (now_pos, now_pos),
             },
         };
-        let start_ms = start_ms.unwrap_or(start / 48);
-        let end_ms = end_ms.unwrap_or(end / 48).max(start_ms);
+        let start_ms = start_ms.unwrap_or(samples_to_ms(start));
+        let end_ms = end_ms.unwrap_or(samples_to_ms(end)).max(start_ms);
         (start_ms, end_ms)
-    }
-}
-
-pub(super) fn log_bridge_stats(id: &str, link: &AgentLink, queue: &AiQueue) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let s = link.stats();
-    tracing::info!(
-        session = %id,
-        connects = s.connects.load(Relaxed),
-        frames_sent = s.frames_sent.load(Relaxed),
-        dropped_full = s.frames_dropped_full.load(Relaxed),
-        dropped_offline = s.frames_dropped_offline.load(Relaxed),
-        ignored = s.ignored_messages.load(Relaxed),
-        ai_samples_dropped = queue.dropped(),
-        "agent bridge statistics"
-    );
-}
-
-pub(super) async fn next_agent_message(agent: &mut Option<AgentSide>) -> Option<FromAgent> {
-    match agent.as_mut().and_then(|a| a.link.as_mut()) {
-        Some(link) => link.recv().await,
-        None => std::future::pending().await,
     }
 }

@@ -1,7 +1,15 @@
 //! The AI path: every 20 ms tick the next frame of the prompt being played or of the agent's
-//! audio (or silence) is recorded and sent; AI turns begin and end here.
+//! audio (or silence) is recorded and encoded to be sent; AI turns begin and end here.
 
-use super::*;
+use crate::units::samples_to_ms;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::engine::{EngineEvent, LoadedPrompt, TurnRole};
+use crate::interviewer::InterviewerAction;
+
+use super::{FRAME, Output, RecordTrack, SessionCore};
 
 /// Prompt being played: index and next sample.
 pub(super) struct Playout {
@@ -9,39 +17,37 @@ pub(super) struct Playout {
     pub(super) offset: usize,
 }
 
-impl SessionMedia {
+impl SessionCore {
     /// AI audio starts playing at `pos`.
-    pub(super) async fn begin_ai_turn(&mut self, pos: u64) {
+    pub(super) fn begin_ai_turn(&mut self, pos: u64) {
         if self.ai_turn.is_none() {
             self.ai_turn = Some(pos);
             self.ai_audio_end = pos;
             self.emit(EngineEvent::TurnStarted {
                 session_id: self.id.clone(),
                 role: TurnRole::Ai,
-                at_ms: pos / 48,
-            })
-            .await;
+                at_ms: samples_to_ms(pos),
+            });
         }
     }
 
     /// The AI audio was played out, cleared or cut off.
-    pub(super) async fn end_ai_turn(&mut self) {
+    pub(super) fn end_ai_turn(&mut self) {
         if let Some(start) = self.ai_turn.take() {
             self.emit(EngineEvent::TurnEnded {
                 session_id: self.id.clone(),
                 role: TurnRole::Ai,
-                start_ms: start / 48,
-                end_ms: self.ai_audio_end.max(start) / 48,
-            })
-            .await;
+                start_ms: samples_to_ms(start),
+                end_ms: samples_to_ms(self.ai_audio_end.max(start)),
+            });
         }
     }
 
-    pub(super) async fn start_prompt(&mut self, index: usize, pos: u64) {
+    pub(super) fn start_prompt(&mut self, index: usize, pos: u64) {
         let Some(LoadedPrompt { prompt, audio }) = self.prompts.get(index) else {
             return;
         };
-        let pcm = &audio.pcm;
+        let samples = audio.pcm.len() as u64;
         tracing::debug!(session = %self.id, prompt = %prompt.id, pos, "interviewer speaks");
         let progress = EngineEvent::Progress {
             session_id: self.id.clone(),
@@ -54,29 +60,29 @@ impl SessionMedia {
             role: TurnRole::Ai,
             text: prompt.text.clone(),
             is_final: true,
-            start_ms: pos / 48,
-            end_ms: (pos + pcm.len() as u64) / 48,
+            start_ms: samples_to_ms(pos),
+            end_ms: samples_to_ms(pos + samples),
         };
-        self.end_ai_turn().await;
+        self.end_ai_turn();
         self.playout = Some(Playout { index, offset: 0 });
         self.ai_pos = pos;
-        self.emit(progress).await;
-        self.begin_ai_turn(pos).await;
-        self.emit(transcript).await;
+        self.emit(progress);
+        self.begin_ai_turn(pos);
+        self.emit(transcript);
     }
 
     /// AI path, every 20 ms: the next frame of the prompt or the agent's audio being played
-    /// (or silence) is encoded and sent; AI audio is recorded where it was sent on the
-    /// timeline.
-    pub(super) async fn ai_tick(&mut self, now: Instant) {
-        let pos = self.timeline.position(now);
+    /// (or silence) is encoded to be sent; AI audio is recorded where it was sent on the
+    /// timeline. `at` is when this frame is due.
+    pub(super) fn ai_tick(&mut self, at: Instant, now: Instant) {
+        let pos = self.timeline.position(at);
         let mut frame = [0i16; FRAME];
-        let mut prompt_packet = None;
-        if self.agent.is_some() {
-            self.agent_frame(pos, Instant::now(), &mut frame).await;
+        let prompt_packet = if self.agent.is_some() {
+            self.agent_frame(pos, now, &mut frame);
+            None
         } else {
-            prompt_packet = self.prompt_frame(pos, &mut frame).await;
-        }
+            self.prompt_frame(pos, &mut frame)
+        };
         // Silence is most of an interview's AI track: its packet is encoded once per session
         // (encoding zeros costs as much as speech: ~120 µs a frame).
         let silent = frame.iter().all(|s| *s == 0);
@@ -100,33 +106,18 @@ impl SessionMedia {
                 }
             },
         };
-        if let Some(peer) = &self.peer {
-            match peer.send_opus(encoded, FRAME_DURATION).await {
-                Ok(()) => self.metrics.ai_packet(),
-                Err(e) => {
-                    tracing::debug!(session = %self.id, error = %e, "sending AI audio failed")
-                }
-            }
-        }
+        self.outputs.push_back(Output::SendAi(encoded));
     }
 
     pub(super) fn record_ai(&mut self, frame: &[i16]) {
-        if let Some(rec) = &mut self.recording
-            && let Err(e) = rec.ai.write_at(self.ai_pos, frame)
-        {
-            tracing::warn!(session = %self.id, error = %e, "AI track write failed");
-        }
+        self.record(RecordTrack::Ai, self.ai_pos, frame);
     }
 
     /// The built-in interviewer's next frame: the prompt being played (with its packet,
     /// encoded when the prompt was loaded), or silence (`None`).
-    pub(super) async fn prompt_frame(
-        &mut self,
-        pos: u64,
-        frame: &mut [i16; FRAME],
-    ) -> Option<bytes::Bytes> {
+    fn prompt_frame(&mut self, pos: u64, frame: &mut [i16; FRAME]) -> Option<Bytes> {
         if let Some(InterviewerAction::Speak(i)) = self.interviewer.poll(pos) {
-            self.start_prompt(i, pos).await;
+            self.start_prompt(i, pos);
         }
         let play = self.playout.as_mut()?;
         let audio = &self.prompts.get(play.index)?.audio;
@@ -141,13 +132,12 @@ impl SessionMedia {
         self.ai_pos += FRAME as u64;
         if finished_prompt {
             self.playout = None;
-            self.end_ai_turn().await;
+            self.end_ai_turn();
             if let Some(InterviewerAction::Finished) = self.interviewer.prompt_finished(self.ai_pos)
             {
                 self.emit(EngineEvent::InterviewFinished {
                     session_id: self.id.clone(),
-                })
-                .await;
+                });
             }
         }
         packet
