@@ -6,7 +6,7 @@
 
 use crate::codec::OpusSettings;
 use crate::metrics::MediaMetrics;
-use crate::peer::{PeerConfig, PeerError, PeerRole, ServerPeer};
+use crate::peer::{PeerConfig, PeerError, PeerEvent, PeerRole, ServerPeer};
 use crate::recorder::QualityPreset;
 use crate::session::{SessionCommand, SessionParams, SessionTask};
 use dashmap::DashMap;
@@ -312,6 +312,8 @@ struct SessionHandle {
 
 pub struct Engine {
     config: EngineConfig,
+    /// Ids of silent listeners, unique in the process.
+    next_listener: std::sync::atomic::AtomicU64,
     sessions: DashMap<String, SessionHandle>,
     events: mpsc::Sender<EngineEvent>,
     /// Prompts decoded and Opus-encoded once per process, by file.
@@ -324,6 +326,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel(1024);
         let engine = Arc::new(Engine {
             config,
+            next_listener: std::sync::atomic::AtomicU64::new(1),
             sessions: DashMap::new(),
             events: tx,
             prompt_cache: DashMap::new(),
@@ -470,6 +473,52 @@ impl Engine {
         if let Some(tx) = tx {
             let _ = tx.send(cmd).await;
         }
+    }
+
+    /// Answers a silent listener's offer (receive-only): it hears the session's participant and
+    /// AI mixed, a little behind the timeline, and is never heard. Returns the listener's id
+    /// (for [`Self::close_listener`]) and the answer. The session must have media.
+    pub async fn open_listener(
+        self: &Arc<Self>,
+        session_id: &str,
+        offer_sdp: &str,
+    ) -> Result<(u64, String), EngineError> {
+        let commands = self
+            .sessions
+            .get(session_id)
+            .map(|h| h.commands.clone())
+            .ok_or(EngineError::UnknownSession)?;
+        let (peer, answer, mut events) =
+            ServerPeer::answer(&self.config.peer, offer_sdp, PeerRole::Monitor).await?;
+        let id = self
+            .next_listener
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        commands
+            .send(SessionCommand::AttachListener {
+                id,
+                peer: Arc::new(peer),
+            })
+            .await
+            .map_err(|_| EngineError::UnknownSession)?;
+        // The listener leaves when its connection fails or closes.
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if matches!(ev, PeerEvent::Failed | PeerEvent::Closed) {
+                    break;
+                }
+            }
+            let _ = commands.send(SessionCommand::DetachListener { id }).await;
+        });
+        Ok((id, answer))
+    }
+
+    /// Hangs up a silent listener.
+    pub async fn close_listener(&self, session_id: &str, listener_id: u64) {
+        self.command(
+            session_id,
+            SessionCommand::DetachListener { id: listener_id },
+        )
+        .await;
     }
 
     /// Closes the participant's peer; the session's timeline stops until a peer is attached.

@@ -39,6 +39,15 @@ pub(crate) enum SessionCommand {
     /// The lifecycle resumed it; a fresh agent request (resume context) replaces the old one.
     Resume(Option<AgentRequest>),
     Finish,
+    /// A silent listener (receive-only peer) joins; `id` names it for [`Self::DetachListener`].
+    AttachListener {
+        id: u64,
+        peer: Arc<ServerPeer>,
+    },
+    /// The listener left (hung up, failed or closed).
+    DetachListener {
+        id: u64,
+    },
     /// Stop without finalizing (the session is being deleted); acknowledged once the files
     /// are closed.
     Discard(tokio::sync::oneshot::Sender<()>),
@@ -80,6 +89,8 @@ pub(crate) struct SessionTask {
     core: SessionCore,
     events: mpsc::Sender<EngineEvent>,
     peer: Option<Arc<ServerPeer>>,
+    /// Silent listeners, by id: they hear the session's mix.
+    listeners: Vec<(u64, Arc<ServerPeer>)>,
     link: Option<AgentLink>,
     recording: Option<Recording>,
     metrics: Arc<MediaMetrics>,
@@ -134,6 +145,7 @@ impl SessionTask {
             core,
             events,
             peer: None,
+            listeners: Vec::new(),
             link: None,
             recording,
             metrics: p.metrics,
@@ -171,10 +183,22 @@ impl SessionTask {
                     Some(SessionCommand::Pause) => self.step(Input::Pause).await,
                     Some(SessionCommand::Resume(agent)) => self.step(Input::Resume { agent }).await,
                     Some(SessionCommand::Flush) => self.flush(),
+                    Some(SessionCommand::AttachListener { id, peer }) => {
+                        self.listeners.push((id, peer));
+                        self.step(Input::Listeners(self.listeners.len())).await;
+                    }
+                    Some(SessionCommand::DetachListener { id }) => {
+                        if let Some(i) = self.listeners.iter().position(|(l, _)| *l == id) {
+                            let (_, peer) = self.listeners.swap_remove(i);
+                            peer.close().await;
+                        }
+                        self.step(Input::Listeners(self.listeners.len())).await;
+                    }
                     Some(SessionCommand::Discard(ack)) => {
                         self.core.end(Instant::now());
                         self.carry_out().await;
                         self.close_peer().await;
+                        self.close_listeners().await;
                         self.recording = None;
                         let _ = ack.send(());
                         return;
@@ -223,6 +247,7 @@ impl SessionTask {
         self.core.end(Instant::now());
         self.carry_out().await;
         self.close_peer().await;
+        self.close_listeners().await;
         self.core.log_statistics();
         self.finalize().await;
     }
@@ -246,6 +271,13 @@ impl SessionTask {
                             Err(e) => {
                                 tracing::debug!(session = %self.core.id(), error = %e, "sending AI audio failed")
                             }
+                        }
+                    }
+                }
+                Output::SendListeners(packet) => {
+                    for (_, listener) in &self.listeners {
+                        if let Err(e) = listener.send_opus(packet.clone(), FRAME_DURATION).await {
+                            tracing::trace!(session = %self.core.id(), error = %e, "sending to a listener failed");
                         }
                     }
                 }
@@ -288,6 +320,12 @@ impl SessionTask {
         }
     }
 
+    async fn close_listeners(&mut self) {
+        for (_, listener) in self.listeners.drain(..) {
+            listener.close().await;
+        }
+    }
+
     /// The task's peer went (failed, or hung up) without ever connecting: nothing was
     /// recorded, so the task ends and gives back its files and its slot; a later offer for the
     /// session starts a new one, which continues the same files.
@@ -295,6 +333,7 @@ impl SessionTask {
         tracing::info!(session = %self.core.id(), "peer never connected: media session released");
         self.core.end(Instant::now());
         self.carry_out().await;
+        self.close_listeners().await;
         self.link = None;
         self.recording = None;
     }

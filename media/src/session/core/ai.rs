@@ -107,6 +107,20 @@ impl SessionCore {
             },
         };
         self.outputs.push_back(Output::SendAi(encoded));
+        self.listeners_tick(pos + FRAME as u64);
+    }
+
+    /// Every frame of the listeners' mix that is due by `pos` is encoded for them.
+    fn listeners_tick(&mut self, pos: u64) {
+        let Some(mix) = &mut self.listen else {
+            return;
+        };
+        while let Some(frame) = mix.take_frame(pos) {
+            match mix.encode(&frame) {
+                Ok(packet) => self.outputs.push_back(Output::SendListeners(packet)),
+                Err(e) => tracing::warn!(session = %self.id, error = %e, "listener encode failed"),
+            }
+        }
     }
 
     pub(super) fn record_ai(&mut self, frame: &[i16]) {

@@ -15,6 +15,7 @@
 
 mod agent;
 mod ai;
+mod listen;
 mod participant;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,7 @@ use crate::vad::{VadConfig, VoiceActivity};
 use super::timeline::Timeline;
 pub(crate) use agent::AgentSide;
 use ai::Playout;
+use listen::ListenerMix;
 
 pub use crate::units::{FRAME, FRAME_DURATION};
 /// How long a gap in the participant's packets is held open for a late packet.
@@ -68,6 +70,8 @@ pub(crate) enum Input {
     Resume { agent: Option<AgentRequest> },
     /// A message from the agent bridge; `None`: the bridge task ended.
     Agent(Option<FromAgent>),
+    /// How many silent listeners (receive-only peers) the session has now.
+    Listeners(usize),
 }
 
 /// Which recorded track samples belong to.
@@ -94,8 +98,11 @@ pub(crate) enum ToAgent {
 #[derive(Debug)]
 pub(crate) enum Output {
     Event(EngineEvent),
-    /// 20 ms of AI audio, Opus: to the participant and every listener.
+    /// 20 ms of AI audio, Opus: to the participant.
     SendAi(Bytes),
+    /// 20 ms of the session (participant and AI mixed, [`listen::LISTEN_DELAY`] behind), Opus:
+    /// to every listener.
+    SendListeners(Bytes),
     /// Samples for a track at a timeline position.
     Record {
         track: RecordTrack,
@@ -176,6 +183,9 @@ pub(crate) struct SessionCore {
     last_audio: Option<Instant>,
     /// The encoded 20 ms of silence, reused while the AI is quiet.
     silence_packet: Option<Bytes>,
+    opus: OpusSettings,
+    /// The listeners' mix; `Some` while the session has listeners.
+    listen: Option<ListenerMix>,
     outputs: VecDeque<Output>,
 }
 
@@ -214,6 +224,8 @@ impl SessionCore {
             ever_connected: false,
             last_audio: None,
             silence_packet: None,
+            opus: p.opus,
+            listen: None,
             outputs: VecDeque::new(),
         })
     }
@@ -298,6 +310,16 @@ impl SessionCore {
                 }
             }
             Input::Agent(msg) => self.on_agent_message(msg, now),
+            Input::Listeners(0) => self.listen = None,
+            Input::Listeners(_) if self.listen.is_none() => {
+                match ListenerMix::new(self.timeline.position(now), self.opus) {
+                    Ok(mix) => self.listen = Some(mix),
+                    Err(e) => {
+                        tracing::warn!(session = %self.id, error = %e, "no listener mix")
+                    }
+                }
+            }
+            Input::Listeners(_) => {}
         }
     }
 
@@ -311,7 +333,12 @@ impl SessionCore {
         self.outputs.push_back(Output::Event(ev));
     }
 
+    /// Samples of a track at a timeline position: recorded (if recording) and heard by the
+    /// listeners.
     fn record(&mut self, track: RecordTrack, at: u64, pcm: &[i16]) {
+        if let Some(mix) = &mut self.listen {
+            mix.add(at, pcm);
+        }
         if self.recording {
             self.outputs.push_back(Output::Record {
                 track,

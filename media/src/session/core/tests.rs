@@ -438,3 +438,52 @@ fn a_lost_peer_is_reported_and_a_new_one_hears_the_cut_off_question_again() {
         "asked again after a lead-in, on the same timeline (no gap for the lost peer)"
     );
 }
+
+/// RMS of decoded listener packets.
+fn listener_rms(out: &[Output]) -> (usize, f64) {
+    let mut dec = crate::codec::OpusDecoder::new().expect("decoder");
+    let (mut n, mut sum, mut packets) = (0usize, 0f64, 0usize);
+    for o in out {
+        if let Output::SendListeners(p) = o {
+            packets += 1;
+            let pcm = dec.decode(p).expect("decode");
+            n += pcm.len();
+            sum += pcm.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>();
+        }
+    }
+    (packets, (sum / n.max(1) as f64).sqrt())
+}
+
+#[test]
+fn listeners_hear_the_ai_and_the_participant_a_little_late_and_stop_when_gone() {
+    let speech = opus_packets(&fixture_speech());
+    let silence = opus_packets(&[0i16; FRAME])[0].clone();
+    let mut h = Harness::new(vec![tone_prompt("q1", 1.0), tone_prompt("q2", 1.0)], None);
+    h.input(Input::PeerConnected);
+    h.steps(10, Some(&silence));
+    h.take();
+    // Nobody listens: nothing is made for listeners.
+    h.steps(10, Some(&silence));
+    assert_eq!(listener_rms(&h.take()).0, 0);
+    h.input(Input::Listeners(1));
+    // The prompt (0.5 s .. 1.5 s on the timeline).
+    h.steps(75, Some(&silence));
+    let (packets, rms) = listener_rms(&h.take());
+    let delay_frames = (listen::LISTEN_DELAY / FRAME as u64) as usize;
+    assert!(
+        (75 - delay_frames - 1..=75 - delay_frames + 1).contains(&packets),
+        "a frame per tick after the {delay_frames}-frame delay: {packets}"
+    );
+    assert!(rms > 1000.0, "the prompt is heard: rms {rms:.0}");
+    // The participant's answer, while the AI is silent.
+    for p in &speech[..100] {
+        h.step(Some(p.clone()));
+    }
+    let (packets, rms) = listener_rms(&h.take());
+    assert_eq!(packets, 100);
+    assert!(rms > 300.0, "the participant is heard: rms {rms:.0}");
+    // The last listener leaves: nothing more is made.
+    h.input(Input::Listeners(0));
+    h.steps(20, Some(&silence));
+    assert_eq!(listener_rms(&h.take()).0, 0);
+}
