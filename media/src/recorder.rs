@@ -131,6 +131,17 @@ impl TrackWriter {
     pub fn open(path: impl AsRef<Path>, preset: QualityPreset) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if path.exists() {
+            // A killed process leaves a header that counts only what was flushed; the samples
+            // written after it are on disk too and belong to the track.
+            match repair_data_length(&path) {
+                Ok(Some(recovered)) => {
+                    tracing::info!(path = %path.display(), recovered_bytes = recovered, "recorder: samples after the last header flush recovered");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "recorder: header not repaired");
+                }
+            }
             match hound::WavWriter::append(&path) {
                 Ok(writer) => {
                     let spec = writer.spec();
@@ -457,6 +468,56 @@ pub fn encode_mp3(wav: &Path, mp3: &Path, bitrate_kbps: u32) -> Result<TrackInfo
         duration_ms: samples_to_ms(total),
         bytes,
     })
+}
+
+/// Makes a WAV's header count every whole sample frame in its data chunk, as far as the file
+/// goes, and cuts a partly written frame off the end. hound rewrites the header only on flush,
+/// so after a crash the header undercounts the data. Returns the bytes recovered (`None`: the
+/// header was right). Only a data chunk that ends the file is repaired (hound writes it last).
+fn repair_data_length(path: &Path) -> std::io::Result<Option<u64>> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let file_len = f.metadata()?.len();
+    let mut riff = [0u8; 12];
+    f.read_exact(&mut riff)?;
+    if &riff[0..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
+        return Ok(None);
+    }
+    let mut pos = 12u64;
+    let mut block_align = 0u64;
+    while pos + 8 <= file_len {
+        let mut head = [0u8; 8];
+        f.seek(SeekFrom::Start(pos))?;
+        f.read_exact(&mut head)?;
+        let size = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+        if &head[0..4] == b"fmt " {
+            let mut fmt = [0u8; 16];
+            f.read_exact(&mut fmt)?;
+            block_align = u64::from(u16::from_le_bytes([fmt[12], fmt[13]]));
+        } else if &head[0..4] == b"data" {
+            let data_start = pos + 8;
+            if block_align == 0 || data_start + size > file_len {
+                return Ok(None);
+            }
+            let on_disk = (file_len - data_start) / block_align * block_align;
+            if on_disk <= size || on_disk > u64::from(u32::MAX) - 64 {
+                return Ok(None);
+            }
+            f.seek(SeekFrom::Start(pos + 4))?;
+            f.write_all(&(on_disk as u32).to_le_bytes())?;
+            let riff_size = data_start + on_disk - 8;
+            f.seek(SeekFrom::Start(4))?;
+            f.write_all(&(riff_size as u32).to_le_bytes())?;
+            f.set_len(data_start + on_disk)?;
+            f.sync_data()?;
+            return Ok(Some(on_disk - size));
+        }
+        pos += 8 + size + (size & 1);
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -117,6 +117,25 @@ fn a_killed_track_is_continued_on_the_same_timeline_after_a_restart() {
     assert!(samples[96_000..100_800].iter().all(|s| *s == 0));
     assert!(samples[100_800..].iter().all(|s| *s == 1234));
 
+    // Killed again, this time with audio written after the last flush (the header counts
+    // only what was flushed): the samples on disk are recovered, not dropped.
+    let mut w = TrackWriter::open(&path, QualityPreset::High).expect("open again");
+    let before = w.position();
+    w.write_at(before, &vec![-777i16; 48_000 + 9_600])
+        .expect("write");
+    // hound flushes its header every second of audio: 1.2 s written means 0.2 s after it.
+    std::mem::forget(w);
+    let w = TrackWriter::open(&path, QualityPreset::High).expect("open after the kill");
+    let recovered = w.position() - before;
+    assert!(
+        recovered > 48_000 + 4_800,
+        "only {recovered} of the 57 600 samples written after the restart were kept"
+    );
+    drop(w);
+    let (_, samples) = read_wav(&path);
+    assert_eq!(samples.len() as u64, before + recovered);
+    assert!(samples[before as usize..].iter().all(|s| *s == -777));
+
     // A file that is not a WAV is replaced, not an error.
     let junk = dir.path().join("junk.wav");
     std::fs::write(&junk, b"not a wav").expect("write junk");
