@@ -15,11 +15,13 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::RTCSessionDescription;
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
 
+use rtc::peer_connection::configuration::RTCOfferOptions;
+
 use crate::peer::{
-    DEFAULT_OPUS_FMTP, EVENT_CHANNEL_CAPACITY, Handler, LivenessConfig, OwnedConnection, PeerError,
-    PeerEvent, PeerShared, add_candidate, build_connection, negotiated_payload_type,
-    opus_media_engine, opus_track, setting_engine, spawn_liveness_watchdog, wait_gathered,
-    write_opus,
+    DEFAULT_OPUS_FMTP, EVENT_CHANNEL_CAPACITY, Handler, IceRestart, LivenessConfig,
+    OwnedConnection, PeerError, PeerEvent, PeerShared, add_candidate, answer_with_credentials,
+    build_connection, credentials_of, negotiated_payload_type, opus_media_engine, opus_track,
+    setting_engine, spawn_liveness_watchdog, wait_gathered, write_opus,
 };
 
 /// Payload type the client offers for Opus (what Chromium uses).
@@ -62,6 +64,8 @@ pub struct ClientPeer {
     conn: OwnedConnection,
     outgoing: Option<Outgoing>,
     payload_type: OnceLock<u8>,
+    /// The server's answer as last applied (an ICE restart patches its credentials).
+    answer: tokio::sync::Mutex<Option<String>>,
 }
 
 impl ClientPeer {
@@ -136,6 +140,7 @@ impl ClientPeer {
                         conn: OwnedConnection::new(pc, shared),
                         outgoing,
                         payload_type: OnceLock::new(),
+                        answer: tokio::sync::Mutex::new(None),
                     },
                     offer_sdp,
                     events_rx,
@@ -157,11 +162,54 @@ impl ClientPeer {
             .set_remote_description(answer)
             .await
             .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        *self.answer.lock().await = Some(answer_sdp.to_owned());
         if let Some(out) = &self.outgoing
             && let Some(pt) = negotiated_payload_type(&out.sender).await
         {
             let _ = self.payload_type.set(pt);
         }
+        Ok(())
+    }
+
+    /// Starts an ICE restart as a WHIP client does (RFC 9725 §4.3): a new offer with fresh ICE
+    /// credentials is applied locally; its credentials are what the client sends the server.
+    pub async fn restart_ice(&self) -> Result<IceRestart, PeerError> {
+        let offer = self
+            .conn
+            .pc
+            .create_offer(Some(RTCOfferOptions { ice_restart: true }))
+            .await
+            .map_err(|e| PeerError::Internal(format!("restart offer: {e}")))?;
+        self.conn
+            .pc
+            .set_local_description(offer)
+            .await
+            .map_err(|e| PeerError::Internal(format!("restart local description: {e}")))?;
+        let offer = self
+            .conn
+            .pc
+            .local_description()
+            .await
+            .ok_or_else(|| PeerError::Internal("no local description".to_owned()))?;
+        credentials_of(&offer.sdp)
+            .ok_or_else(|| PeerError::Internal("restart offer without credentials".to_owned()))
+    }
+
+    /// Completes an ICE restart with the server's new credentials and candidates.
+    pub async fn finish_ice_restart(&self, server: &IceRestart) -> Result<(), PeerError> {
+        let mut answer = self.answer.lock().await;
+        let Some(previous) = answer.as_deref() else {
+            return Err(PeerError::Internal("no answer applied yet".to_owned()));
+        };
+        let renewed = answer_with_credentials(previous, server);
+        let desc = RTCSessionDescription::answer(renewed.clone())
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        self.conn
+            .pc
+            .set_remote_description(desc)
+            .await
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        *answer = Some(renewed);
         Ok(())
     }
 

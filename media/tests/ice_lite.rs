@@ -324,3 +324,56 @@ async fn lite_server_answers_a_nomination_sent_right_after_the_first_check_and_s
     }
     server.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_after_a_cut_path_carries_on_the_same_connection() {
+    let (client, mut client_rx, server, mut server_rx) =
+        connect(ClientConfig::default(), PeerRole::Participant).await;
+    let audio = stream_audio(Arc::clone(&client));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The path goes for 3 s (the client's network changed); then the client restarts ICE as
+    // a WHIP client does, with new credentials, and the server answers with its own.
+    client.cut_path(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    client.cut_path(false);
+    let ours = client.restart_ice().await.expect("client restart offer");
+    let theirs = server
+        .restart_ice(&ours.ufrag, &ours.pwd)
+        .await
+        .expect("server restart");
+    assert!(
+        !theirs.candidates.is_empty(),
+        "the server's restart answer names its candidates"
+    );
+    client
+        .finish_ice_restart(&theirs)
+        .await
+        .expect("client applies the restart answer");
+    // Media flows again both ways on the same connection, with no failure reported.
+    let start = Instant::now();
+    let mut heard_server = 0;
+    while heard_server < 25 && start.elapsed() < Duration::from_secs(5) {
+        match tokio::time::timeout(Duration::from_millis(500), server_rx.recv()).await {
+            Ok(Some(PeerEvent::Audio(_))) => heard_server += 1,
+            Ok(Some(PeerEvent::Failed | PeerEvent::Closed)) | Ok(None) => {
+                panic!("the server peer failed during the restart")
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        heard_server >= 25,
+        "the server got {heard_server} packets after the restart"
+    );
+    audio.abort();
+    // The server's credentials changed, and bad credentials are refused without harm.
+    assert!(server.restart_ice("ab", "short").await.is_err());
+    while let Ok(ev) = client_rx.try_recv() {
+        assert!(
+            !matches!(ev, PeerEvent::Failed | PeerEvent::Closed),
+            "client {ev:?}"
+        );
+    }
+    server.close().await;
+    client.close().await;
+}

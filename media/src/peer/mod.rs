@@ -32,6 +32,7 @@ mod library;
 mod liveness;
 mod nat;
 mod ports;
+mod restart;
 mod sdp;
 mod socket;
 
@@ -55,8 +56,10 @@ pub(crate) use library::{
     spawn_liveness_watchdog, wait_gathered, write_opus,
 };
 pub use liveness::LivenessConfig;
-use nat::{apply_nat_1to1, parse_nat_mappings};
+use nat::{NatMapping, apply_nat_1to1, parse_nat_mappings};
 use ports::bind_candidates;
+pub use restart::IceRestart;
+pub(crate) use restart::{answer_with_credentials, credentials_of};
 pub(crate) use sdp::add_candidate;
 use sdp::inspect_offer;
 
@@ -169,6 +172,10 @@ pub struct ServerPeer {
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
     payload_type: u8,
+    /// The client's offer as last applied (an ICE restart applies it again with new
+    /// credentials), and the NAT mapping the answers are rewritten with.
+    offer: tokio::sync::Mutex<String>,
+    nat: Vec<NatMapping>,
 }
 
 impl ServerPeer {
@@ -244,6 +251,8 @@ impl ServerPeer {
                     track,
                     ssrc,
                     payload_type,
+                    offer: tokio::sync::Mutex::new(offer_sdp.to_owned()),
+                    nat,
                 };
                 Ok((peer, answer, events_rx))
             }
@@ -320,6 +329,38 @@ impl ServerPeer {
         mline_index: Option<u16>,
     ) -> Result<(), PeerError> {
         add_candidate(&self.conn.pc, candidate, sdp_mid, mline_index).await
+    }
+
+    /// WHIP ICE restart (RFC 9725 §4.3): the client's new ICE credentials in, the server's
+    /// new credentials and candidates out. Media and DTLS carry on; checks with the new
+    /// credentials select the new path.
+    pub async fn restart_ice(&self, ufrag: &str, pwd: &str) -> Result<IceRestart, PeerError> {
+        restart::check_credentials(ufrag, pwd)?;
+        let mut offer = self.offer.lock().await;
+        let renewed = restart::offer_with_credentials(&offer, ufrag, pwd);
+        let desc = RTCSessionDescription::offer(renewed.clone())
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        let pc = &self.conn.pc;
+        pc.set_remote_description(desc)
+            .await
+            .map_err(|e| PeerError::InvalidSdp(format!("ICE restart: {e}")))?;
+        let answer = pc
+            .create_answer(None)
+            .await
+            .map_err(|e| internal("ICE restart answer", e))?;
+        pc.set_local_description(answer)
+            .await
+            .map_err(|e| internal("ICE restart local description", e))?;
+        let answer = pc
+            .local_description()
+            .await
+            .ok_or_else(|| internal("ICE restart", "no local description"))?;
+        let answer = apply_nat_1to1(&answer.sdp, &self.nat);
+        let ours = restart::credentials_of(&answer)
+            .ok_or_else(|| internal("ICE restart", "answer without ICE credentials"))?;
+        *offer = renewed;
+        debug!(ufrag = %ours.ufrag, candidates = ours.candidates.len(), "ICE restarted");
+        Ok(ours)
     }
 
     /// Audio packets dropped because the event channel was full.
