@@ -6,7 +6,7 @@
 
 use crate::codec::OpusSettings;
 use crate::metrics::MediaMetrics;
-use crate::peer::{PeerConfig, PeerError, PeerEvent, PeerRole, ServerPeer};
+use crate::peer::{IceRestart, PeerConfig, PeerError, PeerEvent, PeerRole, ServerPeer};
 use crate::recorder::QualityPreset;
 use crate::session::{SessionCommand, SessionParams, SessionTask};
 use dashmap::DashMap;
@@ -466,6 +466,29 @@ impl Engine {
             .ok_or(EngineError::UnknownSession)?;
         peer.add_remote_candidate(candidate, None, None).await?;
         Ok(())
+    }
+
+    /// WHIP ICE restart of the participant's current peer: the client's new credentials in,
+    /// the server's out (see [`ServerPeer::restart_ice`]).
+    pub async fn restart_ice(
+        &self,
+        session_id: &str,
+        ufrag: &str,
+        pwd: &str,
+    ) -> Result<IceRestart, EngineError> {
+        let peer = {
+            let handle = self
+                .sessions
+                .get(session_id)
+                .ok_or(EngineError::UnknownSession)?;
+            handle.peer.clone()
+        };
+        let peer = peer
+            .lock()
+            .await
+            .clone()
+            .ok_or(EngineError::UnknownSession)?;
+        Ok(peer.restart_ice(ufrag, pwd).await?)
     }
 
     async fn command(&self, session_id: &str, cmd: SessionCommand) {
