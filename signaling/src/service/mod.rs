@@ -30,6 +30,9 @@ mod steps;
 mod timers;
 pub mod turn_events;
 
+#[cfg(test)]
+mod tests;
+
 use crate::blob_store::{BlobStore, LocalDiskBlobs};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ApiError;

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 /// How often a step is computed again after losing a version race before giving up. Within
 /// one process the per-session lock means it never races; only another writer (a second
 /// process on a shared database) can make it.
-const MAX_STEP_ATTEMPTS: usize = 5;
+pub(super) const MAX_STEP_ATTEMPTS: usize = 5;
 
 fn refused(r: Refused) -> ApiError {
     ApiError::conflict(r.code, r.message)

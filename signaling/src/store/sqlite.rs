@@ -346,3 +346,6 @@ impl SessionStore for SqliteStore {
         .await?)
     }
 }
+
+#[cfg(test)]
+mod tests;
