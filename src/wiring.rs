@@ -16,8 +16,9 @@ use earshot_signaling::media_port::{
     RecordingSpec,
 };
 use earshot_signaling::routes::App;
-use earshot_signaling::sessions::Sessions;
-use earshot_signaling::store::{CampaignRow, ScriptRow, Store};
+use earshot_signaling::service::SessionService;
+use earshot_signaling::store::sqlite::SqliteStore;
+use earshot_signaling::store::{CampaignRow, ScriptRow, SessionStore};
 use earshot_signaling::{ids, now_ms};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -28,7 +29,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let admin_token = admin_token(&data_dir)?;
-    let store = Store::open(&data_dir.join("earshot.db"))
+    let store = SqliteStore::open(&data_dir.join("earshot.db"))
         .await
         .context("opening the database")?;
     let default_prompts = seed_defaults(&store, &data_dir, &cfg).await?;
@@ -47,7 +48,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         derive_at_end: cfg.recording.derive == "at_end",
         agent_retry: std::time::Duration::from_secs(cfg.agent.retry_secs),
     });
-    let sessions = Arc::new(Sessions::new(
+    let sessions = Arc::new(SessionService::new(
         store.clone(),
         media,
         cfg.lifecycle.clone(),
@@ -59,8 +60,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let public_url = cfg.public_url();
     let app = Arc::new(App {
-        store: store.clone(),
-        sessions,
+        service: sessions,
         admin_token: admin_token.clone(),
         public_url: public_url.clone(),
         ice_servers: cfg.turn.ice_servers.clone(),
@@ -127,7 +127,7 @@ fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
 }
 
 async fn seed_defaults(
-    store: &Store,
+    store: &SqliteStore,
     data_dir: &std::path::Path,
     cfg: &Config,
 ) -> anyhow::Result<Vec<PromptSpec>> {
@@ -157,7 +157,7 @@ async fn seed_defaults(
 }
 
 /// One invite to try the product right away.
-async fn demo_invite(store: &Store) -> anyhow::Result<String> {
+async fn demo_invite(store: &SqliteStore) -> anyhow::Result<String> {
     let invite = earshot_signaling::store::InviteRow {
         token: ids::new_invite_token(),
         campaign_id: defaults::CAMPAIGN_ID.into(),

@@ -1,20 +1,31 @@
 //! Earshot's signaling and control layer: HTTP/WebSocket routes, the session lifecycle,
 //! storage and fan-out. It never touches a sample: the media plane is reached through
 //! [`media_port::MediaPlane`].
+//!
+//! Layers, each depending only on those below it: `routes` (HTTP, views) -> `service` (the
+//! session use cases) -> the ports (`store`, `blob_store`, `event_bus`, `clock`,
+//! `media_port`) and the pure parts (`lifecycle`, `turns`, `script_definition`), with the
+//! in-process implementations beside their ports (`store::SqliteStore`,
+//! `blob_store::LocalDiskBlobs`, `live::Hub`, `clock::SystemClock`).
 
-pub mod auth;
+pub mod blob_store;
+pub mod clock;
 pub mod error;
+pub mod event_bus;
 pub mod ids;
 pub mod lifecycle;
 pub mod live;
 pub mod media_port;
 pub mod routes;
-pub mod sessions;
+pub mod script_definition;
+pub mod service;
 pub mod store;
+pub mod timestamps;
 pub mod turns;
 pub mod user_agent;
 
-/// Wall-clock now as unix milliseconds: the one place signaling reads the clock.
+/// Wall-clock now as unix milliseconds: what [`clock::SystemClock`] reads (and the binary,
+/// for rows it seeds).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,4 +1,5 @@
-//! Live fan-out (F6, F7): per-session broadcast of pre-serialized JSON lines to monitors.
+//! Live fan-out (F6, F7): the in-process [`EventBus`], a per-session broadcast of
+//! pre-serialized JSON lines to monitors.
 //!
 //! Publishing never waits: each session has a `tokio::sync::broadcast` channel (bounded ring,
 //! [`DEFAULT_CAPACITY`] lines) that exists only while someone subscribes, so a session nobody
@@ -7,6 +8,8 @@
 //! `{"type":"lagged","missed":n}` and re-syncs it with a fresh snapshot before it continues.
 //! A slow subscriber therefore never slows the publisher (the media path) or the others.
 
+use crate::event_bus::{EventBus, LiveEvent};
+pub use crate::event_bus::{Line, Next, Subscription};
 use dashmap::DashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -15,16 +18,12 @@ use tokio::sync::broadcast;
 /// Lines buffered per session before the slowest subscriber starts losing the oldest.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// One published line: JSON text, and whether it is the session's last (the session ended).
-#[derive(Debug, Clone)]
-pub struct Line {
-    pub json: Arc<str>,
-    pub last: bool,
-}
+type Channels = DashMap<String, broadcast::Sender<Line>>;
 
 /// The per-session channels.
 pub struct Hub {
-    channels: DashMap<String, broadcast::Sender<Line>>,
+    /// Shared with each subscription's release hook.
+    channels: Arc<Channels>,
     capacity: usize,
 }
 
@@ -37,7 +36,7 @@ impl Default for Hub {
 impl Hub {
     pub fn new(capacity: usize) -> Hub {
         Hub {
-            channels: DashMap::new(),
+            channels: Arc::new(DashMap::new()),
             capacity: capacity.max(1),
         }
     }
@@ -89,17 +88,19 @@ impl Hub {
     }
 
     /// Subscribes to the session's lines from now on (creating its channel on demand).
-    pub fn subscribe(self: &Arc<Self>, session_id: &str) -> Subscription {
+    pub fn subscribe(&self, session_id: &str) -> Subscription {
         let rx = self
             .channels
             .entry(session_id.to_string())
             .or_insert_with(|| broadcast::channel(self.capacity).0)
             .subscribe();
-        Subscription {
-            rx: Some(rx),
-            hub: self.clone(),
-            session_id: session_id.to_string(),
-        }
+        let channels = self.channels.clone();
+        let key = session_id.to_string();
+        Subscription::new(session_id, rx, move || {
+            // Runs after the receiver is dropped. Atomic with `subscribe` (same map shard
+            // lock): a concurrent subscriber keeps the channel.
+            channels.remove_if(&key, |_, tx| tx.receiver_count() == 0);
+        })
     }
 
     /// Sessions with a channel (for tests and metrics).
@@ -110,51 +111,6 @@ impl Hub {
     /// Subscribers connected across all sessions (metrics).
     pub fn subscriber_count(&self) -> usize {
         self.channels.iter().map(|tx| tx.receiver_count()).sum()
-    }
-}
-
-/// What a subscriber gets next.
-#[derive(Debug, Clone)]
-pub enum Next {
-    Line(Line),
-    /// `missed` lines were lost because this subscriber fell behind.
-    Lagged(u64),
-    /// The channel is gone (session ended or deleted) and everything buffered was read.
-    Closed,
-}
-
-/// One subscriber's receiving end. Dropping the last one of a session removes its channel.
-pub struct Subscription {
-    rx: Option<broadcast::Receiver<Line>>,
-    hub: Arc<Hub>,
-    session_id: String,
-}
-
-impl Subscription {
-    /// The next line; cancel-safe.
-    pub async fn next(&mut self) -> Next {
-        let Some(rx) = self.rx.as_mut() else {
-            return Next::Closed;
-        };
-        match rx.recv().await {
-            Ok(line) => Next::Line(line),
-            Err(broadcast::error::RecvError::Lagged(n)) => Next::Lagged(n),
-            Err(broadcast::error::RecvError::Closed) => Next::Closed,
-        }
-    }
-
-    pub fn session_id(&self) -> &str {
-        &self.session_id
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        drop(self.rx.take());
-        // Atomic with `subscribe` (same map shard lock): a concurrent subscriber keeps it.
-        self.hub
-            .channels
-            .remove_if(&self.session_id, |_, tx| tx.receiver_count() == 0);
     }
 }
 
@@ -214,6 +170,28 @@ pub async fn pump<K: LiveSink, S: Snapshot>(
             }
             Next::Closed => return PumpEnd::Closed,
         }
+    }
+}
+
+impl EventBus for Hub {
+    fn publish_event(&self, session_id: &str, event: &LiveEvent<'_>) {
+        self.publish_with(session_id, || event.to_json_line());
+    }
+
+    fn publish_last_event(&self, session_id: &str, event: &LiveEvent<'_>) {
+        self.publish_last(session_id, || event.to_json_line());
+    }
+
+    fn close_stream(&self, session_id: &str) {
+        self.close(session_id);
+    }
+
+    fn subscribe(&self, session_id: &str) -> Subscription {
+        Hub::subscribe(self, session_id)
+    }
+
+    fn subscriber_count(&self) -> usize {
+        Hub::subscriber_count(self)
     }
 }
 

@@ -5,6 +5,7 @@
 mod support;
 
 use earshot_signaling::media_port::MediaEvent;
+use earshot_signaling::store::SessionStore;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{ADMIN_TOKEN, TestServer};
@@ -206,7 +207,7 @@ async fn monitors_get_a_snapshot_then_every_event_until_the_session_ends() {
     assert_eq!(snap["session"]["state"], "admin_ended");
     assert_eq!(snap["turns"].as_array().unwrap().len(), 2);
     assert!(d.next().await.is_none());
-    assert_eq!(srv.app.sessions.hub().channel_count(), 0);
+    assert_eq!(srv.hub.channel_count(), 0);
     assert!(srv.media.calls().contains(&format!("finish {id}")));
 }
 
@@ -421,7 +422,7 @@ async fn deleting_a_session_removes_its_turns_and_closes_monitors() {
     srv.send(transcript(&id, "participant", "hello there", true, 0, 0))
         .await;
     m.next_of("transcript").await;
-    assert_eq!(srv.app.store.turns(&id).await.unwrap().len(), 1);
+    assert_eq!(srv.store.turns(&id).await.unwrap().len(), 1);
     let res = srv
         .admin(Method::DELETE, &format!("/v1/sessions/{id}"))
         .send()
@@ -429,7 +430,7 @@ async fn deleting_a_session_removes_its_turns_and_closes_monitors() {
         .unwrap();
     assert_eq!(res.status(), 204);
     assert!(m.next().await.is_none(), "the monitor is closed");
-    assert!(srv.app.store.turns(&id).await.unwrap().is_empty());
+    assert!(srv.store.turns(&id).await.unwrap().is_empty());
     let res = srv
         .admin(Method::GET, &format!("/v1/sessions/{id}/transcript"))
         .send()
@@ -448,5 +449,5 @@ async fn deleting_a_session_removes_its_turns_and_closes_monitors() {
     })
     .await;
     m.next_of("state").await;
-    assert!(srv.app.store.turns(&id).await.unwrap().is_empty());
+    assert!(srv.store.turns(&id).await.unwrap().is_empty());
 }

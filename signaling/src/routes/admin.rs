@@ -2,11 +2,13 @@
 //! recordings.
 //! Every handler takes the [`Admin`] extractor, so a missing or wrong token gets 401.
 
-use super::{AppState, body_rejection, path_or_not_found};
-use crate::auth::Admin;
+use super::auth::Admin;
+use super::extract::{body_rejection, path_or_not_found};
+use super::state::AppState;
+use super::views::{detail_view, public_view, transcript_view};
 use crate::error::ApiError;
 use crate::ids;
-use crate::store::{InviteRow, SessionFilter};
+use crate::store::SessionFilter;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -56,32 +58,10 @@ async fn create_invite(
     let script_id = req
         .script_id
         .unwrap_or_else(|| app.default_script_id.clone());
-    if !ids::is_valid_id("cmp", &campaign_id)
-        || app.store.get_campaign(&campaign_id).await?.is_none()
-    {
-        return Err(ApiError::not_found(
-            "campaign_not_found",
-            "no campaign with this id",
-        ));
-    }
-    match app.store.get_script(&script_id).await? {
-        Some(s) if s.campaign_id == campaign_id => {}
-        _ => {
-            return Err(ApiError::not_found(
-                "script_not_found",
-                "no script with this id in the campaign",
-            ));
-        }
-    }
-    let invite = InviteRow {
-        token: ids::new_invite_token(),
-        campaign_id,
-        script_id,
-        metadata: serde_json::to_string(&req.metadata)
-            .map_err(|e| ApiError::internal("encoding metadata", e))?,
-        created_at: crate::now_ms(),
-    };
-    app.store.insert_invite(&invite).await?;
+    let invite = app
+        .service
+        .create_invite(campaign_id, script_id, &req.metadata)
+        .await?;
     let url = format!("{}/i/{}", app.public_url, invite.token);
     Ok((
         StatusCode::CREATED,
@@ -96,8 +76,8 @@ async fn list_sessions(
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(filter) =
         filter.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let rows = app.store.list_sessions(&filter).await?;
-    let sessions: Vec<_> = rows.iter().map(|s| app.sessions.public_view(s)).collect();
+    let rows = app.service.list_sessions(&filter).await?;
+    let sessions: Vec<_> = rows.iter().map(public_view).collect();
     Ok(axum::Json(serde_json::json!({"sessions": sessions})))
 }
 
@@ -107,8 +87,8 @@ async fn get_session(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    let view = app.sessions.detail_view(&id).await?;
-    Ok(axum::Json(view))
+    let detail = app.service.session_detail(&id).await?;
+    Ok(axum::Json(detail_view(&detail)))
 }
 
 async fn end_session(
@@ -117,7 +97,8 @@ async fn end_session(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    Ok(axum::Json(app.sessions.admin_end(&id).await?))
+    let session = app.service.admin_end(&id).await?;
+    Ok(axum::Json(public_view(&session)))
 }
 
 async fn restart_session(
@@ -126,9 +107,13 @@ async fn restart_session(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
+    let r = app.service.admin_restart(&id).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(app.sessions.admin_restart(&id).await?),
+        axum::Json(serde_json::json!({
+            "restarted": public_view(&r.restarted),
+            "session": public_view(&r.session),
+        })),
     ))
 }
 
@@ -138,7 +123,8 @@ async fn get_transcript(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    Ok(axum::Json(app.sessions.transcript(&id).await?))
+    let turns = app.service.transcript(&id).await?;
+    Ok(axum::Json(transcript_view(&id, &turns)))
 }
 
 async fn delete_session(
@@ -147,7 +133,7 @@ async fn delete_session(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    app.sessions.delete(&id).await?;
+    app.service.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,32 +155,9 @@ async fn get_recording(
     if !TRACKS.contains(&track) || !ids::is_valid_id("ses", &id) {
         return Err(not_found());
     }
-    let stored = app
-        .store
-        .recordings(&id)
-        .await?
-        .into_iter()
-        .find(|r| r.track == track && r.format == format);
-    // The mix and the MP3s may be made on first request (`[recording] derive`).
-    let derived = track == "mix" || format == "mp3";
-    let rec = match stored {
-        Some(rec) => rec,
-        None if derived => app
-            .sessions
-            .derive_recording(&id, track, format)
-            .await?
-            .ok_or_else(not_found)?,
-        None => return Err(not_found()),
-    };
-    let file = tokio::fs::File::open(&rec.path)
-        .await
-        .map_err(|e| ApiError::internal("opening recording", e))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::internal("reading recording", e))?
-        .len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let recording = app.service.recording(&id, track, format).await?;
+    let len = recording.len;
+    let body = Body::from_stream(recording.body);
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),

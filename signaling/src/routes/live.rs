@@ -3,15 +3,16 @@
 //!
 //! Admin only: the token in `Authorization: Bearer`, or in `?token=` (browsers cannot set
 //! headers on a WebSocket). Refusals (401, 404) come before the upgrade. Each socket has its
-//! own task, fed by [`crate::live::Hub`]; a monitor that falls behind is told
+//! own task, fed by the service's event bus; a monitor that falls behind is told
 //! `{"type":"lagged","missed":n}` and re-synced with a fresh snapshot.
 
-use super::{AppState, path_or_not_found};
-use crate::auth::Admin;
+use super::auth::Admin;
+use super::extract::path_or_not_found;
+use super::state::AppState;
+use super::views::snapshot_line;
 use crate::error::ApiError;
-use crate::ids;
 use crate::live::{self, LiveSink, Snapshot};
-use crate::sessions::Sessions;
+use crate::service::SessionService;
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::{
@@ -53,10 +54,7 @@ async fn live(
         return Err(ApiError::unauthorized());
     }
     let id = path_or_not_found(id, "session_not_found")?;
-    let not_found = || ApiError::not_found("session_not_found", "no session with this id");
-    if !ids::is_valid_id("ses", &id) || app.store.get_session(&id).await?.is_none() {
-        return Err(not_found());
-    }
+    app.service.session(&id).await?;
     let upgrade = upgrade.map_err(|rej| {
         ApiError::new(
             rej.status(),
@@ -64,22 +62,22 @@ async fn live(
             format!("this route is a WebSocket: {}", rej.body_text()),
         )
     })?;
-    let sessions = app.sessions.clone();
+    let service = app.service.clone();
     Ok(upgrade
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve_monitor(socket, sessions, id)))
+        .on_upgrade(move |socket| serve_monitor(socket, service, id)))
 }
 
 /// The snapshot source of one monitor.
 struct SessionSnapshot {
-    sessions: Arc<Sessions>,
+    service: Arc<SessionService>,
     id: String,
 }
 
 impl Snapshot for SessionSnapshot {
     async fn snapshot(&self) -> Option<(Arc<str>, bool)> {
-        match self.sessions.live_snapshot(&self.id).await {
-            Ok(Some((line, ended))) => Some((line.into(), ended)),
+        match self.service.live_snapshot(&self.id).await {
+            Ok(Some(s)) => Some((snapshot_line(&s.session, &s.turns).into(), s.ended)),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(session = %self.id, code = e.code, "live snapshot failed: {}", e.message);
@@ -99,11 +97,11 @@ impl LiveSink for WsSink {
 
 /// One monitor's socket, in its own task: snapshot, then the stream until the session ends
 /// or the monitor leaves. Incoming messages are read only to answer pings and see the close.
-async fn serve_monitor(socket: WebSocket, sessions: Arc<Sessions>, id: String) {
+async fn serve_monitor(socket: WebSocket, service: Arc<SessionService>, id: String) {
     // Subscribe before reading the snapshot: nothing published in between is lost (a line
     // may show both in the snapshot and in the stream).
-    let sub = sessions.hub().subscribe(&id);
-    let snapshot = SessionSnapshot { sessions, id };
+    let sub = service.subscribe_live(&id);
+    let snapshot = SessionSnapshot { service, id };
     let (tx, mut rx) = socket.split();
     let writer = async move {
         let mut sink = WsSink(tx);

@@ -2,8 +2,8 @@
 //! counters (live sessions, missed 20 ms deadlines, tick lateness, packets, end-of-session
 //! work). Admin only: scrape it with the admin token as a bearer token.
 
-use super::AppState;
-use crate::auth::Admin;
+use super::auth::Admin;
+use super::state::AppState;
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::State;
@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics(_: Admin, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let counts = app.store.count_sessions_by_state().await?;
+    let counts = app.service.sessions_by_state().await?;
     let mut out = String::with_capacity(4096);
     let name = "earshot_sessions";
     let _ = writeln!(
@@ -49,8 +49,8 @@ async fn metrics(_: Admin, State(app): State<AppState>) -> Result<impl IntoRespo
     let _ = writeln!(
         out,
         "# HELP {name} Live transcript WebSocket subscribers connected.\n# TYPE {name} gauge\n{name} {}",
-        app.sessions.hub().subscriber_count()
+        app.service.live_monitor_count()
     );
-    out.push_str(&app.sessions.media_metrics());
+    out.push_str(&app.service.media_metrics());
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out))
 }

@@ -1,43 +1,21 @@
 //! The HTTP surface: one router per resource, merged here. Every route states who may call it.
+//! Routes parse and check requests, call the session service (never the store) and render
+//! its answers with [`views`].
 
 mod admin;
+mod auth;
+mod extract;
 mod live;
 mod metrics;
 mod participant;
 pub mod scripts;
+mod state;
+pub mod views;
 
-use crate::sessions::Sessions;
-use crate::store::Store;
+pub use state::{App, AppState, IceServerView};
+
 use axum::Router;
 use axum::routing::get;
-use serde::Serialize;
-use std::sync::Arc;
-
-/// An ICE server handed to browsers (F11). Empty list unless the operator configures one.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct IceServerView {
-    pub urls: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
-}
-
-/// Shared state of every route.
-pub struct App {
-    pub store: Store,
-    pub sessions: Arc<Sessions>,
-    pub admin_token: String,
-    /// Base URL for links we hand out, e.g. `http://127.0.0.1:8080`.
-    pub public_url: String,
-    pub ice_servers: Vec<IceServerView>,
-    /// Store the participant's IP address (off unless enabled in config).
-    pub record_ip: bool,
-    pub default_campaign_id: String,
-    pub default_script_id: String,
-}
-
-pub type AppState = Arc<App>;
 
 pub fn router(app: AppState) -> Router {
     Router::new()
@@ -62,23 +40,6 @@ async fn method_not_allowed() -> crate::error::ApiError {
         "method_not_allowed",
         "this route does not take that method",
     )
-}
-
-/// A request body that could not be read (over the size limit, or the client went away).
-pub(crate) fn body_rejection(
-    rej: axum::extract::rejection::BytesRejection,
-) -> crate::error::ApiError {
-    crate::error::ApiError::new(rej.status(), "invalid_body", rej.body_text())
-}
-
-/// Path parameters that cannot even be decoded (e.g. not UTF-8) name nothing that exists:
-/// they read as "not found" with the resource's own code, never as a framework error.
-pub(crate) fn path_or_not_found<T>(
-    path: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
-    code: &'static str,
-) -> Result<T, crate::error::ApiError> {
-    path.map(|axum::extract::Path(v)| v)
-        .map_err(|_| crate::error::ApiError::not_found(code, "no such resource"))
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

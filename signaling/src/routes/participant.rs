@@ -1,10 +1,10 @@
 //! Participant routes, authorized by possession of the invite token: the participant page,
 //! the invite's public view, consent, and the WHIP peer resource (RFC 9725) with trickle ICE.
 
-use super::{AppState, body_rejection, path_or_not_found};
+use super::extract::{body_rejection, path_or_not_found};
+use super::state::AppState;
+use super::views::public_view;
 use crate::error::{ApiError, json_rejection};
-use crate::ids;
-use crate::store::InviteRow;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
@@ -32,14 +32,6 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn load_invite(app: &AppState, token: &str) -> Result<InviteRow, ApiError> {
-    let not_found = || ApiError::not_found("invite_not_found", "no invite with this token");
-    if !ids::is_valid_token(token) {
-        return Err(not_found());
-    }
-    app.store.get_invite(token).await?.ok_or_else(not_found)
-}
-
 /// The participant page. Opening it creates the session (seed: "Session is initialized when
 /// participant clicks invite link"), recording the browser and the link's custom parameters.
 async fn page(
@@ -52,7 +44,7 @@ async fn page(
     let Ok(token) = path_or_not_found(token, "invite_not_found") else {
         return (StatusCode::NOT_FOUND, Html(PARTICIPANT_PAGE)).into_response();
     };
-    let invite = match load_invite(&app, &token).await {
+    let invite = match app.service.invite(&token).await {
         Ok(invite) => invite,
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             return (StatusCode::NOT_FOUND, Html(PARTICIPANT_PAGE)).into_response();
@@ -71,7 +63,7 @@ async fn page(
         .map(|(k, v)| (k, v.chars().take(256).collect()))
         .collect();
     if let Err(e) = app
-        .sessions
+        .service
         .open_invite(&invite, user_agent.as_deref(), ip.as_deref(), &params)
         .await
     {
@@ -85,17 +77,15 @@ async fn invite_view(
     token: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = path_or_not_found(token, "invite_not_found")?;
-    let invite = load_invite(&app, &token).await?;
-    let campaign = app.store.get_campaign(&invite.campaign_id).await?;
-    let session = app.store.latest_session_for_invite(&token).await?;
-    let script = app.store.get_script(&invite.script_id).await?;
+    let invite = app.service.invite(&token).await?;
+    let overview = app.service.invite_overview(&invite).await?;
     Ok(axum::Json(serde_json::json!({
         "token": invite.token,
-        "campaign": {"name": campaign.map(|c| c.name).unwrap_or_default()},
-        "recording": script.map(|s| s.recording_enabled).unwrap_or(true),
+        "campaign": {"name": overview.campaign.map(|c| c.name).unwrap_or_default()},
+        "recording": overview.script.map(|s| s.recording_enabled).unwrap_or(true),
         "monitoring": true,
         "ice_servers": app.ice_servers,
-        "session": session.map(|s| app.sessions.public_view(&s)),
+        "session": overview.session.as_ref().map(public_view),
     })))
 }
 
@@ -110,9 +100,9 @@ async fn consent(
     body: Result<axum::Json<ConsentBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = path_or_not_found(token, "invite_not_found")?;
-    let invite = load_invite(&app, &token).await?;
+    let invite = app.service.invite(&token).await?;
     let axum::Json(body) = body.map_err(json_rejection)?;
-    let session = app.sessions.consent(&invite, body.accept).await?;
+    let session = app.service.consent(&invite, body.accept).await?;
     Ok(axum::Json(serde_json::json!({
         "session_id": session.id,
         "state": session.state,
@@ -142,7 +132,7 @@ async fn pause(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = path_or_not_found(token, "invite_not_found")?;
-    let invite = load_invite(&app, &token).await?;
+    let invite = app.service.invite(&token).await?;
     let body = body.map_err(body_rejection)?;
     let req: PauseBody = if body.iter().all(u8::is_ascii_whitespace) {
         PauseBody::default()
@@ -150,11 +140,11 @@ async fn pause(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?
     };
-    let view = app
-        .sessions
+    let session = app
+        .service
         .pause(&invite, req.cause == PauseCauseParam::TabClosed)
         .await?;
-    Ok(axum::Json(view))
+    Ok(axum::Json(public_view(&session)))
 }
 
 async fn resume(
@@ -162,8 +152,9 @@ async fn resume(
     token: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = path_or_not_found(token, "invite_not_found")?;
-    let invite = load_invite(&app, &token).await?;
-    Ok(axum::Json(app.sessions.resume(&invite).await?))
+    let invite = app.service.invite(&token).await?;
+    let session = app.service.resume(&invite).await?;
+    Ok(axum::Json(public_view(&session)))
 }
 
 fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
@@ -196,11 +187,11 @@ async fn whip_offer(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let token = path_or_not_found(token, "invite_not_found")?;
-    let invite = load_invite(&app, &token).await?;
+    let invite = app.service.invite(&token).await?;
     require_content_type(&headers, "application/sdp")?;
     let body = body.map_err(body_rejection)?;
     let offer = body_text(&body)?;
-    let started = app.sessions.start_media(&invite, offer).await?;
+    let started = app.service.start_media(&invite, offer).await?;
     let location = format!("/v1/invites/{}/whip/{}", invite.token, started.peer_id);
     Ok((
         StatusCode::CREATED,
@@ -221,12 +212,12 @@ async fn whip_trickle(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let (token, peer_id) = path_or_not_found(path, "invite_not_found")?;
-    let invite = load_invite(&app, &token).await?;
+    let invite = app.service.invite(&token).await?;
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
     let body = body.map_err(body_rejection)?;
     let frag = body_text(&body)?;
     let candidates = parse_sdpfrag_candidates(frag)?;
-    app.sessions.trickle(&invite, &peer_id, &candidates).await?;
+    app.service.trickle(&invite, &peer_id, &candidates).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -237,8 +228,8 @@ async fn whip_hang_up(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let (token, peer_id) = path_or_not_found(path, "invite_not_found")?;
-    let invite = load_invite(&app, &token).await?;
-    app.sessions.hang_up(&invite, &peer_id).await?;
+    let invite = app.service.invite(&token).await?;
+    app.service.hang_up(&invite, &peer_id).await?;
     Ok(StatusCode::OK)
 }
 

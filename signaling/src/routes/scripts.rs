@@ -2,13 +2,16 @@
 //! the built-in interviewer's prompts, or an external AI agent dialed over WebSocket — and
 //! how those sessions are recorded.
 
-use super::{AppState, body_rejection, path_or_not_found};
-use crate::auth::Admin;
+use super::auth::Admin;
+use super::extract::{body_rejection, path_or_not_found};
+use super::state::AppState;
 use crate::error::ApiError;
-use crate::ids;
 use crate::media_port::PromptSpec;
-use crate::sessions::{AUDIO_FORMATS, AgentDefinition, ScriptDefinition, rfc3339};
-use crate::store::{ScriptRow, Store, parse_json};
+use crate::script_definition::{AUDIO_FORMATS, AgentDefinition, ScriptDefinition};
+use crate::service::SessionService;
+use crate::service::scripts::NewScript;
+use crate::store::{ScriptRow, parse_json};
+use crate::timestamps::rfc3339;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -249,9 +252,12 @@ async fn validate_prompts(prompts: Vec<PromptBody>) -> Result<Vec<PromptSpec>, A
 }
 
 /// The recording settings of the default script: the operator's `[recording]` config.
-async fn recording_defaults(store: &Store, default_script_id: &str) -> RecordingDefaults {
-    match store.get_script(default_script_id).await {
-        Ok(Some(s)) => RecordingDefaults {
+async fn recording_defaults(
+    service: &SessionService,
+    default_script_id: &str,
+) -> RecordingDefaults {
+    match service.script(default_script_id).await {
+        Ok(s) => RecordingDefaults {
             enabled: s.recording_enabled,
             noise_suppression: s.noise_suppression,
             quality: s.quality,
@@ -300,29 +306,21 @@ async fn create_script(
         .campaign_id
         .clone()
         .unwrap_or_else(|| app.default_campaign_id.clone());
-    if !ids::is_valid_id("cmp", &campaign_id)
-        || app.store.get_campaign(&campaign_id).await?.is_none()
-    {
-        return Err(ApiError::not_found(
-            "campaign_not_found",
-            "no campaign with this id",
-        ));
-    }
-    let defaults = recording_defaults(&app.store, &app.default_script_id).await;
+    // An unknown campaign is reported before what is wrong with the script.
+    app.service.campaign(&campaign_id).await?;
+    let defaults = recording_defaults(&app.service, &app.default_script_id).await;
     let (name, definition, recording) = validate(req, &defaults).await?;
-    let row = ScriptRow {
-        id: ids::new_id("scr"),
-        campaign_id,
-        name,
-        definition: serde_json::to_string(&definition)
-            .map_err(|e| ApiError::internal("encoding script", e))?,
-        recording_enabled: recording.enabled,
-        noise_suppression: recording.noise_suppression,
-        quality: recording.quality,
-        created_at: crate::now_ms(),
-    };
-    app.store.insert_script(&row).await?;
-    tracing::info!(script = %row.id, campaign = %row.campaign_id, "script created");
+    let row = app
+        .service
+        .create_script(NewScript {
+            campaign_id,
+            name,
+            definition,
+            recording_enabled: recording.enabled,
+            noise_suppression: recording.noise_suppression,
+            quality: recording.quality,
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/scripts/{}", row.id))],
@@ -336,11 +334,7 @@ async fn get_script(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "script_not_found")?;
-    let not_found = || ApiError::not_found("script_not_found", "no script with this id");
-    if !ids::is_valid_id("scr", &id) {
-        return Err(not_found());
-    }
-    let row = app.store.get_script(&id).await?.ok_or_else(not_found)?;
+    let row = app.service.script(&id).await?;
     Ok(axum::Json(script_view(&row)?))
 }
 

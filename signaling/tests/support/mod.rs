@@ -1,16 +1,20 @@
 //! An in-process server for signaling's route tests: the real router on a loopback socket,
-//! a Store on a temporary SQLite file, and a media plane test double whose events the test
+//! the session service on a temporary SQLite file, and a media plane test double whose events the test
 //! sends itself.
 
 #![allow(dead_code)]
 
+use earshot_signaling::blob_store::LocalDiskBlobs;
+use earshot_signaling::clock::SystemClock;
 use earshot_signaling::lifecycle::LifecycleConfig;
+use earshot_signaling::live::Hub;
 use earshot_signaling::media_port::{
     MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
 };
 use earshot_signaling::routes::{self, App, AppState};
-use earshot_signaling::sessions::Sessions;
-use earshot_signaling::store::{CampaignRow, ScriptRow, Store};
+use earshot_signaling::service::{Ports, ServiceConfig, SessionService};
+use earshot_signaling::store::sqlite::SqliteStore;
+use earshot_signaling::store::{CampaignRow, ScriptRow, SessionStore};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -96,6 +100,9 @@ pub struct TestServer {
     pub base: String,
     pub ws_base: String,
     pub app: AppState,
+    /// The service's database and live hub, for tests that look behind the API.
+    pub store: SqliteStore,
+    pub hub: Arc<Hub>,
     pub media: Arc<FakeMedia>,
     pub events: mpsc::Sender<MediaEvent>,
     pub http: reqwest::Client,
@@ -105,7 +112,9 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start() -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("earshot.db")).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("earshot.db"))
+            .await
+            .unwrap();
         let prompt = dir.path().join("q1.wav");
         std::fs::write(&prompt, b"RIFF").unwrap();
         store
@@ -131,20 +140,27 @@ impl TestServer {
             .await
             .unwrap();
         let media = Arc::new(FakeMedia::default());
-        let sessions = Arc::new(Sessions::new(
-            store.clone(),
-            media.clone(),
-            LifecycleConfig::default(),
-            dir.path().join("recordings"),
-            1500,
-        ));
+        let hub = Arc::new(Hub::default());
+        let recordings_dir = dir.path().join("recordings");
+        let ports = Ports {
+            store: Arc::new(store.clone()),
+            media: media.clone(),
+            blobs: Arc::new(LocalDiskBlobs::new(recordings_dir.clone())),
+            bus: hub.clone(),
+            clock: Arc::new(SystemClock),
+        };
+        let config = ServiceConfig {
+            lifecycle: LifecycleConfig::default(),
+            recordings_dir,
+            silence_ms: 1500,
+        };
+        let service = Arc::new(SessionService::with_ports(ports, config));
         let (events, rx) = mpsc::channel(1024);
-        sessions.clone().spawn(rx);
+        service.clone().spawn(rx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Arc::new(App {
-            store,
-            sessions,
+            service,
             admin_token: ADMIN_TOKEN.into(),
             public_url: format!("http://{addr}"),
             ice_servers: Vec::new(),
@@ -161,6 +177,8 @@ impl TestServer {
             base: format!("http://{addr}"),
             ws_base: format!("ws://{addr}"),
             app,
+            store,
+            hub,
             media,
             events,
             http: reqwest::Client::new(),

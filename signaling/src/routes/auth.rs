@@ -1,8 +1,8 @@
-//! Authorization rules. Admin routes take `Authorization: Bearer <admin token>`; participant
-//! routes are authorized by possession of the invite token in the path.
+//! Authorization rules of the routes. Admin routes take `Authorization: Bearer <admin
+//! token>`; participant routes are authorized by possession of the invite token in the path.
 
+use super::state::AppState;
 use crate::error::ApiError;
-use crate::routes::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 

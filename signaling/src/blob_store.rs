@@ -1,0 +1,164 @@
+//! The blob store port for recordings: files addressed by a [`BlobKey`] (session id, file
+//! name), never by a filesystem path, streamed out on download and deleted with their
+//! session. [`LocalDiskBlobs`] is the one implementation today: one folder per session under
+//! a root, the folder the media plane writes the session's files into (an object store such
+//! as S3 would be a second implementation, with the files uploaded when they are finished).
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use std::path::PathBuf;
+
+/// Longest file name a key may carry.
+const MAX_NAME_BYTES: usize = 64;
+
+/// What names one blob: a session and one of its files (`participant.wav`, `mix.mp3`).
+/// Both parts are checked on construction, so a key can never name anything outside its
+/// session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey {
+    session_id: String,
+    name: String,
+}
+
+impl BlobKey {
+    /// A key for `name` of `session_id`; `None` unless the session id is a valid `ses_` id and
+    /// the name is 1-64 lowercase letters, digits, `_`, `-` and `.`, not starting with `.`.
+    pub fn new(session_id: &str, name: &str) -> Option<BlobKey> {
+        let name_ok = (1..=MAX_NAME_BYTES).contains(&name.len())
+            && !name.starts_with('.')
+            && name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+            });
+        (crate::ids::is_valid_id("ses", session_id) && name_ok).then(|| BlobKey {
+            session_id: session_id.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One blob opened for reading: its length and its bytes as a stream.
+pub struct Blob {
+    pub len: u64,
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("not a session id: {0:?}")]
+    InvalidSession(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Where recordings are kept.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Opens a blob for streaming; `None` if there is none under the key.
+    async fn open(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError>;
+    /// Deletes every blob of the session; a session with none is fine.
+    async fn delete_session(&self, session_id: &str) -> Result<(), BlobError>;
+}
+
+/// Recordings on the local disk: `<root>/<session id>/<name>`.
+#[derive(Debug, Clone)]
+pub struct LocalDiskBlobs {
+    root: PathBuf,
+}
+
+impl LocalDiskBlobs {
+    pub fn new(root: PathBuf) -> LocalDiskBlobs {
+        LocalDiskBlobs { root }
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for LocalDiskBlobs {
+    async fn open(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError> {
+        let path = self.root.join(key.session_id()).join(key.name());
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(BlobError::Io {
+                    context: "opening a recording",
+                    source,
+                });
+            }
+        };
+        let len = file
+            .metadata()
+            .await
+            .map_err(|source| BlobError::Io {
+                context: "reading a recording's size",
+                source,
+            })?
+            .len();
+        let body = tokio_util::io::ReaderStream::new(file).boxed();
+        Ok(Some(Blob { len, body }))
+    }
+
+    async fn delete_session(&self, session_id: &str) -> Result<(), BlobError> {
+        if !crate::ids::is_valid_id("ses", session_id) {
+            return Err(BlobError::InvalidSession(session_id.to_string()));
+        }
+        match tokio::fs::remove_dir_all(self.root.join(session_id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(BlobError::Io {
+                context: "deleting recordings",
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_only_files_inside_a_session() {
+        assert!(BlobKey::new("ses_abc", "mix.mp3").is_some());
+        for (session, name) in [
+            ("ses_abc", "../x.wav"),
+            ("ses_abc", "a/b.wav"),
+            ("ses_abc", ".hidden"),
+            ("ses_abc", ""),
+            ("ses_abc", "Mix.WAV"),
+            ("../etc", "mix.wav"),
+            ("ses_../x", "mix.wav"),
+        ] {
+            assert!(BlobKey::new(session, name).is_none(), "{session} {name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn blobs_stream_out_and_go_with_their_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalDiskBlobs::new(dir.path().to_path_buf());
+        let key = BlobKey::new("ses_one", "ai.wav").unwrap();
+        assert!(blobs.open(&key).await.unwrap().is_none());
+        std::fs::create_dir_all(dir.path().join("ses_one")).unwrap();
+        std::fs::write(dir.path().join("ses_one/ai.wav"), b"RIFF1234").unwrap();
+        let blob = blobs.open(&key).await.unwrap().unwrap();
+        assert_eq!(blob.len, 8);
+        let chunks: Vec<Bytes> = blob.body.map(|c| c.unwrap()).collect().await;
+        assert_eq!(chunks.concat(), b"RIFF1234");
+        blobs.delete_session("ses_one").await.unwrap();
+        assert!(!dir.path().join("ses_one").exists());
+        blobs.delete_session("ses_one").await.unwrap();
+        assert!(blobs.delete_session("../x").await.is_err());
+    }
+}

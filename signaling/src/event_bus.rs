@@ -1,0 +1,224 @@
+//! The event bus port for live events (F6, F7): what the session service announces about a
+//! session (state changes, turns, transcript lines, who speaks), as [`LiveEvent`]s, to
+//! whoever watches it. [`crate::live::Hub`] is the one implementation today (in-process
+//! broadcast). A networked bus (Redis, NATS) would publish the encoded lines between
+//! processes and feed a local hub from one remote subscription per watched session, so a
+//! [`Subscription`] stays a local receiver either way.
+//!
+//! The lines are encoded once per event (see [`LiveEvent::to_json_line`]), only if someone
+//! watches, and shared by every subscriber: they are the live WebSocket's wire format
+//! (README "Live events").
+
+use crate::lifecycle::StateChange;
+use crate::timestamps::rfc3339;
+use crate::turns::{Role, Speaking};
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// One live event of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent<'a> {
+    /// `{"type":"state","from","to","cause","at"}`
+    State(&'a StateChange),
+    /// `{"type":"turn_start","role","at_ms"}`
+    TurnStart { role: Role, at_ms: u64 },
+    /// `{"type":"turn_end","role","start_ms","end_ms"}`
+    TurnEnd {
+        role: Role,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    /// `{"type":"transcript","role","text","final","start_ms","end_ms"}`
+    Transcript {
+        role: Role,
+        text: &'a str,
+        is_final: bool,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    /// `{"type":"speaking","who"}`
+    Speaking(Speaking),
+}
+
+impl LiveEvent<'_> {
+    /// The event as one JSON text line.
+    pub fn to_json_line(&self) -> String {
+        let value = match self {
+            LiveEvent::State(c) => json!({
+                "type": "state",
+                "from": c.from.as_str(),
+                "to": c.to.as_str(),
+                "cause": c.cause,
+                "at": rfc3339(c.at.0),
+            }),
+            LiveEvent::TurnStart { role, at_ms } => {
+                json!({"type": "turn_start", "role": role.as_str(), "at_ms": at_ms})
+            }
+            LiveEvent::TurnEnd {
+                role,
+                start_ms,
+                end_ms,
+            } => json!({
+                "type": "turn_end",
+                "role": role.as_str(),
+                "start_ms": start_ms,
+                "end_ms": end_ms,
+            }),
+            LiveEvent::Transcript {
+                role,
+                text,
+                is_final,
+                start_ms,
+                end_ms,
+            } => json!({
+                "type": "transcript",
+                "role": role.as_str(),
+                "text": text,
+                "final": is_final,
+                "start_ms": start_ms,
+                "end_ms": end_ms,
+            }),
+            LiveEvent::Speaking(who) => json!({"type": "speaking", "who": who.as_str()}),
+        };
+        value.to_string()
+    }
+}
+
+/// Where the session service publishes live events and monitors subscribe to them.
+/// Publishing never waits (the media path calls it).
+pub trait EventBus: Send + Sync + 'static {
+    /// Announces an event of the session to its current subscribers.
+    fn publish_event(&self, session_id: &str, event: &LiveEvent<'_>);
+    /// Announces the session's last event (it ended): subscribers get what is buffered, then
+    /// the end.
+    fn publish_last_event(&self, session_id: &str, event: &LiveEvent<'_>);
+    /// Ends the session's stream without a last event (the session was deleted).
+    fn close_stream(&self, session_id: &str);
+    /// Subscribes to the session's events from now on.
+    fn subscribe(&self, session_id: &str) -> Subscription;
+    /// Subscribers connected across all sessions (metrics).
+    fn subscriber_count(&self) -> usize;
+}
+
+/// One delivered line: JSON text, and whether it is the session's last (the session ended).
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub json: Arc<str>,
+    pub last: bool,
+}
+
+/// What a subscriber gets next.
+#[derive(Debug, Clone)]
+pub enum Next {
+    Line(Line),
+    /// `missed` lines were lost because this subscriber fell behind.
+    Lagged(u64),
+    /// The stream is gone (session ended or deleted) and everything buffered was read.
+    Closed,
+}
+
+/// One subscriber's receiving end. Dropping it runs the bus's release hook (the hub drops a
+/// session's channel with its last subscriber).
+pub struct Subscription {
+    rx: Option<broadcast::Receiver<Line>>,
+    session_id: String,
+    release: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Subscription {
+    /// A subscription reading `rx`; `release` runs once the receiver is dropped.
+    pub fn new(
+        session_id: &str,
+        rx: broadcast::Receiver<Line>,
+        release: impl FnOnce() + Send + Sync + 'static,
+    ) -> Subscription {
+        Subscription {
+            rx: Some(rx),
+            session_id: session_id.to_string(),
+            release: Some(Box::new(release)),
+        }
+    }
+
+    /// The next line; cancel-safe.
+    pub async fn next(&mut self) -> Next {
+        let Some(rx) = self.rx.as_mut() else {
+            return Next::Closed;
+        };
+        match rx.recv().await {
+            Ok(line) => Next::Line(line),
+            Err(broadcast::error::RecvError::Lagged(n)) => Next::Lagged(n),
+            Err(broadcast::error::RecvError::Closed) => Next::Closed,
+        }
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::{Millis, State};
+    use serde_json::Value;
+
+    fn parsed(e: LiveEvent<'_>) -> Value {
+        serde_json::from_str(&e.to_json_line()).unwrap()
+    }
+
+    #[test]
+    fn events_encode_as_the_documented_lines() {
+        let change = StateChange {
+            at: Millis(0),
+            from: State::InProgress,
+            to: State::Paused,
+            cause: "pause button".into(),
+        };
+        assert_eq!(
+            parsed(LiveEvent::State(&change)),
+            json!({"type": "state", "from": "in_progress", "to": "paused",
+                   "cause": "pause button", "at": "1970-01-01T00:00:00Z"})
+        );
+        let t = LiveEvent::Transcript {
+            role: Role::Ai,
+            text: "Hi",
+            is_final: false,
+            start_ms: 1,
+            end_ms: 2,
+        };
+        assert_eq!(
+            parsed(t),
+            json!({"type": "transcript", "role": "ai", "text": "Hi", "final": false,
+                   "start_ms": 1, "end_ms": 2})
+        );
+        assert_eq!(
+            parsed(LiveEvent::Speaking(Speaking::None)),
+            json!({"type": "speaking", "who": "none"})
+        );
+        assert_eq!(
+            parsed(LiveEvent::TurnStart {
+                role: Role::Participant,
+                at_ms: 5
+            }),
+            json!({"type": "turn_start", "role": "participant", "at_ms": 5})
+        );
+        assert_eq!(
+            parsed(LiveEvent::TurnEnd {
+                role: Role::Ai,
+                start_ms: 5,
+                end_ms: 9
+            }),
+            json!({"type": "turn_end", "role": "ai", "start_ms": 5, "end_ms": 9})
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! Request parts that could not be read, turned into the API's errors (never a framework
+//! error page).
+
+use crate::error::ApiError;
+use axum::extract::Path;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+
+/// A request body that could not be read (over the size limit, or the client went away).
+pub(super) fn body_rejection(rej: BytesRejection) -> ApiError {
+    ApiError::new(rej.status(), "invalid_body", rej.body_text())
+}
+
+/// Path parameters that cannot even be decoded (e.g. not UTF-8) name nothing that exists:
+/// they read as "not found" with the resource's own code, never as a framework error.
+pub(super) fn path_or_not_found<T>(
+    path: Result<Path<T>, PathRejection>,
+    code: &'static str,
+) -> Result<T, ApiError> {
+    path.map(|Path(v)| v)
+        .map_err(|_| ApiError::not_found(code, "no such resource"))
+}

@@ -1,0 +1,31 @@
+//! The state every route shares: the session service and the settings routes need to answer
+//! (admin token, public URL, ICE servers, defaults).
+
+use crate::service::SessionService;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// An ICE server handed to browsers (F11). Empty list unless the operator configures one.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct IceServerView {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Shared state of every route.
+pub struct App {
+    pub service: Arc<SessionService>,
+    pub admin_token: String,
+    /// Base URL for links we hand out, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    pub ice_servers: Vec<IceServerView>,
+    /// Store the participant's IP address (off unless enabled in config).
+    pub record_ip: bool,
+    pub default_campaign_id: String,
+    pub default_script_id: String,
+}
+
+pub type AppState = Arc<App>;

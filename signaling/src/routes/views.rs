@@ -1,0 +1,95 @@
+//! How sessions look on the wire: the JSON views of a session that the participant,
+//! admin and live routes answer with. Every shape here is documented in README.md ("HTTP
+//! API", "Live events") and checked by the API tests; keys and value formats are stable.
+
+use crate::service::admin::SessionDetail;
+use crate::store::SessionRow;
+use crate::timestamps::rfc3339;
+use crate::turns::Turn;
+use serde_json::{Value, json};
+
+/// The session as participants and lists see it.
+pub fn public_view(s: &SessionRow) -> Value {
+    let lc = s.lifecycle().ok();
+    json!({
+        "id": s.id,
+        "state": s.state,
+        "campaign_id": s.campaign_id,
+        "script_id": s.script_id,
+        "created_at": rfc3339(s.created_at),
+        "started_at": s.started_at.map(rfc3339),
+        "ended_at": s.ended_at.map(rfc3339),
+        "end_reason": s.end_reason,
+        "drop_off": s.drop_off,
+        "consented": lc.as_ref().map(|l| l.consented()),
+        "pause_count": lc.as_ref().map(|l| l.pause_count()),
+        "pauses_remaining": lc.as_ref().map(|l| l.pauses_remaining()),
+        "resume_prompt": lc.as_ref().and_then(|l| l.current_pause()).is_some_and(|p| p.resume_prompt_at.is_some()),
+    })
+}
+
+/// Everything about one session (admin): the public view plus client, metadata, durations,
+/// pauses, recordings and transitions.
+pub fn detail_view(d: &SessionDetail) -> Value {
+    let s = &d.session;
+    let id = &s.id;
+    let recordings: Vec<Value> = d
+        .recordings
+        .iter()
+        .map(|r| {
+            json!({
+                "track": r.track,
+                "format": r.format,
+                "duration_ms": r.duration_ms,
+                "bytes": r.bytes,
+                "url": format!("/v1/sessions/{}/recordings/{}.{}", id, r.track, r.format),
+            })
+        })
+        .collect();
+    let transitions: Vec<Value> = d
+        .transitions
+        .iter()
+        .map(|t| json!({"at": rfc3339(t.at), "from": t.from_state, "to": t.to_state, "cause": t.cause}))
+        .collect();
+    let metadata: Value = serde_json::from_str(&s.metadata).unwrap_or(Value::Null);
+    let lc = &d.lifecycle;
+    let mut view = public_view(s);
+    if let Value::Object(m) = &mut view {
+        m.insert("invite_token".into(), json!(s.invite_token));
+        m.insert("user_agent".into(), json!(s.user_agent));
+        m.insert(
+            "client".into(),
+            json!(s.user_agent.as_deref().map(crate::user_agent::describe)),
+        );
+        m.insert("ip".into(), json!(s.ip));
+        m.insert("metadata".into(), metadata);
+        m.insert(
+            "active_duration_ms".into(),
+            json!(lc.active_duration_ms(d.as_of)),
+        );
+        m.insert(
+            "total_duration_ms".into(),
+            json!(lc.total_duration_ms(d.as_of)),
+        );
+        m.insert("pauses".into(), json!(lc.pauses));
+        m.insert("recordings".into(), Value::Array(recordings));
+        m.insert("transitions".into(), Value::Array(transitions));
+    }
+    view
+}
+
+/// A monitor's first line (and its re-sync after a lag):
+/// `{"type":"snapshot","session","turns"}`.
+pub fn snapshot_line(s: &SessionRow, turns: &[Turn]) -> String {
+    json!({
+        "type": "snapshot",
+        "session": public_view(s),
+        "turns": turns,
+    })
+    .to_string()
+}
+
+/// The turn log (admin): `{"session_id","turns"}`.
+pub fn transcript_view(session_id: &str, turns: &[Turn]) -> Value {
+    json!({"session_id": session_id, "turns": turns})
+}

@@ -1,0 +1,99 @@
+//! What an admin does with sessions: list them, read one in full, end it, restart it, delete
+//! it with everything it left (rows, recordings, live stream), and read the counters behind
+//! `/metrics`.
+
+use super::SessionService;
+use crate::error::ApiError;
+use crate::lifecycle::{Event, Lifecycle, Millis};
+use crate::store::{RecordingRow, SessionFilter, SessionRow, TransitionRow};
+
+/// Everything about one session, as of a moment (durations run until then).
+#[derive(Debug, Clone)]
+pub struct SessionDetail {
+    pub session: SessionRow,
+    pub lifecycle: Lifecycle,
+    pub recordings: Vec<RecordingRow>,
+    pub transitions: Vec<TransitionRow>,
+    pub as_of: Millis,
+}
+
+/// An admin restart: the old session (now `restarted`) and the new one for the same invite.
+#[derive(Debug, Clone)]
+pub struct Restarted {
+    pub restarted: SessionRow,
+    pub session: SessionRow,
+}
+
+impl SessionService {
+    pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>, ApiError> {
+        Ok(self.store.list_sessions(filter).await?)
+    }
+
+    /// Everything about one session.
+    pub async fn session_detail(&self, id: &str) -> Result<SessionDetail, ApiError> {
+        let session = self.session(id).await?;
+        let lifecycle = session.lifecycle()?;
+        Ok(SessionDetail {
+            recordings: self.store.recordings(id).await?,
+            transitions: self.store.transitions(id).await?,
+            as_of: self.now(),
+            session,
+            lifecycle,
+        })
+    }
+
+    /// Ends the session now (`admin_ended`), keeping what was recorded.
+    pub async fn admin_end(&self, id: &str) -> Result<SessionRow, ApiError> {
+        Self::require_id(id)?;
+        self.apply(id, Event::AdminEnd).await
+    }
+
+    /// Marks the session `restarted`; its effect issues a new one for the same invite.
+    pub async fn admin_restart(&self, id: &str) -> Result<Restarted, ApiError> {
+        Self::require_id(id)?;
+        let old = self.apply(id, Event::AdminRestart).await?;
+        let new = self
+            .store
+            .latest_session_for_invite(&old.invite_token)
+            .await?
+            .filter(|s| s.id != old.id)
+            .ok_or_else(|| ApiError::internal("restarting", "no new session was issued"))?;
+        Ok(Restarted {
+            restarted: old,
+            session: new,
+        })
+    }
+
+    /// Deletes every row and file of the session, irrevocably.
+    pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        Self::require_id(id)?;
+        let _guard = self.lock(id).await;
+        self.session(id).await?;
+        self.peers.remove(id);
+        self.media.discard(id).await;
+        self.store.delete_session(id).await?;
+        self.turn_logs.remove(id);
+        self.bus.close_stream(id);
+        self.blobs
+            .delete_session(id)
+            .await
+            .map_err(|e| ApiError::internal("deleting recordings", e))?;
+        tracing::info!(session = id, "session deleted");
+        Ok(())
+    }
+
+    /// Number of sessions in each state.
+    pub async fn sessions_by_state(&self) -> Result<Vec<(String, i64)>, ApiError> {
+        Ok(self.store.count_sessions_by_state().await?)
+    }
+
+    /// Monitors connected to live streams.
+    pub fn live_monitor_count(&self) -> usize {
+        self.bus.subscriber_count()
+    }
+
+    /// The media plane's counters (Prometheus text).
+    pub fn media_metrics(&self) -> String {
+        self.media.metrics_text()
+    }
+}

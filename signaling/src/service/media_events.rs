@@ -1,0 +1,136 @@
+//! The media plane's events, routed: connection changes, progress, agent failures and the
+//! interview's end become lifecycle events; turns and transcript lines go to the turn log and
+//! the live stream; finished files become recording rows.
+
+use super::SessionService;
+use crate::event_bus::LiveEvent;
+use crate::lifecycle::Event;
+use crate::media_port::MediaEvent;
+use crate::turns::{self, Role, TurnInput};
+
+fn parse_role(session_id: &str, role: &str) -> Option<Role> {
+    let parsed = Role::parse(role);
+    if parsed.is_none() {
+        tracing::warn!(
+            session = session_id,
+            role,
+            "turn event with an unknown role ignored"
+        );
+    }
+    parsed
+}
+
+impl SessionService {
+    /// Handles one event from the media plane (the background task calls it in order).
+    pub async fn handle_media_event(&self, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Connected { session_id } => {
+                self.apply_signal(&session_id, Event::MediaStarted).await;
+            }
+            MediaEvent::Disconnected { session_id } => {
+                self.apply_signal(&session_id, Event::MediaLost).await;
+            }
+            MediaEvent::Restored { session_id } => {
+                self.apply_signal(&session_id, Event::MediaRestored).await;
+            }
+            MediaEvent::Progress {
+                session_id,
+                prompt_id,
+                ..
+            } => {
+                self.apply_signal(&session_id, Event::Progress { point: prompt_id })
+                    .await;
+            }
+            MediaEvent::TurnStarted {
+                session_id,
+                role,
+                at_ms,
+            } => {
+                let Some(role) = parse_role(&session_id, &role) else {
+                    return;
+                };
+                let event = LiveEvent::TurnStart { role, at_ms };
+                self.turn_event(&session_id, TurnInput::Started { role, at_ms }, event)
+                    .await;
+            }
+            MediaEvent::TurnEnded {
+                session_id,
+                role,
+                start_ms,
+                end_ms,
+            } => {
+                let Some(role) = parse_role(&session_id, &role) else {
+                    return;
+                };
+                let event = LiveEvent::TurnEnd {
+                    role,
+                    start_ms,
+                    end_ms,
+                };
+                let input = TurnInput::Ended {
+                    role,
+                    start_ms,
+                    end_ms,
+                };
+                self.turn_event(&session_id, input, event).await;
+                let event = match role {
+                    Role::Participant => Event::TurnCaptured,
+                    Role::Ai => Event::Activity,
+                };
+                self.apply_signal(&session_id, event).await;
+            }
+            MediaEvent::Transcript {
+                session_id,
+                role,
+                text,
+                is_final,
+                start_ms,
+                end_ms,
+            } => {
+                let Some(role) = parse_role(&session_id, &role) else {
+                    return;
+                };
+                let text = turns::clip(&text, turns::MAX_LINE_BYTES);
+                let event = LiveEvent::Transcript {
+                    role,
+                    text,
+                    is_final,
+                    start_ms,
+                    end_ms,
+                };
+                if is_final {
+                    let input = TurnInput::Transcript {
+                        role,
+                        text,
+                        is_final,
+                        start_ms,
+                        end_ms,
+                    };
+                    self.turn_event(&session_id, input, event).await;
+                } else {
+                    // Partial lines are only streamed, never stored.
+                    self.stream_only(&session_id, event);
+                }
+            }
+            MediaEvent::AgentFailed { session_id, detail } => {
+                tracing::warn!(session = %session_id, %detail, "agent failure");
+                let detail = format!("agent: {detail}");
+                self.apply_signal(&session_id, Event::TechnicalFailure { detail })
+                    .await;
+            }
+            MediaEvent::InterviewFinished { session_id } => {
+                self.apply_signal(&session_id, Event::InterviewFinished)
+                    .await;
+            }
+            MediaEvent::RecordingReady { session_id, file } => {
+                self.store_recording(&session_id, file).await;
+            }
+            MediaEvent::RecordingsFinished { session_id } => {
+                tracing::info!(session = %session_id, "recordings finalized");
+            }
+            MediaEvent::Failed { session_id, detail } => {
+                tracing::warn!(session = %session_id, %detail, "media failure");
+            }
+        }
+    }
+}

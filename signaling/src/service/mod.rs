@@ -1,0 +1,210 @@
+//! The session service: every use case of a session, behind ports ([`SessionStore`],
+//! [`MediaPlane`], [`BlobStore`], [`EventBus`], [`Clock`]). This module owns the service
+//! type, its construction and the lookups every use case shares; each use case extends the
+//! type from its own module:
+//!
+//! - `steps`: [`SessionService::apply`] = load -> [`crate::lifecycle::step`] -> persist
+//!   (compare-and-swap on the row's version) -> effects; session creation.
+//! - `invites`: invites, opening one, consent, the participant's pause and resume.
+//! - `peers`: the participant's WHIP peer (offer, trickle, hang-up) and the peer registry.
+//! - `admin`: lists and details, end, restart, delete, the counters behind `/metrics`.
+//! - `scripts`: storing and reading scripts.
+//! - `turn_events`: the turn log and the live stream.
+//! - `recordings`: recording rows, on-request derivation, downloads.
+//! - `timers`: the ticker's round and the recovery after a restart.
+//! - `media_events`: the media plane's events routed to the above.
+//! - `background`: the two long-running tasks.
+//! - `media_specs`: what the media plane is told about a session; `key_lock`: the
+//!   in-process per-key locks.
+
+pub mod admin;
+mod background;
+pub mod invites;
+mod key_lock;
+mod media_events;
+mod media_specs;
+pub mod peers;
+mod recordings;
+pub mod scripts;
+mod steps;
+mod timers;
+pub mod turn_events;
+
+#[cfg(test)]
+mod tests;
+
+use crate::blob_store::{BlobStore, LocalDiskBlobs};
+use crate::clock::{Clock, SystemClock};
+use crate::error::ApiError;
+use crate::event_bus::EventBus;
+use crate::ids;
+use crate::lifecycle::{Lifecycle, LifecycleConfig, Millis};
+use crate::live::Hub;
+use crate::media_port::MediaPlane;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{CampaignRow, InviteRow, SessionRow, SessionStore};
+use crate::turns::{Turn, TurnLog};
+use dashmap::DashMap;
+use key_lock::{KeyLock, KeyLocks};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The service's ports.
+pub struct Ports {
+    pub store: Arc<dyn SessionStore>,
+    pub media: Arc<dyn MediaPlane>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub bus: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The service's settings.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The rules new sessions run under.
+    pub lifecycle: LifecycleConfig,
+    /// Where the media plane writes each session's files (`<dir>/<session id>/`).
+    pub recordings_dir: PathBuf,
+    /// The built-in interviewer's silence after the participant spoke.
+    pub silence_ms: u32,
+}
+
+pub struct SessionService {
+    store: Arc<dyn SessionStore>,
+    media: Arc<dyn MediaPlane>,
+    blobs: Arc<dyn BlobStore>,
+    bus: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
+    config: ServiceConfig,
+    /// One lock per session (and per invite, for creation): see [`SessionService::apply`].
+    locks: KeyLocks,
+    /// The participant's current WHIP resource per session (see `peers`).
+    peers: DashMap<String, String>,
+    /// Turn logs of live sessions being assembled (see `turn_events`).
+    turn_logs: DashMap<String, TurnLog>,
+}
+
+fn session_not_found() -> ApiError {
+    ApiError::not_found("session_not_found", "no session with this id")
+}
+
+/// Sessions in these states accept no more events.
+fn is_terminal(state: &str) -> bool {
+    matches!(
+        state,
+        "completed" | "abandoned" | "admin_ended" | "restarted"
+    )
+}
+
+impl SessionService {
+    /// The production service: SQLite, the system clock, the in-process live hub, and
+    /// recordings on the local disk where the media plane writes them.
+    pub fn new(
+        store: SqliteStore,
+        media: Arc<dyn MediaPlane>,
+        lifecycle: LifecycleConfig,
+        recordings_dir: PathBuf,
+        silence_ms: u32,
+    ) -> Self {
+        let ports = Ports {
+            store: Arc::new(store),
+            media,
+            blobs: Arc::new(LocalDiskBlobs::new(recordings_dir.clone())),
+            bus: Arc::new(Hub::default()),
+            clock: Arc::new(SystemClock),
+        };
+        let config = ServiceConfig {
+            lifecycle,
+            recordings_dir,
+            silence_ms,
+        };
+        Self::with_ports(ports, config)
+    }
+
+    pub fn with_ports(ports: Ports, config: ServiceConfig) -> Self {
+        Self {
+            store: ports.store,
+            media: ports.media,
+            blobs: ports.blobs,
+            bus: ports.bus,
+            clock: ports.clock,
+            config,
+            locks: KeyLocks::default(),
+            peers: DashMap::new(),
+            turn_logs: DashMap::new(),
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Serializes work on one key (a session, an invite); see [`KeyLock`].
+    async fn lock(&self, key: &str) -> KeyLock<'_> {
+        self.locks.acquire(key).await
+    }
+
+    /// The session a participant action applies to: the invite's newest, consented and not
+    /// ended.
+    async fn participant_session(
+        &self,
+        invite: &InviteRow,
+    ) -> Result<(SessionRow, Lifecycle), ApiError> {
+        let consent_required =
+            || ApiError::conflict("consent_required", "accept the consent first");
+        let session = self
+            .store
+            .latest_session_for_invite(&invite.token)
+            .await?
+            .ok_or_else(consent_required)?;
+        let lc = session.lifecycle()?;
+        if lc.is_ended() {
+            return Err(ApiError::conflict(
+                "session_ended",
+                "this interview has ended",
+            ));
+        }
+        if !lc.consented() {
+            return Err(consent_required());
+        }
+        Ok((session, lc))
+    }
+
+    /// A session id from outside: malformed ones are refused like unknown ones.
+    fn require_id(id: &str) -> Result<(), ApiError> {
+        if ids::is_valid_id("ses", id) {
+            Ok(())
+        } else {
+            Err(session_not_found())
+        }
+    }
+
+    /// The stored session with this id (from outside), or `session_not_found`.
+    pub async fn session(&self, id: &str) -> Result<SessionRow, ApiError> {
+        Self::require_id(id)?;
+        self.store
+            .get_session(id)
+            .await?
+            .ok_or_else(session_not_found)
+    }
+
+    /// The campaign with this id (from outside), or `campaign_not_found`.
+    pub async fn campaign(&self, id: &str) -> Result<CampaignRow, ApiError> {
+        let not_found = || ApiError::not_found("campaign_not_found", "no campaign with this id");
+        if !ids::is_valid_id("cmp", id) {
+            return Err(not_found());
+        }
+        self.store.get_campaign(id).await?.ok_or_else(not_found)
+    }
+
+    /// The session's stored turn log.
+    async fn stored_turns(&self, session_id: &str) -> Result<Vec<Turn>, ApiError> {
+        Ok(self
+            .store
+            .turns(session_id)
+            .await?
+            .into_iter()
+            .filter_map(Turn::from_row)
+            .collect())
+    }
+}

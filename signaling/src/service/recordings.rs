@@ -1,0 +1,109 @@
+//! Recordings (F3): the rows of the files the media plane finished, the mix and MP3s made on
+//! first request (`[recording] derive = "on_request"`), and downloads streamed from the blob
+//! store by session id and file name.
+
+use super::SessionService;
+use crate::blob_store::{Blob, BlobKey};
+use crate::error::ApiError;
+use crate::media_port::RecordingFile;
+use crate::store::RecordingRow;
+
+fn recording_not_found() -> ApiError {
+    ApiError::not_found("recording_not_found", "no such recording")
+}
+
+impl SessionService {
+    /// Stores the row of a file the media plane finished.
+    pub(super) async fn store_recording(&self, session_id: &str, file: RecordingFile) {
+        let row = self.recording_row(session_id, file);
+        if let Err(e) = self.store.upsert_recording(&row).await {
+            tracing::error!(session = %session_id, error = %e, "storing recording row failed");
+        }
+    }
+
+    /// The stored row of a file the media plane finished.
+    fn recording_row(&self, session_id: &str, file: RecordingFile) -> RecordingRow {
+        RecordingRow {
+            session_id: session_id.to_owned(),
+            track: file.track,
+            format: file.format,
+            path: file.path.to_string_lossy().into_owned(),
+            duration_ms: i64::try_from(file.duration_ms).unwrap_or(i64::MAX),
+            bytes: i64::try_from(file.bytes).unwrap_or(i64::MAX),
+            created_at: self.now().0,
+        }
+    }
+
+    /// One recording of a session (`track` participant, ai or mix; `format` wav or mp3),
+    /// opened for streaming. A derived file not made yet is made first.
+    pub async fn recording(&self, id: &str, track: &str, format: &str) -> Result<Blob, ApiError> {
+        let stored = self
+            .store
+            .recordings(id)
+            .await?
+            .into_iter()
+            .find(|r| r.track == track && r.format == format);
+        // The mix and the MP3s may be made on first request (`[recording] derive`).
+        let derived = track == "mix" || format == "mp3";
+        let rec = match stored {
+            Some(rec) => rec,
+            None if derived => self
+                .derive_recording(id, track, format)
+                .await?
+                .ok_or_else(recording_not_found)?,
+            None => return Err(recording_not_found()),
+        };
+        let key = BlobKey::new(id, &format!("{}.{}", rec.track, rec.format))
+            .ok_or_else(recording_not_found)?;
+        match self.blobs.open(&key).await {
+            Ok(Some(blob)) => Ok(blob),
+            // A row without its file: something removed it behind the service's back.
+            Ok(None) => Err(ApiError::internal(
+                "opening recording",
+                format!("{} of {id} is listed but missing", key.name()),
+            )),
+            Err(e) => Err(ApiError::internal("opening recording", e)),
+        }
+    }
+
+    /// Makes a finished session's derived recording (`mix.wav`, a track's `.mp3`) that is not
+    /// there yet, stores its row and returns it. `None`: nothing to make it from (the session
+    /// has not ended, or its two tracks are not finalized).
+    async fn derive_recording(
+        &self,
+        session_id: &str,
+        track: &str,
+        format: &str,
+    ) -> Result<Option<RecordingRow>, ApiError> {
+        let find = |rows: Vec<RecordingRow>, t: &str, f: &str| {
+            rows.into_iter().find(|r| r.track == t && r.format == f)
+        };
+        let Some(session) = self.store.get_session(session_id).await? else {
+            return Ok(None);
+        };
+        if session.ended_at.is_none() {
+            return Ok(None);
+        }
+        let rows = self.store.recordings(session_id).await?;
+        let has_wav = |t: &str| rows.iter().any(|r| r.track == t && r.format == "wav");
+        if !(has_wav("participant") && has_wav("ai")) {
+            return Ok(None);
+        }
+        let Some(spec) = self.recording_spec(&session).await else {
+            return Ok(None);
+        };
+        // One derivation per session at a time; a request that waited finds the file made.
+        let _guard = self.lock(&format!("derive:{session_id}")).await;
+        if let Some(row) = find(self.store.recordings(session_id).await?, track, format) {
+            return Ok(Some(row));
+        }
+        let file = self
+            .media
+            .derive_recording(spec, track, format)
+            .await
+            .map_err(|e| ApiError::internal("making a recording on request", e))?;
+        let row = self.recording_row(session_id, file);
+        self.store.upsert_recording(&row).await?;
+        Ok(Some(row))
+    }
+}

@@ -1,0 +1,36 @@
+//! Lifecycle timers: one round of the ticker (a `Tick` to every session whose stored
+//! `next_deadline` has passed, found by an indexed query, not a scan of live sessions), and
+//! the recovery after a restart of the process.
+
+use super::SessionService;
+use crate::lifecycle::Event;
+
+impl SessionService {
+    /// Delivers `Tick` to every session whose next timer is due by the clock's now.
+    pub async fn fire_due_timers(&self) {
+        let now = self.now();
+        let due = match self.store.due_sessions(now.0).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "listing sessions with due timers failed");
+                return;
+            }
+        };
+        for id in due {
+            self.apply_signal(&id, Event::Tick).await;
+        }
+    }
+
+    /// After a restart of the process no session has media: each one that was in progress
+    /// is told its media was lost, so the disconnect rules (pause, or end) apply to it.
+    pub async fn recover_after_restart(&self) {
+        match self.store.session_ids_in_state("in_progress").await {
+            Ok(ids) => {
+                for id in ids {
+                    self.apply_signal(&id, Event::MediaLost).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing sessions to recover failed"),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The session store port: everything the session service persists (campaigns, scripts,
+//! invites, sessions with their transitions, recording rows, turn logs), as the
+//! [`SessionStore`] trait and the row types it speaks. [`sqlite::SqliteStore`] is the one
+//! implementation today.
+//!
+//! Lifecycle steps are written with optimistic versioning: every session row carries a
+//! `version`, and [`SessionStore::update_session`] writes only if the row still has the
+//! version the step was computed from, else it returns [`StoreError::VersionConflict`] and the
+//! caller steps again from the fresh row. That is what lets a second implementation (say
+//! PostgreSQL, shared by several signaling processes) stay correct without in-process locks.
+//! Each row also carries its `next_deadline` (from [`crate::lifecycle::next_deadline`]) in an
+//! indexed column, so the ticker asks for the sessions that are due instead of scanning.
+
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored JSON in {what} is invalid: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    /// The session row changed (or went) since it was read: its version is no longer
+    /// `expected`. Nothing was written.
+    #[error("session {session_id} changed since version {expected} was read")]
+    VersionConflict { session_id: String, expected: i64 },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct CampaignRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ScriptRow {
+    pub id: String,
+    pub campaign_id: String,
+    pub name: String,
+    pub definition: String,
+    pub recording_enabled: bool,
+    pub noise_suppression: bool,
+    pub quality: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct InviteRow {
+    pub token: String,
+    pub campaign_id: String,
+    pub script_id: String,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub invite_token: String,
+    pub campaign_id: String,
+    pub script_id: String,
+    pub state: String,
+    pub lifecycle: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+    pub drop_off: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub metadata: String,
+    /// Bumped by every lifecycle step; see [`SessionStore::update_session`].
+    pub version: i64,
+    /// When the ticker must deliver the next `Tick` (unix ms); `None` if no timer runs.
+    pub next_deadline: Option<i64>,
+}
+
+impl SessionRow {
+    /// The stored lifecycle record.
+    pub fn lifecycle(&self) -> Result<crate::lifecycle::Lifecycle> {
+        parse_json("sessions.lifecycle", &self.lifecycle)
+    }
+}
+
+#[derive(Debug, Clone, FromRow, Serialize, Deserialize, PartialEq)]
+pub struct RecordingRow {
+    pub session_id: String,
+    pub track: String,
+    pub format: String,
+    /// Where the media plane wrote the file (informational: downloads go through the blob
+    /// store by session id and file name).
+    pub path: String,
+    pub duration_ms: i64,
+    pub bytes: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct TransitionRow {
+    pub at: i64,
+    pub from_state: String,
+    pub to_state: String,
+    pub cause: String,
+}
+
+/// One stored turn of the turn log (see [`crate::turns::Turn`]).
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct TurnRow {
+    pub seq: i64,
+    pub role: String,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    pub text: String,
+    pub words: i64,
+    pub response_ms: Option<i64>,
+    pub sentiment: Option<f64>,
+}
+
+/// What changes on a session row when its lifecycle moves.
+#[derive(Debug, Clone)]
+pub struct SessionUpdate<'a> {
+    pub state: &'a str,
+    pub lifecycle: &'a str,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<&'a str>,
+    pub drop_off: Option<&'a str>,
+    pub next_deadline: Option<i64>,
+    /// State changes to record (a late timer may cross several at once).
+    pub transitions: &'a [TransitionRow],
+}
+
+/// Filters for listing sessions.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SessionFilter {
+    pub campaign: Option<String>,
+    pub state: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Everything the session service reads and writes. Methods return `Ok(None)` / empty for
+/// what does not exist; errors are storage failures (and version conflicts).
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Inserts a campaign unless one with its id exists.
+    async fn insert_campaign(&self, c: &CampaignRow) -> Result<()>;
+    async fn get_campaign(&self, id: &str) -> Result<Option<CampaignRow>>;
+
+    /// Inserts a script, or replaces the definition of one with the same id (used for the
+    /// built-in default script, whose prompt paths follow the data directory).
+    async fn upsert_script(&self, s: &ScriptRow) -> Result<()>;
+    /// Inserts a new script (fails if the id exists).
+    async fn insert_script(&self, s: &ScriptRow) -> Result<()>;
+    async fn get_script(&self, id: &str) -> Result<Option<ScriptRow>>;
+
+    async fn insert_invite(&self, i: &InviteRow) -> Result<()>;
+    async fn get_invite(&self, token: &str) -> Result<Option<InviteRow>>;
+
+    /// The newest session of an invite, whatever its state.
+    async fn latest_session_for_invite(&self, token: &str) -> Result<Option<SessionRow>>;
+    /// Inserts a new session row (its `version` and `next_deadline` as given).
+    async fn insert_session(&self, s: &SessionRow) -> Result<()>;
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRow>>;
+    /// Sessions matching the filter, newest first (limit 1-1000, default 100).
+    async fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>>;
+    /// Ids of the sessions in `state` (crash recovery).
+    async fn session_ids_in_state(&self, state: &str) -> Result<Vec<String>>;
+    /// Ids of the sessions whose `next_deadline` is at or before `now`, earliest first (the
+    /// ticker; an indexed query).
+    async fn due_sessions(&self, now: i64) -> Result<Vec<String>>;
+    /// Records the participant's browser and (when enabled) IP address. Not a lifecycle
+    /// step: the version stays.
+    async fn set_session_client(
+        &self,
+        id: &str,
+        user_agent: Option<&str>,
+        ip: Option<&str>,
+    ) -> Result<()>;
+    /// Writes a lifecycle step atomically (the session row and its transitions) if the row
+    /// is still at `expected_version`; returns the new version. Otherwise writes nothing and
+    /// returns [`StoreError::VersionConflict`] (also when the row is gone).
+    async fn update_session(
+        &self,
+        id: &str,
+        update: &SessionUpdate<'_>,
+        expected_version: i64,
+    ) -> Result<i64>;
+    async fn transitions(&self, session_id: &str) -> Result<Vec<TransitionRow>>;
+    /// Removes the session and everything that references it (transitions, recording rows,
+    /// turns). `false` if there was no such session.
+    async fn delete_session(&self, id: &str) -> Result<bool>;
+    /// Number of sessions in each state.
+    async fn count_sessions_by_state(&self) -> Result<Vec<(String, i64)>>;
+
+    /// Inserts a recording row or replaces the one of the same session, track and format.
+    async fn upsert_recording(&self, r: &RecordingRow) -> Result<()>;
+    /// The session's recording rows, by track and format.
+    async fn recordings(&self, session_id: &str) -> Result<Vec<RecordingRow>>;
+
+    /// Writes turns of a session (new ones, or changed ones with the same `seq`) atomically.
+    async fn upsert_turns(&self, session_id: &str, turns: &[TurnRow]) -> Result<()>;
+    /// The session's turn log in order.
+    async fn turns(&self, session_id: &str) -> Result<Vec<TurnRow>>;
+}
+
+/// Parses a JSON column, naming it in the error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|source| StoreError::Json { what, source })
+}

@@ -1,0 +1,351 @@
+//! The embedded SQLite database (via sqlx): the [`SessionStore`] of a single Earshot
+//! process. Owns every SQL statement in Earshot; migrations in `signaling/migrations/` run on
+//! open, so an existing database upgrades in place.
+
+use super::{
+    CampaignRow, InviteRow, RecordingRow, Result, ScriptRow, SessionFilter, SessionRow,
+    SessionStore, SessionUpdate, StoreError, TransitionRow, TurnRow,
+};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::str::FromStr;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let url = format!("sqlite://{}", path.display());
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn write_script(&self, s: &ScriptRow, on_conflict: &str) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO scripts (id, campaign_id, name, definition, recording_enabled, \
+             noise_suppression, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?){on_conflict}"
+        );
+        sqlx::query(&sql)
+            .bind(&s.id)
+            .bind(&s.campaign_id)
+            .bind(&s.name)
+            .bind(&s.definition)
+            .bind(s.recording_enabled)
+            .bind(s.noise_suppression)
+            .bind(&s.quality)
+            .bind(s.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for SqliteStore {
+    async fn insert_campaign(&self, c: &CampaignRow) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO campaigns (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(&c.id)
+            .bind(&c.name)
+            .bind(c.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_campaign(&self, id: &str) -> Result<Option<CampaignRow>> {
+        Ok(sqlx::query_as("SELECT * FROM campaigns WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn upsert_script(&self, s: &ScriptRow) -> Result<()> {
+        self.write_script(
+            s,
+            " ON CONFLICT(id) DO UPDATE SET definition = excluded.definition",
+        )
+        .await
+    }
+
+    async fn insert_script(&self, s: &ScriptRow) -> Result<()> {
+        self.write_script(s, "").await
+    }
+
+    async fn get_script(&self, id: &str) -> Result<Option<ScriptRow>> {
+        Ok(sqlx::query_as("SELECT * FROM scripts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn insert_invite(&self, i: &InviteRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO invites (token, campaign_id, script_id, metadata, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&i.token)
+        .bind(&i.campaign_id)
+        .bind(&i.script_id)
+        .bind(&i.metadata)
+        .bind(i.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_invite(&self, token: &str) -> Result<Option<InviteRow>> {
+        Ok(sqlx::query_as("SELECT * FROM invites WHERE token = ?")
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn latest_session_for_invite(&self, token: &str) -> Result<Option<SessionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM sessions WHERE invite_token = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+        )
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn insert_session(&self, s: &SessionRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, invite_token, campaign_id, script_id, state, lifecycle, \
+             created_at, started_at, ended_at, end_reason, drop_off, user_agent, ip, metadata, \
+             version, next_deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.invite_token)
+        .bind(&s.campaign_id)
+        .bind(&s.script_id)
+        .bind(&s.state)
+        .bind(&s.lifecycle)
+        .bind(s.created_at)
+        .bind(s.started_at)
+        .bind(s.ended_at)
+        .bind(&s.end_reason)
+        .bind(&s.drop_off)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(&s.metadata)
+        .bind(s.version)
+        .bind(s.next_deadline)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRow>> {
+        Ok(sqlx::query_as("SELECT * FROM sessions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>> {
+        let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+        Ok(sqlx::query_as(
+            "SELECT * FROM sessions WHERE (?1 IS NULL OR campaign_id = ?1) \
+             AND (?2 IS NULL OR state = ?2) ORDER BY created_at DESC, rowid DESC LIMIT ?3",
+        )
+        .bind(&f.campaign)
+        .bind(&f.state)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn session_ids_in_state(&self, state: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM sessions WHERE state = ?")
+                .bind(state)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn due_sessions(&self, now: i64) -> Result<Vec<String>> {
+        // Served by the partial index `sessions_next_deadline` (migration 0003).
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE next_deadline IS NOT NULL AND next_deadline <= ? \
+             ORDER BY next_deadline",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn set_session_client(
+        &self,
+        id: &str,
+        user_agent: Option<&str>,
+        ip: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE sessions SET user_agent = ?, ip = ? WHERE id = ?")
+            .bind(user_agent)
+            .bind(ip)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_session(
+        &self,
+        id: &str,
+        u: &SessionUpdate<'_>,
+        expected_version: i64,
+    ) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET state = ?, lifecycle = ?, started_at = ?, ended_at = ?, \
+             end_reason = ?, drop_off = ?, next_deadline = ?, version = version + 1 \
+             WHERE id = ? AND version = ?",
+        )
+        .bind(u.state)
+        .bind(u.lifecycle)
+        .bind(u.started_at)
+        .bind(u.ended_at)
+        .bind(u.end_reason)
+        .bind(u.drop_off)
+        .bind(u.next_deadline)
+        .bind(id)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            // Dropping the transaction rolls it back (nothing was written anyway).
+            return Err(StoreError::VersionConflict {
+                session_id: id.to_string(),
+                expected: expected_version,
+            });
+        }
+        for t in u.transitions {
+            sqlx::query(
+                "INSERT INTO session_transitions (session_id, at, from_state, to_state, cause) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(t.at)
+            .bind(&t.from_state)
+            .bind(&t.to_state)
+            .bind(&t.cause)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(expected_version + 1)
+    }
+
+    async fn transitions(&self, session_id: &str) -> Result<Vec<TransitionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT at, from_state, to_state, cause FROM session_transitions \
+             WHERE session_id = ? ORDER BY id",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn count_sessions_by_state(&self) -> Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT state, COUNT(*) FROM sessions GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn upsert_recording(&self, r: &RecordingRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO recordings (session_id, track, format, path, duration_ms, bytes, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, track, format) DO UPDATE SET \
+             path = excluded.path, duration_ms = excluded.duration_ms, bytes = excluded.bytes",
+        )
+        .bind(&r.session_id)
+        .bind(&r.track)
+        .bind(&r.format)
+        .bind(&r.path)
+        .bind(r.duration_ms)
+        .bind(r.bytes)
+        .bind(r.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn recordings(&self, session_id: &str) -> Result<Vec<RecordingRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM recordings WHERE session_id = ? ORDER BY track, format")
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn upsert_turns(&self, session_id: &str, turns: &[TurnRow]) -> Result<()> {
+        if turns.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for t in turns {
+            sqlx::query(
+                "INSERT INTO turns (session_id, seq, role, start_ms, end_ms, text, words, \
+                 response_ms, sentiment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT(session_id, seq) DO UPDATE SET role = excluded.role, \
+                 start_ms = excluded.start_ms, end_ms = excluded.end_ms, text = excluded.text, \
+                 words = excluded.words, response_ms = excluded.response_ms, \
+                 sentiment = excluded.sentiment",
+            )
+            .bind(session_id)
+            .bind(t.seq)
+            .bind(&t.role)
+            .bind(t.start_ms)
+            .bind(t.end_ms)
+            .bind(&t.text)
+            .bind(t.words)
+            .bind(t.response_ms)
+            .bind(t.sentiment)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn turns(&self, session_id: &str) -> Result<Vec<TurnRow>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, role, start_ms, end_ms, text, words, response_ms, sentiment \
+             FROM turns WHERE session_id = ? ORDER BY seq",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
