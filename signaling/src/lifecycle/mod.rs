@@ -9,9 +9,14 @@
 //! |---|---|
 //! | created, not consented | consent accepted / declined, progress, admin end/restart, technical, tick; media started is `consent_required` |
 //! | created, consented | media started, participant ended, progress, admin end/restart, technical, tick |
-//! | in_progress | media started/lost/restored, pause (or `pause_limit_reached`), tab closed, progress, turn, activity, finished, participant ended, admin, technical, tick |
+//! | in_progress | media started/lost/restored, pause (or `pause_limit_reached`), tab closed, server restarted, progress, turn, activity, finished, participant ended, admin, technical, tick |
 //! | paused | resume, media started, media restored (only after a media-loss pause), progress, turn, finished, participant ended, admin, technical, tick |
 //! | completed, abandoned, admin_ended, restarted | nothing: `session_ended` |
+//!
+//! Server restarted (crash recovery: the session's media died with the old process) pauses an
+//! in-progress session at once with cause `server_restart`. That pause is the server's, not
+//! the participant's: it is not counted against `pause_limit`, so it never ends the session
+//! (`pause_limit`) and never takes a pause the participant still has.
 //!
 //! Participant ended (WHIP DELETE of the participant's current peer resource) ends the session
 //! at once as `abandoned` with reason `participant_ended`, keeping the drop-off point.
@@ -272,6 +277,12 @@ impl Machine {
                 }
                 self.pause(now, now, PauseCause::Button, "pause button".into());
             }
+            (S::InProgress, E::ServerRestarted) => {
+                // Not `disconnect`: with no pause left that would end the session, charging
+                // the server's crash to the participant.
+                let cause = "server restarted".to_string();
+                self.pause(now, now, PauseCause::ServerRestart, cause);
+            }
             (S::InProgress, E::TabClosed) => {
                 let cause = "tab closed or navigated away".to_string();
                 self.disconnect(now, now, PauseCause::TabClosed, cause);
@@ -358,7 +369,12 @@ impl Machine {
         self.effects.push(Effect::PauseMedia);
         let n = self.l.pause_count();
         let limit = self.l.config.pause_limit;
-        self.change(State::Paused, at, format!("{text} (pause {n} of {limit})"));
+        let count = if cause.counts_against_limit() {
+            format!("pause {n} of {limit}")
+        } else {
+            "not counted against the pause limit".to_string()
+        };
+        self.change(State::Paused, at, format!("{text} ({count})"));
     }
 
     /// Tab closed or media lost: a pause if one is left, else the end (`pause_limit`).

@@ -761,6 +761,8 @@ fn every_event_in_every_state() {
     let mut lost_with_none_left = exhausted();
     apply(&mut lost_with_none_left, E::MediaLost, at(500.0));
     apply(&mut lost_with_none_left, E::Tick, at(510.0));
+    let mut restart_pause = exhausted();
+    apply(&mut restart_pause, E::ServerRestarted, at(400.0));
     let ended = |e: Event| ok(&running(), e, at(50.0)).lifecycle;
 
     let situations: Vec<(&str, Lifecycle)> = vec![
@@ -771,6 +773,7 @@ fn every_event_in_every_state() {
         ("exhausted", exhausted()),
         ("paused_button", paused()),
         ("paused_media", media_lost_pause),
+        ("paused_restart", restart_pause),
         ("completed", ended(E::InterviewFinished)),
         (
             "abandoned",
@@ -820,6 +823,8 @@ fn every_event_in_every_state() {
                     E::PauseRequested => Ok(S::Paused),
                     E::TabClosed if none_left => Ok(S::Abandoned),
                     E::TabClosed => Ok(S::Paused),
+                    // Not the participant's pause: even with none left it pauses.
+                    E::ServerRestarted => Ok(S::Paused),
                     E::InterviewFinished => Ok(S::Completed),
                     E::ParticipantEnded => Ok(S::Abandoned),
                     E::AdminEnd => Ok(S::AdminEnded),
@@ -828,7 +833,7 @@ fn every_event_in_every_state() {
                     _ => Err(INVALID),
                 }
             }
-            "paused_button" | "paused_media" => match event {
+            "paused_button" | "paused_media" | "paused_restart" => match event {
                 E::ResumeRequested | E::MediaStarted => Ok(S::InProgress),
                 E::MediaRestored if situation == "paused_media" => Ok(S::InProgress),
                 E::Progress { .. } | E::TurnCaptured | E::Tick => Ok(S::Paused),
@@ -901,3 +906,5 @@ fn a_clock_that_steps_back_never_makes_negative_durations() {
     assert_eq!(t.lifecycle.active_duration_ms(at(-20.0)), 0);
     assert_eq!(t.lifecycle.total_duration_ms(at(-20.0)), Some(0));
 }
+
+mod server_restart;

@@ -25,7 +25,8 @@ impl Millis {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LifecycleConfig {
-    /// Pauses allowed per session (button, tab close and media loss all count).
+    /// Pauses allowed per session (button, tab close and media loss all count; a pause
+    /// caused by a restart of the server does not).
     pub pause_limit: u32,
     /// A paused session emits one resume prompt this long after the pause began.
     pub resume_prompt_secs: u64,
@@ -201,6 +202,10 @@ pub enum PauseCause {
     TabClosed,
     /// Media stopped for longer than the disconnect grace.
     MediaLost,
+    /// The server process restarted while the session was in progress: its media died with
+    /// the process. The server's fault, not the participant's: it does not count against
+    /// `pause_limit` and never ends the session.
+    ServerRestart,
 }
 
 impl PauseCause {
@@ -209,7 +214,13 @@ impl PauseCause {
             PauseCause::Button => "button",
             PauseCause::TabClosed => "tab_closed",
             PauseCause::MediaLost => "media_lost",
+            PauseCause::ServerRestart => "server_restart",
         }
+    }
+
+    /// Whether a pause of this cause uses one of the participant's `pause_limit` pauses.
+    pub fn counts_against_limit(self) -> bool {
+        self != PauseCause::ServerRestart
     }
 }
 
@@ -255,7 +266,7 @@ pub struct Lifecycle {
     /// Last progress point reported by the caller (opaque, e.g. the current question id);
     /// the drop-off point once the session ended; `"consent"` if consent was declined.
     pub drop_off: Option<String>,
-    /// Every pause in order; its length is the pause count.
+    /// Every pause in order (see [`Lifecycle::pause_count`] for the ones that count).
     pub pauses: Vec<Pause>,
     /// Grace timer: when media was lost while in progress, `None` when not armed.
     pub media_lost_at: Option<Millis>,
@@ -301,8 +312,15 @@ impl Lifecycle {
         self.state.is_terminal()
     }
 
+    /// The participant's pauses: those that count against `pause_limit` (a server restart's
+    /// pause is listed in `pauses` but not counted).
     pub fn pause_count(&self) -> u32 {
-        u32::try_from(self.pauses.len()).unwrap_or(u32::MAX)
+        let counted = self
+            .pauses
+            .iter()
+            .filter(|p| p.cause.counts_against_limit())
+            .count();
+        u32::try_from(counted).unwrap_or(u32::MAX)
     }
 
     pub fn pauses_remaining(&self) -> u32 {
@@ -358,6 +376,9 @@ pub enum Event {
     MediaRestored,
     /// The Pause button.
     PauseRequested,
+    /// The server process restarted: a session that was in progress has lost its media with
+    /// the old process (crash recovery). Pauses it without using a participant's pause.
+    ServerRestarted,
     /// The page signalled the tab was closed or navigated away.
     TabClosed,
     /// The Resume button.
@@ -394,6 +415,7 @@ impl Event {
             Event::MediaLost,
             Event::MediaRestored,
             Event::PauseRequested,
+            Event::ServerRestarted,
             Event::TabClosed,
             Event::ResumeRequested,
             Event::Progress { point: "q1".into() },
@@ -418,6 +440,7 @@ impl Event {
             Event::MediaLost => "media_lost",
             Event::MediaRestored => "media_restored",
             Event::PauseRequested => "pause_requested",
+            Event::ServerRestarted => "server_restarted",
             Event::TabClosed => "tab_closed",
             Event::ResumeRequested => "resume_requested",
             Event::Progress { .. } => "progress",

@@ -22,12 +22,13 @@ impl SessionService {
     }
 
     /// After a restart of the process no session has media: each one that was in progress
-    /// is told its media was lost, so the disconnect rules (pause, or end) apply to it.
+    /// is paused as `server_restart`, a pause that is not the participant's (it neither uses
+    /// one of their pauses nor ends a session that has none left; see `lifecycle`).
     pub async fn recover_after_restart(&self) {
         match self.store.session_ids_in_state("in_progress").await {
             Ok(ids) => {
                 for id in ids {
-                    self.apply_signal(&id, Event::MediaLost).await;
+                    self.apply_signal(&id, Event::ServerRestarted).await;
                 }
             }
             Err(e) => tracing::error!(error = %e, "listing sessions to recover failed"),

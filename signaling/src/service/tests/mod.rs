@@ -471,34 +471,6 @@ async fn participant_ended_by_whip_delete_of_the_current_peer_only() {
 }
 
 #[tokio::test]
-async fn a_restarted_process_treats_sessions_in_progress_as_media_lost() {
-    let h = Harness::new().await;
-    let p = h.participant_in_progress().await;
-    h.clock.advance(secs(30));
-    // The process dies; a new one starts over the same database.
-    let restarted = service_over(
-        Arc::new(h.store.clone()),
-        h.clock.clone(),
-        h.media.clone(),
-        h.dir.path(),
-    );
-    restarted.recover_after_restart().await;
-    assert_eq!(
-        h.state(&p.session_id).await,
-        State::InProgress,
-        "grace first"
-    );
-    h.clock.advance(secs(10));
-    restarted.fire_due_timers().await;
-    let lc = h.lifecycle(&p.session_id).await;
-    assert_eq!(lc.state, State::Paused);
-    assert_eq!(
-        lc.current_pause().map(|p| p.cause),
-        Some(PauseCause::MediaLost)
-    );
-}
-
-#[tokio::test]
 async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
     let h = Harness::new().await;
     let p = h.participant_in_progress().await;
@@ -528,3 +500,4 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
 }
 
 mod races;
+mod restart;
