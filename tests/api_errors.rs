@@ -694,6 +694,9 @@ async fn consent_with_invalid_json_is_refused_and_changes_nothing() {
         r#"{"accept":null}"#,
         r#"{"acept":true}"#,
         r#"{"accept":true"#,
+        // Unknown fields are refused as on every other route (issue 10, 9.6).
+        r#"{"accept":true,"extra":1}"#,
+        r#"{"accept":false,"acept":true}"#,
     ];
     for body in bodies {
         let r = send(
@@ -706,14 +709,14 @@ async fn consent_with_invalid_json_is_refused_and_changes_nothing() {
         .await;
         assert_client_error(&r, "invalid_json");
     }
-    // A JSON body without the JSON Content-Type.
+    // A JSON body without the JSON Content-Type: 415 with README's code (issue 10, 9.6).
     for ct in [None, Some("text/plain")] {
         let mut req = server.http.post(&url).body(r#"{"accept":true}"#);
         if let Some(ct) = ct {
             req = req.header(CONTENT_TYPE, ct);
         }
         let r = send(req).await;
-        assert_client_error(&r, "invalid_json");
+        assert_error(&r, 415, "unsupported_media_type");
     }
 
     assert_eq!(session_snapshot(&server, &id).await, before);
@@ -903,7 +906,19 @@ async fn create_invite_refuses_bad_json_unknown_fields_and_unknown_campaigns() {
 async fn list_sessions_with_a_bad_query_is_400_invalid_query() {
     let server = Server::start(&[]).await;
     let (_token, id) = opened_invite(&server).await;
-    for q in ["limit=abc", "limit=1.5", "limit=99999999999999999999999"] {
+    for q in [
+        "limit=abc",
+        "limit=1.5",
+        "limit=99999999999999999999999",
+        // Out of range, unknown states and parameters (issue 10, 9.6): no silent clamping.
+        "limit=-1",
+        "limit=0",
+        "limit=1001",
+        "state=bogus",
+        "state=",
+        "state=Paused",
+        "stat=paused",
+    ] {
         let r = send(server.admin(server.http.get(server.url(&format!("/v1/sessions?{q}"))))).await;
         assert_error(&r, 400, "invalid_query");
     }

@@ -23,6 +23,15 @@ async fn browser_interview_runs_to_completion_and_is_recorded() {
     let mut browser = Browser::launch(&url, Some(&speech)).await;
 
     let session_id = join_interview(&mut browser, &server).await;
+    // The page runs under its Content-Security-Policy (a nonce for its one inline script and
+    // style): the script got this far, and the style applies.
+    assert_eq!(
+        browser
+            .eval("getComputedStyle(document.body).display")
+            .await,
+        serde_json::json!("flex"),
+        "the page's inline style applies under its CSP"
+    );
 
     // The browser must hear the interviewer: received audio energy grows.
     assert!(

@@ -14,12 +14,30 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// Longest error message in characters. Messages quote what was wrong (an SDP line, a JSON
+/// parser's complaint, a field), so without a bound a 1 MB bad body came back as a 1 MB error.
+pub const MAX_MESSAGE_CHARS: usize = 200;
+
+/// `message` cut to [`MAX_MESSAGE_CHARS`], with an ellipsis when something was cut.
+fn bounded(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message,
+        Some((cut, _)) => {
+            let mut short = message;
+            short.truncate(cut);
+            short.push('…');
+            short
+        }
+    }
+}
+
 impl ApiError {
+    /// Every error is made here, so every message is bounded here (see [`MAX_MESSAGE_CHARS`]).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
-            message: message.into(),
+            message: bounded(message.into()),
         }
     }
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
@@ -68,7 +86,32 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Turns axum's JSON extractor rejections into our error shape.
+/// Turns axum's JSON extractor rejections into our error shape: a body that is not declared
+/// JSON is `415 unsupported_media_type` (as on every other route), anything else
+/// `invalid_json`.
 pub fn json_rejection(rej: axum::extract::rejection::JsonRejection) -> ApiError {
-    ApiError::new(rej.status(), "invalid_json", rej.body_text())
+    use axum::extract::rejection::JsonRejection;
+    let code = match rej {
+        JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+        _ => "invalid_json",
+    };
+    ApiError::new(rej.status(), code, rej.body_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_bounded_with_an_ellipsis() {
+        let short = ApiError::bad_request("x", "short");
+        assert_eq!(short.message, "short");
+        let exact = "é".repeat(MAX_MESSAGE_CHARS);
+        assert_eq!(ApiError::bad_request("x", exact.clone()).message, exact);
+        let huge = format!("bad line: {}", "ä".repeat(1 << 20));
+        let e = ApiError::bad_request("invalid_sdp", huge);
+        assert_eq!(e.message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(e.message.starts_with("bad line: ää"));
+        assert!(e.message.ends_with('…'));
+    }
 }

@@ -8,6 +8,7 @@ use super::state::AppState;
 use super::views::{detail_view, public_view, transcript_view};
 use crate::error::ApiError;
 use crate::ids;
+use crate::lifecycle::State as LifecycleState;
 use crate::store::SessionFilter;
 use axum::Router;
 use axum::body::Body;
@@ -69,13 +70,54 @@ async fn create_invite(
     ))
 }
 
+/// `GET /v1/sessions` query. Checked here rather than clamped or ignored by the store: a
+/// state that does not exist, a limit out of range or an unknown parameter is a mistake the
+/// caller should hear about, not an empty or silently different list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    campaign: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Most sessions one list returns.
+const MAX_LIST_LIMIT: i64 = 1000;
+
+impl ListQuery {
+    fn into_filter(self) -> Result<SessionFilter, ApiError> {
+        let invalid = |m: String| ApiError::bad_request("invalid_query", m);
+        if let Some(state) = &self.state
+            && !LifecycleState::ALL.iter().any(|s| s.as_str() == state)
+        {
+            let known: Vec<&str> = LifecycleState::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(invalid(format!(
+                "state must be one of {}, got {state:?}",
+                known.join(", ")
+            )));
+        }
+        if let Some(limit) = self.limit
+            && !(1..=MAX_LIST_LIMIT).contains(&limit)
+        {
+            return Err(invalid(format!(
+                "limit must be 1..={MAX_LIST_LIMIT}, got {limit}"
+            )));
+        }
+        Ok(SessionFilter {
+            campaign: self.campaign,
+            state: self.state,
+            limit: self.limit,
+        })
+    }
+}
+
 async fn list_sessions(
     _: Admin,
     State(app): State<AppState>,
-    filter: Result<Query<SessionFilter>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(filter) =
-        filter.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let filter = query.into_filter()?;
     let rows = app.service.list_sessions(&filter).await?;
     let sessions: Vec<_> = rows.iter().map(public_view).collect();
     Ok(axum::Json(serde_json::json!({"sessions": sessions})))

@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod extract;
+mod headers;
 mod live;
 mod metrics;
 mod participant;
@@ -27,6 +28,7 @@ pub fn router(app: AppState) -> Router {
         .merge(metrics::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(headers::common))
         .with_state(app)
 }
 

@@ -2,6 +2,7 @@
 //! the invite's public view, consent, and the WHIP peer resource (RFC 9725) with trickle ICE.
 
 use super::extract::{body_rejection, path_or_not_found};
+use super::headers::participant_page;
 use super::state::AppState;
 use super::views::public_view;
 use crate::error::{ApiError, json_rejection};
@@ -10,13 +11,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-
-const PARTICIPANT_PAGE: &str = include_str!("../../assets/participant.html");
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,12 +41,12 @@ async fn page(
     headers: HeaderMap,
 ) -> Response {
     let Ok(token) = path_or_not_found(token, "invite_not_found") else {
-        return (StatusCode::NOT_FOUND, Html(PARTICIPANT_PAGE)).into_response();
+        return participant_page(StatusCode::NOT_FOUND);
     };
     let invite = match app.service.invite(&token).await {
         Ok(invite) => invite,
         Err(e) if e.status == StatusCode::NOT_FOUND => {
-            return (StatusCode::NOT_FOUND, Html(PARTICIPANT_PAGE)).into_response();
+            return participant_page(StatusCode::NOT_FOUND);
         }
         Err(e) => return e.into_response(),
     };
@@ -69,7 +68,7 @@ async fn page(
     {
         return e.into_response();
     }
-    Html(PARTICIPANT_PAGE).into_response()
+    participant_page(StatusCode::OK)
 }
 
 async fn invite_view(
@@ -89,7 +88,10 @@ async fn invite_view(
     })))
 }
 
+/// Unknown fields are refused, as on every other JSON body (a typo such as `"acept"` must not
+/// pass silently).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConsentBody {
     accept: bool,
 }

@@ -1,0 +1,107 @@
+//! Response headers that protect what the API and the participant page hand out.
+//!
+//! Every response: `X-Content-Type-Options: nosniff` (a JSON error quoting input is never
+//! sniffed into HTML), `Cache-Control: no-store` unless the route set one (invite tokens,
+//! sessions and recordings are private) and `Referrer-Policy: no-referrer`.
+//!
+//! The participant page (`GET /i/{token}`, whose URL holds the invite token) also gets a
+//! Content-Security-Policy that allows only its own inline script and style, by a fresh nonce
+//! per response, and calls to its own origin; and it may not be framed.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+const PARTICIPANT_PAGE: &str = include_str!("../../assets/participant.html");
+
+/// Adds the headers every response carries (see the module doc).
+pub(super) async fn common(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// The Content-Security-Policy of the participant page. Its one inline `<script>` and one
+/// `<style>` carry `nonce`; it calls only its own origin (fetch), plays the server's audio from
+/// a MediaStream (`srcObject`), and loads nothing else.
+fn page_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         connect-src 'self'; media-src 'self' blob: mediastream:; img-src 'self' data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// A fresh nonce: 128 random bits, hex (a valid CSP nonce; unguessable per response).
+fn new_nonce() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The participant page with `status` (200, or 404 for an unknown invite: the same page shows
+/// the error), its inline script and style tagged with a fresh nonce named by its CSP.
+pub(super) fn participant_page(status: StatusCode) -> Response {
+    let nonce = new_nonce();
+    let html = PARTICIPANT_PAGE
+        .replacen("<script>", &format!("<script nonce=\"{nonce}\">"), 1)
+        .replacen("<style>", &format!("<style nonce=\"{nonce}\">"), 1);
+    let mut headers = HeaderMap::new();
+    if let Ok(csp) = HeaderValue::from_str(&page_policy(&nonce)) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    (status, headers, Html(html)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CSP allows exactly one inline script and one inline style: anything else inline
+    /// (another tag, an event handler attribute, a style attribute) would be blocked in the
+    /// browser, so it is caught here.
+    #[test]
+    fn the_page_has_only_what_its_policy_allows() {
+        let page = PARTICIPANT_PAGE.to_ascii_lowercase();
+        assert_eq!(page.matches("<script").count(), 1);
+        assert_eq!(page.matches("<script>").count(), 1);
+        assert_eq!(page.matches("<style").count(), 1);
+        assert_eq!(page.matches("<style>").count(), 1);
+        assert!(!page.contains(" style="), "inline style attribute");
+        assert!(!page.contains("javascript:"));
+        for handler in [
+            " onclick=",
+            " onload=",
+            " onchange=",
+            " oninput=",
+            " onerror=",
+        ] {
+            assert!(!page.contains(handler), "inline handler {handler}");
+        }
+    }
+
+    #[test]
+    fn each_page_gets_its_own_nonce_in_the_policy_and_the_tags() {
+        let a = participant_page(StatusCode::OK);
+        let b = participant_page(StatusCode::OK);
+        let csp = |r: &Response| {
+            r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_ne!(csp(&a), csp(&b));
+        assert!(csp(&a).contains("frame-ancestors 'none'"));
+        assert!(!csp(&a).contains("unsafe-inline"));
+        assert_eq!(a.headers()[header::X_FRAME_OPTIONS], "DENY");
+    }
+}

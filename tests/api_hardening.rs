@@ -1,0 +1,161 @@
+//! End to end: defects an outside probe found (issue 10, item 9), against the real `earshot`
+//! process: protective response headers, bounded error messages, prompt audio confined to
+//! the prompts directory, and secrets kept private.
+
+mod support;
+
+use reqwest::header::CONTENT_TYPE;
+use serde_json::{Value, json};
+use support::Server;
+
+/// A consented invite: (token, session id).
+async fn consented(server: &Server) -> (String, String) {
+    let (token, _) = server.invite().await;
+    let r = server
+        .http
+        .post(server.url(&format!("/v1/invites/{token}/consent")))
+        .json(&json!({"accept": true}))
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    (token, v["session_id"].as_str().expect("id").to_string())
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("{} has no {name} header", r.url()))
+}
+
+/// The `nonce` attribute of the first `<tag ` in `html`.
+fn nonce_of(html: &str, tag: &str) -> String {
+    let at = html
+        .find(&format!("<{tag} nonce=\""))
+        .expect("tag with a nonce")
+        + tag.len()
+        + 9;
+    html[at..].split('"').next().expect("nonce").to_string()
+}
+
+#[tokio::test]
+async fn the_page_and_the_api_send_protective_headers() {
+    let server = Server::start(&[]).await;
+    let (token, _) = server.invite().await;
+    let mut nonces = Vec::new();
+    for path in [
+        format!("/i/{token}"),
+        format!("/i/{token}?ref=x"),
+        "/i/nope".into(),
+    ] {
+        let r = server
+            .http
+            .get(server.url(&path))
+            .send()
+            .await
+            .expect("page");
+        let status = r.status().as_u16();
+        let csp = header(&r, "content-security-policy").to_string();
+        assert_eq!(header(&r, "x-frame-options"), "DENY");
+        assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+        assert_eq!(header(&r, "referrer-policy"), "no-referrer");
+        assert_eq!(header(&r, "cache-control"), "no-store");
+        for directive in [
+            "default-src 'none'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp:?} lacks {directive}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        let html = r.text().await.expect("html");
+        let nonce = nonce_of(&html, "script");
+        assert_eq!(nonce_of(&html, "style"), nonce);
+        assert!(
+            csp.contains(&format!("script-src 'nonce-{nonce}'")),
+            "{csp}"
+        );
+        assert!(csp.contains(&format!("style-src 'nonce-{nonce}'")), "{csp}");
+        assert!(!nonces.contains(&nonce), "a fresh nonce per response");
+        nonces.push(nonce);
+        assert_eq!(status, if path.contains("nope") { 404 } else { 200 });
+    }
+    // The JSON API: a success, an error, and the health check.
+    let (token2, _) = server.invite().await;
+    for (path, status) in [
+        (format!("/v1/invites/{token2}"), 200),
+        ("/v1/invites/nope".to_string(), 404),
+        ("/healthz".to_string(), 200),
+    ] {
+        let r = server
+            .http
+            .get(server.url(&path))
+            .send()
+            .await
+            .expect("api");
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert_eq!(header(&r, "x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header(&r, "cache-control"), "no-store", "{path}");
+    }
+}
+
+/// A 1 MB bad input used to come back whole in the error message.
+#[tokio::test]
+async fn huge_bad_inputs_get_short_error_messages() {
+    let server = Server::start(&[]).await;
+    let (token, _) = consented(&server).await;
+    let mb = 1 << 20;
+    let bad_sdp = format!("v=0\r\n{}\r\n", "x".repeat(mb));
+    let bad_frag = format!("a=candidate:{}\r\n", "y".repeat(mb));
+    let bad_key = format!(r#"{{"{}":1}}"#, "z".repeat(mb));
+    let requests = [
+        (
+            "whip offer",
+            server
+                .http
+                .post(server.url(&format!("/v1/invites/{token}/whip")))
+                .header(CONTENT_TYPE, "application/sdp")
+                .body(bad_sdp),
+        ),
+        (
+            "trickle",
+            server
+                .http
+                .patch(server.url(&format!("/v1/invites/{token}/whip/peer_x")))
+                .header(CONTENT_TYPE, "application/trickle-ice-sdpfrag")
+                .body(bad_frag),
+        ),
+        (
+            "invite body",
+            server
+                .admin(server.http.post(server.url("/v1/invites")))
+                .header(CONTENT_TYPE, "application/json")
+                .body(bad_key.clone()),
+        ),
+        (
+            "script body",
+            server
+                .admin(server.http.post(server.url("/v1/scripts")))
+                .header(CONTENT_TYPE, "application/json")
+                .body(bad_key),
+        ),
+    ];
+    for (what, req) in requests {
+        let r = req.send().await.expect(what);
+        let status = r.status().as_u16();
+        let body = r.bytes().await.expect("body");
+        assert!((400..500).contains(&status), "{what}: {status}");
+        assert!(body.len() < 1024, "{what}: {} byte error", body.len());
+        let v: Value = serde_json::from_slice(&body).expect("json error");
+        let message = v["error"]["message"].as_str().expect("message");
+        assert!(
+            message.chars().count() <= 201,
+            "{what}: {} chars",
+            message.chars().count()
+        );
+        eprintln!("{what}: {status} {} bytes: {v}", body.len());
+    }
+}
