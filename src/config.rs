@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Store participants' IP addresses (for fraud detection); off by default.
     pub record_ip: bool,
+    /// Where scripts' prompt audio files are (named relative to it); defaults to
+    /// `<data_dir>/prompts`. The built-in prompts are always there too, as `default/<id>.wav`.
+    pub prompts_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             public_url: None,
             record_ip: false,
+            prompts_dir: None,
         }
     }
 }
@@ -319,6 +323,14 @@ impl Config {
                 ip
             }
         })
+    }
+
+    /// The operator's prompts directory.
+    pub fn prompts_dir(&self) -> PathBuf {
+        self.server
+            .prompts_dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("prompts"))
     }
 
     pub fn public_url(&self) -> String {

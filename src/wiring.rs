@@ -15,6 +15,7 @@ use earshot_signaling::media_port::{
     AgentSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, PromptSpec, RecordingFile,
     RecordingSpec,
 };
+use earshot_signaling::prompt_dirs::PromptDirs;
 use earshot_signaling::routes::App;
 use earshot_signaling::service::SessionService;
 use earshot_signaling::store::sqlite::SqliteStore;
@@ -33,6 +34,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("opening the database")?;
     let default_prompts = seed_defaults(&store, &data_dir, &cfg).await?;
+    if !cfg.prompts_dir().is_dir() {
+        tracing::warn!(dir = %cfg.prompts_dir().display(), "no prompts directory: scripts can name only the built-in prompts");
+    }
 
     let (engine, engine_events) = Engine::new(engine_config(&cfg));
     // Decode and Opus-encode the built-in prompts now, not while the first participant waits.
@@ -67,6 +71,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         record_ip: cfg.server.record_ip,
         default_campaign_id: defaults::CAMPAIGN_ID.into(),
         default_script_id: defaults::SCRIPT_ID.into(),
+        // The operator's prompts, then the built-in ones (`default/<id>.wav`).
+        prompt_dirs: PromptDirs::new([cfg.prompts_dir(), data_dir.join("prompts")]),
     });
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await

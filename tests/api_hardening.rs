@@ -7,6 +7,7 @@ mod support;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 use support::Server;
+use support::sdp::OFFER;
 
 /// A consented invite: (token, session id).
 async fn consented(server: &Server) -> (String, String) {
@@ -158,4 +159,91 @@ async fn huge_bad_inputs_get_short_error_messages() {
         );
         eprintln!("{what}: {status} {} bytes: {v}", body.len());
     }
+}
+
+/// A script's prompt `audio` used to accept any readable file on the server (`/etc/shadow`
+/// -> 201), whose path a failing offer then showed the participant in a 503.
+#[tokio::test]
+async fn prompt_audio_comes_only_from_the_prompts_directory() {
+    let server = Server::start(&[]).await;
+    let prompts = server.data_path().join("prompts");
+    std::fs::write(prompts.join("not-audio.wav"), b"this is no WAV file").expect("write");
+    let outside = server.data_path().join("outside.wav");
+    std::fs::copy(prompts.join("default/q1.wav"), &outside).expect("copy");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&outside, prompts.join("link.wav")).expect("symlink");
+    let script = |audio: &str| json!({"name": "s", "prompts": [{"id": "q1", "text": "Hello?", "audio": audio}]});
+    let create = |body: Value| {
+        server
+            .admin(server.http.post(server.url("/v1/scripts")))
+            .json(&body)
+            .send()
+    };
+    let outside_path = outside.to_str().expect("utf-8 path").to_string();
+    for audio in [
+        "/etc/shadow",
+        "/etc/passwd",
+        outside_path.as_str(),
+        "../outside.wav",
+        "default/../../outside.wav",
+        "link.wav",
+        "nope.wav",
+    ] {
+        let r = create(script(audio)).await.expect("create");
+        assert_eq!(r.status(), 400, "{audio}");
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["error"]["code"], "invalid_script", "{audio}: {v}");
+        let message = v["error"]["message"].as_str().expect("message");
+        let data_dir = server.data_path().to_str().expect("utf-8");
+        assert!(
+            !message.contains(data_dir) || audio.contains(data_dir),
+            "{message}"
+        );
+    }
+    // The built-in prompts are there by name.
+    let r = create(script("default/q1.wav")).await.expect("create");
+    assert_eq!(r.status(), 201);
+
+    // A file in the directory that is no audio: the offer fails, and the participant is not
+    // told where the server keeps its files.
+    let r = create(script("not-audio.wav")).await.expect("create");
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.expect("json");
+    let script_id = v["id"].as_str().expect("id");
+    let r = server
+        .admin(server.http.post(server.url("/v1/invites")))
+        .json(&json!({"script_id": script_id}))
+        .send()
+        .await
+        .expect("invite");
+    let token = r.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    server
+        .http
+        .post(server.url(&format!("/v1/invites/{token}/consent")))
+        .json(&json!({"accept": true}))
+        .send()
+        .await
+        .expect("consent");
+    let r = server
+        .http
+        .post(server.url(&format!("/v1/invites/{token}/whip")))
+        .header(CONTENT_TYPE, "application/sdp")
+        .body(OFFER)
+        .send()
+        .await
+        .expect("offer");
+    let status = r.status().as_u16();
+    let body = r.text().await.expect("body");
+    eprintln!("offer with an undecodable prompt: {status} {body}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("media_unavailable"), "{body}");
+    assert!(!body.contains('/'), "no path in {body}");
+    assert!(!body.contains("not-audio"), "no file name in {body}");
+    assert!(
+        server.log().contains("not-audio.wav"),
+        "the detail is logged"
+    );
 }

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod live;
 pub mod media_port;
+pub mod prompt_dirs;
 pub mod routes;
 pub mod script_definition;
 pub mod service;

@@ -375,7 +375,7 @@ async fn agent_scripts_hand_the_media_an_agent_with_its_context() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_script_keeps_the_built_in_interviewer() {
     let srv = TestServer::start().await;
-    let audio = srv.dir.path().join("q1.wav");
+    let audio = "q1.wav";
     let body = json!({"name": "Two questions", "prompts": [
         {"id": "q1", "text": "First?", "audio": audio},
         {"id": "q2", "text": "Second?", "audio": audio}],

@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod browser;
+pub mod sdp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ use super::extract::{body_rejection, path_or_not_found};
 use super::state::AppState;
 use crate::error::ApiError;
 use crate::media_port::PromptSpec;
+use crate::prompt_dirs::PromptDirs;
 use crate::script_definition::{AUDIO_FORMATS, AgentDefinition, ScriptDefinition};
 use crate::service::SessionService;
 use crate::service::scripts::NewScript;
@@ -58,7 +59,7 @@ pub struct CreateScript {
 pub struct PromptBody {
     pub id: String,
     pub text: String,
-    /// Path of a WAV or FLAC file on the server.
+    /// A WAV or FLAC file, named relative to the prompts directory (see [`PromptDirs`]).
     pub audio: String,
 }
 
@@ -113,11 +114,13 @@ pub fn parse_body(body: &[u8]) -> Result<CreateScript, ApiError> {
     })
 }
 
-/// Checks a script and turns it into its stored form (prompt audio paths made absolute).
-/// Everything but the campaign's existence is checked here.
+/// Checks a script and turns it into its stored form (prompt audio names resolved in the
+/// prompts directories to absolute paths). Everything but the campaign's existence is
+/// checked here.
 pub async fn validate(
     req: CreateScript,
     defaults: &RecordingDefaults,
+    prompt_dirs: &PromptDirs,
 ) -> Result<(String, ScriptDefinition, RecordingDefaults), ApiError> {
     let name = req.name.trim();
     if name.is_empty() {
@@ -138,7 +141,7 @@ pub async fn validate(
             ));
         }
         (Some(prompts), None) => ScriptDefinition {
-            prompts: validate_prompts(prompts).await?,
+            prompts: validate_prompts(prompts, prompt_dirs).await?,
             agent: None,
         },
         (None, Some(agent)) => ScriptDefinition {
@@ -202,7 +205,10 @@ fn valid_prompt_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-async fn validate_prompts(prompts: Vec<PromptBody>) -> Result<Vec<PromptSpec>, ApiError> {
+async fn validate_prompts(
+    prompts: Vec<PromptBody>,
+    prompt_dirs: &PromptDirs,
+) -> Result<Vec<PromptSpec>, ApiError> {
     if prompts.is_empty() {
         return Err(invalid("prompts must not be empty"));
     }
@@ -226,22 +232,11 @@ async fn validate_prompts(prompts: Vec<PromptBody>) -> Result<Vec<PromptSpec>, A
                 "prompts[{i}].text must be 1-{MAX_PROMPT_TEXT_CHARS} characters"
             )));
         }
-        if p.audio.trim().is_empty() || p.audio.contains('\0') {
-            return Err(invalid(format!("prompts[{i}].audio must be a file path")));
-        }
-        let audio = tokio::fs::canonicalize(&p.audio).await.map_err(|e| {
-            invalid(format!(
-                "prompts[{i}].audio {:?} cannot be read: {e}",
-                p.audio
-            ))
-        })?;
-        let is_file = tokio::fs::metadata(&audio).await.is_ok_and(|m| m.is_file());
-        if !is_file {
-            return Err(invalid(format!(
-                "prompts[{i}].audio {:?} is not a file",
-                p.audio
-            )));
-        }
+        // The message names the given name only, never where it was looked for.
+        let audio = prompt_dirs
+            .resolve(&p.audio)
+            .await
+            .map_err(|e| invalid(format!("prompts[{i}].audio {:?} {e}", p.audio)))?;
         out.push(PromptSpec {
             id: p.id,
             text: text.to_string(),
@@ -309,7 +304,7 @@ async fn create_script(
     // An unknown campaign is reported before what is wrong with the script.
     app.service.campaign(&campaign_id).await?;
     let defaults = recording_defaults(&app.service, &app.default_script_id).await;
-    let (name, definition, recording) = validate(req, &defaults).await?;
+    let (name, definition, recording) = validate(req, &defaults, &app.prompt_dirs).await?;
     let row = app
         .service
         .create_script(NewScript {
@@ -343,8 +338,15 @@ mod tests {
     use super::*;
 
     async fn check(body: &str) -> Result<(String, ScriptDefinition, RecordingDefaults), ApiError> {
+        check_in(body, &PromptDirs::default()).await
+    }
+
+    async fn check_in(
+        body: &str,
+        dirs: &PromptDirs,
+    ) -> Result<(String, ScriptDefinition, RecordingDefaults), ApiError> {
         let req = parse_body(body.as_bytes())?;
-        validate(req, &RecordingDefaults::default()).await
+        validate(req, &RecordingDefaults::default(), dirs).await
     }
 
     async fn code(body: &str) -> &'static str {
@@ -379,26 +381,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_prompt_script_needs_existing_files() {
-        let dir = std::env::temp_dir().join(format!("earshot-scripts-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let wav = dir.join("q1.wav");
-        std::fs::write(&wav, b"RIFF").unwrap();
-        let body = json!({"name":"s","prompts":[{"id":"q1","text":"Hello?","audio": wav}]});
-        let (_, def, _) = check(&body.to_string()).await.unwrap();
+    async fn a_prompt_script_needs_files_in_the_prompts_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let prompts = dir.path().join("prompts");
+        std::fs::create_dir_all(prompts.join("sub")).unwrap();
+        std::fs::write(prompts.join("q1.wav"), b"RIFF").unwrap();
+        std::fs::write(dir.path().join("outside.wav"), b"RIFF").unwrap();
+        let dirs = PromptDirs::new([prompts.clone()]);
+        let code = |body: Value| {
+            let dirs = dirs.clone();
+            async move {
+                match check_in(&body.to_string(), &dirs).await {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("{}: {}", e.code, e.message),
+                }
+            }
+        };
+        let body = json!({"name":"s","prompts":[{"id":"q1","text":"Hello?","audio": "q1.wav"}]});
+        let (_, def, _) = check_in(&body.to_string(), &dirs).await.unwrap();
         assert_eq!(def.prompts.len(), 1);
-        assert!(def.prompts[0].audio.is_absolute());
-        let missing =
-            json!({"name":"s","prompts":[{"id":"q1","text":"Hi","audio": dir.join("nope.wav")}]});
-        assert_eq!(code(&missing.to_string()).await, "invalid_script");
-        let folder = json!({"name":"s","prompts":[{"id":"q1","text":"Hi","audio": dir}]});
-        assert_eq!(code(&folder.to_string()).await, "invalid_script");
+        assert_eq!(
+            def.prompts[0].audio,
+            std::fs::canonicalize(prompts.join("q1.wav")).unwrap()
+        );
+        let outside = dir.path().join("outside.wav");
+        for audio in [
+            "nope.wav",
+            "sub",
+            "/etc/shadow",
+            "../outside.wav",
+            outside.to_str().unwrap(),
+            "",
+        ] {
+            let body = json!({"name":"s","prompts":[{"id":"q1","text":"Hi","audio": audio}]});
+            let got = code(body).await;
+            assert!(
+                got.starts_with("invalid_script: prompts[0].audio"),
+                "{audio}: {got}"
+            );
+            let root = dir.path().to_str().unwrap();
+            assert!(
+                !got.contains(root) || audio.contains(root),
+                "{got} names a server path"
+            );
+        }
         let twice = json!({"name":"s","prompts":[
-            {"id":"q1","text":"Hi","audio": wav},{"id":"q1","text":"Again","audio": wav}]});
-        assert_eq!(code(&twice.to_string()).await, "invalid_script");
-        let bad_id = json!({"name":"s","prompts":[{"id":"../x","text":"Hi","audio": wav}]});
-        assert_eq!(code(&bad_id.to_string()).await, "invalid_script");
-        let _ = std::fs::remove_dir_all(&dir);
+            {"id":"q1","text":"Hi","audio": "q1.wav"},{"id":"q1","text":"Again","audio": "q1.wav"}]});
+        assert!(code(twice).await.starts_with("invalid_script"));
+        let bad_id = json!({"name":"s","prompts":[{"id":"../x","text":"Hi","audio": "q1.wav"}]});
+        assert!(code(bad_id).await.starts_with("invalid_script"));
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The state every route shares: the session service and the settings routes need to answer
 //! (admin token, public URL, ICE servers, defaults).
 
+use crate::prompt_dirs::PromptDirs;
 use crate::service::SessionService;
 use serde::Serialize;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct App {
     pub record_ip: bool,
     pub default_campaign_id: String,
     pub default_script_id: String,
+    /// Where scripts' prompt audio may come from.
+    pub prompt_dirs: PromptDirs,
 }
 
 pub type AppState = Arc<App>;

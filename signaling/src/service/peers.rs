@@ -26,11 +26,16 @@ fn media_error(e: MediaError) -> ApiError {
         MediaError::UnknownSession => {
             ApiError::not_found("peer_not_found", "no media for this session")
         }
-        MediaError::Internal(m) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "media_unavailable",
-            format!("the media plane failed: {m}"),
-        ),
+        // The detail may name server files (a prompt's path) or internals: it goes to the log,
+        // the participant gets a generic message.
+        MediaError::Internal(m) => {
+            tracing::error!(detail = %m, "the media plane failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "media_unavailable",
+                "the media plane could not serve this session; try again later",
+            )
+        }
     }
 }
 
