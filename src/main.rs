@@ -4,6 +4,7 @@
 mod config;
 mod defaults;
 mod loadgen;
+mod secrets;
 mod wiring;
 
 use anyhow::Context;

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::defaults;
+use crate::secrets;
 use anyhow::Context;
 use earshot_media::codec::OpusSettings;
 use earshot_media::engine::{
@@ -27,9 +28,10 @@ use tokio::sync::mpsc;
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let data_dir = cfg.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let admin_token = admin_token(&data_dir)?;
+    secrets::prepare_data_dir(&data_dir)
+        .with_context(|| format!("preparing data directory {}", data_dir.display()))?;
+    let (admin_token, token_source) =
+        secrets::admin_token(&data_dir, std::env::var(secrets::ADMIN_TOKEN_VAR).ok())?;
     let store = SqliteStore::open(&data_dir.join("earshot.db"))
         .await
         .context("opening the database")?;
@@ -79,9 +81,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let demo = demo_invite(&store).await?;
     tracing::info!(listen = %cfg.server.listen, media_ip = %cfg.media_ip(), "earshot is serving");
-    tracing::info!(
-        "admin API: {public_url}/v1/sessions with header 'Authorization: Bearer {admin_token}'"
-    );
+    // The token is shown once, when it was just made; never when the operator set it.
+    match token_source {
+        secrets::TokenSource::Generated => tracing::info!(
+            "admin API: {public_url}/v1/sessions with header 'Authorization: Bearer {admin_token}' (a new admin token, stored in {})",
+            data_dir.join("admin_token").display()
+        ),
+        secrets::TokenSource::File => tracing::info!(
+            "admin API: {public_url}/v1/sessions (admin token in {})",
+            data_dir.join("admin_token").display()
+        ),
+        secrets::TokenSource::Environment => tracing::info!(
+            "admin API: {public_url}/v1/sessions (admin token from {})",
+            secrets::ADMIN_TOKEN_VAR
+        ),
+    }
     tracing::info!("demo invite (open in a browser): {public_url}/i/{demo}");
     earshot_signaling::routes::serve(listener, app, shutdown_signal())
         .await
@@ -107,29 +121,6 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
-}
-
-/// `EARSHOT_ADMIN_TOKEN`, else the token stored in the data directory, else a new one (stored).
-fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
-    if let Ok(t) = std::env::var("EARSHOT_ADMIN_TOKEN")
-        && !t.trim().is_empty()
-    {
-        return Ok(t.trim().to_string());
-    }
-    let path = data_dir.join("admin_token");
-    if let Ok(t) = std::fs::read_to_string(&path)
-        && !t.trim().is_empty()
-    {
-        return Ok(t.trim().to_string());
-    }
-    let token = format!("adm_{}", ids::new_invite_token());
-    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok(token)
 }
 
 async fn seed_defaults(

@@ -247,3 +247,93 @@ async fn prompt_audio_comes_only_from_the_prompts_directory() {
         "the detail is logged"
     );
 }
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The admin token was logged on every start, a one-character token was accepted, and the
+/// database (invite tokens) and recordings were readable by every local user.
+#[tokio::test]
+async fn secrets_stay_private() {
+    // Set by the operator: never logged.
+    let server = Server::start(&[]).await;
+    let (token, _) = server.invite().await;
+    assert!(
+        !server.log().contains(support::ADMIN_TOKEN),
+        "{}",
+        server.log()
+    );
+    assert!(!server.log().contains("Bearer"), "{}", server.log());
+    #[cfg(unix)]
+    {
+        let data = server.data_path();
+        for (name, want) in [
+            ("earshot.db", 0o600),
+            ("earshot.db-wal", 0o600),
+            ("earshot.db-shm", 0o600),
+            ("recordings", 0o700),
+        ] {
+            assert_eq!(mode(&data.join(name)), want, "{name}");
+        }
+    }
+    assert!(!server.log().contains(&token));
+    drop(server);
+
+    // Generated: shown once, on the start that made it, and stored 0600.
+    let no_env = [(support::ADMIN_TOKEN_VAR, "")];
+    let server = Server::start(&no_env).await;
+    let stored = std::fs::read_to_string(server.data_path().join("admin_token")).expect("stored");
+    assert!(stored.len() >= 32, "{stored}");
+    assert_eq!(
+        server.log().matches(stored.as_str()).count(),
+        1,
+        "{}",
+        server.log()
+    );
+    #[cfg(unix)]
+    assert_eq!(mode(&server.data_path().join("admin_token")), 0o600);
+    let dir = server.kill_keep_data();
+    let server = Server::start_in(dir, &no_env).await;
+    assert_eq!(
+        server.log().matches(stored.as_str()).count(),
+        0,
+        "{}",
+        server.log()
+    );
+    let r = server
+        .http
+        .get(server.url("/v1/sessions"))
+        .bearer_auth(stored.trim())
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), 200, "the stored token still works");
+    drop(server);
+
+    // Too short: the start is refused with a clear message.
+    for short in ["x", "0123456789abcdef0123456789abcde"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_earshot"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env(support::ADMIN_TOKEN_VAR, short)
+            .output()
+            .expect("run earshot");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{short:?} accepted: {stderr}");
+        assert!(stderr.contains("at least 32 characters"), "{stderr}");
+        if short.len() > 8 {
+            assert!(
+                !stderr.contains(short),
+                "the refused token is not echoed: {stderr}"
+            );
+        }
+    }
+}

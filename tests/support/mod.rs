@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghij";
+/// The variable that sets the admin token (an empty value: none, the server makes one).
+pub const ADMIN_TOKEN_VAR: &str = "EARSHOT_ADMIN_TOKEN";
 
 /// A running `earshot serve` on a free loopback port with its own data directory.
 pub struct Server {
