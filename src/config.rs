@@ -8,6 +8,10 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+mod limits;
+
+pub use limits::LimitsConfig;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -41,6 +45,7 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub turn: TurnConfig,
     pub agent: AgentConfig,
+    pub limits: LimitsConfig,
 }
 
 /// External AI agents (scripts that name an agent URL).
@@ -163,7 +168,7 @@ pub struct TurnConfig {
     pub ice_servers: Vec<IceServerView>,
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "media",
     "opus",
@@ -172,6 +177,7 @@ const SECTIONS: [&str; 8] = [
     "lifecycle",
     "turn",
     "agent",
+    "limits",
 ];
 
 /// Variables that are not config keys.
@@ -255,6 +261,7 @@ impl Config {
         self.lifecycle
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.limits.validate()?;
         let o = &self.opus;
         if !(6_000..=510_000).contains(&o.bitrate) {
             return bad(format!(
@@ -372,6 +379,17 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert!(c.turn.ice_servers.is_empty());
         assert_eq!(c.lifecycle.pause_limit, 3);
+        let l = &c.limits;
+        assert_eq!(
+            (
+                l.max_body_bytes,
+                l.header_timeout_secs,
+                l.max_connections,
+                l.max_sessions
+            ),
+            (2 << 20, 10, 1024, 100)
+        );
+        assert_eq!(l.http(7).max_connections, 7);
     }
 
     #[test]
@@ -402,6 +420,9 @@ mod tests {
         let c = Config::load(Some(&path), env(&[])).expect("example config is valid");
         assert_eq!(c.opus.bitrate, 32_000);
         assert!(c.turn.ice_servers.is_empty());
+        // Every limit the example lists is the default.
+        let (example, default) = (&c.limits, LimitsConfig::default());
+        assert_eq!(format!("{example:?}"), format!("{default:?}"));
     }
 
     #[test]
@@ -418,6 +439,23 @@ mod tests {
             ),
             (&[("EARSHOT_RECORDING_DERIVE", "later")], "recording.derive"),
             (&[("EARSHOT_SERVER_LISTEN", "nonsense")], "socket address"),
+            (
+                &[("EARSHOT_LIMITS_MAX_SESSIONS", "0")],
+                "limits.max_sessions",
+            ),
+            (
+                &[("EARSHOT_LIMITS_HEADER_TIMEOUT_SECS", "0")],
+                "limits.header_timeout_secs",
+            ),
+            (
+                &[("EARSHOT_LIMITS_MAX_BODY_BYTES", "10")],
+                "limits.max_body_bytes",
+            ),
+            (
+                &[("EARSHOT_LIMITS_MAX_MONITORS", "5")],
+                "limits.max_monitors",
+            ),
+            (&[("EARSHOT_LIMITS_NOPE", "5")], "nope"),
         ];
         for (vars, needle) in cases {
             let err = Config::load(None, env(vars))

@@ -4,6 +4,7 @@
 mod config;
 mod defaults;
 mod loadgen;
+mod rlimit;
 mod secrets;
 mod wiring;
 

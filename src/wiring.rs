@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::defaults;
+use crate::rlimit;
 use crate::secrets;
 use anyhow::Context;
 use earshot_media::codec::OpusSettings;
@@ -18,6 +19,7 @@ use earshot_signaling::media_port::{
 };
 use earshot_signaling::prompt_dirs::PromptDirs;
 use earshot_signaling::routes::App;
+use earshot_signaling::routes::limits::Limits;
 use earshot_signaling::service::SessionService;
 use earshot_signaling::store::sqlite::SqliteStore;
 use earshot_signaling::store::{CampaignRow, ScriptRow, SessionStore};
@@ -27,6 +29,17 @@ use tokio::sync::mpsc;
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let open_files = match rlimit::raise_open_files() {
+        Ok(f) => {
+            tracing::info!(soft = f.soft, hard = f.hard, raised_from = ?f.raised_from, "open-file limit");
+            Some(f)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the open-file limit could not be read or raised");
+            None
+        }
+    };
+    let max_connections = rlimit::connection_cap(cfg.limits.max_connections, open_files);
     let data_dir = cfg.server.data_dir.clone();
     secrets::prepare_data_dir(&data_dir)
         .with_context(|| format!("preparing data directory {}", data_dir.display()))?;
@@ -54,13 +67,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         derive_at_end: cfg.recording.derive == "at_end",
         agent_retry: std::time::Duration::from_secs(cfg.agent.retry_secs),
     });
-    let sessions = Arc::new(SessionService::new(
-        store.clone(),
-        media,
-        cfg.lifecycle.clone(),
-        data_dir.join("recordings"),
-        cfg.interviewer.silence_ms,
-    ));
+    let sessions = Arc::new(
+        SessionService::new(
+            store.clone(),
+            media,
+            cfg.lifecycle.clone(),
+            data_dir.join("recordings"),
+            cfg.interviewer.silence_ms,
+        )
+        .with_max_sessions(cfg.limits.max_sessions),
+    );
     sessions.recover_after_restart().await;
     sessions.clone().spawn(media_rx);
 
@@ -75,12 +91,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         default_script_id: defaults::SCRIPT_ID.into(),
         // The operator's prompts, then the built-in ones (`default/<id>.wav`).
         prompt_dirs: PromptDirs::new([cfg.prompts_dir(), data_dir.join("prompts")]),
+        limits: Limits::new(cfg.limits.http(max_connections)),
     });
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let demo = demo_invite(&store).await?;
-    tracing::info!(listen = %cfg.server.listen, media_ip = %cfg.media_ip(), "earshot is serving");
+    tracing::info!(listen = %cfg.server.listen, media_ip = %cfg.media_ip(), max_connections, "earshot is serving");
     // The token is shown once, when it was just made; never when the operator set it.
     match token_source {
         secrets::TokenSource::Generated => tracing::info!(

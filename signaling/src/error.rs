@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds after which trying again makes sense (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
 }
 
 /// Longest error message in characters. Messages quote what was wrong (an SDP line, a JSON
@@ -38,7 +40,13 @@ impl ApiError {
             status,
             code,
             message: bounded(message.into()),
+            retry_after: None,
         }
+    }
+    /// The same error telling the client to try again in `secs` seconds.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
@@ -54,6 +62,14 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong admin token (Authorization: Bearer <token>)",
+        )
+    }
+    /// `503 server_busy`: the server holds all the `what` it may (sessions, monitors).
+    pub fn server_busy(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            format!("the server has all the {what} it may have; try again later"),
         )
     }
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
@@ -76,6 +92,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -87,15 +108,41 @@ impl IntoResponse for ApiError {
 }
 
 /// Turns axum's JSON extractor rejections into our error shape: a body that is not declared
-/// JSON is `415 unsupported_media_type` (as on every other route), anything else
-/// `invalid_json`.
+/// JSON is `415 unsupported_media_type` (as on every other route), one that could not be read
+/// as [`body_rejection`] says, anything else `invalid_json`.
 pub fn json_rejection(rej: axum::extract::rejection::JsonRejection) -> ApiError {
     use axum::extract::rejection::JsonRejection;
     let code = match rej {
         JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+        JsonRejection::BytesRejection(b) => return body_rejection(b),
         _ => "invalid_json",
     };
     ApiError::new(rej.status(), code, rej.body_text())
+}
+
+/// A request body that could not be read: over the size limit (`413 body_too_large`), too
+/// slow (`408 body_timeout`: nothing came for the body timeout), or broken off
+/// (`400 invalid_body`).
+pub fn body_rejection(rej: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is larger than the server accepts",
+        );
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rej);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body stopped arriving",
+            );
+        }
+        source = e.source();
+    }
+    ApiError::new(rej.status(), "invalid_body", rej.body_text())
 }
 
 #[cfg(test)]

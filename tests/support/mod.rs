@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod browser;
+pub mod probe;
 pub mod sdp;
 
 use std::net::TcpListener;
@@ -39,6 +40,21 @@ impl Server {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        Self::start_limited(data_dir, env, None).await
+    }
+
+    /// Starts the server with its open-file limit (soft and hard) set to `nofile`, as a
+    /// service manager or `ulimit -n` would.
+    pub async fn start_with_nofile(env: &[(&str, &str)], nofile: u64) -> Server {
+        let data_dir = tempfile::tempdir().expect("data dir");
+        Self::start_limited(data_dir, env, Some(nofile)).await
+    }
+
+    async fn start_limited(
+        data_dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Server {
         let port = free_port();
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
@@ -56,12 +72,38 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        #[cfg(unix)]
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = nofile;
         let child = cmd.spawn().expect("spawn earshot");
         let server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
             data_dir,
-            http: reqwest::Client::new(),
+            // Idle connections are dropped before the server's shortest header timeout in
+            // these tests (2 s) closes them: a request sent on a connection the server is
+            // closing at that instant would fail.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(1))
+                .build()
+                .expect("http client"),
             log_path,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -78,6 +120,11 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The server's process id (for `/proc/<pid>/...`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {

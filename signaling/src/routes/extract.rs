@@ -5,9 +5,9 @@ use crate::error::ApiError;
 use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 
-/// A request body that could not be read (over the size limit, or the client went away).
+/// A request body that could not be read (see [`crate::error::body_rejection`]).
 pub(super) fn body_rejection(rej: BytesRejection) -> ApiError {
-    ApiError::new(rej.status(), "invalid_body", rej.body_text())
+    crate::error::body_rejection(rej)
 }
 
 /// Path parameters that cannot even be decoded (e.g. not UTF-8) name nothing that exists:

@@ -2,7 +2,8 @@
 //! state changes, turns and transcript lines as JSON text messages (see README "Live events").
 //!
 //! Admin only: the token in `Authorization: Bearer`, or in `?token=` (browsers cannot set
-//! headers on a WebSocket). Refusals (401, 404) come before the upgrade. Each socket has its
+//! headers on a WebSocket). Refusals (401, 404, and the monitor limits: `429 monitor_limit`
+//! per session, `503 server_busy` in total) come before the upgrade. Each socket has its
 //! own task, fed by the service's event bus; a monitor that falls behind is told
 //! `{"type":"lagged","missed":n}` and re-synced with a fresh snapshot.
 
@@ -62,10 +63,16 @@ async fn live(
             format!("this route is a WebSocket: {}", rej.body_text()),
         )
     })?;
+    // A place among the session's and the server's monitors, held by the socket's task (and
+    // released with it, or at once if the upgrade never happens).
+    let slot = app.limits.monitors.acquire(&id)?;
     let service = app.service.clone();
     Ok(upgrade
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve_monitor(socket, service, id)))
+        .on_upgrade(move |socket| async move {
+            serve_monitor(socket, service, id).await;
+            drop(slot);
+        }))
 }
 
 /// The snapshot source of one monitor.

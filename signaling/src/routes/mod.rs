@@ -6,10 +6,12 @@ mod admin;
 mod auth;
 mod extract;
 mod headers;
+pub mod limits;
 mod live;
 mod metrics;
 mod participant;
 pub mod scripts;
+mod server;
 mod state;
 pub mod views;
 
@@ -19,6 +21,7 @@ use axum::Router;
 use axum::routing::get;
 
 pub fn router(app: AppState) -> Router {
+    let max_body = app.limits.config.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
         .merge(participant::router())
@@ -29,6 +32,7 @@ pub fn router(app: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(headers::common))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(app)
 }
 
@@ -44,18 +48,15 @@ async fn method_not_allowed() -> crate::error::ApiError {
     )
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, within the app's limits (header
+/// and body timeouts, connection cap: see `server`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = app.limits.config.clone();
+    server::run(listener, router(app), &limits, shutdown).await
 }
 
 /// Liveness: anyone may call it.

@@ -3,6 +3,7 @@
 
 use super::extract::{body_rejection, path_or_not_found};
 use super::headers::participant_page;
+use super::limits::address_key;
 use super::state::AppState;
 use super::views::public_view;
 use crate::error::{ApiError, json_rejection};
@@ -182,14 +183,25 @@ fn body_text(body: &Bytes) -> Result<&str, ApiError> {
 }
 
 /// WHIP: the offer in, `201 Created` with the answer and the peer resource's `Location`.
+///
+/// Offers are rate limited per source address (before anything else, so guessing invite
+/// tokens is limited too) and per invite: each one costs a peer's setup.
 async fn whip_offer(
     State(app): State<AppState>,
     token: Result<Path<String>, PathRejection>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let limits = &app.limits;
+    limits
+        .whip_per_address
+        .check(&address_key(peer.ip()), "WHIP offers from this address")?;
     let token = path_or_not_found(token, "invite_not_found")?;
     let invite = app.service.invite(&token).await?;
+    limits
+        .whip_per_invite
+        .check(&invite.token, "WHIP offers for this invite")?;
     require_content_type(&headers, "application/sdp")?;
     let body = body.map_err(body_rejection)?;
     let offer = body_text(&body)?;

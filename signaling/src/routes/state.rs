@@ -1,6 +1,7 @@
 //! The state every route shares: the session service and the settings routes need to answer
 //! (admin token, public URL, ICE servers, defaults).
 
+use super::limits::Limits;
 use crate::prompt_dirs::PromptDirs;
 use crate::service::SessionService;
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub struct App {
     pub default_script_id: String,
     /// Where scripts' prompt audio may come from.
     pub prompt_dirs: PromptDirs,
+    /// Limits under abuse: rate limits, monitor slots, body size, timeouts, connections.
+    pub limits: Limits,
 }
 
 pub type AppState = Arc<App>;

@@ -82,6 +82,11 @@ pub struct SessionService {
     peers: DashMap<String, String>,
     /// Turn logs of live sessions being assembled (see `turn_events`).
     turn_logs: DashMap<String, TurnLog>,
+    /// Sessions with media (a participant peer, open or held while paused) at most; see
+    /// `peers`.
+    max_sessions: usize,
+    /// Serializes the check and the reservation of a place among `max_sessions`.
+    admission: std::sync::Mutex<()>,
 }
 
 fn session_not_found() -> ApiError {
@@ -132,7 +137,16 @@ impl SessionService {
             locks: KeyLocks::default(),
             peers: DashMap::new(),
             turn_logs: DashMap::new(),
+            max_sessions: usize::MAX,
+            admission: std::sync::Mutex::new(()),
         }
+    }
+
+    /// The same service admitting at most `max` sessions with media at once (a WHIP offer
+    /// for one more is `503 server_busy`).
+    pub fn with_max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max.max(1);
+        self
     }
 
     fn now(&self) -> Millis {

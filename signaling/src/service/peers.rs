@@ -18,6 +18,10 @@ pub struct StartedMedia {
     pub answer_sdp: String,
 }
 
+/// The peer registry's entry for a session whose first offer is being answered: a place
+/// among the sessions with media is held, but no peer resource exists yet.
+const PENDING_PEER: &str = "pending";
+
 fn media_error(e: MediaError) -> ApiError {
     match e {
         MediaError::InvalidSdp(m) => ApiError::bad_request("invalid_sdp", m),
@@ -55,7 +59,8 @@ impl SessionService {
         let interview = self.interview_spec(&script, &session, &lc).await?;
         let recording =
             media_specs::recording_spec_of(&script, &session.id, &self.config.recordings_dir);
-        let answer_sdp = self
+        let reserved = self.reserve_place(&session.id)?;
+        let answer = self
             .media
             .open_participant(OpenParticipant {
                 session_id: session.id.clone(),
@@ -63,8 +68,16 @@ impl SessionService {
                 interview,
                 recording,
             })
-            .await
-            .map_err(media_error)?;
+            .await;
+        let answer_sdp = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                if reserved {
+                    self.peers.remove_if(&session.id, |_, p| p == PENDING_PEER);
+                }
+                return Err(media_error(e));
+            }
+        };
         let peer_id = ids::new_id("peer");
         self.peers.insert(session.id.clone(), peer_id.clone());
         Ok(StartedMedia {
@@ -72,6 +85,29 @@ impl SessionService {
             peer_id,
             answer_sdp,
         })
+    }
+
+    /// A place among the sessions with media for `session_id` (`503 server_busy` when they
+    /// are all taken). A session that has one (its peer is being replaced, or it returns from
+    /// a pause) keeps it; a new one is held by a placeholder until its offer is answered.
+    /// Returns whether a place was reserved now.
+    fn reserve_place(&self, session_id: &str) -> Result<bool, ApiError> {
+        // The check and the insert must not interleave with another offer's, or two offers
+        // could take the last place.
+        let _admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        if self.peers.contains_key(session_id) {
+            return Ok(false);
+        }
+        if self.peers.len() >= self.max_sessions {
+            tracing::warn!(
+                max = self.max_sessions,
+                "session limit reached: offer refused"
+            );
+            return Err(ApiError::server_busy("sessions").with_retry_after(30));
+        }
+        self.peers
+            .insert(session_id.to_string(), PENDING_PEER.to_string());
+        Ok(true)
     }
 
     /// `peer_not_found` unless `peer_id` is the session's current peer resource.

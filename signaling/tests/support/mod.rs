@@ -12,6 +12,7 @@ use earshot_signaling::media_port::{
     MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
 };
 use earshot_signaling::prompt_dirs::PromptDirs;
+use earshot_signaling::routes::limits::Limits;
 use earshot_signaling::routes::{self, App, AppState};
 use earshot_signaling::service::{Ports, ServiceConfig, SessionService};
 use earshot_signaling::store::sqlite::SqliteStore;
@@ -169,6 +170,7 @@ impl TestServer {
             default_campaign_id: "cmp_default".into(),
             default_script_id: "scr_default".into(),
             prompt_dirs: PromptDirs::new([dir.path().to_path_buf()]),
+            limits: Limits::default(),
         });
         tokio::spawn(routes::serve(
             listener,

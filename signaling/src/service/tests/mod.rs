@@ -499,5 +499,6 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
     assert_eq!(h.media.calls_for(&p.session_id), ["open", "pause"]);
 }
 
+mod limits;
 mod races;
 mod restart;
