@@ -25,6 +25,7 @@ impl SessionService {
     pub async fn handle_media_event(&self, ev: MediaEvent) {
         match ev {
             MediaEvent::Connected { session_id } => {
+                self.peer_connected(&session_id);
                 self.apply_signal(&session_id, Event::MediaStarted).await;
             }
             MediaEvent::Disconnected { session_id } => {

@@ -79,7 +79,7 @@ pub struct SessionService {
     /// One lock per session (and per invite, for creation): see [`SessionService::apply`].
     locks: KeyLocks,
     /// The participant's current WHIP resource per session (see `peers`).
-    peers: DashMap<String, String>,
+    peers: DashMap<String, peers::PeerEntry>,
     /// Turn logs of live sessions being assembled (see `turn_events`).
     turn_logs: DashMap<String, TurnLog>,
     /// Sessions with media (a participant peer, open or held while paused) at most; see

@@ -6,7 +6,7 @@
 use super::{SessionService, media_specs};
 use crate::error::ApiError;
 use crate::ids;
-use crate::lifecycle::Event;
+use crate::lifecycle::{Event, Millis};
 use crate::media_port::{MediaError, OpenParticipant};
 use crate::store::InviteRow;
 use axum::http::StatusCode;
@@ -21,6 +21,31 @@ pub struct StartedMedia {
 /// The peer registry's entry for a session whose first offer is being answered: a place
 /// among the sessions with media is held, but no peer resource exists yet.
 const PENDING_PEER: &str = "pending";
+
+/// A peer that has not connected this long after its offer is gone from the media plane,
+/// which closes a peer 35 s after its answer if it never connected (README "WebRTC
+/// connection"); its session's place among the sessions with media is then free.
+const UNCONNECTED_RELEASE_MS: i64 = 40_000;
+
+/// A session's current WHIP peer resource, in the peer registry.
+#[derive(Debug, Clone)]
+pub(super) struct PeerEntry {
+    /// The resource id (`peer_...`), or [`PENDING_PEER`].
+    id: String,
+    offered_at: Millis,
+    /// The media plane reported the session's media connected since this offer.
+    connected: bool,
+}
+
+impl PeerEntry {
+    fn new(id: &str, offered_at: Millis) -> PeerEntry {
+        PeerEntry {
+            id: id.to_string(),
+            offered_at,
+            connected: false,
+        }
+    }
+}
 
 fn media_error(e: MediaError) -> ApiError {
     match e {
@@ -73,13 +98,15 @@ impl SessionService {
             Ok(answer) => answer,
             Err(e) => {
                 if reserved {
-                    self.peers.remove_if(&session.id, |_, p| p == PENDING_PEER);
+                    self.peers
+                        .remove_if(&session.id, |_, p| p.id == PENDING_PEER);
                 }
                 return Err(media_error(e));
             }
         };
         let peer_id = ids::new_id("peer");
-        self.peers.insert(session.id.clone(), peer_id.clone());
+        self.peers
+            .insert(session.id.clone(), PeerEntry::new(&peer_id, self.now()));
         Ok(StartedMedia {
             session_id: session.id,
             peer_id,
@@ -99,21 +126,49 @@ impl SessionService {
             return Ok(false);
         }
         if self.peers.len() >= self.max_sessions {
+            self.release_unconnected();
+        }
+        if self.peers.len() >= self.max_sessions {
             tracing::warn!(
                 max = self.max_sessions,
                 "session limit reached: offer refused"
             );
             return Err(ApiError::server_busy("sessions").with_retry_after(30));
         }
-        self.peers
-            .insert(session_id.to_string(), PENDING_PEER.to_string());
+        self.peers.insert(
+            session_id.to_string(),
+            PeerEntry::new(PENDING_PEER, self.now()),
+        );
         Ok(true)
+    }
+
+    /// Frees the places of peers that never connected and that the media plane has closed
+    /// since (a participant whose browser could not get through must not hold a place until
+    /// the session ends).
+    fn release_unconnected(&self) {
+        let now = self.now();
+        self.peers.retain(|session, p| {
+            let gone = !p.connected
+                && p.id != PENDING_PEER
+                && now.since(p.offered_at) > UNCONNECTED_RELEASE_MS;
+            if gone {
+                tracing::info!(session = %session, "a peer that never connected gives its place back");
+            }
+            !gone
+        });
+    }
+
+    /// The media plane reports the session's media connected: its place is in use.
+    pub(super) fn peer_connected(&self, session_id: &str) {
+        if let Some(mut p) = self.peers.get_mut(session_id) {
+            p.connected = true;
+        }
     }
 
     /// `peer_not_found` unless `peer_id` is the session's current peer resource.
     fn check_peer(&self, session_id: &str, peer_id: &str) -> Result<(), ApiError> {
         match self.peers.get(session_id) {
-            Some(p) if *p == peer_id => Ok(()),
+            Some(p) if p.id == peer_id => Ok(()),
             _ => Err(ApiError::not_found(
                 "peer_not_found",
                 "no such peer resource",

@@ -44,3 +44,42 @@ async fn offers_beyond_the_session_limit_are_refused_until_one_ends() {
     let started = service.start_media(&c, "v=0\r\n").await.expect("c now");
     assert_eq!(h.media.calls_for(&started.session_id), ["open"]);
 }
+
+#[tokio::test]
+async fn a_peer_that_never_connected_gives_its_place_back() {
+    let h = Harness::new().await;
+    let service = service_over(
+        Arc::new(h.store.clone()),
+        h.clock.clone(),
+        h.media.clone(),
+        h.dir.path(),
+    )
+    .with_max_sessions(1);
+    let a = consented_invite(&service).await;
+    let b = consented_invite(&service).await;
+    let c = consented_invite(&service).await;
+    let stuck = service.start_media(&a, "v=0\r\n").await.expect("a");
+    h.clock.advance(secs(30));
+    assert!(
+        service.start_media(&b, "v=0\r\n").await.is_err(),
+        "a holds the place"
+    );
+    // The media plane has closed a's peer (never connected for 35 s): b gets the place.
+    h.clock.advance(secs(11));
+    let started = service.start_media(&b, "v=0\r\n").await.expect("b");
+    let Err(e) = service.trickle(&a, &stuck.peer_id, &[]).await else {
+        panic!("a's released peer still answers");
+    };
+    assert_eq!(e.code, "peer_not_found");
+    // b connects: a connected session keeps its place however long it lasts.
+    service
+        .handle_media_event(MediaEvent::Connected {
+            session_id: started.session_id.clone(),
+        })
+        .await;
+    h.clock.advance(secs(600));
+    let Err(e) = service.start_media(&c, "v=0\r\n").await else {
+        panic!("c was admitted while b is connected");
+    };
+    assert_eq!(e.code, "server_busy");
+}
