@@ -8,6 +8,8 @@ mod support;
 use futures_util::future::join_all;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::probe::Usage;
 use support::sdp::OFFER;
@@ -94,9 +96,10 @@ async fn assert_serving(server: &Server, phase: &str) {
     );
 }
 
-/// Waits until the server's descriptors and memory are back near `before`, printing the
-/// figures; fails if they stay above it.
-async fn assert_recovers(server: &Server, phase: &str, before: Usage, peak: Usage) {
+/// Waits until the server's descriptors and memory are back near `before` (the abuse is
+/// over), printing them with the peak `sampler` saw; fails if they stay above it.
+async fn assert_recovers(server: &Server, phase: &str, before: Usage, sampler: Sampler) {
+    let peak = sampler.peak().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = Usage::of(server.pid());
@@ -120,11 +123,34 @@ async fn assert_recovers(server: &Server, phase: &str, before: Usage, peak: Usag
     }
 }
 
-/// The larger of two readings, field by field.
-fn peak(a: Usage, b: Usage) -> Usage {
-    Usage {
-        rss_kib: a.rss_kib.max(b.rss_kib),
-        fds: a.fds.max(b.fds),
+/// The highest readings of the server while an abuse runs, sampled every 10 ms.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Usage>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut peak = Usage::of(pid);
+            while !flag.load(Ordering::Relaxed) {
+                let now = Usage::of(pid);
+                peak = Usage {
+                    rss_kib: peak.rss_kib.max(now.rss_kib),
+                    fds: peak.fds.max(now.fds),
+                };
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            peak
+        });
+        Sampler { stop, task }
+    }
+
+    async fn peak(self) -> Usage {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("sampler")
     }
 }
 
@@ -199,6 +225,7 @@ async fn end_session(server: &Server, id: &str) {
 async fn silent_connections(server: &Server, phase: &str) {
     let pid = server.pid();
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let mut conns = Vec::with_capacity(SILENT);
     for _ in 0..SILENT {
         conns.push(TcpStream::connect(addr(server)).await.expect("connect"));
@@ -240,8 +267,7 @@ async fn silent_connections(server: &Server, phase: &str) {
         "{SILENT} silent connections closed by the server {:.1} s after the last opened",
         started.elapsed().as_secs_f64()
     );
-    let during = peak(during, Usage::of(pid));
-    assert_recovers(server, phase, before, during).await;
+    assert_recovers(server, phase, before, sampler).await;
 }
 
 /// Request heads sent one byte at a time (slowloris): closed at the header timeout however
@@ -249,6 +275,7 @@ async fn silent_connections(server: &Server, phase: &str) {
 async fn dribbled_heads(server: &Server) {
     let pid = server.pid();
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let n = 50;
     let clients = (0..n).map(|_| {
         let addr = addr(server);
@@ -281,7 +308,6 @@ async fn dribbled_heads(server: &Server) {
     });
     let flood = tokio::spawn(join_all(clients));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let during = Usage::of(pid);
     assert_serving(server, "dribbled heads").await;
     let times = flood.await.expect("clients");
     let latest = times
@@ -293,13 +319,45 @@ async fn dribbled_heads(server: &Server) {
         latest < Duration::from_secs(HEADER_TIMEOUT_SECS + 2),
         "closed after {latest:?}"
     );
-    assert_recovers(server, "dribbled heads", before, during).await;
+    assert_recovers(server, "dribbled heads", before, sampler).await;
+}
+
+/// Endless request heads sent fast: each is cut off at 64 KiB (`431`), so a flood of them
+/// cannot make the server buffer hundreds of KiB per connection.
+async fn huge_heads(server: &Server) {
+    let pid = server.pid();
+    let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
+    let filler = std::sync::Arc::new(format!("x-filler: {}\r\n", "a".repeat(1000)).repeat(200));
+    let clients = (0..50).map(|_| {
+        let (addr, filler) = (addr(server), filler.clone());
+        async move {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let (mut rx, mut tx) = stream.into_split();
+            let writer = tokio::spawn(async move {
+                if tx.write_all(b"GET /healthz HTTP/1.1\r\n").await.is_ok() {
+                    let _ = tx.write_all(filler.as_bytes()).await;
+                }
+            });
+            let mut got = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx.read_to_end(&mut got)).await;
+            writer.abort();
+            String::from_utf8_lossy(&got).into_owned()
+        }
+    });
+    let flood = tokio::spawn(join_all(clients));
+    assert_serving(server, "huge heads").await;
+    for answer in flood.await.expect("clients") {
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    }
+    assert_recovers(server, "huge heads", before, sampler).await;
 }
 
 /// Request bodies that stop arriving: `408 body_timeout` after the body timeout.
 async fn stalled_bodies(server: &Server) {
     let pid = server.pid();
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let (token, _) = server.invite().await;
     let head = format!(
         "POST /v1/invites/{token}/consent HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
@@ -315,14 +373,13 @@ async fn stalled_bodies(server: &Server) {
     });
     let flood = tokio::spawn(join_all(clients));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let during = Usage::of(pid);
     assert_serving(server, "stalled bodies").await;
     for answer in flood.await.expect("clients") {
         let answer = answer.expect("a stalled body was never answered");
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("\"body_timeout\""), "{answer}");
     }
-    assert_recovers(server, "stalled bodies", before, during).await;
+    assert_recovers(server, "stalled bodies", before, sampler).await;
 }
 
 /// Bodies over the size limit: `413 body_too_large`, a short error, nothing buffered. Sent
@@ -331,6 +388,7 @@ async fn stalled_bodies(server: &Server) {
 async fn oversized_bodies(server: &Server) {
     let pid = server.pid();
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let (token, _) = server.invite().await;
     let body = std::sync::Arc::new(vec![b'x'; 1 << 20]);
     let clients = (0..40).map(|i| {
@@ -363,7 +421,6 @@ async fn oversized_bodies(server: &Server) {
         }
     });
     let flood = tokio::spawn(join_all(clients));
-    let during = Usage::of(pid);
     assert_serving(server, "oversized bodies").await;
     for answer in flood.await.expect("clients") {
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
@@ -373,8 +430,7 @@ async fn oversized_bodies(server: &Server) {
             "{answer}"
         );
     }
-    let during = peak(during, Usage::of(pid));
-    assert_recovers(server, "oversized bodies", before, during).await;
+    assert_recovers(server, "oversized bodies", before, sampler).await;
 }
 
 /// Live monitors over the per-session and the total limit: `429 monitor_limit`, then
@@ -382,6 +438,7 @@ async fn oversized_bodies(server: &Server) {
 async fn monitors(server: &Server) {
     let pid = server.pid();
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let ws = |id: &str| {
         format!(
             "ws://{}/v1/sessions/{id}/live?token={ADMIN_TOKEN}",
@@ -422,7 +479,6 @@ async fn monitors(server: &Server) {
     let (status, body) = refused(tokio_tungstenite::connect_async(ws(&ids[2])).await);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"server_busy\""), "{body}");
-    let during = Usage::of(pid);
     assert_serving(server, "monitors").await;
     // One leaves: its place is free again.
     drop(open.pop());
@@ -437,7 +493,7 @@ async fn monitors(server: &Server) {
     assert!(again.is_some(), "a freed monitor place is taken again");
     drop(again);
     drop(open);
-    assert_recovers(server, "monitors", before, during).await;
+    assert_recovers(server, "monitors", before, sampler).await;
 }
 
 /// Sessions with media over the limit: `503 server_busy` with Retry-After; an ended one
@@ -446,6 +502,7 @@ async fn monitors(server: &Server) {
 async fn offers(server: &Server, earlier_offers: usize) {
     let pid = server.pid();
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let mut sessions = Vec::new();
     for _ in 0..=MAX_SESSIONS {
         sessions.push(consented(server).await);
@@ -459,7 +516,6 @@ async fn offers(server: &Server, earlier_offers: usize) {
     sent += 1;
     assert_eq!((status, code.as_deref()), (503, Some("server_busy")));
     assert!(retry.is_some(), "Retry-After");
-    let during = Usage::of(pid);
     assert_serving(server, "sessions").await;
     end_session(server, &sessions[0].1).await;
     assert_eq!(offer(server, &sessions[MAX_SESSIONS].0).await.0, 201);
@@ -467,11 +523,11 @@ async fn offers(server: &Server, earlier_offers: usize) {
     for (_, id) in &sessions[1..] {
         end_session(server, id).await;
     }
-    let during = peak(during, Usage::of(pid));
-    assert_recovers(server, "sessions", before, during).await;
+    assert_recovers(server, "sessions", before, sampler).await;
 
     // One invite, offer after offer (each replaces the last peer).
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let (token, id) = consented(server).await;
     for _ in 0..OFFERS_PER_INVITE {
         assert_eq!(offer(server, &token).await.0, 201);
@@ -481,13 +537,13 @@ async fn offers(server: &Server, earlier_offers: usize) {
     sent += 1;
     assert_eq!((status, code.as_deref()), (429, Some("rate_limited")));
     assert!(retry.is_some_and(|s| s >= 1), "Retry-After {retry:?}");
-    let during = Usage::of(pid);
     assert_serving(server, "offers per invite").await;
     end_session(server, &id).await;
-    assert_recovers(server, "offers per invite", before, during).await;
+    assert_recovers(server, "offers per invite", before, sampler).await;
 
     // One address, offers for made-up invites: counted until the address is limited.
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let mut limited = None;
     for i in 0..OFFERS_PER_ADDRESS + 5 {
         let (status, code, retry) = offer(server, "nosuchinvitetoken0000000").await;
@@ -507,7 +563,7 @@ async fn offers(server: &Server, earlier_offers: usize) {
     );
     assert!(sent + i >= OFFERS_PER_ADDRESS, "limited too early");
     assert_serving(server, "offers per address").await;
-    assert_recovers(server, "offers per address", before, Usage::of(pid)).await;
+    assert_recovers(server, "offers per address", before, sampler).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,6 +590,7 @@ async fn every_limit_holds_under_abuse_on_one_server() {
     silent_connections(&server, "silent connections").await;
     silent_connections(&server, "silent, again").await;
     dribbled_heads(&server).await;
+    huge_heads(&server).await;
     stalled_bodies(&server).await;
     oversized_bodies(&server).await;
     monitors(&server).await;
@@ -551,6 +608,7 @@ async fn silent_connections_under_a_256_descriptor_limit() {
     assert_serving(&server, "start").await;
     let pid = server.pid();
     let before = Usage::of(pid);
+    let sampler = Sampler::start(pid);
     let mut conns = Vec::with_capacity(SILENT);
     for _ in 0..SILENT {
         conns.push(TcpStream::connect(addr(&server)).await.expect("connect"));
@@ -582,7 +640,7 @@ async fn silent_connections_under_a_256_descriptor_limit() {
     assert!((124..=128).contains(&timed_out), "{timed_out} held");
     assert_eq!(busy + timed_out, SILENT);
     assert_serving(&server, "after the silent connections").await;
-    assert_recovers(&server, "256 descriptors", before, during).await;
+    assert_recovers(&server, "256 descriptors", before, sampler).await;
     let log = server.log();
     assert!(log.contains("connection limit reached"), "{log}");
     assert!(!log.contains("panicked"), "{log}");

@@ -5,6 +5,7 @@
 //! - a connection must send each request's head within `header_timeout` from when the server
 //!   waits for it (hyper's header-read timer: the first request, and the next one on a
 //!   kept-alive connection, so it is also the idle keep-alive timeout), else it is closed;
+//! - a request head is at most [`MAX_HEAD_BYTES`] (`431` beyond);
 //! - a request body must keep coming: `body_timeout` at most between two pieces
 //!   (`408 body_timeout`);
 //! - at most `max_connections` connections are served at once; one more is answered
@@ -32,6 +33,11 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
+/// Largest request head (request line and headers) buffered; a longer one is answered `431`
+/// and the connection closed. hyper's default (~400 KiB) times the connection cap would let a
+/// flood of endless heads take hundreds of MiB. The longest legitimate head is an invite
+/// link with its query parameters (32 of at most 256 characters are kept).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long shutdown waits for requests in flight before it stops anyway.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Connections refused as busy that may still be draining at once (each for at most
@@ -56,6 +62,7 @@ pub(super) async fn run(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let http = Arc::new(http);
     let warned = Throttle::default();
