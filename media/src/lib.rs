@@ -12,6 +12,7 @@ pub mod jitter;
 pub mod level;
 pub mod metrics;
 pub mod peer;
+mod port;
 pub mod prompt;
 pub mod recorder;
 pub mod resample;

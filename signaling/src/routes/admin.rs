@@ -16,6 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use earshot_vocab::{Format, Track};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -137,8 +138,6 @@ async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-const TRACKS: [&str; 3] = ["participant", "ai", "mix"];
-
 async fn get_recording(
     _: Admin,
     State(app): State<AppState>,
@@ -146,13 +145,12 @@ async fn get_recording(
 ) -> Result<Response, ApiError> {
     let (id, file) = path_or_not_found(path, "recording_not_found")?;
     let not_found = || ApiError::not_found("recording_not_found", "no such recording");
-    let (track, format) = file.rsplit_once('.').ok_or_else(not_found)?;
+    let (track, format) = Track::parse_file_name(&file).ok_or_else(not_found)?;
     let content_type = match format {
-        "wav" => "audio/wav",
-        "mp3" => "audio/mpeg",
-        _ => return Err(not_found()),
+        Format::Wav => "audio/wav",
+        Format::Mp3 => "audio/mpeg",
     };
-    if !TRACKS.contains(&track) || !ids::is_valid_id("ses", &id) {
+    if !ids::is_valid_id("ses", &id) {
         return Err(not_found());
     }
     let recording = app.service.recording(&id, track, format).await?;

@@ -15,6 +15,8 @@ use earshot_signaling::routes::{self, App, AppState};
 use earshot_signaling::service::{Ports, ServiceConfig, SessionService};
 use earshot_signaling::store::sqlite::SqliteStore;
 use earshot_signaling::store::{CampaignRow, ScriptRow, SessionStore};
+use earshot_vocab::media_port::IceCredentials;
+use earshot_vocab::{Format, Quality, Track};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -65,10 +67,18 @@ impl MediaPlane for FakeMedia {
     async fn derive_recording(
         &self,
         _: RecordingSpec,
-        _: &str,
-        _: &str,
+        _: Track,
+        _: Format,
     ) -> Result<RecordingFile, MediaError> {
         Err(MediaError::Internal("no media in these tests".into()))
+    }
+    async fn restart_ice(
+        &self,
+        session_id: &str,
+        _: IceCredentials,
+    ) -> Result<IceCredentials, MediaError> {
+        self.record("restart_ice", session_id);
+        Err(MediaError::UnknownSession)
     }
     fn metrics_text(&self) -> String {
         "# TYPE earshot_media_sessions gauge\nearshot_media_sessions 0\n".into()
@@ -134,7 +144,7 @@ impl TestServer {
                 definition: definition.to_string(),
                 recording_enabled: true,
                 noise_suppression: false,
-                quality: "standard".into(),
+                quality: Quality::Standard,
                 created_at: 0,
             })
             .await

@@ -1,9 +1,12 @@
-//! The narrow typed interface between signaling and the media plane: commands in (this trait),
-//! events out ([`MediaEvent`] on a channel). Signaling never sees a sample; the binary wires
-//! an implementation backed by the `earshot-media` crate.
+//! The narrow typed interface between signaling and the media plane: commands in (the
+//! [`MediaPlane`] trait, which the media engine implements), events out ([`MediaEvent`] on a
+//! channel, which the media engine sends and signaling reads). Signaling never sees a sample;
+//! the binary only constructs the two sides and hands one to the other.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+use crate::{AgentAudioFormat, Format, Quality, Role, Track};
 
 /// One prompt of the built-in interviewer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -21,7 +24,7 @@ pub struct AgentSpec {
     /// `ws://` URL of the agent.
     pub url: String,
     /// Audio on the agent socket: `l16/16000` (default) or `mulaw/8000`.
-    pub audio_format: String,
+    pub audio_format: AgentAudioFormat,
     /// The `start` message's `customParameters`, filled by the controller each time the media
     /// starts: `{"session","campaign","script","metadata","resume","turns"}`.
     pub custom_parameters: serde_json::Value,
@@ -44,8 +47,7 @@ pub struct InterviewSpec {
 pub struct RecordingSpec {
     pub enabled: bool,
     pub noise_suppression: bool,
-    /// standard | high | ultra
-    pub quality: String,
+    pub quality: Quality,
     /// Folder for this session's files.
     pub dir: PathBuf,
 }
@@ -102,18 +104,34 @@ pub trait MediaPlane: Send + Sync + 'static {
     async fn derive_recording(
         &self,
         recording: RecordingSpec,
-        track: &str,
-        format: &str,
+        track: Track,
+        format: Format,
     ) -> Result<RecordingFile, MediaError>;
+    /// WHIP ICE restart (RFC 9725 §4.3) of the participant's current peer: the client's new
+    /// ICE credentials in, the server's new credentials and candidates out.
+    async fn restart_ice(
+        &self,
+        session_id: &str,
+        client: IceCredentials,
+    ) -> Result<IceCredentials, MediaError>;
     /// The media plane's counters in Prometheus' text format (appended to `/metrics`).
     fn metrics_text(&self) -> String;
+}
+
+/// One side's ICE credentials and candidates (`candidate:...`), as a trickle-ice-sdpfrag
+/// carries them in a WHIP ICE restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceCredentials {
+    pub ufrag: String,
+    pub pwd: String,
+    pub candidates: Vec<String>,
 }
 
 /// A file the media plane finished writing.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RecordingFile {
-    pub track: String,
-    pub format: String,
+    pub track: Track,
+    pub format: Format,
     pub path: PathBuf,
     pub duration_ms: u64,
     pub bytes: u64,
@@ -145,14 +163,14 @@ pub enum MediaEvent {
     /// (voice activity began). `at_ms` is on the session's media timeline.
     TurnStarted {
         session_id: String,
-        role: String,
+        role: Role,
         at_ms: u64,
     },
     /// A turn ended (`ai` audio finished or was cleared by barge-in; `participant` voice
     /// activity ended), with its bounds on the session's media timeline.
     TurnEnded {
         session_id: String,
-        role: String,
+        role: Role,
         start_ms: u64,
         end_ms: u64,
     },
@@ -160,7 +178,7 @@ pub enum MediaEvent {
     /// lines (`is_final: false`) are only streamed live; final ones go into the turn log.
     Transcript {
         session_id: String,
-        role: String,
+        role: Role,
         text: String,
         is_final: bool,
         start_ms: u64,
