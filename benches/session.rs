@@ -11,7 +11,7 @@
 //!     cargo bench --bench session -- --quick
 //!
 //! WebRTC itself (ICE, DTLS, SRTP, RTP packetization) and the tokio task switching are not in
-//! here: `earshot loadgen` measures the whole server under real peers.
+//! here: the load generator (`earshot-loadgen`) measures the whole server under real peers.
 
 mod common;
 

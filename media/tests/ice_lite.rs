@@ -105,9 +105,15 @@ async fn connect(
     let (server, answer, mut server_rx) = ServerPeer::answer(&PeerConfig::default(), &offer, role)
         .await
         .expect("server answer");
+    let applied = Instant::now();
     client.apply_answer(&answer).await.expect("apply answer");
     wait_connected(&mut client_rx, "client").await;
     wait_connected(&mut server_rx, "server").await;
+    // A measured figure, not an assertion (timing is for the benches).
+    eprintln!(
+        "answer applied to both sides connected: {:?}",
+        applied.elapsed()
+    );
     (Arc::new(client), client_rx, server, server_rx)
 }
 

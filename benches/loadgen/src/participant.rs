@@ -222,10 +222,10 @@ impl Ctx {
         };
         let s = &v["session"];
         !s["ended_at"].is_null()
-            || matches!(
-                s["state"].as_str(),
-                Some("completed" | "abandoned" | "admin_ended" | "restarted")
-            )
+            || s["state"]
+                .as_str()
+                .and_then(|s| s.parse::<earshot_vocab::State>().ok())
+                .is_some_and(earshot_vocab::State::is_terminal)
     }
 }
 

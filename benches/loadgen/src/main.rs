@@ -1,13 +1,18 @@
-//! `earshot loadgen`: drives N real WebRTC participants against a running Earshot server and
-//! reports what it takes (F12): sessions established and failed, offer-to-connected times, RTP
-//! loss and jitter of the AI audio as the participants receive it, and the server process's CPU
-//! per session-second and memory per session. With `--agent` it also plays the AI agent on the
-//! agent bridge and measures the latency the server adds in both directions (latency.rs).
+//! `earshot-loadgen`, Earshot's load generator: drives N real WebRTC participants against a
+//! running Earshot server and reports what it takes (F12): sessions established and failed,
+//! offer-to-connected times, RTP loss and jitter of the AI audio as the participants receive
+//! it, and the server process's CPU per session-second and memory per session. With `--agent`
+//! it also plays the AI agent on the agent bridge and measures the latency the server adds in
+//! both directions (latency.rs).
 //! With `--find-capacity` it raises N step by step until a quality limit breaks and reports the
 //! largest N that held.
 //!
 //! The generator measures the server only through /proc/<server pid>: its own CPU time is
 //! reported beside it and never counted.
+//!
+//! It is a client of the server's public HTTP, WHIP and agent-bridge protocols and uses
+//! `earshot-media` only for the participants' WebRTC peer and Opus: it does not link the
+//! server (`earshot`) or `earshot-signaling`.
 
 mod agent;
 mod hub;
@@ -24,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use clap::Parser;
 use earshot_media::client::ClientConfig;
 use earshot_media::codec::{FRAME_SAMPLES, OpusEncoder, OpusSettings};
 use tokio::sync::watch;
@@ -34,9 +40,9 @@ use hub::{Hub, Sample, Sampler, Window, window};
 use report::Report;
 use stats::{Distribution, pct};
 
-/// Default log filter of `earshot loadgen` (EARSHOT_LOG overrides it): its own progress,
-/// without the WebRTC library's per-connection lines.
-pub const LOG_FILTER: &str = "info,rtc=warn,rtc_ice=error,webrtc=warn,earshot_media=warn";
+/// Default log filter (EARSHOT_LOG overrides it): its own progress, without the WebRTC
+/// library's per-connection lines.
+const LOG_FILTER: &str = "info,rtc=warn,rtc_ice=error,webrtc=warn,earshot_media=warn";
 /// Progress lines are logged this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Limits of the capacity search (PRODUCT.md quality bars, issue 5).
@@ -45,7 +51,10 @@ const MAX_JITTER_P99_MS: f64 = 20.0;
 const MAX_SERVER_LATENCY_P99_MS: f64 = 20.0;
 const MIN_RECEIVE_RATE_PCT: f64 = 95.0;
 
-#[derive(clap::Args, Debug, Clone)]
+/// Drive N real WebRTC participants against a running Earshot server and report capacity,
+/// loss, jitter, latency, CPU and memory per session (see README).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "earshot-loadgen", version)]
 pub struct Args {
     /// Base URL of the running server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -104,7 +113,18 @@ pub struct Args {
     pub settle_secs: u64,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EARSHOT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(LOG_FILTER)),
+        )
+        .init();
+    run(args)
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     if args.sessions == 0 && !args.find_capacity {
         bail!("--sessions must be at least 1");
     }
@@ -617,7 +637,7 @@ fn build_report(
     let receive_rate = measured.as_ref().and_then(|w| w.rx_receive_rate_pct);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Report {
-        tool: "earshot loadgen",
+        tool: "earshot-loadgen",
         version: env!("CARGO_PKG_VERSION"),
         generated_at: report::rfc3339_utc(
             std::time::SystemTime::now()

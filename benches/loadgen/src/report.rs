@@ -402,7 +402,7 @@ pub fn svg(samples: &[Sample], connects: &[Connect], largest_ok: Option<usize>) 
     }
     let _ = writeln!(
         svg,
-        r##"<text x="{LEFT}" y="{}" font-size="11" fill="#555">earshot loadgen{}</text>"##,
+        r##"<text x="{LEFT}" y="{}" font-size="11" fill="#555">earshot-loadgen{}</text>"##,
         height - 12.0,
         largest_ok
             .map(|n| format!(" - green dashed line: largest N that held ({n})"))

@@ -267,7 +267,7 @@ impl AgentLatency {
                  received; agent -> participant: agent frame sent -> the RTP packet carrying it \
                  received (raw: includes waiting up to 20 ms for the server's send slot, the \
                  codec's own frame; beyond_slot: what is left after that wait). The first second \
-                 of every stream is not counted. See src/loadgen/latency.rs."
+                 of every stream is not counted. See benches/loadgen/src/latency.rs."
             } else {
                 NOTE_NO_AGENT
             },
