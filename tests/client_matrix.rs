@@ -115,8 +115,14 @@ async fn client_matrix() {
     let mut handles = Vec::new();
     for (i, (name, make)) in chosen.into_iter().enumerate() {
         let ns = Arc::clone(&ns);
-        // Staggered starts, so that the connections being measured do not coincide.
-        let delay = Duration::from_millis(1500 * i as u64);
+        // Staggered starts, so that the connections being measured do not coincide. The short
+        // scenario (about 55 s) starts once the others stream, not while their servers load
+        // their questions, and still ends long before them.
+        let delay = if name == "aiortc-stops-sending" && words.is_empty() {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_millis(1500 * i as u64)
+        };
         handles.push((
             name,
             tokio::spawn(async move {
@@ -719,6 +725,8 @@ struct Change {
     state: String,
     at_ms: f64,
     session_state: String,
+    /// The client closed it itself (at its end).
+    by_client: bool,
 }
 
 fn state_changes(summary: &Value) -> Vec<Change> {
@@ -731,6 +739,7 @@ fn state_changes(summary: &Value) -> Vec<Change> {
                     state: c["state"].as_str().unwrap_or_default().to_string(),
                     at_ms: f64_at(&c["at_ms"]),
                     session_state: c["session_state"].as_str().unwrap_or("-").to_string(),
+                    by_client: c["by_client"] == true,
                 })
                 .collect()
         })
@@ -764,7 +773,7 @@ async fn aiortc_interview(name: &'static str, consent_interval: Option<f64>) -> 
     let disconnects = changes
         .iter()
         .filter(|c| c.kind == "connection" && c.state != "connecting" && c.state != "connected")
-        .filter(|c| c.state == "failed" || c.session_state != "completed")
+        .filter(|c| c.state == "failed" || (!c.by_client && c.session_state != "completed"))
         .count();
     assert_eq!(disconnects, 0, "{name}: connection states {changes:?}");
     assert!(
@@ -921,13 +930,14 @@ async fn aiortc_stops_sending() -> Outcome {
         silent_ms(&quiet_line).expect("silent_ms"),
         silent_ms(&failed_line).expect("silent_ms"),
     );
-    // The rule: quiet after 10 s, failed after 35 s of nothing; the watchdog looks every 500 ms.
+    // The rule: quiet after 10 s, failed after 35 s of nothing; the watchdog looks every 500 ms
+    // (1 s of slack for a late look on a busy machine).
     assert!(
-        (10_000..=10_700).contains(&quiet_ms) && (9.5..=12.0).contains(&quiet_s),
+        (10_000..=11_000).contains(&quiet_ms) && (9.5..=12.0).contains(&quiet_s),
         "quiet after {quiet_s:.1} s: {quiet_line}"
     );
     assert!(
-        (35_000..=35_700).contains(&failed_ms) && (34.5..=37.0).contains(&failed_s),
+        (35_000..=36_000).contains(&failed_ms) && (34.5..=37.0).contains(&failed_s),
         "failed after {failed_s:.1} s: {failed_line}"
     );
     assert!(
@@ -941,7 +951,11 @@ async fn aiortc_stops_sending() -> Outcome {
         version: format!("aiortc {}", s["aiortc"].as_str().unwrap_or("?")),
         offer_to_connected_ms: offer_to_connected,
         connected_s: f64_at(&s["ended_ms"]) / 1000.0 - f64_at(&s["connected_ms"]) / 1000.0,
-        disconnects: 0,
+        // Expected here: the client's own consent expiry (its checks are dropped too).
+        disconnects: changes
+            .iter()
+            .filter(|c| c.kind == "connection" && (c.state == "closed" || c.state == "failed"))
+            .count(),
         interview: None,
         cold_whip_ms: None,
         note: format!(

@@ -216,6 +216,14 @@ async def run(args):
         if track.kind == "audio" and recv_task is None:
             recv_task = asyncio.ensure_future(receiver.run(track))
 
+    closing = {"by_client": False}
+    lookups = []
+
+    async def note_session_state(change):
+        status, _, text = await ahttp("GET", invite)
+        if status == 200:
+            change["session_state"] = ((json.loads(text) or {}).get("session") or {}).get("state")
+
     @pc.on("connectionstatechange")
     async def on_conn():
         t = now_ms()
@@ -223,10 +231,12 @@ async def run(args):
         changes.append(change)
         emit({"event": "connection", "state": pc.connectionState, "at_ms": t})
         if pc.connectionState in ("closed", "failed"):
-            # Closed by the server at the end of the session, or lost? Note the session's state.
-            status, _, text = await ahttp("GET", invite)
-            if status == 200:
-                change["session_state"] = ((json.loads(text) or {}).get("session") or {}).get("state")
+            if closing["by_client"]:
+                change["by_client"] = True
+            else:
+                # Closed by the server at the end of the session, or lost? Note the session's
+                # state then.
+                lookups.append(asyncio.ensure_future(note_session_state(change)))
         if pc.connectionState == "connected" and timeline["connected_ms"] is None:
             timeline["connected_ms"] = t
             Cut.connected = True
@@ -311,7 +321,10 @@ async def run(args):
         status, _, _ = await ahttp("DELETE", resource)
         summary["hangup_status"] = status
     player.audio.stop()
+    closing["by_client"] = True
     await pc.close()
+    if lookups:
+        await asyncio.gather(*lookups)
     if recv_task is not None:
         try:
             await asyncio.wait_for(recv_task, 5)

@@ -73,6 +73,7 @@ pub struct Firefox {
     pub version: String,
     /// geckodriver's and Firefox's output.
     pub log_path: PathBuf,
+    ended: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -115,6 +116,7 @@ impl Firefox {
             http,
             version: String::new(),
             log_path,
+            ended: false,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -234,6 +236,9 @@ impl Firefox {
     }
 
     fn kill_group(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
         // The group id is the driver's pid (process_group(0)); Firefox is in it.
         let pgid = self.driver.id();
         let _ = std::process::Command::new("kill")

@@ -54,8 +54,6 @@ pub fn piece_order() -> Vec<&'static str> {
 /// The long script on one server.
 pub struct LongScript {
     pub id: String,
-    /// Interviewer audio in all questions, ms.
-    pub audio_ms: f64,
 }
 
 impl LongScript {
@@ -64,7 +62,6 @@ impl LongScript {
         let dir = server.data_path().join("matrix-prompts");
         std::fs::create_dir_all(&dir).expect("prompt dir");
         let mut prompts = Vec::new();
-        let mut audio_ms = 0.0;
         let order = piece_order();
         for (k, pieces) in order.chunks(PIECES_PER_QUESTION).enumerate() {
             let mut rate = 0;
@@ -79,7 +76,6 @@ impl LongScript {
                 }
                 out.extend(r.samples::<i16>().map(|s| s.expect("sample")));
             }
-            audio_ms += out.len() as f64 * 1000.0 / f64::from(rate);
             let path = dir.join(format!("question{}.wav", k + 1));
             let mut w = hound::WavWriter::create(
                 &path,
@@ -111,7 +107,6 @@ impl LongScript {
         let v: Value = r.json().await.expect("script json");
         LongScript {
             id: v["id"].as_str().expect("script id").to_string(),
-            audio_ms,
         }
     }
 
