@@ -11,8 +11,8 @@ AIORTC_VERSION=1.16.0
 # geckodriver version the client matrix is verified with (installed by cargo from crates.io).
 GECKODRIVER_VERSION=0.37.1
 # Where the Python client's virtual environment lives (tests/client_matrix.rs looks there,
-# or at $EARSHOT_TEST_PYTHON).
-EARSHOT_TEST_VENV="${EARSHOT_TEST_VENV:-$HOME/.cache/earshot/test-venv}"
+# or at $AIORTC_PYTHON; no EARSHOT_ prefix: the server reads those as configuration).
+AIORTC_VENV="${AIORTC_VENV:-$HOME/.cache/earshot/test-venv}"
 
 want=(cmake build-essential pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
@@ -43,10 +43,10 @@ fi
 
 if [[ "${1:-}" == "--test" ]]; then
     # aiortc in a virtual environment of its own (Debian's python3 refuses system-wide pip).
-    venv_python="$EARSHOT_TEST_VENV/bin/python3"
+    venv_python="$AIORTC_VENV/bin/python3"
     if ! "$venv_python" -c "import aiortc, sys; sys.exit(aiortc.__version__ != '$AIORTC_VERSION')" 2>/dev/null; then
-        echo "installing aiortc $AIORTC_VERSION into $EARSHOT_TEST_VENV" >&2
-        python3 -m venv "$EARSHOT_TEST_VENV"
+        echo "installing aiortc $AIORTC_VERSION into $AIORTC_VENV" >&2
+        python3 -m venv "$AIORTC_VENV"
         "$venv_python" -m pip install --quiet --disable-pip-version-check "aiortc==$AIORTC_VERSION"
     fi
     gecko="$(command -v geckodriver || echo "$HOME/.cargo/bin/geckodriver")"

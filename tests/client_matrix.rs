@@ -584,10 +584,10 @@ async fn browser_interview(kind: BrowserKind, ns: Arc<Netns>) -> Outcome {
 // ---------------------------------------------------------------------------------------------
 // aiortc
 
-/// The Python interpreter with aiortc: `$EARSHOT_TEST_PYTHON`, else the virtual environment
+/// The Python interpreter with aiortc: `$AIORTC_PYTHON`, else the virtual environment
 /// `scripts/install-deps.sh --test` makes.
 fn python() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("EARSHOT_TEST_PYTHON") {
+    if let Some(p) = std::env::var_os("AIORTC_PYTHON") {
         return p.into();
     }
     let home = std::env::var_os("HOME").expect("HOME");
