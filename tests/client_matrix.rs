@@ -977,6 +977,58 @@ async fn aiortc_stops_sending() -> Outcome {
 // ---------------------------------------------------------------------------------------------
 // webrtc-rs
 
+/// What the webrtc-rs client received: the AI audio decoded in arrival order, RTP counts, and
+/// its link events with the time since connecting.
+struct Received {
+    decoder: OpusDecoder,
+    received: Vec<f32>,
+    packets_in: u64,
+    lost: u64,
+    last_seq: Option<u16>,
+    link_events: Vec<(f64, String)>,
+    connected_at: Instant,
+}
+
+impl Received {
+    fn new(connected_at: Instant) -> Self {
+        Self {
+            decoder: OpusDecoder::new().expect("decoder"),
+            received: Vec::new(),
+            packets_in: 0,
+            lost: 0,
+            last_seq: None,
+            link_events: Vec::new(),
+            connected_at,
+        }
+    }
+
+    /// Takes one peer event; false when the channel has ended.
+    fn on_event(&mut self, ev: Option<PeerEvent>) -> bool {
+        match ev {
+            Some(PeerEvent::Audio(p)) => {
+                self.packets_in += 1;
+                if let Some(prev) = self.last_seq {
+                    self.lost += u64::from(p.sequence.wrapping_sub(prev).wrapping_sub(1)).min(1000);
+                }
+                self.last_seq = Some(p.sequence);
+                if let Ok(pcm) = self.decoder.decode(&p.payload) {
+                    self.received
+                        .extend(pcm.iter().map(|s| f32::from(*s) / 32768.0));
+                }
+                true
+            }
+            Some(other) => {
+                self.link_events.push((
+                    self.connected_at.elapsed().as_secs_f64(),
+                    format!("{other:?}"),
+                ));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 fn write_wav(path: &std::path::Path, samples: &[f32]) {
     let spec = hound::WavSpec {
         channels: 1,
@@ -1087,28 +1139,14 @@ async fn webrtc_rs_interview() -> Outcome {
         })
     };
 
-    let mut decoder = OpusDecoder::new().expect("decoder");
-    let mut received: Vec<f32> = Vec::new();
-    let (mut packets_in, mut lost, mut last_seq): (u64, u64, Option<u16>) = (0, 0, None);
-    let mut link_events = Vec::new();
+    let mut rx = Received::new(connected_at);
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     let deadline = Instant::now() + INTERVIEW_TIMEOUT;
     let done = loop {
         tokio::select! {
-            ev = events.recv() => match ev {
-                Some(PeerEvent::Audio(p)) => {
-                    packets_in += 1;
-                    if let Some(prev) = last_seq {
-                        lost += u64::from(p.sequence.wrapping_sub(prev).wrapping_sub(1)).min(1000);
-                    }
-                    last_seq = Some(p.sequence);
-                    if let Ok(pcm) = decoder.decode(&p.payload) {
-                        received.extend(pcm.iter().map(|s| f32::from(*s) / 32768.0));
-                    }
-                }
-                Some(other) => link_events.push((connected_at.elapsed().as_secs_f64(), format!("{other:?}"))),
-                None => panic!("{name}: peer events ended"),
-            },
+            ev = events.recv() => {
+                assert!(rx.on_event(ev), "{name}: peer events ended");
+            }
             _ = poll.tick() => {
                 let s = server.session(&session_id).await;
                 if s["state"] != "in_progress" && s["state"] != "created" {
@@ -1119,6 +1157,20 @@ async fn webrtc_rs_interview() -> Outcome {
         }
     };
     let connected_s = connected_at.elapsed().as_secs_f64();
+    // What arrived before the end but is still queued: the server closed the peer at the end,
+    // so the queue runs dry within moments.
+    while let Ok(ev) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+        if !rx.on_event(ev) {
+            break;
+        }
+    }
+    let Received {
+        received,
+        packets_in,
+        lost,
+        link_events,
+        ..
+    } = rx;
     sender.abort();
     peer.close().await;
     assert_eq!(done["state"], "completed", "{name}: {done:#}");

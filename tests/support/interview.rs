@@ -313,6 +313,7 @@ pub fn check_participant(path: &Path, what: &str) -> (f32, usize, f32) {
 pub fn check_ai_audio(env: &[f32], min_r: f32, what: &str) -> f32 {
     // The session ends as the last question has been played: a client's receive buffer may
     // lose the last few frames of its trailing silence, which is silence all the same.
+    let heard_ms = env.len() * audio::FRAME_MS;
     let env: Vec<f32> = env
         .iter()
         .copied()
@@ -344,6 +345,10 @@ pub fn check_ai_audio(env: &[f32], min_r: f32, what: &str) -> f32 {
             }
             _ => {
                 let window = &env[..env.len().min(from + piece.len() + MAX_WAIT_FRAMES)];
+                assert!(
+                    window.len() >= from + piece.len(),
+                    "{what}: the audio ends at {heard_ms} ms, before piece {i} ({name}) could"
+                );
                 audio::find(&piece, window, from)
             }
         };
