@@ -25,6 +25,11 @@ pub struct Browser {
 impl Browser {
     /// Launches Chromium on `url`. `fake_audio` is a WAV file the fake microphone plays in a loop.
     pub async fn launch(url: &str, fake_audio: Option<&Path>) -> Browser {
+        Self::launch_with(url, fake_audio, &[]).await
+    }
+
+    /// As [`Browser::launch`], with more command-line flags.
+    pub async fn launch_with(url: &str, fake_audio: Option<&Path>, flags: &[String]) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let mut cmd =
             Command::new(std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into()));
@@ -51,7 +56,8 @@ impl Browser {
                 wav.display()
             ));
         }
-        cmd.arg(url)
+        cmd.args(flags)
+            .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
