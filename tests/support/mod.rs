@@ -4,6 +4,9 @@
 
 pub mod audio;
 pub mod browser;
+pub mod noise;
+pub mod participant;
+pub mod relay;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
