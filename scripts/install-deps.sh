@@ -19,6 +19,13 @@ if [[ "${1:-}" == "--test" ]]; then
     want+=(chromium firefox-esr pulseaudio espeak-ng sox libsox-fmt-all iproute2 python3 python3-venv python3-pip)
 fi
 
+# --quality: what scripts/measure-quality.sh needs (not the test suite): sox and espeak-ng, and
+# pip for PyPI's `pesq` (PESQ-WB) and numpy, installed at the end of this script.
+if [[ "${1:-}" == "--quality" ]]; then
+    want+=(espeak-ng sox libsox-fmt-all)
+    python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip python3-dev)
+fi
+
 missing=()
 for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -55,4 +62,13 @@ if [[ "${1:-}" == "--test" ]]; then
         echo "installing geckodriver $GECKODRIVER_VERSION with cargo" >&2
         cargo install --quiet --locked geckodriver --version "$GECKODRIVER_VERSION"
     fi
+fi
+
+if [[ "${1:-}" == "--quality" ]] && ! python3 -c "import numpy, pesq" >/dev/null 2>&1; then
+    echo "installing numpy and pesq with pip" >&2
+    # numpy first: pesq's build imports it.
+    python3 -m pip install --quiet numpy 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages numpy
+    python3 -m pip install --quiet pesq 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages pesq
 fi

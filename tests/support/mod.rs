@@ -8,6 +8,9 @@ pub mod firefox;
 pub mod interview;
 pub mod netns;
 pub mod pulse;
+pub mod noise;
+pub mod participant;
+pub mod relay;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
