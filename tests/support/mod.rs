@@ -7,9 +7,9 @@ pub mod browser;
 pub mod firefox;
 pub mod interview;
 pub mod netns;
-pub mod pulse;
 pub mod noise;
 pub mod participant;
+pub mod pulse;
 pub mod relay;
 
 use std::net::TcpListener;
