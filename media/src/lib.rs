@@ -15,6 +15,7 @@ pub mod peer;
 mod port;
 pub mod prompt;
 pub mod recorder;
+pub mod request;
 pub mod resample;
 pub mod session;
 pub mod units;

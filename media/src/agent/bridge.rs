@@ -15,8 +15,9 @@
 
 use super::audio::{Downlink, Uplink};
 use super::protocol::{self, AgentMessage, StreamMessages, TranscriptLine};
-use crate::engine::{AgentAudioFormat, AgentRequest};
+use crate::request::AgentRequest;
 use crate::units::samples_to_ms;
+use earshot_vocab::AgentAudioFormat;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::hash::{BuildHasher, Hasher};

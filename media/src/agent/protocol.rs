@@ -3,7 +3,7 @@
 //! tolerantly: unknown events are reported as [`AgentMessage::Other`], extra fields (such as
 //! `streamSid`) are ignored, and nothing panics on bad input.
 
-use crate::engine::{AgentAudioFormat, Role};
+use earshot_vocab::{AgentAudioFormat, Role};
 use serde::{Deserialize, Serialize};
 
 /// `accountSid` sent in `start` and `stop`.

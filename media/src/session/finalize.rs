@@ -3,8 +3,9 @@
 //! once, or later when first asked for ([`derive_file`]).
 
 use super::{Recording, SessionTask};
-use crate::engine::{MediaEvent, RecordingFile, RecordingRequest};
 use crate::recorder::{Quality, TrackWriter};
+use crate::request::RecordingRequest;
+use earshot_vocab::media_port::{MediaEvent, RecordingFile};
 use earshot_vocab::{Format, Track};
 
 impl SessionTask {

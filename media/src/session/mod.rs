@@ -17,10 +17,11 @@ use tokio::sync::mpsc;
 
 use crate::agent::bridge::{AgentLink, FromAgent};
 use crate::codec::OpusSettings;
-use crate::engine::{AgentRequest, LoadedPrompt, MediaEvent, RecordingRequest};
 use crate::metrics::MediaMetrics;
 use crate::peer::{PeerEvent, ServerPeer};
 use crate::recorder::{Quality, TrackWriter};
+use crate::request::{AgentRequest, LoadedPrompt, RecordingRequest};
+use earshot_vocab::media_port::MediaEvent;
 
 pub use self::core::FRAME;
 use self::core::{CoreParams, FRAME_DURATION, Input, Output, RecordTrack, SessionCore, ToAgent};

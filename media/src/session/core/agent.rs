@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::agent::bridge::FromAgent;
 use crate::agent::playout::{AiQueue, Marker};
-use crate::engine::{AgentRequest, MediaEvent, Role};
+use crate::request::AgentRequest;
+use earshot_vocab::Role;
+use earshot_vocab::media_port::MediaEvent;
 
 use super::{FRAME, Output, SessionCore, ToAgent};
 

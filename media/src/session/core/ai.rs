@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::engine::{LoadedPrompt, MediaEvent, Role};
 use crate::interviewer::InterviewerAction;
+use crate::request::LoadedPrompt;
+use earshot_vocab::Role;
+use earshot_vocab::media_port::MediaEvent;
 
 use super::{FRAME, Output, RecordTrack, SessionCore};
 

@@ -29,11 +29,13 @@ use bytes::Bytes;
 use crate::agent::bridge::FromAgent;
 use crate::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
 use crate::denoise::Denoiser;
-use crate::engine::{AgentRequest, LoadedPrompt, MediaEvent, Role};
 use crate::interviewer::Interviewer;
 use crate::jitter::JitterBuffer;
 use crate::peer::RtpAudioPacket;
+use crate::request::{AgentRequest, LoadedPrompt};
 use crate::vad::{VadConfig, VoiceActivity};
+use earshot_vocab::Role;
+use earshot_vocab::media_port::MediaEvent;
 
 use super::timeline::Timeline;
 pub(crate) use agent::AgentSide;

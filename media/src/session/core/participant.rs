@@ -5,8 +5,9 @@ use crate::units::samples_to_ms;
 use std::time::Instant;
 
 use crate::denoise::LATENCY_SAMPLES;
-use crate::engine::{MediaEvent, Role};
 use crate::interviewer::InterviewerAction;
+use earshot_vocab::Role;
+use earshot_vocab::media_port::MediaEvent;
 
 use super::{RecordTrack, SessionCore, ToAgent};
 

@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use super::*;
 use crate::agent::bridge::FromAgent;
-use crate::engine::{AgentAudioFormat, LoadedAudio, PromptSpec};
+use crate::request::LoadedAudio;
+use earshot_vocab::AgentAudioFormat;
+use earshot_vocab::media_port::PromptSpec;
 
 const TICK: Duration = Duration::from_millis(20);
 
