@@ -243,7 +243,7 @@ impl Engine {
         session_id: &str,
         ufrag: &str,
         pwd: &str,
-    ) -> Result<IceRestart, EngineError> {
+    ) -> Result<Option<IceRestart>, EngineError> {
         let peer = {
             let handle = self
                 .sessions

@@ -103,16 +103,18 @@ impl MediaPlane for Engine {
         &self,
         session_id: &str,
         client: IceCredentials,
-    ) -> Result<IceCredentials, MediaError> {
+    ) -> Result<Option<IceCredentials>, MediaError> {
         let ours = Engine::restart_ice(self, session_id, &client.ufrag, &client.pwd).await?;
+        // The fragment's candidates belong to the new credentials (or, with the current ones,
+        // are plain trickle).
         for candidate in &client.candidates {
             Engine::add_candidate(self, session_id, candidate).await?;
         }
-        Ok(IceCredentials {
+        Ok(ours.map(|ours| IceCredentials {
             ufrag: ours.ufrag,
             pwd: ours.pwd,
             candidates: ours.candidates,
-        })
+        }))
     }
 
     fn metrics_text(&self) -> String {

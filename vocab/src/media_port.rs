@@ -107,13 +107,15 @@ pub trait MediaPlane: Send + Sync + 'static {
         track: Track,
         format: Format,
     ) -> Result<RecordingFile, MediaError>;
-    /// WHIP ICE restart (RFC 9725 §4.3) of the participant's current peer: the client's new
-    /// ICE credentials in, the server's new credentials and candidates out.
+    /// A trickle fragment that names ICE credentials, for the participant's current peer: new
+    /// credentials are a WHIP ICE restart (RFC 9725 §4.3) and the server's new credentials and
+    /// candidates come back; the current ones are plain trickle (`None`). The fragment's
+    /// candidates are added either way.
     async fn restart_ice(
         &self,
         session_id: &str,
         client: IceCredentials,
-    ) -> Result<IceCredentials, MediaError>;
+    ) -> Result<Option<IceCredentials>, MediaError>;
     /// The media plane's counters in Prometheus' text format (appended to `/metrics`).
     fn metrics_text(&self) -> String;
 }

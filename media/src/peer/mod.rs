@@ -333,10 +333,18 @@ impl ServerPeer {
 
     /// WHIP ICE restart (RFC 9725 §4.3): the client's new ICE credentials in, the server's
     /// new credentials and candidates out. Media and DTLS carry on; checks with the new
-    /// credentials select the new path.
-    pub async fn restart_ice(&self, ufrag: &str, pwd: &str) -> Result<IceRestart, PeerError> {
-        restart::check_credentials(ufrag, pwd)?;
+    /// credentials select the new path. The client's current credentials are no restart:
+    /// `None` (a trickle fragment names them too).
+    pub async fn restart_ice(
+        &self,
+        ufrag: &str,
+        pwd: &str,
+    ) -> Result<Option<IceRestart>, PeerError> {
         let mut offer = self.offer.lock().await;
+        if restart::credentials_of(&offer).is_some_and(|c| c.ufrag == ufrag && c.pwd == pwd) {
+            return Ok(None);
+        }
+        restart::check_credentials(ufrag, pwd)?;
         let renewed = restart::offer_with_credentials(&offer, ufrag, pwd);
         let desc = RTCSessionDescription::offer(renewed.clone())
             .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
@@ -360,7 +368,7 @@ impl ServerPeer {
             .ok_or_else(|| internal("ICE restart", "answer without ICE credentials"))?;
         *offer = renewed;
         debug!(ufrag = %ours.ufrag, candidates = ours.candidates.len(), "ICE restarted");
-        Ok(ours)
+        Ok(Some(ours))
     }
 
     /// Audio packets dropped because the event channel was full.

@@ -76,9 +76,9 @@ impl MediaPlane for FakeMedia {
         &self,
         session_id: &str,
         _: IceCredentials,
-    ) -> Result<IceCredentials, MediaError> {
+    ) -> Result<Option<IceCredentials>, MediaError> {
         self.record("restart_ice", session_id);
-        Err(MediaError::UnknownSession)
+        Ok(None)
     }
     fn metrics_text(&self) -> String {
         "# TYPE earshot_media_sessions gauge\nearshot_media_sessions 0\n".into()

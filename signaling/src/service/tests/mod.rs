@@ -89,9 +89,9 @@ impl MediaPlane for RecordingMedia {
         &self,
         session_id: &str,
         _: IceCredentials,
-    ) -> Result<IceCredentials, MediaError> {
+    ) -> Result<Option<IceCredentials>, MediaError> {
         self.record("restart_ice", session_id);
-        Err(MediaError::UnknownSession)
+        Ok(None)
     }
     fn metrics_text(&self) -> String {
         String::new()
