@@ -209,7 +209,7 @@ fn opus_encode(c: &mut Criterion) {
     let frames = common::ai_frames();
     let mut g = c.benchmark_group("opus_encode");
     let default = OpusSettings::default();
-    // The server's default first, then the knobs that decide the cost (PRODUCT.md F11).
+    // The server's default first, then the knobs that decide the cost (docs/FEATURES.md F11).
     let variants = [
         ("ai_speech_32kbps_c5", default),
         (

@@ -69,7 +69,7 @@ struct Outcome {
     note: String,
 }
 
-/// Offer -> connected above this is a failure. PRODUCT.md's bar is 100 ms on loopback; the
+/// Offer -> connected above this is a failure. The bar (docs/FEATURES.md) is 100 ms on loopback; the
 /// matrix runs six clients and their servers at once on two shared cores (debug build), where
 /// single connections took up to 390 ms (README, client matrix): the figures are printed and
 /// reported, and this ceiling only catches gross failures (a connection that waited out a

@@ -1,5 +1,5 @@
 //! Headless Chromium driven over the DevTools protocol (a WebSocket), with the flags that
-//! work on this machine (PRODUCT.md), optionally fed a WAV file as its microphone.
+//! work on this machine (docs/FEATURES.md), optionally fed a WAV file as its microphone.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};

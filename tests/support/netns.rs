@@ -1,7 +1,7 @@
 //! A network namespace of the test's own, joined to the host by a veth pair on a /30 of the
 //! benchmarking range 198.18.0.0/15 (RFC 2544), with a default route to the host side.
 //!
-//! Firefox never pairs with a 127.0.0.1 candidate (PRODUCT.md), so a Firefox test runs the
+//! Firefox never pairs with a 127.0.0.1 candidate (docs/FEATURES.md), so a Firefox test runs the
 //! browser inside such a namespace and binds the server's HTTP and media to the host-side
 //! address. Nothing is routed beyond the pair (the host does not forward), so no packet leaves
 //! the machine. Needs root (CAP_NET_ADMIN) and `ip` from iproute2.

@@ -218,7 +218,7 @@ pub struct Window {
     pub sessions_live_at_end: u64,
     pub session_seconds: f64,
     pub server_cpu_ms: Option<u64>,
-    /// The headline figure: server CPU ms per session-second (PRODUCT.md goal <= 10).
+    /// The headline figure: server CPU ms per session-second (docs/FEATURES.md goal <= 10).
     pub server_cpu_ms_per_session_second: Option<f64>,
     pub server_cpu_cores: Option<f64>,
     /// Share of the server's CPU time spent in the kernel (sockets, timers, file writes).

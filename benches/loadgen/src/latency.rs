@@ -16,8 +16,8 @@
 //!   its own 20 ms clock, so a frame may wait up to one frame for its slot: the codec's own
 //!   frame. The slot grid is read from the AI packets themselves (arrival - RTP timestamp,
 //!   minimum over the session), and the latency *beyond* that wait is reported beside the raw
-//!   figure; PRODUCT.md's bar (p99 <= 2 ms beyond the codec's own frame) and the capacity
-//!   limit apply to it.
+//!   figure; the latency bar of docs/FEATURES.md (p99 <= 2 ms beyond the codec's own frame) and
+//!   the capacity limit apply to it.
 //!
 //! The first second of a stream is not counted: participant frames queued while the bridge
 //! was still dialling the agent arrive in a burst.

@@ -5,7 +5,7 @@
 //! it also plays the AI agent on the agent bridge and measures the latency the server adds in
 //! both directions (latency.rs).
 //! With `--find-capacity` it raises N step by step until a quality limit breaks and reports the
-//! largest N that held.
+//! largest N that held (capacity.rs).
 //!
 //! The generator measures the server only through /proc/<server pid>: its own CPU time is
 //! reported beside it and never counted.
@@ -15,11 +15,13 @@
 //! server (`earshot`) or `earshot-signaling`.
 
 mod agent;
+mod capacity;
 mod hub;
 mod latency;
 mod participant;
 mod procfs;
 mod report;
+mod server;
 mod stats;
 
 use std::path::PathBuf;
@@ -36,20 +38,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use capacity::{MIN_RECEIVE_RATE_PCT, find_capacity, round1};
 use hub::{Hub, Sample, Sampler, Window, window};
 use report::Report;
+use server::{read_server_metrics, server_pid, spawn_sampler};
 use stats::{Distribution, pct};
 
 /// Default log filter (EARSHOT_LOG overrides it): its own progress, without the WebRTC
 /// library's per-connection lines.
 const LOG_FILTER: &str = "info,rtc=warn,rtc_ice=error,webrtc=warn,earshot_media=warn";
-/// Progress lines are logged this often.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-/// Limits of the capacity search (PRODUCT.md quality bars, issue 5).
-const MAX_LOSS_PCT: f64 = 1.0;
-const MAX_JITTER_P99_MS: f64 = 20.0;
-const MAX_SERVER_LATENCY_P99_MS: f64 = 20.0;
-const MIN_RECEIVE_RATE_PCT: f64 = 95.0;
 
 /// Drive N real WebRTC participants against a running Earshot server and report capacity,
 /// loss, jitter, latency, CPU and memory per session (see README).
@@ -160,46 +157,6 @@ fn speech_packets(path: &std::path::Path) -> anyhow::Result<Vec<Bytes>> {
     Ok(packets)
 }
 
-/// The pid to measure: given, or the local listener of the server's port.
-fn server_pid(args: &Args) -> anyhow::Result<(Option<u32>, String)> {
-    if let Some(pid) = args.server_pid {
-        if procfs::sample(pid).is_none() {
-            bail!("--server-pid {pid}: no such process readable in /proc");
-        }
-        return Ok((Some(pid), format!("pid {pid} given with --server-pid")));
-    }
-    let url = reqwest::Url::parse(&args.server).context("--server is not a URL")?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let host = url
-        .host_str()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let local = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
-    if !local {
-        return Ok((
-            None,
-            "remote server and no --server-pid: CPU and memory not measured".to_owned(),
-        ));
-    }
-    match procfs::find_listener(port) {
-        Some(pid) => Ok((
-            Some(pid),
-            format!("pid {pid}: the process listening on TCP port {port}"),
-        )),
-        None => Ok((
-            None,
-            format!(
-                "no single readable process listens on port {port}: CPU and memory not measured \
-                 (pass --server-pid)"
-            ),
-        )),
-    }
-}
-
 struct Run {
     args: Args,
     ctx: Arc<participant::Ctx>,
@@ -261,72 +218,6 @@ impl Run {
             }
         }
     }
-}
-
-/// Reads the server's missed-deadline and tick counters from its `/metrics` into the hub.
-async fn read_server_metrics(ctx: &participant::Ctx) {
-    let text = async {
-        let r = ctx
-            .http
-            .get(format!("{}/metrics", ctx.base))
-            .bearer_auth(&ctx.admin_token)
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.text().await.ok()
-    }
-    .await;
-    let value = |text: &str, name: &str| {
-        text.lines().find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-    };
-    let counters = text.and_then(|t| {
-        Some((
-            value(&t, "earshot_media_deadline_missed_total")?,
-            value(&t, "earshot_media_ticks_total")?,
-        ))
-    });
-    ctx.hub.set_server_deadlines(counters);
-}
-
-/// Logs progress and samples once a second.
-fn spawn_sampler(ctx: Arc<participant::Ctx>, sampler: Arc<Sampler>) -> JoinHandle<()> {
-    let hub = Arc::clone(&ctx.hub);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_log = Instant::now();
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            read_server_metrics(&ctx).await;
-            let s = sampler.sample(&hub);
-            if last_log.elapsed() >= PROGRESS_EVERY {
-                last_log = Instant::now();
-                info!(
-                    t = s.t_s.round(),
-                    phase = %s.phase,
-                    live = s.sessions_live,
-                    established = s.established,
-                    failed = s.failed,
-                    dropped = s.dropped,
-                    ended_by_server = s.ended_by_server,
-                    server_cpu_cores = ?s.server_cpu_cores,
-                    cpu_ms_per_session_second = ?s.server_cpu_ms_per_session_second,
-                    server_rss_mib = ?s.server_rss_kib.map(|k| k / 1024),
-                    "loadgen progress"
-                );
-            }
-        }
-    })
 }
 
 async fn run_async(args: Args) -> anyhow::Result<()> {
@@ -473,136 +364,6 @@ async fn create_agent_script(
         .context("the created script has no id")
 }
 
-/// Steps of `--step` sessions from `--sessions` up until a limit breaks.
-async fn find_capacity(run: &mut Run) -> (Option<Window>, report::Capacity) {
-    let args = run.args.clone();
-    let mut target = args.sessions.max(1).min(args.max_sessions.max(1));
-    let mut steps: Vec<report::Step> = Vec::new();
-    let stopped_because;
-    loop {
-        run.sampler.set_phase(&format!("step {target}: ramp"));
-        run.ramp_to(target).await;
-        run.wait_live(target).await;
-        tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
-        let (a, b) = run
-            .hold(args.hold_secs, &format!("step {target}: hold"))
-            .await;
-        let w = window(&run.hub, &a, &b);
-        let latency = run.hub.latency_between(w.from_s, w.to_s);
-        let latency_p99 = latency.worst_p99();
-        let broken = limits_broken(&w, latency_p99, run.sampler.server_alive());
-        let held = broken.is_empty();
-        info!(
-            sessions = target,
-            held,
-            broken = ?broken,
-            cpu_ms_per_session_second = ?w.server_cpu_ms_per_session_second,
-            server_cpu_cores = ?w.server_cpu_cores,
-            loss_pct = ?w.rx_loss_pct,
-            jitter_p99_ms = ?w.jitter_ms.p99,
-            receive_rate_pct = ?w.rx_receive_rate_pct,
-            server_latency_p99_ms = ?latency_p99,
-            "loadgen: capacity step"
-        );
-        steps.push(report::Step {
-            sessions: target,
-            held,
-            broken,
-            rss_kib: b.server_rss_kib,
-            server_added_latency: latency,
-            window: w,
-        });
-        if !held {
-            stopped_because = format!("a limit broke at {target} sessions");
-            break;
-        }
-        if target >= args.max_sessions {
-            stopped_because = format!("reached --max-sessions {}", args.max_sessions);
-            break;
-        }
-        target = (target + args.step).min(args.max_sessions);
-    }
-    let best = steps.iter().rev().find(|s| s.held);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let window = best.map(|s| s.window.clone());
-    let capacity = report::Capacity {
-        limits: report::Limits {
-            max_loss_pct: MAX_LOSS_PCT,
-            max_jitter_p99_ms: MAX_JITTER_P99_MS,
-            max_server_latency_p99_ms: MAX_SERVER_LATENCY_P99_MS,
-            min_receive_rate_pct: MIN_RECEIVE_RATE_PCT,
-            // A session tick 20 ms late sent its frame a whole frame late: none may be missed.
-            max_missed_deadlines: 0,
-            max_failed_sessions: 0,
-        },
-        largest_ok_sessions: best.map(|s| s.sessions),
-        sessions_per_machine_core: best.map(|s| round1(s.sessions as f64 / cores as f64)),
-        sessions_per_server_core: best.and_then(|s| {
-            s.window
-                .server_cpu_cores
-                .filter(|c| *c > 0.0)
-                .map(|c| round1(s.sessions as f64 / c))
-        }),
-        stopped_because,
-        steps,
-    };
-    (window, capacity)
-}
-
-/// The limits a measured window breaks (empty: it held).
-fn limits_broken(w: &Window, server_latency_p99: Option<f64>, server_alive: bool) -> Vec<String> {
-    let mut broken = Vec::new();
-    if !server_alive {
-        broken.push("server process gone".to_owned());
-    }
-    if let Some(loss) = w.rx_loss_pct
-        && loss > MAX_LOSS_PCT
-    {
-        broken.push(format!("loss {loss:.2} % > {MAX_LOSS_PCT} %"));
-    }
-    if let Some(j) = w.jitter_ms.p99
-        && j > MAX_JITTER_P99_MS
-    {
-        broken.push(format!("jitter p99 {j:.1} ms > {MAX_JITTER_P99_MS} ms"));
-    }
-    if let Some(l) = server_latency_p99
-        && l > MAX_SERVER_LATENCY_P99_MS
-    {
-        broken.push(format!(
-            "server-added latency p99 {l:.1} ms > {MAX_SERVER_LATENCY_P99_MS} ms"
-        ));
-    }
-    if let Some(missed) = w.server_deadline_missed
-        && missed > 0
-    {
-        broken.push(format!(
-            "{missed} missed 20 ms deadlines in the media path (of {} ticks)",
-            w.server_ticks.unwrap_or(0)
-        ));
-    }
-    if let Some(r) = w.rx_receive_rate_pct
-        && r < MIN_RECEIVE_RATE_PCT
-    {
-        broken.push(format!(
-            "AI packets received at {r:.1} % of the real-time rate < {MIN_RECEIVE_RATE_PCT} %"
-        ));
-    }
-    if w.rx_expected == 0 {
-        broken.push("no AI audio received".to_owned());
-    }
-    if w.failed + w.dropped > 0 {
-        broken.push(format!(
-            "{} sessions failed and {} dropped",
-            w.failed, w.dropped
-        ));
-    }
-    broken
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
 fn build_report(
     args: &Args,
     run: &Run,
@@ -745,59 +506,5 @@ fn build_report(
         capacity,
         samples,
         connects,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn window_with(loss: f64, jitter_p99: f64, rate: f64, failed: u64, missed: u64) -> Window {
-        Window {
-            from_s: 0.0,
-            to_s: 10.0,
-            secs: 10.0,
-            sessions_live_at_end: 5,
-            session_seconds: 50.0,
-            server_cpu_ms: Some(500),
-            server_cpu_ms_per_session_second: Some(10.0),
-            server_cpu_cores: Some(0.05),
-            server_sys_pct: Some(30.0),
-            generator_cpu_cores: Some(0.1),
-            rx_received: 2500,
-            rx_expected: 2500,
-            rx_loss_pct: Some(loss),
-            rx_receive_rate_pct: Some(rate),
-            server_ticks: Some(25_000),
-            server_deadline_missed: Some(missed),
-            jitter_ms: Distribution::of(&[1.0, jitter_p99]),
-            offer_to_connected_ms: Distribution::of(&[30.0]),
-            established: 5,
-            failed,
-            dropped: 0,
-            ended_by_server: 0,
-        }
-    }
-
-    #[test]
-    fn capacity_limits() {
-        assert!(limits_broken(&window_with(0.5, 5.0, 99.0, 0, 0), None, true).is_empty());
-        let b = limits_broken(&window_with(1.5, 25.0, 90.0, 1, 3), Some(30.0), false);
-        assert_eq!(b.len(), 7, "{b:?}");
-        assert!(
-            b.iter()
-                .any(|l| l == "3 missed 20 ms deadlines in the media path (of 25000 ticks)")
-        );
-        // The latency limit applies only once it is measured.
-        assert!(limits_broken(&window_with(0.0, 1.0, 100.0, 0, 0), None, true).is_empty());
-        assert_eq!(
-            limits_broken(&window_with(0.0, 1.0, 100.0, 0, 0), Some(25.0), true).len(),
-            1
-        );
-        // One missed deadline is enough.
-        assert_eq!(
-            limits_broken(&window_with(0.0, 1.0, 100.0, 0, 1), None, true).len(),
-            1
-        );
     }
 }

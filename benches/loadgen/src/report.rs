@@ -9,8 +9,8 @@ use super::hub::{Connect, Sample, Window};
 use super::latency::LatencyReport;
 use super::stats::Distribution;
 
-/// PRODUCT.md's capacity goal: server CPU per session-second with noise suppression and full
-/// recording.
+/// The capacity goal (docs/FEATURES.md): server CPU per session-second with noise suppression
+/// and full recording.
 pub const GOAL_CPU_MS_PER_SESSION_SECOND: f64 = 10.0;
 
 #[derive(Debug, Serialize)]

@@ -21,29 +21,32 @@
 //! PESQ: both files resampled to 16 kHz with sox, scored by PyPI's `pesq` (scripts/pesq_wb.py).
 //! Needs a release build of the server next to this example (the script builds both).
 
-#[path = "../tests/support/audio.rs"]
+#[path = "../../tests/support/audio.rs"]
 #[allow(dead_code)]
 mod audio;
-#[path = "../tests/support/noise.rs"]
+#[path = "../../tests/support/noise.rs"]
 #[allow(dead_code)]
 mod noise;
-#[path = "../tests/support/participant.rs"]
+#[path = "../../tests/support/participant.rs"]
 #[allow(dead_code)]
 mod participant;
-#[path = "../tests/support/relay.rs"]
+mod pesq;
+#[path = "../../tests/support/relay.rs"]
 #[allow(dead_code)]
 mod relay;
+mod server;
+mod signal;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use earshot_media::codec::{OpusSettings, ParticipantDecoder};
-use earshot_media::jitter::JitterBuffer;
-use earshot_media::peer::RtpAudioPacket;
+use earshot_media::codec::OpusSettings;
 
 use participant::{Impair, Participant, encode};
+use pesq::Pesq;
 use relay::Impairment;
+use server::Server;
+use signal::{align, decode_at_client, mean, min, speech_fixture, turns};
 
 const ADMIN: &str = "quality-admin";
 const LEVELS: [u32; 4] = [0, 5, 10, 20];
@@ -65,275 +68,6 @@ fn browser_opus(fec: bool, loss_pct: u32) -> OpusSettings {
         dtx: false,
         expected_loss_pct: if fec { loss_pct as u8 } else { 0 },
     }
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Server {
-    async fn start(env: &[(&str, &str)]) -> Server {
-        let exe = std::env::current_exe().expect("own path");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|d| d.join("earshot"))
-            .expect("target dir");
-        assert!(
-            bin.exists(),
-            "{} missing: cargo build --release --bin earshot",
-            bin.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let data = tempfile::tempdir().expect("data dir");
-        let log = data.path().join("server.log");
-        let file = std::fs::File::create(&log).expect("log");
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env("EARSHOT_ADMIN_TOKEN", ADMIN)
-        .env("EARSHOT_LOG", "info,earshot_media=debug")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log"))
-        .stderr(file);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn earshot");
-        let s = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            _data: data,
-            log,
-        };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !http
-            .get(format!("{}/healthz", s.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        s
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// PESQ-WB jobs, scored in one batch.
-struct Pesq {
-    dir: PathBuf,
-    pairs: Vec<(PathBuf, PathBuf)>,
-}
-
-fn write_wav(path: &Path, pcm: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("wav");
-    for s in noise::to_i16(pcm) {
-        w.write_sample(s).expect("sample");
-    }
-    w.finalize().expect("finalize");
-}
-
-impl Pesq {
-    fn new(dir: &Path) -> Pesq {
-        let dir = dir.join("pesq");
-        std::fs::create_dir_all(&dir).expect("pesq dir");
-        Pesq {
-            dir,
-            pairs: Vec::new(),
-        }
-    }
-
-    /// Queues (reference, degraded), both 48 kHz; returns the job's index.
-    fn add(&mut self, name: &str, reference: &[f32], degraded: &[f32]) -> usize {
-        let i = self.pairs.len();
-        let mut paths = Vec::new();
-        for (kind, pcm) in [("ref", reference), ("deg", degraded)] {
-            let wide = self.dir.join(format!("{i:03}-{name}-{kind}-48k.wav"));
-            let narrow = self.dir.join(format!("{i:03}-{name}-{kind}.wav"));
-            write_wav(&wide, pcm);
-            let ok = Command::new("sox")
-                .arg("-R")
-                .arg(&wide)
-                .args(["-r", "16000", "-b", "16"])
-                .arg(&narrow)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "sox failed");
-            paths.push(narrow);
-        }
-        let deg = paths.pop().expect("deg");
-        let reference = paths.pop().expect("ref");
-        self.pairs.push((reference, deg));
-        i
-    }
-
-    fn run(&self) -> Vec<f64> {
-        if self.pairs.is_empty() {
-            return Vec::new();
-        }
-        let list = self.dir.join("pairs.tsv");
-        let text: String = self
-            .pairs
-            .iter()
-            .map(|(r, d)| format!("{}\t{}\n", r.display(), d.display()))
-            .collect();
-        std::fs::write(&list, text).expect("list");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pesq_wb.py");
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(&list)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "pesq_wb.py failed (scripts/install-deps.sh --quality installs pesq)"
-        );
-        let scores: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim().parse().unwrap_or(f64::NAN))
-            .collect();
-        assert_eq!(scores.len(), self.pairs.len(), "one score per pair");
-        scores
-    }
-}
-
-fn speech_fixture() -> Vec<f32> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/participant_speech.wav");
-    audio::read_wav(&path).1
-}
-
-/// Sample offset `d` (at most `max_offset`) such that `recording[i + d]` best matches
-/// `sent[i]`: the 10 ms envelope of the first `probe` samples of `sent` found in the start of
-/// the recording (the sent audio loops, so only its first occurrence counts), then refined to
-/// the sample by cross-correlation within ±15 ms.
-fn align(sent: &[f32], recording: &[f32], probe: usize, max_offset: usize) -> Option<(usize, f32)> {
-    let probe = &sent[..probe.min(sent.len())];
-    let needle = audio::envelope(48_000, probe);
-    let hay = audio::envelope(
-        48_000,
-        &recording[..recording.len().min(probe.len() + max_offset)],
-    );
-    if hay.len() < needle.len() {
-        return None;
-    }
-    let (pos, r) = audio::find(&needle, &hay, 0);
-    let coarse = pos * 480;
-    let lo = coarse.saturating_sub(720);
-    let hi = coarse + 720;
-    let window = probe.len().min(48_000 * 4);
-    let best = (lo..=hi)
-        .filter(|d| d + window <= recording.len())
-        .map(|d| {
-            let dot: f32 = (0..window).map(|i| probe[i] * recording[i + d]).sum();
-            (d, dot)
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))?;
-    Some((best.0, r))
-}
-
-fn mean(xs: &[f64]) -> f64 {
-    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
-fn min(xs: &[f64]) -> f64 {
-    xs.iter()
-        .copied()
-        .filter(|x| x.is_finite())
-        .fold(f64::NAN, f64::min)
-}
-
-/// The AI audio as the client plays it: reordered with a `CLIENT_WAIT` hold, lost packets
-/// recovered from FEC or concealed, placed by RTP timestamp. Returns (pcm, lost, late, fec,
-/// plc).
-fn decode_at_client(packets: &[RtpAudioPacket]) -> (Vec<f32>, [u64; 4]) {
-    let mut jb = JitterBuffer::new(CLIENT_WAIT);
-    let mut dec = ParticipantDecoder::new().expect("decoder");
-    let mut out: Vec<f32> = Vec::new();
-    let mut ts0: Option<u32> = None;
-    let mut place = |dec: &mut ParticipantDecoder, o| {
-        let f = dec.decode(o);
-        let t0 = *ts0.get_or_insert(f.timestamp);
-        let pos = f.timestamp.wrapping_sub(t0) as usize;
-        if pos > 48_000 * 3600 {
-            return; // before the first packet: not placed
-        }
-        if out.len() < pos + f.pcm.len() {
-            out.resize(pos + f.pcm.len(), 0.0);
-        }
-        for (d, s) in out[pos..].iter_mut().zip(f.pcm) {
-            *d = f32::from(*s) / 32768.0;
-        }
-    };
-    let mut last = None;
-    for p in packets {
-        while let Some(o) = jb.poll(p.arrival) {
-            place(&mut dec, o);
-        }
-        jb.push(p.sequence, p.timestamp, p.payload.clone(), p.arrival);
-        while let Some(o) = jb.poll(p.arrival) {
-            place(&mut dec, o);
-        }
-        last = Some(p.arrival);
-    }
-    if let Some(t) = last {
-        while let Some(o) = jb.poll(t + Duration::from_secs(1)) {
-            place(&mut dec, o);
-        }
-    }
-    let (j, d) = (jb.stats(), dec.stats());
-    (out, [j.lost, j.late, d.fec, d.plc])
-}
-
-/// Voiced spans of a track (10 ms frames above -50 dBFS, joined across pauses under 400 ms),
-/// at least 1 s long, in samples.
-fn turns(track: &[f32]) -> Vec<(usize, usize)> {
-    let env = audio::envelope(48_000, track);
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    for (i, v) in env.iter().enumerate() {
-        if *v > -50.0 {
-            match spans.last_mut() {
-                Some((_, end)) if i - *end <= 40 => *end = i + 1,
-                _ => spans.push((i, i + 1)),
-            }
-        }
-    }
-    spans
-        .into_iter()
-        .filter(|(a, b)| b - a >= 100)
-        .map(|(a, b)| (a * 480, b * 480))
-        .collect()
 }
 
 struct LossRun {
