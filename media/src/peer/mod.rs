@@ -58,7 +58,7 @@ pub use liveness::LivenessConfig;
 use nat::{apply_nat_1to1, parse_nat_mappings};
 use ports::bind_candidates;
 pub(crate) use sdp::add_candidate;
-use sdp::inspect_offer;
+pub use sdp::{inspect_offer, normalise_candidate};
 
 /// The ICE agent's tick while connecting. Even an ICE-lite agent (which sends no checks) only
 /// moves to connected, and so starts DTLS, on this tick; the library default of 200 ms adds up
