@@ -541,3 +541,131 @@ fn bad_prompt_files_are_errors() {
     write_test_wav(&hollow, 16_000, 1, 0.0);
     assert!(load_prompt(&hollow).is_err());
 }
+
+/// Prompt bytes decode exactly as the same file does (the fuzz targets use the bytes).
+#[test]
+fn prompt_bytes_decode_like_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.wav");
+    write_test_wav(&path, 22_050, 2, 0.3);
+    let from_file = load_prompt(&path).expect("file");
+    let bytes = std::fs::read(&path).expect("read");
+    let from_bytes =
+        earshot_media::prompt::load_prompt_from_bytes(&bytes, "p.wav", Some("wav")).expect("bytes");
+    assert_eq!(from_file, from_bytes);
+}
+
+fn decode_error(bytes: &[u8]) -> String {
+    match earshot_media::prompt::load_prompt_from_bytes(bytes, "x", None) {
+        Err(PromptError::Decode { reason, .. }) => reason,
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+/// Fuzzing found that symphonia allocates declared lengths before reading them: a 600-byte
+/// FLAC whose Vorbis comment claimed 1 GiB made it allocate 1 GiB (up to 4 GiB possible), and a
+/// WAV LIST/INFO chunk can do the same. Such files are refused before symphonia sees them.
+#[test]
+fn prompt_headers_declaring_more_than_the_file_are_refused() {
+    let mut streaminfo = vec![0x00, 0x00, 0x00, 0x22];
+    streaminfo.extend_from_slice(&[0x10, 0x00, 0x10, 0x00]); // block sizes
+    streaminfo.extend_from_slice(&[0x00; 6]); // frame sizes
+    streaminfo.extend_from_slice(&[0x03, 0xe8, 0x00, 0xf0]); // 16 kHz, mono, 16-bit
+    streaminfo.extend_from_slice(&[0x00; 20]);
+    let flac = |block: &[u8]| -> Vec<u8> {
+        let mut f = b"fLaC".to_vec();
+        f.extend_from_slice(&streaminfo);
+        f.extend_from_slice(block);
+        f
+    };
+    // Vorbis comment (type 4, last): vendor "", one comment of 1 GiB.
+    let mut comment = vec![0x84, 0x00, 0x00, 0x0c];
+    comment.extend_from_slice(&0u32.to_le_bytes());
+    comment.extend_from_slice(&1u32.to_le_bytes());
+    comment.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    let reason = decode_error(&flac(&comment));
+    assert!(
+        reason.contains("Vorbis comment declares 1073741824 bytes"),
+        "{reason}"
+    );
+    // Picture (type 6, last): MIME type of 4 GiB - 1.
+    let mut picture = vec![0x86, 0x00, 0x00, 0x08];
+    picture.extend_from_slice(&3u32.to_be_bytes());
+    picture.extend_from_slice(&u32::MAX.to_be_bytes());
+    let reason = decode_error(&flac(&picture));
+    assert!(reason.contains("picture MIME type"), "{reason}");
+    // A metadata block longer than the file.
+    let reason = decode_error(&flac(&[0x81, 0xff, 0xff, 0xff, 0, 0]));
+    assert!(
+        reason.contains("FLAC metadata block of 16777215 bytes"),
+        "{reason}"
+    );
+    // WAV: a streamed RIFF length (any chunk length passes symphonia's own check) and a LIST
+    // chunk of 4 GiB - 16 in a 40-byte file.
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&u32::MAX.to_le_bytes());
+    wav.extend_from_slice(b"WAVELIST");
+    wav.extend_from_slice(&(u32::MAX - 16).to_le_bytes());
+    wav.extend_from_slice(b"INFOINAM");
+    wav.extend_from_slice(&(u32::MAX - 32).to_le_bytes());
+    wav.extend_from_slice(b"abcd");
+    let reason = decode_error(&wav);
+    assert!(reason.contains("WAV chunk \"LIST\" declares"), "{reason}");
+    // Not a WAV or FLAC at the start (symphonia would search the first MiB for a marker).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.wav");
+    write_test_wav(&path, 8_000, 1, 0.1);
+    let mut prefixed = b"junk".to_vec();
+    prefixed.extend_from_slice(&std::fs::read(&path).expect("read"));
+    let reason = decode_error(&prefixed);
+    assert!(
+        reason.contains("not a WAV (RIFF) or FLAC (fLaC) file"),
+        "{reason}"
+    );
+    assert!(decode_error(b"RI").contains("too short"));
+}
+
+/// Fuzzing found that symphonia 0.5 panics (a zero time base) on a WAV whose sample rate is 0;
+/// such a prompt is a decode error.
+#[test]
+fn a_wav_prompt_at_0_hz_is_an_error_not_a_panic() {
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&44u32.to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    // PCM, mono, 0 Hz, 0 bytes/s, block align 2, 16-bit.
+    wav.extend_from_slice(&[1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 16, 0]);
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&8u32.to_le_bytes());
+    wav.extend_from_slice(&[0; 8]);
+    assert_eq!(decode_error(&wav), "WAV sample rate is 0");
+}
+
+/// Fuzzing found that a prompt at 1 Hz (a few header bytes) resamples into seconds of audio:
+/// 600 samples would make the full 10 minutes. Prompts below 8 kHz are refused.
+#[test]
+fn prompts_below_8_khz_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (rate, ok) in [(1, false), (7_999, false), (8_000, true)] {
+        let path = dir.path().join(format!("p{rate}.wav"));
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("create");
+        for _ in 0..4 {
+            w.write_sample(1000i16).expect("sample");
+        }
+        w.finalize().expect("finalize");
+        match load_prompt(&path) {
+            Ok(pcm) => assert!(ok, "{rate} Hz accepted ({} samples)", pcm.len()),
+            Err(PromptError::Decode { reason, .. }) => {
+                assert!(!ok, "{rate} Hz refused: {reason}");
+                assert!(reason.contains("below 8000 Hz"), "{reason}");
+            }
+            Err(e) => panic!("{rate} Hz: {e}"),
+        }
+    }
+}

@@ -61,7 +61,7 @@ use ports::bind_candidates;
 pub use restart::IceRestart;
 pub(crate) use restart::{answer_with_credentials, credentials_of};
 pub(crate) use sdp::add_candidate;
-use sdp::inspect_offer;
+pub use sdp::{inspect_offer, normalise_candidate};
 
 /// The ICE agent's tick while connecting. Even an ICE-lite agent (which sends no checks) only
 /// moves to connected, and so starts DTLS, on this tick; the library default of 200 ms adds up
