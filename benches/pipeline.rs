@@ -21,7 +21,7 @@ use criterion::{Bencher, Criterion, criterion_group, criterion_main};
 use earshot_media::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
 use earshot_media::denoise::Denoiser;
 use earshot_media::jitter::{JitterBuffer, JitterOutput};
-use earshot_media::recorder::{QualityPreset, TrackWriter, encode_mp3, mix_wavs};
+use earshot_media::recorder::{Quality, TrackWriter, encode_mp3, mix_wavs};
 use earshot_media::resample::StreamResampler;
 use earshot_media::vad::{VadConfig, VoiceActivity};
 
@@ -209,7 +209,7 @@ fn opus_encode(c: &mut Criterion) {
     let frames = common::ai_frames();
     let mut g = c.benchmark_group("opus_encode");
     let default = OpusSettings::default();
-    // The server's default first, then the knobs that decide the cost (PRODUCT.md F11).
+    // The server's default first, then the knobs that decide the cost (docs/FEATURES.md F11).
     let variants = [
         ("ai_speech_32kbps_c5", default),
         (
@@ -272,8 +272,8 @@ fn recording(c: &mut Criterion) {
     let mut g = c.benchmark_group("recording");
 
     for (name, preset) in [
-        ("wav_write_16bit", QualityPreset::Standard),
-        ("wav_write_24bit", QualityPreset::Ultra),
+        ("wav_write_16bit", Quality::Standard),
+        ("wav_write_24bit", Quality::Ultra),
     ] {
         let path = dir.path().join(format!("{name}.wav"));
         g.bench_function(name, |b| {

@@ -11,7 +11,7 @@
 //!     cargo bench --bench session -- --quick
 //!
 //! WebRTC itself (ICE, DTLS, SRTP, RTP packetization) and the tokio task switching are not in
-//! here: `earshot loadgen` measures the whole server under real peers.
+//! here: the load generator (`earshot-loadgen`) measures the whole server under real peers.
 
 mod common;
 
@@ -25,7 +25,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use earshot_media::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
 use earshot_media::denoise::{Denoiser, LATENCY_SAMPLES};
 use earshot_media::jitter::JitterBuffer;
-use earshot_media::recorder::{QualityPreset, TrackWriter, encode_mp3, mix_wavs};
+use earshot_media::recorder::{Quality, TrackWriter, encode_mp3, mix_wavs};
 use earshot_media::vad::{VadConfig, VoiceActivity};
 
 const REORDER_WAIT: Duration = Duration::from_millis(30);
@@ -58,9 +58,9 @@ impl SessionSim {
             denoiser: Denoiser::new(true),
             vad: VoiceActivity::new(VadConfig::default()),
             encoder: OpusEncoder::new(OpusSettings::default()).expect("encoder"),
-            participant: TrackWriter::create(dir.join("participant.wav"), QualityPreset::Standard)
+            participant: TrackWriter::create(dir.join("participant.wav"), Quality::Standard)
                 .expect("wav"),
-            ai: TrackWriter::create(dir.join("ai.wav"), QualityPreset::Standard).expect("wav"),
+            ai: TrackWriter::create(dir.join("ai.wav"), Quality::Standard).expect("wav"),
             dir: dir.to_path_buf(),
             t0: Instant::now(),
             frame: 0,
@@ -110,7 +110,7 @@ impl SessionSim {
         let p = self.participant.finalize().expect("finalize");
         let a = self.ai.finalize().expect("finalize");
         let mix = mix_wavs(&p.path, &a.path, &self.dir.join("mix.wav")).expect("mix");
-        let kbps = QualityPreset::Standard.mp3_bitrate_kbps();
+        let kbps = Quality::Standard.mp3_bitrate_kbps();
         for (name, wav) in [("participant", p), ("ai", a), ("mix", mix)] {
             black_box(
                 encode_mp3(&wav.path, &self.dir.join(format!("{name}.mp3")), kbps).expect("mp3"),

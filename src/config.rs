@@ -8,6 +8,7 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+#[path = "config/limits.rs"]
 mod limits;
 
 pub use limits::LimitsConfig;

@@ -3,7 +3,6 @@
 
 mod config;
 mod defaults;
-mod loadgen;
 mod rlimit;
 mod secrets;
 mod wiring;
@@ -38,19 +37,13 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Drive N real WebRTC participants against a running server and report capacity,
-    /// loss, jitter, latency, CPU and memory per session (see README).
-    Loadgen(loadgen::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let default_filter = match cli.command {
-        Command::Loadgen(_) => loadgen::LOG_FILTER,
-        // webrtc-rs warns on every DTLS handshake that it has no server name (ICE-lite peers
-        // have none to give): noise for operators, so only its errors are shown.
-        _ => "info,rtc_dtls=error",
-    };
+    // webrtc-rs warns on every DTLS handshake that it has no server name (ICE-lite peers have
+    // none to give): noise for operators, so only its errors are shown.
+    let default_filter = "info,rtc_dtls=error";
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EARSHOT_LOG")
@@ -77,6 +70,5 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(wiring::serve(cfg))
         }
-        Command::Loadgen(args) => loadgen::run(args),
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use criterion::Criterion;
 use earshot_media::codec::{FRAME_SAMPLES, OpusEncoder, OpusSettings};
 use earshot_media::denoise::Denoiser;
-use earshot_media::recorder::{QualityPreset, TrackWriter};
+use earshot_media::recorder::{Quality, TrackWriter};
 
 pub const FRAME: usize = FRAME_SAMPLES;
 /// Frames in one session-second.
@@ -75,7 +75,7 @@ pub fn voice_inputs() -> Vec<(f32, f32)> {
 
 /// Writes `frames` (looped) as a WAV track of `seconds` seconds.
 pub fn write_track(path: &Path, frames: &[[i16; FRAME]], seconds: usize) {
-    let mut w = TrackWriter::create(path, QualityPreset::Standard).expect("create wav");
+    let mut w = TrackWriter::create(path, Quality::Standard).expect("create wav");
     for i in 0..seconds * FRAMES_PER_SECOND {
         w.write_at((i * FRAME) as u64, &frames[i % frames.len()])
             .expect("write wav");

@@ -1,13 +1,17 @@
 //! The media engine: the media plane's front door. Commands in (open a participant peer, add a
-//! candidate, hang up, finish), [`EngineEvent`]s out on a channel. It owns one task per
+//! candidate, hang up, finish), [`MediaEvent`]s out on a channel. It owns one task per
 //! session ([`crate::session`]) and a cache of decoded prompt audio. A session is led either by
 //! the built-in interviewer (prompts) or by an external agent over the bridge
 //! ([`crate::agent`], [`AgentRequest`]).
 
+pub use crate::request::{AgentRequest, ParticipantRequest, RecordingRequest};
+pub(crate) use crate::request::{LoadedAudio, LoadedPrompt};
+pub use earshot_vocab::media_port::{MediaEvent, PromptSpec, RecordingFile};
+pub use earshot_vocab::{AgentAudioFormat, Role};
+
 use crate::codec::OpusSettings;
 use crate::metrics::MediaMetrics;
 use crate::peer::{IceRestart, PeerConfig, PeerError, PeerEvent, PeerRole, ServerPeer};
-use crate::recorder::QualityPreset;
 use crate::session::{SessionCommand, SessionParams, SessionTask};
 use dashmap::DashMap;
 use std::path::PathBuf;
@@ -19,181 +23,21 @@ use tokio::sync::{Mutex, mpsc};
 pub struct EngineConfig {
     pub peer: PeerConfig,
     pub opus: OpusSettings,
-}
-
-#[derive(Debug, Clone)]
-pub struct Prompt {
-    pub id: String,
-    pub text: String,
-    pub audio: PathBuf,
-}
-
-#[derive(Debug, Clone)]
-pub struct RecordingRequest {
-    pub dir: PathBuf,
-    pub quality: QualityPreset,
-    /// Make the mix and the MP3s when the session ends; otherwise only when first asked for
-    /// ([`Engine::derive_recording`]).
+    /// How long an unreachable or dropped agent is retried before the session is told.
+    pub agent_retry: Duration,
+    /// Make the mix and MP3s when a session ends (else on first request).
     pub derive_at_end: bool,
 }
 
-/// A prompt's audio, decoded to 48 kHz and encoded to the 20 ms Opus packets it is sent as:
-/// every session playing the prompt sends these packets instead of encoding it again (Opus
-/// encoding is the largest per-frame cost while the interviewer speaks).
-#[derive(Debug, Clone)]
-pub(crate) struct LoadedAudio {
-    pub pcm: Arc<Vec<i16>>,
-    /// One packet per 960 samples, the last frame padded with silence.
-    pub packets: Arc<Vec<bytes::Bytes>>,
-}
-
-impl LoadedAudio {
-    fn load(path: &std::path::Path, opus: OpusSettings) -> Result<Self, String> {
-        let pcm = crate::prompt::load_prompt(path).map_err(|e| e.to_string())?;
-        // Encoded once per process, so the encoder's CPU/quality knob costs nothing here: the
-        // highest complexity (PESQ-WB of the built-in prompts at 32 kbps with FEC: 4.00 at
-        // complexity 10 vs 3.35 at the default 5). Bitrate and FEC stay as configured.
-        let opus = OpusSettings {
-            complexity: 10,
-            ..opus
-        };
-        let mut encoder = crate::codec::OpusEncoder::new(opus).map_err(|e| e.to_string())?;
-        let mut packets = Vec::with_capacity(pcm.len().div_ceil(crate::session::FRAME));
-        for chunk in pcm.chunks(crate::session::FRAME) {
-            let mut frame = [0i16; crate::session::FRAME];
-            frame[..chunk.len()].copy_from_slice(chunk);
-            packets.push(encoder.encode(&frame).map_err(|e| e.to_string())?);
-        }
-        Ok(Self {
-            pcm: Arc::new(pcm),
-            packets: Arc::new(packets),
-        })
-    }
-}
-
-/// One prompt of a session's script with its audio.
-#[derive(Debug, Clone)]
-pub(crate) struct LoadedPrompt {
-    pub prompt: Prompt,
-    pub audio: LoadedAudio,
-}
-
-/// Audio format spoken with an external agent, both ways (F5).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-pub enum AgentAudioFormat {
-    /// 16-bit signed little-endian PCM at 16 kHz (`audio/x-l16`), 320 samples per 20 ms.
-    #[default]
-    #[serde(rename = "l16/16000")]
-    L16k16,
-    /// G.711 μ-law at 8 kHz (`audio/x-mulaw`), 160 bytes per 20 ms: Twilio's format.
-    #[serde(rename = "mulaw/8000")]
-    Mulaw8k,
-}
-
-impl AgentAudioFormat {
-    /// The configuration spelling: `l16/16000` or `mulaw/8000`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::L16k16 => "l16/16000",
-            Self::Mulaw8k => "mulaw/8000",
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            peer: PeerConfig::default(),
+            opus: OpusSettings::default(),
+            agent_retry: Duration::from_secs(10),
+            derive_at_end: true,
         }
     }
-
-    /// The `mediaFormat.encoding` sent in `start`.
-    pub fn encoding(self) -> &'static str {
-        match self {
-            Self::L16k16 => "audio/x-l16",
-            Self::Mulaw8k => "audio/x-mulaw",
-        }
-    }
-
-    pub fn sample_rate(self) -> u32 {
-        match self {
-            Self::L16k16 => 16_000,
-            Self::Mulaw8k => 8_000,
-        }
-    }
-
-    /// Bytes of payload per sample.
-    pub fn bytes_per_sample(self) -> usize {
-        match self {
-            Self::L16k16 => 2,
-            Self::Mulaw8k => 1,
-        }
-    }
-}
-
-impl std::fmt::Display for AgentAudioFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An agent audio format that is neither `l16/16000` nor `mulaw/8000`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown agent audio format {0:?} (expected \"l16/16000\" or \"mulaw/8000\")")]
-pub struct UnknownAgentAudioFormat(pub String);
-
-impl std::str::FromStr for AgentAudioFormat {
-    type Err = UnknownAgentAudioFormat;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "l16/16000" => Ok(Self::L16k16),
-            "mulaw/8000" => Ok(Self::Mulaw8k),
-            _ => Err(UnknownAgentAudioFormat(s.to_owned())),
-        }
-    }
-}
-
-/// An external AI interviewer the session's media task dials (Twilio Media Streams shapes).
-#[derive(Debug, Clone)]
-pub struct AgentRequest {
-    /// `ws://host:port/path` of the agent.
-    pub url: String,
-    pub audio_format: AgentAudioFormat,
-    /// Sent as `start.customParameters` (an object: session, campaign, script, metadata,
-    /// resume context).
-    pub custom_parameters: serde_json::Value,
-    /// Give up (emit [`EngineEvent::AgentFailed`]) after the agent has been unreachable this
-    /// long.
-    pub retry_for: Duration,
-}
-
-/// Who spoke a turn or a transcript line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TurnRole {
-    Ai,
-    Participant,
-}
-
-impl TurnRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ai => "ai",
-            Self::Participant => "participant",
-        }
-    }
-}
-
-/// A participant's offer and what their session's media must do.
-#[derive(Debug, Clone)]
-pub struct ParticipantRequest {
-    pub session_id: String,
-    pub offer_sdp: String,
-    /// The built-in interviewer's prompts (unused when `agent` is set).
-    pub prompts: Vec<Prompt>,
-    pub silence_ms: u32,
-    pub start_at: usize,
-    pub noise_suppression: bool,
-    /// `None` when recording is disabled for the script.
-    pub recording: Option<RecordingRequest>,
-    /// The external agent leading the interview; `None`: the built-in interviewer. On a
-    /// resume the newest request is used when the agent is dialled again.
-    pub agent: Option<AgentRequest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,83 +71,6 @@ impl From<PeerError> for EngineError {
     }
 }
 
-/// A finished recording file.
-#[derive(Debug, Clone)]
-pub struct RecordedFile {
-    pub track: String,
-    pub format: String,
-    pub path: PathBuf,
-    pub duration_ms: u64,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Clone)]
-pub enum EngineEvent {
-    Connected {
-        session_id: String,
-    },
-    Disconnected {
-        session_id: String,
-    },
-    /// Packets flow again on the same peer after a stop.
-    AudioRestored {
-        session_id: String,
-    },
-    Progress {
-        session_id: String,
-        prompt_index: usize,
-        prompt_id: String,
-        text: String,
-    },
-    /// A turn began at `at_ms` on the session timeline: the participant's voice activity
-    /// started, or AI audio started playing to the participant.
-    TurnStarted {
-        session_id: String,
-        role: TurnRole,
-        at_ms: u64,
-    },
-    /// The turn ended: voice activity stopped, or the queued AI audio was played out or
-    /// cleared. `end_ms` is where its audio ends on the session timeline.
-    TurnEnded {
-        session_id: String,
-        role: TurnRole,
-        start_ms: u64,
-        end_ms: u64,
-    },
-    /// A transcript line (the agent's, or a built-in prompt's text), times on the session
-    /// timeline.
-    Transcript {
-        session_id: String,
-        role: TurnRole,
-        text: String,
-        is_final: bool,
-        start_ms: u64,
-        end_ms: u64,
-    },
-    /// The agent could not be reached, or dropped, for longer than its `retry_for`: the
-    /// session should end (abandoned, "technical: agent"); its recordings stay intact.
-    AgentFailed {
-        session_id: String,
-        detail: String,
-    },
-    /// The agent sent `end` (after its queued audio played), or the built-in interviewer's
-    /// last prompt played.
-    InterviewFinished {
-        session_id: String,
-    },
-    RecordingReady {
-        session_id: String,
-        file: RecordedFile,
-    },
-    RecordingsFinished {
-        session_id: String,
-    },
-    Failed {
-        session_id: String,
-        detail: String,
-    },
-}
-
 struct SessionHandle {
     commands: mpsc::Sender<SessionCommand>,
     /// The participant's current peer, for trickled candidates.
@@ -314,25 +81,29 @@ pub struct Engine {
     config: EngineConfig,
     /// Ids of silent listeners, unique in the process.
     next_listener: std::sync::atomic::AtomicU64,
-    sessions: DashMap<String, SessionHandle>,
-    events: mpsc::Sender<EngineEvent>,
+    sessions: Arc<DashMap<String, SessionHandle>>,
+    events: mpsc::Sender<MediaEvent>,
     /// Prompts decoded and Opus-encoded once per process, by file.
     prompt_cache: DashMap<PathBuf, LoadedAudio>,
     metrics: Arc<MediaMetrics>,
 }
 
 impl Engine {
-    pub fn new(config: EngineConfig) -> (Arc<Engine>, mpsc::Receiver<EngineEvent>) {
+    pub fn new(config: EngineConfig) -> (Arc<Engine>, mpsc::Receiver<MediaEvent>) {
         let (tx, rx) = mpsc::channel(1024);
         let engine = Arc::new(Engine {
             config,
             next_listener: std::sync::atomic::AtomicU64::new(1),
-            sessions: DashMap::new(),
+            sessions: Arc::new(DashMap::new()),
             events: tx,
             prompt_cache: DashMap::new(),
             metrics: Arc::new(MediaMetrics::default()),
         });
         (engine, rx)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     /// The media plane's counters (`/metrics`).
@@ -342,10 +113,7 @@ impl Engine {
 
     /// Answers the participant's offer. A session that already has media (a reconnect or a
     /// resume) gets the new peer attached and continues on the same timeline.
-    pub async fn open_participant(
-        self: &Arc<Self>,
-        req: ParticipantRequest,
-    ) -> Result<String, EngineError> {
+    pub async fn open_participant(&self, req: ParticipantRequest) -> Result<String, EngineError> {
         if let Some(agent) = &req.agent {
             crate::agent::validate_url(&agent.url).map_err(EngineError::Agent)?;
         }
@@ -400,23 +168,23 @@ impl Engine {
                 peer: Arc::new(Mutex::new(Some(peer.clone()))),
             },
         );
-        let engine = Arc::clone(self);
+        let (metrics, sessions) = (Arc::clone(&self.metrics), Arc::clone(&self.sessions));
         let id = req.session_id;
         tokio::spawn(async move {
-            engine.metrics.session_started();
+            metrics.session_started();
             media.run(rx, peer, peer_events).await;
-            engine.metrics.session_ended();
-            engine.sessions.remove(&id);
+            metrics.session_ended();
+            sessions.remove(&id);
         });
         Ok(answer)
     }
 
     /// Loads (decodes and Opus-encodes) prompts ahead of the first session that plays them.
-    pub async fn preload_prompts(&self, prompts: &[Prompt]) -> Result<(), EngineError> {
+    pub async fn preload_prompts(&self, prompts: &[PromptSpec]) -> Result<(), EngineError> {
         self.load_prompts(prompts).await.map(|_| ())
     }
 
-    async fn load_prompts(&self, prompts: &[Prompt]) -> Result<Vec<LoadedPrompt>, EngineError> {
+    async fn load_prompts(&self, prompts: &[PromptSpec]) -> Result<Vec<LoadedPrompt>, EngineError> {
         let mut out = Vec::with_capacity(prompts.len());
         for p in prompts {
             if let Some(audio) = self.prompt_cache.get(&p.audio) {
@@ -475,7 +243,7 @@ impl Engine {
         session_id: &str,
         ufrag: &str,
         pwd: &str,
-    ) -> Result<IceRestart, EngineError> {
+    ) -> Result<Option<IceRestart>, EngineError> {
         let peer = {
             let handle = self
                 .sessions
@@ -502,7 +270,7 @@ impl Engine {
     /// AI mixed, a little behind the timeline, and is never heard. Returns the listener's id
     /// (for [`Self::close_listener`]) and the answer. The session must have media.
     pub async fn open_listener(
-        self: &Arc<Self>,
+        &self,
         session_id: &str,
         offer_sdp: &str,
     ) -> Result<(u64, String), EngineError> {
@@ -590,7 +358,7 @@ impl Engine {
                     for file in files {
                         let _ = self
                             .events
-                            .send(EngineEvent::RecordingReady {
+                            .send(MediaEvent::RecordingReady {
                                 session_id: session_id.to_string(),
                                 file,
                             })
@@ -610,7 +378,7 @@ impl Engine {
         }
         let _ = self
             .events
-            .send(EngineEvent::RecordingsFinished {
+            .send(MediaEvent::RecordingsFinished {
                 session_id: session_id.to_string(),
             })
             .await;
@@ -621,13 +389,12 @@ impl Engine {
     pub async fn derive_recording(
         &self,
         req: RecordingRequest,
-        track: &str,
-        format: &str,
-    ) -> Result<RecordedFile, EngineError> {
-        let (track, format) = (track.to_owned(), format.to_owned());
+        track: earshot_vocab::Track,
+        format: earshot_vocab::Format,
+    ) -> Result<RecordingFile, EngineError> {
         self.metrics.finalize_queued();
         let result = crate::finalizer::run(move || {
-            crate::session::derive_file(&req.dir, req.quality, &track, &format)
+            crate::session::derive_file(&req.dir, req.quality, track, format)
         })
         .await;
         self.metrics.finalize_done();
@@ -658,10 +425,10 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../assets/interviewer/default/q1.wav");
         let audio = LoadedAudio::load(&path, OpusSettings::default()).expect("prompt");
-        let frames = audio.pcm.len().div_ceil(crate::session::FRAME);
+        let frames = audio.pcm.len().div_ceil(crate::units::FRAME);
         assert_eq!(audio.packets.len(), frames);
         let mut decoder = crate::codec::OpusDecoder::new().expect("decoder");
-        let mut decoded = Vec::with_capacity(frames * crate::session::FRAME);
+        let mut decoded = Vec::with_capacity(frames * crate::units::FRAME);
         for p in audio.packets.iter() {
             decoded.extend_from_slice(decoder.decode(p).expect("decode"));
         }

@@ -5,7 +5,7 @@
 //! never going backwards), crash safety (the WAV header is rewritten at least once per second of
 //! audio, so a killed process leaves a playable file losing at most the last second), quality
 //! presets, and streaming file conversions that never hold a whole track in memory.
-//! Everything is 48 kHz mono; 16-bit WAV, or 24-bit for [`QualityPreset::Ultra`].
+//! Everything is 48 kHz mono; 16-bit WAV, or 24-bit for [`Quality::Ultra`].
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -38,37 +38,8 @@ pub enum RecorderError {
 
 pub type Result<T, E = RecorderError> = std::result::Result<T, E>;
 
-/// Recording quality, chosen per script.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum QualityPreset {
-    /// MP3 64 kbps, WAV 16-bit.
-    #[default]
-    Standard,
-    /// MP3 128 kbps, WAV 16-bit.
-    High,
-    /// MP3 192 kbps, WAV 24-bit.
-    Ultra,
-}
-
-impl QualityPreset {
-    pub fn mp3_bitrate_kbps(self) -> u32 {
-        match self {
-            Self::Standard => 64,
-            Self::High => 128,
-            Self::Ultra => 192,
-        }
-    }
-
-    pub fn wav_bits(self) -> u16 {
-        match self {
-            Self::Standard | Self::High => 16,
-            Self::Ultra => 24,
-        }
-    }
-}
+/// Recording quality, chosen per script (MP3 bitrate and WAV depth per preset).
+pub use earshot_vocab::Quality;
 
 /// A finished file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +83,7 @@ impl std::fmt::Debug for TrackWriter {
 
 impl TrackWriter {
     /// Create (or truncate) the WAV file at `path`.
-    pub fn create(path: impl AsRef<Path>, preset: QualityPreset) -> Result<Self> {
+    pub fn create(path: impl AsRef<Path>, preset: Quality) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let bits = preset.wav_bits();
         let writer = hound::WavWriter::create(&path, wav_spec(bits))?;
@@ -128,7 +99,7 @@ impl TrackWriter {
     /// Continue the WAV at `path` if one is there (a session resumed after a restart of the
     /// process: the flushed audio stays and new audio follows it on the same timeline), else
     /// create it. A file that is not a readable WAV is replaced.
-    pub fn open(path: impl AsRef<Path>, preset: QualityPreset) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>, preset: Quality) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if path.exists() {
             // A killed process leaves a header that counts only what was flushed; the samples
@@ -531,20 +502,16 @@ mod tests {
     fn presets_map_and_deserialize_lowercase() {
         let parse = |s: &'static str| {
             let d: StrDeserializer<'_, DeError> = s.into_deserializer();
-            QualityPreset::deserialize(d)
+            Quality::deserialize(d)
         };
-        assert_eq!(parse("standard").ok(), Some(QualityPreset::Standard));
-        assert_eq!(parse("high").ok(), Some(QualityPreset::High));
-        assert_eq!(parse("ultra").ok(), Some(QualityPreset::Ultra));
+        assert_eq!(parse("standard").ok(), Some(Quality::Standard));
+        assert_eq!(parse("high").ok(), Some(Quality::High));
+        assert_eq!(parse("ultra").ok(), Some(Quality::Ultra));
         assert!(parse("High").is_err());
-        let map: Vec<(u32, u16)> = [
-            QualityPreset::Standard,
-            QualityPreset::High,
-            QualityPreset::Ultra,
-        ]
-        .iter()
-        .map(|p| (p.mp3_bitrate_kbps(), p.wav_bits()))
-        .collect();
+        let map: Vec<(u32, u16)> = [Quality::Standard, Quality::High, Quality::Ultra]
+            .iter()
+            .map(|p| (p.mp3_bitrate_kbps(), p.wav_bits()))
+            .collect();
         assert_eq!(map, vec![(64, 16), (128, 16), (192, 24)]);
     }
 

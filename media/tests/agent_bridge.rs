@@ -14,11 +14,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use earshot_media::client::{ClientConfig, ClientPeer};
 use earshot_media::codec::{FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusSettings};
 use earshot_media::engine::{
-    AgentAudioFormat, AgentRequest, Engine, EngineConfig, EngineEvent, ParticipantRequest,
-    RecordedFile, RecordingRequest, TurnRole,
+    AgentAudioFormat, AgentRequest, Engine, EngineConfig, MediaEvent, ParticipantRequest,
+    RecordingFile, RecordingRequest, Role,
 };
-use earshot_media::peer::{PeerConfig, PeerEvent};
-use earshot_media::recorder::QualityPreset;
+use earshot_media::peer::PeerEvent;
+use earshot_media::recorder::Quality;
 use earshot_media::resample::{mulaw_decode, mulaw_encode};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -219,11 +219,11 @@ fn decode_agent(format: AgentAudioFormat, payload: &str) -> Vec<i16> {
 
 #[derive(Clone, Default)]
 struct Events {
-    log: Arc<Mutex<Vec<(Instant, EngineEvent)>>>,
+    log: Arc<Mutex<Vec<(Instant, MediaEvent)>>>,
 }
 
 impl Events {
-    fn collect(mut rx: mpsc::Receiver<EngineEvent>) -> Self {
+    fn collect(mut rx: mpsc::Receiver<MediaEvent>) -> Self {
         let events = Events::default();
         let log = Arc::clone(&events.log);
         tokio::spawn(async move {
@@ -238,7 +238,7 @@ impl Events {
         self.log.lock().unwrap().len()
     }
 
-    fn all(&self) -> Vec<(Instant, EngineEvent)> {
+    fn all(&self) -> Vec<(Instant, MediaEvent)> {
         self.log.lock().unwrap().clone()
     }
 
@@ -248,8 +248,8 @@ impl Events {
         from: usize,
         within: Duration,
         what: &str,
-        pred: impl Fn(&EngineEvent) -> bool,
-    ) -> (usize, Instant, EngineEvent) {
+        pred: impl Fn(&MediaEvent) -> bool,
+    ) -> (usize, Instant, MediaEvent) {
         let deadline = Instant::now() + within;
         loop {
             {
@@ -273,17 +273,17 @@ impl Events {
     }
 
     /// Finishes the session and returns its recorded files.
-    async fn recordings(&self, from: usize, engine: &Engine, id: &str) -> Vec<RecordedFile> {
+    async fn recordings(&self, from: usize, engine: &Engine, id: &str) -> Vec<RecordingFile> {
         engine.finish(id, None).await;
         let (end, _, _) = self
             .wait_for(from, Duration::from_secs(30), "RecordingsFinished", |e| {
-                matches!(e, EngineEvent::RecordingsFinished { .. })
+                matches!(e, MediaEvent::RecordingsFinished { .. })
             })
             .await;
         self.all()[from..end]
             .iter()
             .filter_map(|(_, e)| match e {
-                EngineEvent::RecordingReady { file, .. } => Some(file.clone()),
+                MediaEvent::RecordingReady { file, .. } => Some(file.clone()),
                 _ => None,
             })
             .collect()
@@ -305,10 +305,7 @@ struct Participant {
 }
 
 fn engine() -> (Arc<Engine>, Events) {
-    let (engine, rx) = Engine::new(EngineConfig {
-        peer: PeerConfig::default(),
-        opus: OpusSettings::default(),
-    });
+    let (engine, rx) = Engine::new(EngineConfig::default());
     (engine, Events::collect(rx))
 }
 
@@ -340,7 +337,7 @@ async fn join(
             noise_suppression: true,
             recording: Some(RecordingRequest {
                 dir: dir.to_path_buf(),
-                quality: QualityPreset::High,
+                quality: Quality::High,
                 derive_at_end: true,
             }),
             agent: Some(agent),
@@ -653,13 +650,13 @@ fn check_sequence(conn: &AgentConn) {
     }
 }
 
-fn check_files(files: &[RecordedFile]) -> (Vec<i16>, Vec<i16>) {
+fn check_files(files: &[RecordingFile]) -> (Vec<i16>, Vec<i16>) {
     assert_eq!(files.len(), 6, "six files: {files:#?}");
     let mut participant = Vec::new();
     let mut ai = Vec::new();
     for f in files {
         assert!(f.bytes > 0 && f.path.exists(), "{f:?}");
-        if f.format == "wav" {
+        if f.format.as_str() == "wav" {
             let (rate, pcm) = read_wav(&f.path);
             assert_eq!(rate, 48_000);
             match f.track.as_str() {
@@ -735,30 +732,18 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
     assert!((1600.0..1850.0).contains(&d2), "m2 after {d2} ms");
     let (i, _, started) = events
         .wait_for(from, Duration::from_secs(1), "AI TurnStarted", |e| {
-            matches!(
-                e,
-                EngineEvent::TurnStarted {
-                    role: TurnRole::Ai,
-                    ..
-                }
-            )
+            matches!(e, MediaEvent::TurnStarted { role: Role::Ai, .. })
         })
         .await;
-    let EngineEvent::TurnStarted { at_ms: ab_at, .. } = started else {
+    let MediaEvent::TurnStarted { at_ms: ab_at, .. } = started else {
         unreachable!()
     };
     let (_, _, ended) = events
         .wait_for(i, Duration::from_secs(1), "AI TurnEnded", |e| {
-            matches!(
-                e,
-                EngineEvent::TurnEnded {
-                    role: TurnRole::Ai,
-                    ..
-                }
-            )
+            matches!(e, MediaEvent::TurnEnded { role: Role::Ai, .. })
         })
         .await;
-    let EngineEvent::TurnEnded {
+    let MediaEvent::TurnEnded {
         start_ms, end_ms, ..
     } = ended
     else {
@@ -787,7 +772,7 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
     for _ in 0..3 {
         let (i, _, ev) = events
             .wait_for(at, Duration::from_secs(2), "Transcript", |e| {
-                matches!(e, EngineEvent::Transcript { .. })
+                matches!(e, MediaEvent::Transcript { .. })
             })
             .await;
         at = i + 1;
@@ -796,7 +781,7 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
     let summary: Vec<_> = lines
         .iter()
         .map(|e| match e {
-            EngineEvent::Transcript {
+            MediaEvent::Transcript {
                 session_id: sid,
                 role,
                 text,
@@ -811,17 +796,14 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
             _ => unreachable!(),
         })
         .collect();
-    assert_eq!(
-        summary[0],
-        (TurnRole::Participant, "I am".into(), false, 800)
-    );
+    assert_eq!(summary[0], (Role::Participant, "I am".into(), false, 800));
     assert_eq!(
         summary[1],
-        (TurnRole::Participant, "I am here".into(), true, 1100)
+        (Role::Participant, "I am here".into(), true, 1100)
     );
     assert_eq!(
         (summary[2].0, summary[2].1.as_str(), summary[2].2),
-        (TurnRole::Ai, "Thank you.", true)
+        (Role::Ai, "Thank you.", true)
     );
 
     // 3. Barge-in, three times: a long tone, cleared 300 ms after it started playing.
@@ -833,16 +815,10 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
         conn.send_mark(&name);
         let (i, seen_start, started) = events
             .wait_for(from, Duration::from_secs(1), "AI TurnStarted", |e| {
-                matches!(
-                    e,
-                    EngineEvent::TurnStarted {
-                        role: TurnRole::Ai,
-                        ..
-                    }
-                )
+                matches!(e, MediaEvent::TurnStarted { role: Role::Ai, .. })
             })
             .await;
-        let EngineEvent::TurnStarted { at_ms, .. } = started else {
+        let MediaEvent::TurnStarted { at_ms, .. } = started else {
             unreachable!()
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -857,16 +833,10 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
         );
         let (_, seen_end, ended) = events
             .wait_for(i, Duration::from_secs(1), "AI TurnEnded after clear", |e| {
-                matches!(
-                    e,
-                    EngineEvent::TurnEnded {
-                        role: TurnRole::Ai,
-                        ..
-                    }
-                )
+                matches!(e, MediaEvent::TurnEnded { role: Role::Ai, .. })
             })
             .await;
-        let EngineEvent::TurnEnded { end_ms, .. } = ended else {
+        let MediaEvent::TurnEnded { end_ms, .. } = ended else {
             unreachable!()
         };
         clears.push(Clear {
@@ -890,7 +860,7 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
     conn.send(json!({"event":"end"}));
     let (_, finished_at, _) = events
         .wait_for(from, Duration::from_secs(2), "InterviewFinished", |e| {
-            matches!(e, EngineEvent::InterviewFinished { .. })
+            matches!(e, MediaEvent::InterviewFinished { .. })
         })
         .await;
     let end_delay = ms(finished_at - sent);
@@ -944,8 +914,8 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
         .filter(|(_, e)| {
             matches!(
                 e,
-                EngineEvent::TurnStarted {
-                    role: TurnRole::Participant,
+                MediaEvent::TurnStarted {
+                    role: Role::Participant,
                     ..
                 }
             )
@@ -956,8 +926,8 @@ async fn full_conversation(format: AgentAudioFormat, session_id: &str) {
         .filter(|(_, e)| {
             matches!(
                 e,
-                EngineEvent::TurnEnded {
-                    role: TurnRole::Participant,
+                MediaEvent::TurnEnded {
+                    role: Role::Participant,
                     ..
                 }
             )
@@ -1162,16 +1132,10 @@ async fn pause_stops_the_stream_and_resume_starts_a_new_one() {
     );
     let (_, _, ended) = events
         .wait_for(0, Duration::from_secs(1), "AI TurnEnded on pause", |e| {
-            matches!(
-                e,
-                EngineEvent::TurnEnded {
-                    role: TurnRole::Ai,
-                    ..
-                }
-            )
+            matches!(e, MediaEvent::TurnEnded { role: Role::Ai, .. })
         })
         .await;
-    let EngineEvent::TurnEnded {
+    let MediaEvent::TurnEnded {
         start_ms, end_ms, ..
     } = ended
     else {
@@ -1221,13 +1185,13 @@ async fn unreachable_agent_fails_after_retry_for_and_recordings_stay() {
     .await;
     let (_, connected_at, _) = events
         .wait_for(0, Duration::from_secs(5), "Connected", |e| {
-            matches!(e, EngineEvent::Connected { .. })
+            matches!(e, MediaEvent::Connected { .. })
         })
         .await;
     let _speech = participant.speak(speech_48k());
     let (_, failed_at, failed) = events
         .wait_for(0, Duration::from_secs(5), "AgentFailed", |e| {
-            matches!(e, EngineEvent::AgentFailed { .. })
+            matches!(e, MediaEvent::AgentFailed { .. })
         })
         .await;
     let after = ms(failed_at - connected_at);
@@ -1296,7 +1260,7 @@ async fn agent_dropping_mid_session_fails_and_recordings_stay() {
         !events
             .all()
             .iter()
-            .any(|(_, e)| matches!(e, EngineEvent::AgentFailed { .. })),
+            .any(|(_, e)| matches!(e, MediaEvent::AgentFailed { .. })),
         "no failure while the agent comes back"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1304,7 +1268,7 @@ async fn agent_dropping_mid_session_fails_and_recordings_stay() {
     conn3.send(json!({"event":"transcript","role":"ai","text":"still here"}));
     events
         .wait_for(0, Duration::from_secs(1), "Transcript", |e| {
-            matches!(e, EngineEvent::Transcript { .. })
+            matches!(e, MediaEvent::Transcript { .. })
         })
         .await;
 
@@ -1314,7 +1278,7 @@ async fn agent_dropping_mid_session_fails_and_recordings_stay() {
     let dropped = Instant::now();
     let (_, failed_at, _) = events
         .wait_for(0, Duration::from_secs(5), "AgentFailed", |e| {
-            matches!(e, EngineEvent::AgentFailed { .. })
+            matches!(e, MediaEvent::AgentFailed { .. })
         })
         .await;
     let after = ms(failed_at - dropped);
@@ -1360,7 +1324,7 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
             w.write_sample(s).expect("sample");
         }
         w.finalize().expect("finalize");
-        prompts.push(earshot_media::engine::Prompt {
+        prompts.push(earshot_media::engine::PromptSpec {
             id: format!("q{k}"),
             text: format!("Question {k}?"),
             audio: path,
@@ -1381,7 +1345,7 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
             noise_suppression: true,
             recording: Some(RecordingRequest {
                 dir: dir.path().join("rec"),
-                quality: QualityPreset::Standard,
+                quality: Quality::Standard,
                 derive_at_end: true,
             }),
             agent: None,
@@ -1407,33 +1371,33 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
     let _done = participant.speak(Arc::new(speech[..96_000].to_vec()));
     events
         .wait_for(0, Duration::from_secs(15), "InterviewFinished", |e| {
-            matches!(e, EngineEvent::InterviewFinished { .. })
+            matches!(e, MediaEvent::InterviewFinished { .. })
         })
         .await;
     participant.leave().await;
     let files = events.recordings(events.len(), &engine, id).await;
     assert_eq!(files.len(), 6);
 
-    let log: Vec<EngineEvent> = events.all().into_iter().map(|(_, e)| e).collect();
+    let log: Vec<MediaEvent> = events.all().into_iter().map(|(_, e)| e).collect();
     // Per prompt: Progress, TurnStarted(ai), Transcript(ai, its text, final, its span),
     // TurnEnded(ai) over the prompt's 500 ms.
     for k in 0..2usize {
         let p = log
             .iter()
             .position(
-                |e| matches!(e, EngineEvent::Progress { prompt_index, .. } if *prompt_index == k),
+                |e| matches!(e, MediaEvent::Progress { prompt_index, .. } if *prompt_index == k),
             )
             .unwrap_or_else(|| panic!("Progress {k}: {log:#?}"));
-        let EngineEvent::TurnStarted {
-            role: TurnRole::Ai,
+        let MediaEvent::TurnStarted {
+            role: Role::Ai,
             at_ms,
             ..
         } = &log[p + 1]
         else {
             panic!("TurnStarted after Progress {k}: {:?}", log[p + 1]);
         };
-        let EngineEvent::Transcript {
-            role: TurnRole::Ai,
+        let MediaEvent::Transcript {
+            role: Role::Ai,
             text,
             is_final: true,
             start_ms,
@@ -1448,8 +1412,8 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
         let ended = log[p..]
             .iter()
             .find_map(|e| match e {
-                EngineEvent::TurnEnded {
-                    role: TurnRole::Ai,
+                MediaEvent::TurnEnded {
+                    role: Role::Ai,
                     start_ms,
                     end_ms,
                     ..
@@ -1465,7 +1429,7 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
         .position(|e| {
             matches!(
                 e,
-                EngineEvent::Progress {
+                MediaEvent::Progress {
                     prompt_index: 1,
                     ..
                 }
@@ -1473,8 +1437,8 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
         })
         .expect("second prompt");
     let answer_turn = log[..q1].iter().find_map(|e| match e {
-        EngineEvent::TurnEnded {
-            role: TurnRole::Participant,
+        MediaEvent::TurnEnded {
+            role: Role::Participant,
             start_ms,
             end_ms,
             ..
@@ -1486,8 +1450,8 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
     assert!(
         log[..q1].iter().any(|e| matches!(
             e,
-            EngineEvent::TurnStarted {
-                role: TurnRole::Participant,
+            MediaEvent::TurnStarted {
+                role: Role::Participant,
                 ..
             }
         )),

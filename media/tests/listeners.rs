@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use earshot_media::client::{ClientConfig, ClientPeer};
 use earshot_media::codec::{OpusDecoder, OpusEncoder, OpusSettings};
-use earshot_media::engine::{Engine, EngineConfig, ParticipantRequest, Prompt};
-use earshot_media::peer::{PeerConfig, PeerEvent};
+use earshot_media::engine::{Engine, EngineConfig, ParticipantRequest, PromptSpec};
+use earshot_media::peer::PeerEvent;
 use tokio::sync::mpsc::Receiver;
 
 const FRAME: usize = 960;
@@ -89,10 +89,7 @@ async fn a_listener_hears_the_participant_and_the_interviewer_and_is_not_heard()
         }
         w.finalize().expect("finalize");
     }
-    let (engine, _events) = Engine::new(EngineConfig {
-        peer: PeerConfig::default(),
-        opus: OpusSettings::default(),
-    });
+    let (engine, _events) = Engine::new(EngineConfig::default());
 
     // The participant.
     let (participant, offer, participant_rx) = ClientPeer::offer(&ClientConfig::default())
@@ -102,7 +99,7 @@ async fn a_listener_hears_the_participant_and_the_interviewer_and_is_not_heard()
         .open_participant(ParticipantRequest {
             session_id: "ses_listen".into(),
             offer_sdp: offer,
-            prompts: vec![Prompt {
+            prompts: vec![PromptSpec {
                 id: "q1".into(),
                 text: "a question".into(),
                 audio: prompt_path,

@@ -1,12 +1,13 @@
 //! Recording tests: sample placement on the timeline, crash safety, the mix, MP3 duration,
 //! and prompt loading.
 
+use earshot_vocab::{Format, Track};
 use std::f64::consts::PI;
 use std::fs::File;
 use std::path::Path;
 
 use earshot_media::prompt::{PromptError, load_prompt};
-use earshot_media::recorder::{QualityPreset, TrackWriter, encode_mp3, mix_wavs};
+use earshot_media::recorder::{Quality, TrackWriter, encode_mp3, mix_wavs};
 
 fn read_wav(path: &Path) -> (hound::WavSpec, Vec<i32>) {
     let mut r = hound::WavReader::open(path).expect("open wav");
@@ -27,7 +28,7 @@ fn tone(hz: f64, amp: f64, n: usize, rate: u32) -> Vec<i16> {
 #[test]
 fn write_at_fills_gaps_and_trims_overlaps() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for preset in [QualityPreset::Standard, QualityPreset::Ultra] {
+    for preset in [Quality::Standard, Quality::Ultra] {
         let path = dir.path().join(format!("{preset:?}.wav"));
         let mut w = TrackWriter::create(&path, preset).expect("create");
         w.write_at(0, &[1, 2, 3]).expect("write");
@@ -60,7 +61,7 @@ fn write_at_fills_gaps_and_trims_overlaps() {
 fn killed_writer_leaves_a_playable_file_missing_at_most_one_second() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("crash.wav");
-    let mut w = TrackWriter::create(&path, QualityPreset::High).expect("create");
+    let mut w = TrackWriter::create(&path, Quality::High).expect("create");
     let total = 48_000 * 5 / 2; // 2.5 s in 20 ms frames, with one 100 ms gap
     let signal: Vec<i16> = (0..total).map(|i| (i % 20_000) as i16 - 10_000).collect();
     for (k, frame) in signal.chunks(960).enumerate() {
@@ -90,12 +91,12 @@ fn a_killed_track_is_continued_on_the_same_timeline_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("resume.wav");
     let first: Vec<i16> = (0..96_000).map(|i| (i % 1000) as i16).collect();
-    let mut w = TrackWriter::create(&path, QualityPreset::High).expect("create");
+    let mut w = TrackWriter::create(&path, Quality::High).expect("create");
     w.write_at(0, &first).expect("write");
     w.flush().expect("flush");
     std::mem::forget(w); // killed: no finalize
 
-    let mut w = TrackWriter::open(&path, QualityPreset::High).expect("open existing");
+    let mut w = TrackWriter::open(&path, Quality::High).expect("open existing");
     assert_eq!(
         w.position(),
         96_000,
@@ -119,13 +120,13 @@ fn a_killed_track_is_continued_on_the_same_timeline_after_a_restart() {
 
     // Killed again, this time with audio written after the last flush (the header counts
     // only what was flushed): the samples on disk are recovered, not dropped.
-    let mut w = TrackWriter::open(&path, QualityPreset::High).expect("open again");
+    let mut w = TrackWriter::open(&path, Quality::High).expect("open again");
     let before = w.position();
     w.write_at(before, &vec![-777i16; 48_000 + 9_600])
         .expect("write");
     // hound flushes its header every second of audio: 1.2 s written means 0.2 s after it.
     std::mem::forget(w);
-    let w = TrackWriter::open(&path, QualityPreset::High).expect("open after the kill");
+    let w = TrackWriter::open(&path, Quality::High).expect("open after the kill");
     let recovered = w.position() - before;
     assert!(
         recovered > 48_000 + 4_800,
@@ -139,7 +140,7 @@ fn a_killed_track_is_continued_on_the_same_timeline_after_a_restart() {
     // A file that is not a WAV is replaced, not an error.
     let junk = dir.path().join("junk.wav");
     std::fs::write(&junk, b"not a wav").expect("write junk");
-    let w = TrackWriter::open(&junk, QualityPreset::High).expect("replaces junk");
+    let w = TrackWriter::open(&junk, Quality::High).expect("replaces junk");
     assert_eq!(w.position(), 0);
 }
 
@@ -153,11 +154,11 @@ fn mix_puts_each_sound_at_its_own_time() {
     );
     let a_sound = tone(440.0, 12_000.0, 24_000, 48_000);
     let b_sound = tone(1000.0, 9_000.0, 24_000, 48_000);
-    let mut a = TrackWriter::create(&pa, QualityPreset::Standard).expect("a");
+    let mut a = TrackWriter::create(&pa, Quality::Standard).expect("a");
     a.write_at(24_000, &a_sound).expect("a write"); // 0.5 s .. 1.0 s
     a.write_at(96_000, &[32_000; 480]).expect("a loud"); // 2.0 s, to test saturation
     let a_info = a.finalize().expect("a fin");
-    let mut b = TrackWriter::create(&pb, QualityPreset::Ultra).expect("b");
+    let mut b = TrackWriter::create(&pb, Quality::Ultra).expect("b");
     b.write_at(72_000, &b_sound).expect("b write"); // 1.5 s .. 2.0 s
     b.write_at(96_000, &[32_000; 480]).expect("b loud");
     b.write_at(119_520, &[5; 480]).expect("b tail"); // ends at 2.5 s
@@ -232,7 +233,7 @@ fn decode_mp3(path: &Path) -> (Vec<i16>, usize) {
 #[test]
 fn mp3_decodes_to_the_wav_duration() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for preset in [QualityPreset::Standard, QualityPreset::Ultra] {
+    for preset in [Quality::Standard, Quality::Ultra] {
         let wav = dir.path().join(format!("{preset:?}.wav"));
         let mp3 = dir.path().join(format!("{preset:?}.mp3"));
         let n = 161_803; // 3.37 s, not a multiple of the MP3 frame (1152)
@@ -284,10 +285,10 @@ fn mp3_keeps_speech_at_the_standard_bitrate() {
     .expect("speech fixture");
     let dir = tempfile::tempdir().expect("tempdir");
     let (wav, mp3) = (dir.path().join("s.wav"), dir.path().join("s.mp3"));
-    let mut w = TrackWriter::create(&wav, QualityPreset::Standard).expect("create");
+    let mut w = TrackWriter::create(&wav, Quality::Standard).expect("create");
     w.write_at(0, &speech).expect("write");
     w.finalize().expect("finalize");
-    encode_mp3(&wav, &mp3, QualityPreset::Standard.mp3_bitrate_kbps()).expect("encode mp3");
+    encode_mp3(&wav, &mp3, Quality::Standard.mp3_bitrate_kbps()).expect("encode mp3");
     let (pcm, _) = decode_mp3(&mp3);
     let n = pcm.len().min(speech.len());
     assert!(
@@ -305,39 +306,33 @@ fn mp3_keeps_speech_at_the_standard_bitrate() {
     let snr = 10.0 * (sig / err).log10();
     eprintln!(
         "speech through MP3 at {} kbps: SNR {snr:.1} dB",
-        QualityPreset::Standard.mp3_bitrate_kbps()
+        Quality::Standard.mp3_bitrate_kbps()
     );
     assert!(snr > 12.0, "SNR {snr:.1} dB");
 }
 
 #[tokio::test]
 async fn derived_recordings_are_made_on_request_from_the_two_tracks() {
-    use earshot_media::codec::OpusSettings;
     use earshot_media::engine::{Engine, EngineConfig, RecordingRequest};
-    use earshot_media::peer::PeerConfig;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = TrackWriter::create(dir.path().join("participant.wav"), QualityPreset::Standard)
+    let mut p = TrackWriter::create(dir.path().join("participant.wav"), Quality::Standard)
         .expect("participant");
     p.write_at(0, &tone(440.0, 8_000.0, 48_000, 48_000))
         .expect("write");
     p.finalize().expect("finalize");
-    let mut a =
-        TrackWriter::create(dir.path().join("ai.wav"), QualityPreset::Standard).expect("ai");
+    let mut a = TrackWriter::create(dir.path().join("ai.wav"), Quality::Standard).expect("ai");
     a.write_at(48_000, &tone(880.0, 8_000.0, 24_000, 48_000))
         .expect("write");
     a.finalize().expect("finalize");
-    let (engine, _events) = Engine::new(EngineConfig {
-        peer: PeerConfig::default(),
-        opus: OpusSettings::default(),
-    });
+    let (engine, _events) = Engine::new(EngineConfig::default());
     let req = RecordingRequest {
         dir: dir.path().to_path_buf(),
-        quality: QualityPreset::Standard,
+        quality: Quality::Standard,
         derive_at_end: false,
     };
     // mix.mp3 first: it needs mix.wav, which is made on the way.
     let mix_mp3 = engine
-        .derive_recording(req.clone(), "mix", "mp3")
+        .derive_recording(req.clone(), Track::Mix, Format::Mp3)
         .await
         .expect("mix.mp3");
     assert_eq!(
@@ -351,9 +346,9 @@ async fn derived_recordings_are_made_on_request_from_the_two_tracks() {
     assert!(dir.path().join("mix.wav").exists());
     let (_, mix) = read_wav(&dir.path().join("mix.wav"));
     assert_eq!(mix.len(), 72_000);
-    for (track, ms) in [("participant", 1000), ("ai", 1500)] {
+    for (track, ms) in [(Track::Participant, 1000), (Track::Ai, 1500)] {
         let f = engine
-            .derive_recording(req.clone(), track, "mp3")
+            .derive_recording(req.clone(), track, Format::Mp3)
             .await
             .expect("mp3");
         assert_eq!(f.path, dir.path().join(format!("{track}.mp3")));
@@ -375,18 +370,19 @@ async fn derived_recordings_are_made_on_request_from_the_two_tracks() {
     }));
     assert!(
         engine
-            .derive_recording(req.clone(), "participant", "wav")
+            .derive_recording(req, Track::Participant, Format::Wav)
             .await
             .is_err()
     );
-    assert!(engine.derive_recording(req, "mix", "flac").await.is_err());
+    // A format the media plane does not make is not even expressible past the port.
+    assert!("flac".parse::<Format>().is_err());
 }
 
 #[test]
 fn mp3_rejects_bad_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wav = dir.path().join("x.wav");
-    let mut w = TrackWriter::create(&wav, QualityPreset::Standard).expect("create");
+    let mut w = TrackWriter::create(&wav, Quality::Standard).expect("create");
     w.write_at(0, &[0; 960]).expect("write");
     w.finalize().expect("fin");
     assert!(encode_mp3(&wav, &dir.path().join("x.mp3"), 65).is_err());
@@ -544,4 +540,132 @@ fn bad_prompt_files_are_errors() {
     let hollow = dir.path().join("hollow.wav");
     write_test_wav(&hollow, 16_000, 1, 0.0);
     assert!(load_prompt(&hollow).is_err());
+}
+
+/// Prompt bytes decode exactly as the same file does (the fuzz targets use the bytes).
+#[test]
+fn prompt_bytes_decode_like_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.wav");
+    write_test_wav(&path, 22_050, 2, 0.3);
+    let from_file = load_prompt(&path).expect("file");
+    let bytes = std::fs::read(&path).expect("read");
+    let from_bytes =
+        earshot_media::prompt::load_prompt_from_bytes(&bytes, "p.wav", Some("wav")).expect("bytes");
+    assert_eq!(from_file, from_bytes);
+}
+
+fn decode_error(bytes: &[u8]) -> String {
+    match earshot_media::prompt::load_prompt_from_bytes(bytes, "x", None) {
+        Err(PromptError::Decode { reason, .. }) => reason,
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+/// Fuzzing found that symphonia allocates declared lengths before reading them: a 600-byte
+/// FLAC whose Vorbis comment claimed 1 GiB made it allocate 1 GiB (up to 4 GiB possible), and a
+/// WAV LIST/INFO chunk can do the same. Such files are refused before symphonia sees them.
+#[test]
+fn prompt_headers_declaring_more_than_the_file_are_refused() {
+    let mut streaminfo = vec![0x00, 0x00, 0x00, 0x22];
+    streaminfo.extend_from_slice(&[0x10, 0x00, 0x10, 0x00]); // block sizes
+    streaminfo.extend_from_slice(&[0x00; 6]); // frame sizes
+    streaminfo.extend_from_slice(&[0x03, 0xe8, 0x00, 0xf0]); // 16 kHz, mono, 16-bit
+    streaminfo.extend_from_slice(&[0x00; 20]);
+    let flac = |block: &[u8]| -> Vec<u8> {
+        let mut f = b"fLaC".to_vec();
+        f.extend_from_slice(&streaminfo);
+        f.extend_from_slice(block);
+        f
+    };
+    // Vorbis comment (type 4, last): vendor "", one comment of 1 GiB.
+    let mut comment = vec![0x84, 0x00, 0x00, 0x0c];
+    comment.extend_from_slice(&0u32.to_le_bytes());
+    comment.extend_from_slice(&1u32.to_le_bytes());
+    comment.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    let reason = decode_error(&flac(&comment));
+    assert!(
+        reason.contains("Vorbis comment declares 1073741824 bytes"),
+        "{reason}"
+    );
+    // Picture (type 6, last): MIME type of 4 GiB - 1.
+    let mut picture = vec![0x86, 0x00, 0x00, 0x08];
+    picture.extend_from_slice(&3u32.to_be_bytes());
+    picture.extend_from_slice(&u32::MAX.to_be_bytes());
+    let reason = decode_error(&flac(&picture));
+    assert!(reason.contains("picture MIME type"), "{reason}");
+    // A metadata block longer than the file.
+    let reason = decode_error(&flac(&[0x81, 0xff, 0xff, 0xff, 0, 0]));
+    assert!(
+        reason.contains("FLAC metadata block of 16777215 bytes"),
+        "{reason}"
+    );
+    // WAV: a streamed RIFF length (any chunk length passes symphonia's own check) and a LIST
+    // chunk of 4 GiB - 16 in a 40-byte file.
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&u32::MAX.to_le_bytes());
+    wav.extend_from_slice(b"WAVELIST");
+    wav.extend_from_slice(&(u32::MAX - 16).to_le_bytes());
+    wav.extend_from_slice(b"INFOINAM");
+    wav.extend_from_slice(&(u32::MAX - 32).to_le_bytes());
+    wav.extend_from_slice(b"abcd");
+    let reason = decode_error(&wav);
+    assert!(reason.contains("WAV chunk \"LIST\" declares"), "{reason}");
+    // Not a WAV or FLAC at the start (symphonia would search the first MiB for a marker).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.wav");
+    write_test_wav(&path, 8_000, 1, 0.1);
+    let mut prefixed = b"junk".to_vec();
+    prefixed.extend_from_slice(&std::fs::read(&path).expect("read"));
+    let reason = decode_error(&prefixed);
+    assert!(
+        reason.contains("not a WAV (RIFF) or FLAC (fLaC) file"),
+        "{reason}"
+    );
+    assert!(decode_error(b"RI").contains("too short"));
+}
+
+/// Fuzzing found that symphonia 0.5 panics (a zero time base) on a WAV whose sample rate is 0;
+/// such a prompt is a decode error.
+#[test]
+fn a_wav_prompt_at_0_hz_is_an_error_not_a_panic() {
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&44u32.to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    // PCM, mono, 0 Hz, 0 bytes/s, block align 2, 16-bit.
+    wav.extend_from_slice(&[1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 16, 0]);
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&8u32.to_le_bytes());
+    wav.extend_from_slice(&[0; 8]);
+    assert_eq!(decode_error(&wav), "WAV sample rate is 0");
+}
+
+/// Fuzzing found that a prompt at 1 Hz (a few header bytes) resamples into seconds of audio:
+/// 600 samples would make the full 10 minutes. Prompts below 8 kHz are refused.
+#[test]
+fn prompts_below_8_khz_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (rate, ok) in [(1, false), (7_999, false), (8_000, true)] {
+        let path = dir.path().join(format!("p{rate}.wav"));
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("create");
+        for _ in 0..4 {
+            w.write_sample(1000i16).expect("sample");
+        }
+        w.finalize().expect("finalize");
+        match load_prompt(&path) {
+            Ok(pcm) => assert!(ok, "{rate} Hz accepted ({} samples)", pcm.len()),
+            Err(PromptError::Decode { reason, .. }) => {
+                assert!(!ok, "{rate} Hz refused: {reason}");
+                assert!(reason.contains("below 8000 Hz"), "{reason}");
+            }
+            Err(e) => panic!("{rate} Hz: {e}"),
+        }
+    }
 }

@@ -97,7 +97,11 @@ async fn run(monitors: usize, lines: usize, series: &Series) {
         srv.send(MediaEvent::Transcript {
             session_id: id.clone(),
             // Alternating roles: every final line makes a turn of its own, as in an interview.
-            role: if i % 2 == 0 { "ai" } else { "participant" }.into(),
+            role: if i % 2 == 0 {
+                earshot_vocab::Role::Ai
+            } else {
+                earshot_vocab::Role::Participant
+            },
             text: format!("line {i}"),
             is_final: series.is_final,
             start_ms: i as u64 * 100,

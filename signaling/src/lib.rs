@@ -15,7 +15,6 @@ pub mod event_bus;
 pub mod ids;
 pub mod lifecycle;
 pub mod live;
-pub mod media_port;
 pub mod prompt_dirs;
 pub mod routes;
 pub mod script_definition;
@@ -24,6 +23,9 @@ pub mod store;
 pub mod timestamps;
 pub mod turns;
 pub mod user_agent;
+
+/// The media port (commands and events), defined in the shared vocabulary crate.
+pub use earshot_vocab::media_port;
 
 /// Wall-clock now as unix milliseconds: what [`clock::SystemClock`] reads (and the binary,
 /// for rows it seeds).

@@ -3,6 +3,7 @@
 //! validate it on the way in; the session service turns it into the media plane's specs.
 
 use crate::media_port::PromptSpec;
+use earshot_vocab::AgentAudioFormat;
 use serde::{Deserialize, Serialize};
 
 /// A script's stored definition.
@@ -18,13 +19,6 @@ pub struct ScriptDefinition {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AgentDefinition {
     pub url: String,
-    #[serde(default = "default_audio_format")]
-    pub audio_format: String,
-}
-
-/// Audio formats an agent may speak; the first is the default.
-pub const AUDIO_FORMATS: [&str; 2] = ["l16/16000", "mulaw/8000"];
-
-fn default_audio_format() -> String {
-    AUDIO_FORMATS[0].to_string()
+    #[serde(default)]
+    pub audio_format: AgentAudioFormat,
 }

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 fn turn_started(id: &str, role: &str, at_ms: u64) -> MediaEvent {
     MediaEvent::TurnStarted {
         session_id: id.into(),
-        role: role.into(),
+        role: role.parse().expect("a role"),
         at_ms,
     }
 }
@@ -22,7 +22,7 @@ fn turn_started(id: &str, role: &str, at_ms: u64) -> MediaEvent {
 fn turn_ended(id: &str, role: &str, start_ms: u64, end_ms: u64) -> MediaEvent {
     MediaEvent::TurnEnded {
         session_id: id.into(),
-        role: role.into(),
+        role: role.parse().expect("a role"),
         start_ms,
         end_ms,
     }
@@ -38,7 +38,7 @@ fn transcript(
 ) -> MediaEvent {
     MediaEvent::Transcript {
         session_id: id.into(),
-        role: role.into(),
+        role: role.parse().expect("a role"),
         text: text.into(),
         is_final: fin,
         start_ms,
@@ -302,7 +302,7 @@ async fn agent_scripts_hand_the_media_an_agent_with_its_context() {
     assert!(spec.prompts.is_empty());
     let agent = spec.agent.expect("an agent spec");
     assert_eq!(agent.url, "ws://bot.example.com/twilio");
-    assert_eq!(agent.audio_format, "l16/16000");
+    assert_eq!(agent.audio_format.as_str(), "l16/16000");
     assert_eq!(
         agent.custom_parameters,
         json!({"session": id, "campaign": "cmp_default", "script": script_id,

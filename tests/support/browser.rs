@@ -1,5 +1,5 @@
 //! Headless Chromium driven over the DevTools protocol (a WebSocket), with the flags that
-//! work on this machine (PRODUCT.md), optionally fed a WAV file as its microphone.
+//! work on this machine (docs/FEATURES.md), optionally fed a WAV file as its microphone.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -25,6 +25,11 @@ pub struct Browser {
 impl Browser {
     /// Launches Chromium on `url`. `fake_audio` is a WAV file the fake microphone plays in a loop.
     pub async fn launch(url: &str, fake_audio: Option<&Path>) -> Browser {
+        Self::launch_with(url, fake_audio, &[]).await
+    }
+
+    /// As [`Browser::launch`], with more command-line flags.
+    pub async fn launch_with(url: &str, fake_audio: Option<&Path>, flags: &[String]) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let mut cmd =
             Command::new(std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into()));
@@ -51,7 +56,8 @@ impl Browser {
                 wav.display()
             ));
         }
-        cmd.arg(url)
+        cmd.args(flags)
+            .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

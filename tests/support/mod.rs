@@ -4,7 +4,14 @@
 
 pub mod audio;
 pub mod browser;
+pub mod firefox;
+pub mod interview;
+pub mod netns;
+pub mod noise;
+pub mod participant;
 pub mod probe;
+pub mod pulse;
+pub mod relay;
 pub mod sdp;
 
 use std::net::TcpListener;
@@ -25,8 +32,8 @@ pub struct Server {
     log_path: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
@@ -40,31 +47,40 @@ impl Server {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
-        Self::start_limited(data_dir, env, None).await
+        Self::start_limited(data_dir, "127.0.0.1", env, None).await
     }
 
     /// Starts the server with its open-file limit (soft and hard) set to `nofile`, as a
     /// service manager or `ulimit -n` would.
     pub async fn start_with_nofile(env: &[(&str, &str)], nofile: u64) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, env, Some(nofile)).await
+        Self::start_limited(data_dir, "127.0.0.1", env, Some(nofile)).await
+    }
+
+    /// Starts the server with its HTTP listener and its media (host candidates) on `ip`, a
+    /// concrete local address (e.g. the host side of a [`netns::Netns`]).
+    pub async fn start_on(ip: &str, env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::tempdir().expect("data dir");
+        Self::start_limited(data_dir, ip, env, None).await
     }
 
     async fn start_limited(
         data_dir: tempfile::TempDir,
+        ip: &str,
         env: &[(&str, &str)],
         nofile: Option<u64>,
     ) -> Server {
-        let port = free_port();
+        let port = free_port_on(ip);
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
         cmd.arg("serve")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("{ip}:{port}"))
             .arg("--data-dir")
             .arg(data_dir.path())
             .env("EARSHOT_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("EARSHOT_MEDIA_BIND_IP", ip)
             .env("EARSHOT_LOG", "info,earshot_media=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -95,7 +111,7 @@ impl Server {
         let child = cmd.spawn().expect("spawn earshot");
         let server = Server {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{ip}:{port}"),
             data_dir,
             // Idle connections are dropped before the server's shortest header timeout in
             // these tests (2 s) closes them: a request sent on a connection the server is

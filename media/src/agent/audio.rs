@@ -9,10 +9,10 @@
 //! n·48000/rate + [`Downlink::delay`] output samples, and a mark placed after it follows the
 //! last sound.
 
-use crate::engine::AgentAudioFormat;
 use crate::resample::{ResampleError, StreamResampler, mulaw_decode_into, mulaw_encode_into};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use earshot_vocab::AgentAudioFormat;
 
 /// Internal sample rate.
 const RATE: u32 = crate::units::SAMPLE_RATE;

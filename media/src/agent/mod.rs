@@ -56,7 +56,7 @@
 //!
 //! If the agent cannot be reached or the connection drops, Earshot dials again with backoff
 //! (100 ms doubling to 2 s); the participant hears silence meanwhile. After `retry_for`
-//! without a working connection the session gets `EngineEvent::AgentFailed`.
+//! without a working connection the session gets `MediaEvent::AgentFailed`.
 //!
 //! # Layout
 //!

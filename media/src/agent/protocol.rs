@@ -3,7 +3,7 @@
 //! tolerantly: unknown events are reported as [`AgentMessage::Other`], extra fields (such as
 //! `streamSid`) are ignored, and nothing panics on bad input.
 
-use crate::engine::{AgentAudioFormat, TurnRole};
+use earshot_vocab::{AgentAudioFormat, Role};
 use serde::{Deserialize, Serialize};
 
 /// `accountSid` sent in `start` and `stop`.
@@ -213,7 +213,7 @@ impl StreamMessages {
 /// media sent to the agent) as parsed, on the session timeline once the bridge has placed them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TranscriptLine {
-    pub role: TurnRole,
+    pub role: Role,
     pub text: String,
     pub is_final: bool,
     pub start_ms: Option<u64>,
@@ -273,7 +273,7 @@ struct MarkInBody {
 
 #[derive(Deserialize)]
 struct TranscriptIn {
-    role: TurnRole,
+    role: Role,
     text: String,
     #[serde(rename = "final", default = "yes")]
     is_final: bool,
@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(
             parse(r#"{"event":"transcript","role":"participant","text":"hi","final":false,"start_ms":10,"end_ms":20.6}"#).unwrap(),
             AgentMessage::Transcript(TranscriptLine {
-                role: TurnRole::Participant,
+                role: Role::Participant,
                 text: "hi".into(),
                 is_final: false,
                 start_ms: Some(10),
@@ -406,7 +406,7 @@ mod tests {
         assert_eq!(
             parse(r#"{"event":"transcript","role":"ai","text":"q","start_ms":-5}"#).unwrap(),
             AgentMessage::Transcript(TranscriptLine {
-                role: TurnRole::Ai,
+                role: Role::Ai,
                 text: "q".into(),
                 is_final: true,
                 start_ms: None,

@@ -61,7 +61,7 @@ use ports::bind_candidates;
 pub use restart::IceRestart;
 pub(crate) use restart::{answer_with_credentials, credentials_of};
 pub(crate) use sdp::add_candidate;
-use sdp::inspect_offer;
+pub use sdp::{inspect_offer, normalise_candidate};
 
 /// The ICE agent's tick while connecting. Even an ICE-lite agent (which sends no checks) only
 /// moves to connected, and so starts DTLS, on this tick; the library default of 200 ms adds up
@@ -333,10 +333,18 @@ impl ServerPeer {
 
     /// WHIP ICE restart (RFC 9725 §4.3): the client's new ICE credentials in, the server's
     /// new credentials and candidates out. Media and DTLS carry on; checks with the new
-    /// credentials select the new path.
-    pub async fn restart_ice(&self, ufrag: &str, pwd: &str) -> Result<IceRestart, PeerError> {
-        restart::check_credentials(ufrag, pwd)?;
+    /// credentials select the new path. The client's current credentials are no restart:
+    /// `None` (a trickle fragment names them too).
+    pub async fn restart_ice(
+        &self,
+        ufrag: &str,
+        pwd: &str,
+    ) -> Result<Option<IceRestart>, PeerError> {
         let mut offer = self.offer.lock().await;
+        if restart::credentials_of(&offer).is_some_and(|c| c.ufrag == ufrag && c.pwd == pwd) {
+            return Ok(None);
+        }
+        restart::check_credentials(ufrag, pwd)?;
         let renewed = restart::offer_with_credentials(&offer, ufrag, pwd);
         let desc = RTCSessionDescription::offer(renewed.clone())
             .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
@@ -360,7 +368,7 @@ impl ServerPeer {
             .ok_or_else(|| internal("ICE restart", "answer without ICE credentials"))?;
         *offer = renewed;
         debug!(ufrag = %ours.ufrag, candidates = ours.candidates.len(), "ICE restarted");
-        Ok(ours)
+        Ok(Some(ours))
     }
 
     /// Audio packets dropped because the event channel was full.

@@ -9,7 +9,11 @@ use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDes
 use super::PeerError;
 
 /// Validates the offer and returns the Opus payload type of its first usable audio m-line.
-pub(super) fn inspect_offer(offer_sdp: &str) -> Result<(RTCSessionDescription, u8), PeerError> {
+///
+/// Public (re-exported as `peer::inspect_offer`) so that the fuzz targets in `benches/fuzz`
+/// can feed it arbitrary text; the server calls it on every WHIP offer before the library
+/// sees the offer.
+pub fn inspect_offer(offer_sdp: &str) -> Result<(RTCSessionDescription, u8), PeerError> {
     if offer_sdp.trim().is_empty() {
         return Err(PeerError::InvalidSdp("empty offer".to_owned()));
     }
@@ -57,7 +61,9 @@ pub(super) fn inspect_offer(offer_sdp: &str) -> Result<(RTCSessionDescription, u
 /// Normalises a trickled candidate. `Ok(None)` = nothing to add (end-of-candidates, or an mDNS
 /// `.local` candidate, which an ICE-lite server with mDNS disabled cannot use and does not
 /// need: the browser's checks reveal its address as a peer-reflexive candidate).
-pub(crate) fn normalise_candidate(candidate: &str) -> Result<Option<String>, PeerError> {
+///
+/// Public (re-exported as `peer::normalise_candidate`) for the fuzz targets in `benches/fuzz`.
+pub fn normalise_candidate(candidate: &str) -> Result<Option<String>, PeerError> {
     let c = candidate.trim();
     let c = c.strip_prefix("a=").unwrap_or(c);
     if c.is_empty() || c == "end-of-candidates" {

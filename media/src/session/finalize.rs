@@ -3,8 +3,10 @@
 //! once, or later when first asked for ([`derive_file`]).
 
 use super::{Recording, SessionTask};
-use crate::engine::{EngineEvent, RecordedFile, RecordingRequest};
-use crate::recorder::{QualityPreset, TrackWriter};
+use crate::recorder::{Quality, TrackWriter};
+use crate::request::RecordingRequest;
+use earshot_vocab::media_port::{MediaEvent, RecordingFile};
+use earshot_vocab::{Format, Track};
 
 impl SessionTask {
     pub(super) fn flush(&mut self) {
@@ -36,7 +38,7 @@ impl SessionTask {
                 Ok(files) => {
                     for file in files {
                         let _ = events
-                            .send(EngineEvent::RecordingReady {
+                            .send(MediaEvent::RecordingReady {
                                 session_id: sid.clone(),
                                 file,
                             })
@@ -46,7 +48,7 @@ impl SessionTask {
                 Err(detail) => {
                     tracing::error!(session = %sid, %detail, "finalizing recordings failed");
                     let _ = events
-                        .send(EngineEvent::Failed {
+                        .send(MediaEvent::Failed {
                             session_id: sid.clone(),
                             detail,
                         })
@@ -56,7 +58,7 @@ impl SessionTask {
         }
         let _ = self
             .events
-            .send(EngineEvent::RecordingsFinished { session_id: id })
+            .send(MediaEvent::RecordingsFinished { session_id: id })
             .await;
     }
 }
@@ -66,7 +68,7 @@ impl SessionTask {
 /// the mix and MP3s made, unless they are made on request). Nothing on disk: nothing to report.
 pub(crate) fn finalize_orphan(
     req: &RecordingRequest,
-) -> Result<Vec<RecordedFile>, crate::recorder::RecorderError> {
+) -> Result<Vec<RecordingFile>, crate::recorder::RecorderError> {
     let participant = req.dir.join("participant.wav");
     let ai = req.dir.join("ai.wav");
     if !participant.exists() && !ai.exists() {
@@ -83,10 +85,14 @@ pub(crate) fn finalize_orphan(
 
 pub(super) fn finalize_files(
     rec: Recording,
-) -> Result<Vec<RecordedFile>, crate::recorder::RecorderError> {
+) -> Result<Vec<RecordingFile>, crate::recorder::RecorderError> {
     let mut files = Vec::with_capacity(2 + DERIVED.len());
-    files.push(recorded("participant", "wav", rec.participant.finalize()?));
-    files.push(recorded("ai", "wav", rec.ai.finalize()?));
+    files.push(recorded(
+        Track::Participant,
+        Format::Wav,
+        rec.participant.finalize()?,
+    ));
+    files.push(recorded(Track::Ai, Format::Wav, rec.ai.finalize()?));
     if rec.derive_at_end {
         for (track, format) in DERIVED {
             files.push(derive_file(&rec.dir, rec.quality, track, format)?);
@@ -96,36 +102,37 @@ pub(super) fn finalize_files(
 }
 
 /// The files made from a session's two tracks, in an order that makes each one's input first.
-pub(crate) const DERIVED: [(&str, &str); 4] = [
-    ("mix", "wav"),
-    ("participant", "mp3"),
-    ("ai", "mp3"),
-    ("mix", "mp3"),
+pub(crate) const DERIVED: [(Track, Format); 4] = [
+    (Track::Mix, Format::Wav),
+    (Track::Participant, Format::Mp3),
+    (Track::Ai, Format::Mp3),
+    (Track::Mix, Format::Mp3),
 ];
 
 /// Makes one derived file from the finalized tracks in `dir`. It is written under a temporary
 /// name and renamed, so a reader never sees a partial file.
 pub(crate) fn derive_file(
     dir: &std::path::Path,
-    quality: QualityPreset,
-    track: &str,
-    format: &str,
-) -> Result<RecordedFile, crate::recorder::RecorderError> {
+    quality: Quality,
+    track: Track,
+    format: Format,
+) -> Result<RecordingFile, crate::recorder::RecorderError> {
     use crate::recorder::{RecorderError, encode_mp3, mix_wavs};
-    let wav = |t: &str| dir.join(format!("{t}.wav"));
-    let out = dir.join(format!("{track}.{format}"));
-    let part = dir.join(format!("{track}.{format}.part"));
+    let wav = |t: Track| dir.join(t.file_name(Format::Wav));
+    let out = dir.join(track.file_name(format));
+    let part = dir.join(format!("{}.part", track.file_name(format)));
     let info = match (track, format) {
-        ("mix", "wav") => mix_wavs(&wav("participant"), &wav("ai"), &part)?,
-        ("participant" | "ai" | "mix", "mp3") => {
-            if track == "mix" && !wav("mix").exists() {
-                derive_file(dir, quality, "mix", "wav")?;
+        (Track::Mix, Format::Wav) => mix_wavs(&wav(Track::Participant), &wav(Track::Ai), &part)?,
+        (_, Format::Mp3) => {
+            if track == Track::Mix && !wav(Track::Mix).exists() {
+                derive_file(dir, quality, Track::Mix, Format::Wav)?;
             }
             encode_mp3(&wav(track), &part, quality.mp3_bitrate_kbps())?
         }
-        _ => {
+        (Track::Participant | Track::Ai, Format::Wav) => {
             return Err(RecorderError::Unsupported(format!(
-                "{track}.{format} is not made from the tracks"
+                "{} is recorded, not made from the tracks",
+                track.file_name(format)
             )));
         }
     };
@@ -138,13 +145,13 @@ pub(crate) fn derive_file(
 }
 
 pub(super) fn recorded(
-    track: &str,
-    format: &str,
+    track: Track,
+    format: Format,
     info: crate::recorder::TrackInfo,
-) -> RecordedFile {
-    RecordedFile {
-        track: track.into(),
-        format: format.into(),
+) -> RecordingFile {
+    RecordingFile {
+        track,
+        format,
         path: info.path,
         duration_ms: info.duration_ms,
         bytes: info.bytes,

@@ -17,10 +17,11 @@ use tokio::sync::mpsc;
 
 use crate::agent::bridge::{AgentLink, FromAgent};
 use crate::codec::OpusSettings;
-use crate::engine::{AgentRequest, EngineEvent, LoadedPrompt, RecordingRequest};
 use crate::metrics::MediaMetrics;
 use crate::peer::{PeerEvent, ServerPeer};
-use crate::recorder::{QualityPreset, TrackWriter};
+use crate::recorder::{Quality, TrackWriter};
+use crate::request::{AgentRequest, LoadedPrompt, RecordingRequest};
+use earshot_vocab::media_port::MediaEvent;
 
 pub use self::core::FRAME;
 use self::core::{CoreParams, FRAME_DURATION, Input, Output, RecordTrack, SessionCore, ToAgent};
@@ -70,7 +71,7 @@ pub(crate) struct SessionParams {
 /// The session's open recording files.
 struct Recording {
     dir: PathBuf,
-    quality: QualityPreset,
+    quality: Quality,
     derive_at_end: bool,
     participant: TrackWriter,
     ai: TrackWriter,
@@ -87,7 +88,7 @@ pub(crate) enum SessionError {
 /// The task of one session (see the module doc).
 pub(crate) struct SessionTask {
     core: SessionCore,
-    events: mpsc::Sender<EngineEvent>,
+    events: mpsc::Sender<MediaEvent>,
     peer: Option<Arc<ServerPeer>>,
     /// Silent listeners, by id: they hear the session's mix.
     listeners: Vec<(u64, Arc<ServerPeer>)>,
@@ -99,7 +100,7 @@ pub(crate) struct SessionTask {
 impl SessionTask {
     pub(crate) fn new(
         p: SessionParams,
-        events: mpsc::Sender<EngineEvent>,
+        events: mpsc::Sender<MediaEvent>,
     ) -> Result<Self, SessionError> {
         let recording = match p.recording {
             None => None,

@@ -87,57 +87,8 @@ impl LifecycleConfig {
     }
 }
 
-/// Session state. Serialized snake_case (`"in_progress"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Invite opened, consent page shown (see [`Lifecycle::consented`]).
-    Created,
-    InProgress,
-    Paused,
-    Completed,
-    Abandoned,
-    AdminEnded,
-    Restarted,
-}
-
-impl State {
-    pub const ALL: [State; 7] = [
-        State::Created,
-        State::InProgress,
-        State::Paused,
-        State::Completed,
-        State::Abandoned,
-        State::AdminEnded,
-        State::Restarted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Created => "created",
-            State::InProgress => "in_progress",
-            State::Paused => "paused",
-            State::Completed => "completed",
-            State::Abandoned => "abandoned",
-            State::AdminEnded => "admin_ended",
-            State::Restarted => "restarted",
-        }
-    }
-
-    /// Completed, abandoned, admin_ended and restarted accept no events.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            State::Completed | State::Abandoned | State::AdminEnded | State::Restarted
-        )
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Session state: the one definition lives in the shared vocabulary.
+pub use earshot_vocab::State;
 
 /// Why a session ended. Serialized snake_case: `"pause_expired"`, `{"technical":"detail"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use earshot_vocab::{Format, Track};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -87,15 +88,16 @@ const MAX_LIST_LIMIT: i64 = 1000;
 impl ListQuery {
     fn into_filter(self) -> Result<SessionFilter, ApiError> {
         let invalid = |m: String| ApiError::bad_request("invalid_query", m);
-        if let Some(state) = &self.state
-            && !LifecycleState::ALL.iter().any(|s| s.as_str() == state)
-        {
-            let known: Vec<&str> = LifecycleState::ALL.iter().map(|s| s.as_str()).collect();
-            return Err(invalid(format!(
-                "state must be one of {}, got {state:?}",
-                known.join(", ")
-            )));
-        }
+        let state = match &self.state {
+            None => None,
+            Some(state) => Some(state.parse::<LifecycleState>().map_err(|_| {
+                let known: Vec<&str> = LifecycleState::ALL.iter().map(|s| s.as_str()).collect();
+                invalid(format!(
+                    "state must be one of {}, got {state:?}",
+                    known.join(", ")
+                ))
+            })?),
+        };
         if let Some(limit) = self.limit
             && !(1..=MAX_LIST_LIMIT).contains(&limit)
         {
@@ -105,7 +107,7 @@ impl ListQuery {
         }
         Ok(SessionFilter {
             campaign: self.campaign,
-            state: self.state,
+            state,
             limit: self.limit,
         })
     }
@@ -179,8 +181,6 @@ async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-const TRACKS: [&str; 3] = ["participant", "ai", "mix"];
-
 async fn get_recording(
     _: Admin,
     State(app): State<AppState>,
@@ -188,13 +188,12 @@ async fn get_recording(
 ) -> Result<Response, ApiError> {
     let (id, file) = path_or_not_found(path, "recording_not_found")?;
     let not_found = || ApiError::not_found("recording_not_found", "no such recording");
-    let (track, format) = file.rsplit_once('.').ok_or_else(not_found)?;
+    let (track, format) = Track::parse_file_name(&file).ok_or_else(not_found)?;
     let content_type = match format {
-        "wav" => "audio/wav",
-        "mp3" => "audio/mpeg",
-        _ => return Err(not_found()),
+        Format::Wav => "audio/wav",
+        Format::Mp3 => "audio/mpeg",
     };
-    if !TRACKS.contains(&track) || !ids::is_valid_id("ses", &id) {
+    if !ids::is_valid_id("ses", &id) {
         return Err(not_found());
     }
     let recording = app.service.recording(&id, track, format).await?;

@@ -15,17 +15,6 @@ use std::fmt::Write as _;
 /// Prometheus' text exposition format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Every state a session can be in, so each series exists from the start.
-const STATES: [&str; 7] = [
-    "created",
-    "in_progress",
-    "paused",
-    "completed",
-    "abandoned",
-    "admin_ended",
-    "restarted",
-];
-
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
@@ -38,7 +27,8 @@ async fn metrics(_: Admin, State(app): State<AppState>) -> Result<impl IntoRespo
         out,
         "# HELP {name} Sessions stored, by lifecycle state.\n# TYPE {name} gauge"
     );
-    for state in STATES {
+    // Every state a session can be in, so each series exists from the start.
+    for state in earshot_vocab::State::ALL.iter().map(|s| s.as_str()) {
         let n = counts
             .iter()
             .find(|(s, _)| s == state)

@@ -7,6 +7,7 @@ use super::limits::address_key;
 use super::state::AppState;
 use super::views::public_view;
 use crate::error::{ApiError, json_rejection};
+use crate::service::peers::TrickleFragment;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
@@ -218,21 +219,37 @@ async fn whip_offer(
         .into_response())
 }
 
-/// WHIP trickle: `a=candidate:` lines (and `a=end-of-candidates`) from an SDP fragment.
+/// WHIP PATCH: trickled `a=candidate:` lines (and `a=end-of-candidates`) -> 204; with new ICE
+/// credentials (`a=ice-ufrag`, `a=ice-pwd`) it is an ICE restart -> 200 with the server's new
+/// credentials and candidates as a trickle-ice-sdpfrag (RFC 9725 §4.3).
 async fn whip_trickle(
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let (token, peer_id) = path_or_not_found(path, "invite_not_found")?;
     let invite = app.service.invite(&token).await?;
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
     let body = body.map_err(body_rejection)?;
     let frag = body_text(&body)?;
-    let candidates = parse_sdpfrag_candidates(frag)?;
-    app.service.trickle(&invite, &peer_id, &candidates).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let fragment = parse_sdpfrag(frag)?;
+    match app.service.trickle(&invite, &peer_id, fragment).await? {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(ours) => {
+            let mut body = format!("a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n", ours.ufrag, ours.pwd);
+            for c in &ours.candidates {
+                body.push_str(&format!("a={c}\r\n"));
+            }
+            body.push_str("a=end-of-candidates\r\n");
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/trickle-ice-sdpfrag")],
+                body,
+            )
+                .into_response())
+        }
+    }
 }
 
 /// WHIP DELETE of the peer resource: the participant ends the interview (the session ends as
@@ -247,12 +264,17 @@ async fn whip_hang_up(
     Ok(StatusCode::OK)
 }
 
-/// Extracts candidate attributes from a trickle-ice-sdpfrag body (RFC 8840). Lines other than
-/// candidates (ufrag, pwd, m=, mid) are accepted and ignored; a malformed candidate is refused.
-fn parse_sdpfrag_candidates(frag: &str) -> Result<Vec<String>, ApiError> {
-    let mut out = Vec::new();
+/// Reads a trickle-ice-sdpfrag body (RFC 8840): its ICE credentials and candidate attributes.
+/// Other lines (m=, mid, options) are accepted and ignored; a malformed candidate is refused.
+fn parse_sdpfrag(frag: &str) -> Result<TrickleFragment, ApiError> {
+    let mut fragment = TrickleFragment::default();
+    let out = &mut fragment.candidates;
     for line in frag.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(c) = line.strip_prefix("a=candidate:") {
+        if let Some(u) = line.strip_prefix("a=ice-ufrag:") {
+            fragment.ufrag.get_or_insert_with(|| u.trim().to_owned());
+        } else if let Some(p) = line.strip_prefix("a=ice-pwd:") {
+            fragment.pwd.get_or_insert_with(|| p.trim().to_owned());
+        } else if let Some(c) = line.strip_prefix("a=candidate:") {
             if c.split_whitespace().count() < 8 {
                 return Err(ApiError::bad_request(
                     "invalid_candidate",
@@ -269,27 +291,30 @@ fn parse_sdpfrag_candidates(frag: &str) -> Result<Vec<String>, ApiError> {
             ));
         }
     }
-    Ok(out)
+    Ok(fragment)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_sdpfrag_candidates;
+    use super::parse_sdpfrag;
 
     #[test]
     fn sdpfrag_candidates_are_extracted_and_garbage_refused() {
         let frag = "a=ice-ufrag:abcd\r\na=ice-pwd:xyz\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
                     a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0\r\n\
                     a=end-of-candidates\r\n";
-        let got = parse_sdpfrag_candidates(frag).expect("valid fragment");
+        let got = parse_sdpfrag(frag).expect("valid fragment");
+        assert_eq!(got.ufrag.as_deref(), Some("abcd"));
+        assert_eq!(got.pwd.as_deref(), Some("xyz"));
         assert_eq!(
-            got,
+            got.candidates,
             vec![
                 "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0".to_string(),
                 String::new()
             ]
         );
-        assert!(parse_sdpfrag_candidates("a=candidate:1 2 3\r\n").is_err());
-        assert!(parse_sdpfrag_candidates("hello world").is_err());
+        assert!(parse_sdpfrag("a=candidate:1 2 3\r\n").is_err());
+        assert!(parse_sdpfrag("hello world").is_err());
+        assert_eq!(parse_sdpfrag("").expect("empty").ufrag, None);
     }
 }

@@ -8,7 +8,7 @@ use super::state::AppState;
 use crate::error::ApiError;
 use crate::media_port::PromptSpec;
 use crate::prompt_dirs::PromptDirs;
-use crate::script_definition::{AUDIO_FORMATS, AgentDefinition, ScriptDefinition};
+use crate::script_definition::{AgentDefinition, ScriptDefinition};
 use crate::service::SessionService;
 use crate::service::scripts::NewScript;
 use crate::store::{ScriptRow, parse_json};
@@ -20,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use earshot_vocab::{AgentAudioFormat, Quality};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -40,8 +41,6 @@ pub const MAX_PROMPT_TEXT_CHARS: usize = 10_000;
 pub const MAX_URL_BYTES: usize = 2048;
 /// URL schemes an agent may be dialed with.
 pub const AGENT_SCHEMES: [&str; 1] = ["ws"];
-/// Recording quality presets.
-pub const QUALITIES: [&str; 3] = ["standard", "high", "ultra"];
 
 /// `POST /v1/scripts` body.
 #[derive(Debug, Deserialize)]
@@ -83,7 +82,7 @@ pub struct RecordingBody {
 pub struct RecordingDefaults {
     pub enabled: bool,
     pub noise_suppression: bool,
-    pub quality: String,
+    pub quality: Quality,
 }
 
 impl Default for RecordingDefaults {
@@ -91,9 +90,14 @@ impl Default for RecordingDefaults {
         RecordingDefaults {
             enabled: true,
             noise_suppression: true,
-            quality: "high".into(),
+            quality: Quality::High,
         }
     }
+}
+
+/// `a, b, c`: the accepted spellings in an error message.
+fn spellings<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -150,13 +154,15 @@ pub async fn validate(
         },
     };
     let rec = req.recording.unwrap_or_default();
-    let quality = rec.quality.unwrap_or_else(|| defaults.quality.clone());
-    if !QUALITIES.contains(&quality.as_str()) {
-        return Err(invalid(format!(
-            "recording.quality must be one of {}, got {quality:?}",
-            QUALITIES.join(", ")
-        )));
-    }
+    let quality = match rec.quality {
+        None => defaults.quality,
+        Some(q) => q.parse::<Quality>().map_err(|_| {
+            invalid(format!(
+                "recording.quality must be one of {}, got {q:?}",
+                spellings(Quality::ALL.iter().map(|q| q.as_str()))
+            ))
+        })?,
+    };
     let recording = RecordingDefaults {
         enabled: rec.enabled.unwrap_or(defaults.enabled),
         noise_suppression: rec.noise_suppression.unwrap_or(defaults.noise_suppression),
@@ -183,15 +189,15 @@ fn validate_agent(agent: AgentBody) -> Result<AgentDefinition, ApiError> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("agent.url has no host"));
     }
-    let audio_format = agent
-        .audio_format
-        .unwrap_or_else(|| AUDIO_FORMATS[0].to_string());
-    if !AUDIO_FORMATS.contains(&audio_format.as_str()) {
-        return Err(invalid(format!(
-            "agent.audio_format must be one of {}, got {audio_format:?}",
-            AUDIO_FORMATS.join(", ")
-        )));
-    }
+    let audio_format = match agent.audio_format {
+        None => AgentAudioFormat::default(),
+        Some(f) => f.parse::<AgentAudioFormat>().map_err(|_| {
+            invalid(format!(
+                "agent.audio_format must be one of {}, got {f:?}",
+                spellings(AgentAudioFormat::ALL.iter().map(|f| f.as_str()))
+            ))
+        })?,
+    };
     Ok(AgentDefinition {
         url: url.to_string(),
         audio_format,
@@ -365,7 +371,7 @@ mod tests {
         assert_eq!(name, "Bot");
         let agent = def.agent.unwrap();
         assert_eq!(agent.url, "ws://bot.example/ws?x=1");
-        assert_eq!(agent.audio_format, "l16/16000");
+        assert_eq!(agent.audio_format, AgentAudioFormat::L16k16);
         assert!(def.prompts.is_empty());
         assert_eq!(rec, RecordingDefaults::default());
         let (_, def, rec) = check(
@@ -374,10 +380,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(def.agent.unwrap().audio_format, "mulaw/8000");
+        assert_eq!(def.agent.unwrap().audio_format, AgentAudioFormat::Mulaw8k);
         assert!(!rec.enabled);
         assert!(rec.noise_suppression);
-        assert_eq!(rec.quality, "ultra");
+        assert_eq!(rec.quality, Quality::Ultra);
     }
 
     #[tokio::test]

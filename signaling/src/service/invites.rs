@@ -2,7 +2,7 @@
 //! opening it (which creates its session), consent, and the participant's pause and resume.
 //! The invite's session is always its newest one.
 
-use super::{SessionService, is_terminal};
+use super::SessionService;
 use crate::error::ApiError;
 use crate::ids;
 use crate::lifecycle::Event;
@@ -83,7 +83,7 @@ impl SessionService {
         let _guard = self.lock(&format!("invite:{}", invite.token)).await;
         match self.store.latest_session_for_invite(&invite.token).await? {
             Some(s) => {
-                if !is_terminal(&s.state) && user_agent.is_some() {
+                if !s.state.is_terminal() && user_agent.is_some() {
                     self.store.set_session_client(&s.id, user_agent, ip).await?;
                 }
                 Ok(s)

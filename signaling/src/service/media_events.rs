@@ -8,18 +8,6 @@ use crate::lifecycle::Event;
 use crate::media_port::MediaEvent;
 use crate::turns::{self, Role, TurnInput};
 
-fn parse_role(session_id: &str, role: &str) -> Option<Role> {
-    let parsed = Role::parse(role);
-    if parsed.is_none() {
-        tracing::warn!(
-            session = session_id,
-            role,
-            "turn event with an unknown role ignored"
-        );
-    }
-    parsed
-}
-
 impl SessionService {
     /// Handles one event from the media plane (the background task calls it in order).
     pub async fn handle_media_event(&self, ev: MediaEvent) {
@@ -47,9 +35,6 @@ impl SessionService {
                 role,
                 at_ms,
             } => {
-                let Some(role) = parse_role(&session_id, &role) else {
-                    return;
-                };
                 let event = LiveEvent::TurnStart { role, at_ms };
                 self.turn_event(&session_id, TurnInput::Started { role, at_ms }, event)
                     .await;
@@ -60,9 +45,6 @@ impl SessionService {
                 start_ms,
                 end_ms,
             } => {
-                let Some(role) = parse_role(&session_id, &role) else {
-                    return;
-                };
                 let event = LiveEvent::TurnEnd {
                     role,
                     start_ms,
@@ -88,9 +70,6 @@ impl SessionService {
                 start_ms,
                 end_ms,
             } => {
-                let Some(role) = parse_role(&session_id, &role) else {
-                    return;
-                };
                 let text = turns::clip(&text, turns::MAX_LINE_BYTES);
                 let event = LiveEvent::Transcript {
                     role,

@@ -71,7 +71,7 @@ pub(super) fn recording_spec_of(
     RecordingSpec {
         enabled: script.recording_enabled,
         noise_suppression: script.noise_suppression,
-        quality: script.quality.clone(),
+        quality: script.quality,
         dir: recordings_dir.join(session_id),
     }
 }

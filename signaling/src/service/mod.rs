@@ -93,14 +93,6 @@ fn session_not_found() -> ApiError {
     ApiError::not_found("session_not_found", "no session with this id")
 }
 
-/// Sessions in these states accept no more events.
-fn is_terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "completed" | "abandoned" | "admin_ended" | "restarted"
-    )
-}
-
 impl SessionService {
     /// The production service: SQLite, the system clock, the in-process live hub, and
     /// recordings on the local disk where the media plane writes them.

@@ -7,6 +7,7 @@ use super::{SessionService, media_specs};
 use crate::error::ApiError;
 use crate::ids;
 use crate::lifecycle::{Event, Millis};
+use crate::media_port::IceCredentials;
 use crate::media_port::{MediaError, OpenParticipant};
 use crate::store::InviteRow;
 use axum::http::StatusCode;
@@ -66,6 +67,15 @@ fn media_error(e: MediaError) -> ApiError {
             )
         }
     }
+}
+
+/// A WHIP PATCH body (trickle-ice-sdpfrag, RFC 8840): the ICE credentials it names, if any,
+/// and its candidates (`candidate:...`; an empty string is end-of-candidates).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrickleFragment {
+    pub ufrag: Option<String>,
+    pub pwd: Option<String>,
+    pub candidates: Vec<String>,
 }
 
 impl SessionService {
@@ -181,17 +191,30 @@ impl SessionService {
         &self,
         invite: &InviteRow,
         peer_id: &str,
-        candidates: &[String],
-    ) -> Result<(), ApiError> {
+        fragment: TrickleFragment,
+    ) -> Result<Option<IceCredentials>, ApiError> {
         let (session, _) = self.participant_session(invite).await?;
         self.check_peer(&session.id, peer_id)?;
-        for c in candidates {
+        if let (Some(ufrag), Some(pwd)) = (fragment.ufrag, fragment.pwd) {
+            // Credentials named: new ones are a WHIP ICE restart (RFC 9725 4.3).
+            let client = IceCredentials {
+                ufrag,
+                pwd,
+                candidates: fragment.candidates,
+            };
+            return self
+                .media
+                .restart_ice(&session.id, client)
+                .await
+                .map_err(media_error);
+        }
+        for c in &fragment.candidates {
             self.media
                 .add_candidate(&session.id, c)
                 .await
                 .map_err(media_error)?;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// WHIP DELETE of the participant's current peer resource: the participant ended the

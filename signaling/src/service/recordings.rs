@@ -7,6 +7,7 @@ use crate::blob_store::{Blob, BlobKey};
 use crate::error::ApiError;
 use crate::media_port::RecordingFile;
 use crate::store::RecordingRow;
+use earshot_vocab::{Format, Track};
 
 fn recording_not_found() -> ApiError {
     ApiError::not_found("recording_not_found", "no such recording")
@@ -36,7 +37,12 @@ impl SessionService {
 
     /// One recording of a session (`track` participant, ai or mix; `format` wav or mp3),
     /// opened for streaming. A derived file not made yet is made first.
-    pub async fn recording(&self, id: &str, track: &str, format: &str) -> Result<Blob, ApiError> {
+    pub async fn recording(
+        &self,
+        id: &str,
+        track: Track,
+        format: Format,
+    ) -> Result<Blob, ApiError> {
         let stored = self
             .store
             .recordings(id)
@@ -44,7 +50,7 @@ impl SessionService {
             .into_iter()
             .find(|r| r.track == track && r.format == format);
         // The mix and the MP3s may be made on first request (`[recording] derive`).
-        let derived = track == "mix" || format == "mp3";
+        let derived = track == Track::Mix || format == Format::Mp3;
         let rec = match stored {
             Some(rec) => rec,
             None if derived => self
@@ -53,8 +59,8 @@ impl SessionService {
                 .ok_or_else(recording_not_found)?,
             None => return Err(recording_not_found()),
         };
-        let key = BlobKey::new(id, &format!("{}.{}", rec.track, rec.format))
-            .ok_or_else(recording_not_found)?;
+        let key =
+            BlobKey::new(id, &rec.track.file_name(rec.format)).ok_or_else(recording_not_found)?;
         match self.blobs.open(&key).await {
             Ok(Some(blob)) => Ok(blob),
             // A row without its file: something removed it behind the service's back.
@@ -72,10 +78,10 @@ impl SessionService {
     async fn derive_recording(
         &self,
         session_id: &str,
-        track: &str,
-        format: &str,
+        track: Track,
+        format: Format,
     ) -> Result<Option<RecordingRow>, ApiError> {
-        let find = |rows: Vec<RecordingRow>, t: &str, f: &str| {
+        let find = |rows: Vec<RecordingRow>, t: Track, f: Format| {
             rows.into_iter().find(|r| r.track == t && r.format == f)
         };
         let Some(session) = self.store.get_session(session_id).await? else {
@@ -85,8 +91,8 @@ impl SessionService {
             return Ok(None);
         }
         let rows = self.store.recordings(session_id).await?;
-        let has_wav = |t: &str| rows.iter().any(|r| r.track == t && r.format == "wav");
-        if !(has_wav("participant") && has_wav("ai")) {
+        let has_wav = |t: Track| rows.iter().any(|r| r.track == t && r.format == Format::Wav);
+        if !(has_wav(Track::Participant) && has_wav(Track::Ai)) {
             return Ok(None);
         }
         let Some(spec) = self.recording_spec(&session).await else {

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::ids;
 use crate::script_definition::ScriptDefinition;
 use crate::store::ScriptRow;
+use earshot_vocab::Quality;
 
 /// A validated script to store.
 #[derive(Debug, Clone)]
@@ -15,7 +16,7 @@ pub struct NewScript {
     pub definition: ScriptDefinition,
     pub recording_enabled: bool,
     pub noise_suppression: bool,
-    pub quality: String,
+    pub quality: Quality,
 }
 
 impl SessionService {

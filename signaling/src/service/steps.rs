@@ -72,7 +72,7 @@ impl SessionService {
                 .map_err(|e| ApiError::internal("encoding lifecycle", e))?;
             let end_reason = l.end_reason.as_ref().map(|r| r.to_string());
             let update = SessionUpdate {
-                state: l.state.as_str(),
+                state: l.state,
                 lifecycle: &lifecycle_json,
                 started_at: l.started_at.map(|m| m.0),
                 ended_at: l.ended_at.map(|m| m.0),
@@ -195,7 +195,7 @@ impl SessionService {
             invite_token: invite.token.clone(),
             campaign_id: invite.campaign_id.clone(),
             script_id: invite.script_id.clone(),
-            state: lc.state.as_str().into(),
+            state: lc.state,
             lifecycle: serde_json::to_string(&lc)
                 .map_err(|e| ApiError::internal("encoding lifecycle", e))?,
             created_at: now.0,

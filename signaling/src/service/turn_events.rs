@@ -4,7 +4,7 @@
 //! the event bus. Also what a monitor or an admin reads: the stored turn log, the snapshot a
 //! monitor starts from, and a subscription to the stream.
 
-use super::{SessionService, is_terminal};
+use super::SessionService;
 use crate::error::ApiError;
 use crate::event_bus::{LiveEvent, Subscription};
 use crate::store::SessionRow;
@@ -87,7 +87,7 @@ impl SessionService {
             return Ok(None);
         };
         let log = TurnLog::from_turns(self.stored_turns(session_id).await?);
-        Ok(Some((log, !is_terminal(&row.state))))
+        Ok(Some((log, !row.state.is_terminal())))
     }
 
     /// The session's turn log (admin).
@@ -103,7 +103,7 @@ impl SessionService {
         };
         let turns = self.stored_turns(id).await?;
         Ok(Some(LiveSnapshot {
-            ended: is_terminal(&session.state),
+            ended: session.state.is_terminal(),
             session,
             turns,
         }))

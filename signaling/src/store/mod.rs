@@ -13,6 +13,7 @@
 
 pub mod sqlite;
 
+use earshot_vocab::{Format, Quality, Role, State, Track};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
@@ -50,7 +51,8 @@ pub struct ScriptRow {
     pub definition: String,
     pub recording_enabled: bool,
     pub noise_suppression: bool,
-    pub quality: String,
+    #[sqlx(try_from = "String")]
+    pub quality: Quality,
     pub created_at: i64,
 }
 
@@ -69,7 +71,8 @@ pub struct SessionRow {
     pub invite_token: String,
     pub campaign_id: String,
     pub script_id: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: State,
     pub lifecycle: String,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -95,8 +98,10 @@ impl SessionRow {
 #[derive(Debug, Clone, FromRow, Serialize, Deserialize, PartialEq)]
 pub struct RecordingRow {
     pub session_id: String,
-    pub track: String,
-    pub format: String,
+    #[sqlx(try_from = "String")]
+    pub track: Track,
+    #[sqlx(try_from = "String")]
+    pub format: Format,
     /// Where the media plane wrote the file (informational: downloads go through the blob
     /// store by session id and file name).
     pub path: String,
@@ -117,7 +122,8 @@ pub struct TransitionRow {
 #[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct TurnRow {
     pub seq: i64,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub start_ms: i64,
     pub end_ms: Option<i64>,
     pub text: String,
@@ -129,7 +135,7 @@ pub struct TurnRow {
 /// What changes on a session row when its lifecycle moves.
 #[derive(Debug, Clone)]
 pub struct SessionUpdate<'a> {
-    pub state: &'a str,
+    pub state: State,
     pub lifecycle: &'a str,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -144,7 +150,7 @@ pub struct SessionUpdate<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SessionFilter {
     pub campaign: Option<String>,
-    pub state: Option<String>,
+    pub state: Option<State>,
     pub limit: Option<i64>,
 }
 

@@ -47,7 +47,7 @@ impl SqliteStore {
             .bind(&s.definition)
             .bind(s.recording_enabled)
             .bind(s.noise_suppression)
-            .bind(&s.quality)
+            .bind(s.quality.as_str())
             .bind(s.created_at)
             .execute(&self.pool)
             .await?;
@@ -134,7 +134,7 @@ impl SessionStore for SqliteStore {
         .bind(&s.invite_token)
         .bind(&s.campaign_id)
         .bind(&s.script_id)
-        .bind(&s.state)
+        .bind(s.state.as_str())
         .bind(&s.lifecycle)
         .bind(s.created_at)
         .bind(s.started_at)
@@ -165,7 +165,7 @@ impl SessionStore for SqliteStore {
              AND (?2 IS NULL OR state = ?2) ORDER BY created_at DESC, rowid DESC LIMIT ?3",
         )
         .bind(&f.campaign)
-        .bind(&f.state)
+        .bind(f.state.map(|s| s.as_str()))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
@@ -218,7 +218,7 @@ impl SessionStore for SqliteStore {
              end_reason = ?, drop_off = ?, next_deadline = ?, version = version + 1 \
              WHERE id = ? AND version = ?",
         )
-        .bind(u.state)
+        .bind(u.state.as_str())
         .bind(u.lifecycle)
         .bind(u.started_at)
         .bind(u.ended_at)
@@ -286,8 +286,8 @@ impl SessionStore for SqliteStore {
              path = excluded.path, duration_ms = excluded.duration_ms, bytes = excluded.bytes",
         )
         .bind(&r.session_id)
-        .bind(&r.track)
-        .bind(&r.format)
+        .bind(r.track.as_str())
+        .bind(r.format.as_str())
         .bind(&r.path)
         .bind(r.duration_ms)
         .bind(r.bytes)
@@ -322,7 +322,7 @@ impl SessionStore for SqliteStore {
             )
             .bind(session_id)
             .bind(t.seq)
-            .bind(&t.role)
+            .bind(t.role.as_str())
             .bind(t.start_ms)
             .bind(t.end_ms)
             .bind(&t.text)

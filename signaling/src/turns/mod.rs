@@ -29,31 +29,8 @@ pub const MAX_TURN_BYTES: usize = 64 * 1024;
 /// Most turns kept per session; events that would add more are ignored.
 pub const MAX_TURNS: usize = 10_000;
 
-/// Who speaks in a turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Ai,
-    Participant,
-}
-
-impl Role {
-    /// `"ai"` or `"participant"`; anything else is `None`.
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "ai" => Some(Role::Ai),
-            "participant" => Some(Role::Participant),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Ai => "ai",
-            Role::Participant => "participant",
-        }
-    }
-}
+/// Who speaks in a turn: the shared vocabulary's role.
+pub use earshot_vocab::Role;
 
 /// One turn as stored and served (`GET /v1/sessions/{id}/transcript`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -343,7 +320,7 @@ impl Turn {
         let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         crate::store::TurnRow {
             seq: i64::from(self.seq),
-            role: self.role.as_str().to_string(),
+            role: self.role,
             start_ms: ms(self.start_ms),
             end_ms: self.end_ms.map(ms),
             text: self.text.clone(),
@@ -358,7 +335,7 @@ impl Turn {
         let ms = |v: i64| u64::try_from(v).unwrap_or(0);
         Some(Turn {
             seq: u32::try_from(r.seq).ok()?,
-            role: Role::parse(&r.role)?,
+            role: r.role,
             start_ms: ms(r.start_ms),
             end_ms: r.end_ms.map(ms),
             text: r.text,

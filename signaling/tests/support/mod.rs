@@ -17,6 +17,8 @@ use earshot_signaling::routes::{self, App, AppState};
 use earshot_signaling::service::{Ports, ServiceConfig, SessionService};
 use earshot_signaling::store::sqlite::SqliteStore;
 use earshot_signaling::store::{CampaignRow, ScriptRow, SessionStore};
+use earshot_vocab::media_port::IceCredentials;
+use earshot_vocab::{Format, Quality, Track};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -67,10 +69,18 @@ impl MediaPlane for FakeMedia {
     async fn derive_recording(
         &self,
         _: RecordingSpec,
-        _: &str,
-        _: &str,
+        _: Track,
+        _: Format,
     ) -> Result<RecordingFile, MediaError> {
         Err(MediaError::Internal("no media in these tests".into()))
+    }
+    async fn restart_ice(
+        &self,
+        session_id: &str,
+        _: IceCredentials,
+    ) -> Result<Option<IceCredentials>, MediaError> {
+        self.record("restart_ice", session_id);
+        Ok(None)
     }
     fn metrics_text(&self) -> String {
         "# TYPE earshot_media_sessions gauge\nearshot_media_sessions 0\n".into()
@@ -136,7 +146,7 @@ impl TestServer {
                 definition: definition.to_string(),
                 recording_enabled: true,
                 noise_suppression: false,
-                quality: "standard".into(),
+                quality: Quality::Standard,
                 created_at: 0,
             })
             .await

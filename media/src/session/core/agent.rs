@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::agent::bridge::FromAgent;
 use crate::agent::playout::{AiQueue, Marker};
-use crate::engine::{AgentRequest, EngineEvent, TurnRole};
+use crate::request::AgentRequest;
+use earshot_vocab::Role;
+use earshot_vocab::media_port::MediaEvent;
 
 use super::{FRAME, Output, SessionCore, ToAgent};
 
@@ -96,7 +98,7 @@ impl SessionCore {
             self.tell_agent(ToAgent::Stop { dropped_samples });
         }
         if self.drop_queued_audio() {
-            self.emit(EngineEvent::InterviewFinished {
+            self.emit(MediaEvent::InterviewFinished {
                 session_id: self.id.clone(),
             });
         }
@@ -158,7 +160,7 @@ impl SessionCore {
             self.end_ai_turn();
         }
         if finished {
-            self.emit(EngineEvent::InterviewFinished {
+            self.emit(MediaEvent::InterviewFinished {
                 session_id: self.id.clone(),
             });
         }
@@ -201,7 +203,7 @@ impl SessionCore {
                 );
                 self.end_ai_turn();
                 if finished {
-                    self.emit(EngineEvent::InterviewFinished {
+                    self.emit(MediaEvent::InterviewFinished {
                         session_id: self.id.clone(),
                     });
                 }
@@ -209,7 +211,7 @@ impl SessionCore {
             FromAgent::Transcript(line) => {
                 let (start_ms, end_ms) =
                     self.transcript_times(line.role, line.start_ms, line.end_ms, now);
-                self.emit(EngineEvent::Transcript {
+                self.emit(MediaEvent::Transcript {
                     session_id: self.id.clone(),
                     role: line.role,
                     text: line.text,
@@ -241,11 +243,11 @@ impl SessionCore {
     /// The agent is gone (for now, or for good): the participant hears silence.
     fn agent_lost(&mut self, detail: String, failed: bool) {
         if self.drop_queued_audio() {
-            self.emit(EngineEvent::InterviewFinished {
+            self.emit(MediaEvent::InterviewFinished {
                 session_id: self.id.clone(),
             });
         } else if failed {
-            self.emit(EngineEvent::AgentFailed {
+            self.emit(MediaEvent::AgentFailed {
                 session_id: self.id.clone(),
                 detail,
             });
@@ -256,14 +258,14 @@ impl SessionCore {
     /// current AI turn and its queued audio; a participant line their current or last turn.
     fn transcript_times(
         &self,
-        role: TurnRole,
+        role: Role,
         start_ms: Option<u64>,
         end_ms: Option<u64>,
         now: Instant,
     ) -> (u64, u64) {
         let now_pos = self.timeline.position(now);
         let (start, end) = match role {
-            TurnRole::Ai => {
+            Role::Ai => {
                 let queued = self.agent.as_ref().map_or(0, |a| a.queue.len() as u64);
                 let start = self.ai_turn.unwrap_or(now_pos);
                 let end = match self.ai_turn {
@@ -272,7 +274,7 @@ impl SessionCore {
                 };
                 (start, end)
             }
-            TurnRole::Participant => match (self.turn_start, self.last_turn) {
+            Role::Participant => match (self.turn_start, self.last_turn) {
                 (Some(start), _) => (start, now_pos),
                 (None, Some((start, end))) => (start, end),
                 (None, None) => (now_pos, now_pos),

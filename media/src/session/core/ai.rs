@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::engine::{EngineEvent, LoadedPrompt, TurnRole};
 use crate::interviewer::InterviewerAction;
+use crate::request::LoadedPrompt;
+use earshot_vocab::Role;
+use earshot_vocab::media_port::MediaEvent;
 
 use super::{FRAME, Output, RecordTrack, SessionCore};
 
@@ -23,9 +25,9 @@ impl SessionCore {
         if self.ai_turn.is_none() {
             self.ai_turn = Some(pos);
             self.ai_audio_end = pos;
-            self.emit(EngineEvent::TurnStarted {
+            self.emit(MediaEvent::TurnStarted {
                 session_id: self.id.clone(),
-                role: TurnRole::Ai,
+                role: Role::Ai,
                 at_ms: samples_to_ms(pos),
             });
         }
@@ -34,9 +36,9 @@ impl SessionCore {
     /// The AI audio was played out, cleared or cut off.
     pub(super) fn end_ai_turn(&mut self) {
         if let Some(start) = self.ai_turn.take() {
-            self.emit(EngineEvent::TurnEnded {
+            self.emit(MediaEvent::TurnEnded {
                 session_id: self.id.clone(),
-                role: TurnRole::Ai,
+                role: Role::Ai,
                 start_ms: samples_to_ms(start),
                 end_ms: samples_to_ms(self.ai_audio_end.max(start)),
             });
@@ -49,15 +51,15 @@ impl SessionCore {
         };
         let samples = audio.pcm.len() as u64;
         tracing::debug!(session = %self.id, prompt = %prompt.id, pos, "interviewer speaks");
-        let progress = EngineEvent::Progress {
+        let progress = MediaEvent::Progress {
             session_id: self.id.clone(),
             prompt_index: index,
             prompt_id: prompt.id.clone(),
             text: prompt.text.clone(),
         };
-        let transcript = EngineEvent::Transcript {
+        let transcript = MediaEvent::Transcript {
             session_id: self.id.clone(),
-            role: TurnRole::Ai,
+            role: Role::Ai,
             text: prompt.text.clone(),
             is_final: true,
             start_ms: samples_to_ms(pos),
@@ -149,7 +151,7 @@ impl SessionCore {
             self.end_ai_turn();
             if let Some(InterviewerAction::Finished) = self.interviewer.prompt_finished(self.ai_pos)
             {
-                self.emit(EngineEvent::InterviewFinished {
+                self.emit(MediaEvent::InterviewFinished {
                     session_id: self.id.clone(),
                 });
             }

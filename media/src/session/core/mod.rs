@@ -29,11 +29,13 @@ use bytes::Bytes;
 use crate::agent::bridge::FromAgent;
 use crate::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
 use crate::denoise::Denoiser;
-use crate::engine::{AgentRequest, EngineEvent, LoadedPrompt, TurnRole};
 use crate::interviewer::Interviewer;
 use crate::jitter::JitterBuffer;
 use crate::peer::RtpAudioPacket;
+use crate::request::{AgentRequest, LoadedPrompt};
 use crate::vad::{VadConfig, VoiceActivity};
+use earshot_vocab::Role;
+use earshot_vocab::media_port::MediaEvent;
 
 use super::timeline::Timeline;
 pub(crate) use agent::AgentSide;
@@ -97,7 +99,7 @@ pub(crate) enum ToAgent {
 /// What the shell is to do, in order.
 #[derive(Debug)]
 pub(crate) enum Output {
-    Event(EngineEvent),
+    Event(MediaEvent),
     /// 20 ms of AI audio, Opus: to the participant.
     SendAi(Bytes),
     /// 20 ms of the session (participant and AI mixed, [`listen::LISTEN_DELAY`] behind), Opus:
@@ -273,7 +275,7 @@ impl SessionCore {
                 self.ever_connected = true;
                 self.last_audio = Some(now);
                 self.update_timeline(now);
-                self.emit(EngineEvent::Connected {
+                self.emit(MediaEvent::Connected {
                     session_id: self.id.clone(),
                 });
                 self.maybe_start_agent();
@@ -282,7 +284,7 @@ impl SessionCore {
                 let was_attached = self.link != Link::Detached;
                 self.detach(now);
                 if was_attached && self.ever_connected {
-                    self.emit(EngineEvent::Disconnected {
+                    self.emit(MediaEvent::Disconnected {
                         session_id: self.id.clone(),
                     });
                 }
@@ -329,7 +331,7 @@ impl SessionCore {
         self.detach(now);
     }
 
-    fn emit(&mut self, ev: EngineEvent) {
+    fn emit(&mut self, ev: MediaEvent) {
         self.outputs.push_back(Output::Event(ev));
     }
 
@@ -357,7 +359,7 @@ impl SessionCore {
             self.link = Link::Connected {
                 audio_stopped: false,
             };
-            self.emit(EngineEvent::AudioRestored {
+            self.emit(MediaEvent::Restored {
                 session_id: self.id.clone(),
             });
         }
@@ -379,7 +381,7 @@ impl SessionCore {
             self.link = Link::Connected {
                 audio_stopped: true,
             };
-            self.emit(EngineEvent::Disconnected {
+            self.emit(MediaEvent::Disconnected {
                 session_id: self.id.clone(),
             });
         }
@@ -455,9 +457,9 @@ impl SessionCore {
     fn end_turn(&mut self, end: u64) {
         if let Some(start) = self.turn_start.take() {
             self.last_turn = Some((start, end));
-            self.emit(EngineEvent::TurnEnded {
+            self.emit(MediaEvent::TurnEnded {
                 session_id: self.id.clone(),
-                role: TurnRole::Participant,
+                role: Role::Participant,
                 start_ms: samples_to_ms(start),
                 end_ms: samples_to_ms(end),
             });

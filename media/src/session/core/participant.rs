@@ -5,8 +5,9 @@ use crate::units::samples_to_ms;
 use std::time::Instant;
 
 use crate::denoise::LATENCY_SAMPLES;
-use crate::engine::{EngineEvent, TurnRole};
 use crate::interviewer::InterviewerAction;
+use earshot_vocab::Role;
+use earshot_vocab::media_port::MediaEvent;
 
 use super::{RecordTrack, SessionCore, ToAgent};
 
@@ -48,9 +49,9 @@ impl SessionCore {
             let end = pos + samples;
             if vad.started {
                 self.turn_start = Some(pos);
-                self.emit(EngineEvent::TurnStarted {
+                self.emit(MediaEvent::TurnStarted {
                     session_id: self.id.clone(),
-                    role: TurnRole::Participant,
+                    role: Role::Participant,
                     at_ms: samples_to_ms(pos),
                 });
             }
@@ -58,9 +59,9 @@ impl SessionCore {
                 && let Some(start) = self.turn_start.take()
             {
                 self.last_turn = Some((start, end));
-                self.emit(EngineEvent::TurnEnded {
+                self.emit(MediaEvent::TurnEnded {
                     session_id: self.id.clone(),
-                    role: TurnRole::Participant,
+                    role: Role::Participant,
                     start_ms: samples_to_ms(start),
                     end_ms: samples_to_ms(end),
                 });

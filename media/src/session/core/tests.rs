@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use super::*;
 use crate::agent::bridge::FromAgent;
-use crate::engine::{AgentAudioFormat, LoadedAudio, Prompt};
+use crate::request::LoadedAudio;
+use earshot_vocab::AgentAudioFormat;
+use earshot_vocab::media_port::PromptSpec;
 
 const TICK: Duration = Duration::from_millis(20);
 
@@ -40,7 +42,7 @@ fn tone_prompt(id: &str, secs: f32) -> LoadedPrompt {
         .collect();
     let packets = opus_packets(&pcm);
     LoadedPrompt {
-        prompt: Prompt {
+        prompt: PromptSpec {
             id: id.into(),
             text: format!("question {id}"),
             audio: id.into(),
@@ -135,7 +137,7 @@ impl Harness {
     }
 }
 
-fn events(out: &[Output]) -> Vec<&EngineEvent> {
+fn events(out: &[Output]) -> Vec<&MediaEvent> {
     out.iter()
         .filter_map(|o| match o {
             Output::Event(e) => Some(e),
@@ -147,14 +149,14 @@ fn events(out: &[Output]) -> Vec<&EngineEvent> {
 /// A turn's start (`TurnStarted.at_ms`) or its span (`TurnEnded`), in order.
 type TurnMark = (Option<u64>, Option<(u64, u64)>);
 
-fn turns(out: &[Output], role: TurnRole) -> Vec<TurnMark> {
+fn turns(out: &[Output], role: Role) -> Vec<TurnMark> {
     events(out)
         .into_iter()
         .filter_map(|e| match e {
-            EngineEvent::TurnStarted { role: r, at_ms, .. } if *r == role => {
+            MediaEvent::TurnStarted { role: r, at_ms, .. } if *r == role => {
                 Some((Some(*at_ms), None))
             }
-            EngineEvent::TurnEnded {
+            MediaEvent::TurnEnded {
                 role: r,
                 start_ms,
                 end_ms,
@@ -185,7 +187,7 @@ fn ai_recorded_loud(out: &[Output]) -> usize {
         .sum()
 }
 
-fn count_events(out: &[Output], f: impl Fn(&EngineEvent) -> bool) -> usize {
+fn count_events(out: &[Output], f: impl Fn(&MediaEvent) -> bool) -> usize {
     events(out).into_iter().filter(|e| f(e)).count()
 }
 
@@ -199,17 +201,17 @@ fn built_in_interviewer_asks_waits_for_the_answer_and_asks_again() {
     h.steps(90, Some(&silence));
     let out = h.take();
     assert_eq!(
-        count_events(&out, |e| matches!(e, EngineEvent::Connected { .. })),
+        count_events(&out, |e| matches!(e, MediaEvent::Connected { .. })),
         1
     );
     assert!(
         events(&out)
             .iter()
-            .any(|e| matches!(e, EngineEvent::Progress { prompt_id, .. } if prompt_id == "q1")),
+            .any(|e| matches!(e, MediaEvent::Progress { prompt_id, .. } if prompt_id == "q1")),
         "first prompt not started"
     );
     assert_eq!(sent(&out), 90, "an AI packet every tick");
-    let ai = turns(&out, TurnRole::Ai);
+    let ai = turns(&out, Role::Ai);
     assert_eq!(ai.len(), 2, "one AI turn started and ended: {ai:?}");
     let (start, (s, e)) = (ai[0].0.expect("start"), ai[1].1.expect("end"));
     assert_eq!(start, 500, "prompt starts after the 0.5 s lead-in");
@@ -225,7 +227,7 @@ fn built_in_interviewer_asks_waits_for_the_answer_and_asks_again() {
     }
     h.steps(60, Some(&silence));
     let out = h.take();
-    let part = turns(&out, TurnRole::Participant);
+    let part = turns(&out, Role::Participant);
     assert!(
         part.len() >= 2,
         "the answer is a participant turn: {part:?}"
@@ -249,14 +251,14 @@ fn built_in_interviewer_asks_waits_for_the_answer_and_asks_again() {
     assert!(
         events(&out)
             .iter()
-            .any(|e| matches!(e, EngineEvent::Progress { prompt_id, .. } if prompt_id == "q2")),
+            .any(|e| matches!(e, MediaEvent::Progress { prompt_id, .. } if prompt_id == "q2")),
         "second prompt not asked after the answer"
     );
     // Once the last prompt has played, the interview is finished (once).
     h.steps(60, Some(&silence));
     let later = h.take();
     let finished =
-        |o: &[Output]| count_events(o, |e| matches!(e, EngineEvent::InterviewFinished { .. }));
+        |o: &[Output]| count_events(o, |e| matches!(e, MediaEvent::InterviewFinished { .. }));
     assert_eq!(finished(&out) + finished(&later), 1);
 }
 
@@ -283,7 +285,7 @@ fn agent_audio_plays_and_a_clear_cuts_it_off_at_once_echoing_its_marks() {
     // 0.5 s of it plays.
     h.steps(25, None);
     let out = h.take();
-    let ai = turns(&out, TurnRole::Ai);
+    let ai = turns(&out, Role::Ai);
     assert_eq!(ai.len(), 1, "an AI turn started: {ai:?}");
     assert!(ai_recorded_loud(&out) > 20_000, "agent audio recorded");
     assert!(
@@ -303,7 +305,7 @@ fn agent_audio_plays_and_a_clear_cuts_it_off_at_once_echoing_its_marks() {
         })
         .collect();
     assert_eq!(marks, vec!["half", "all"]);
-    let ended = turns(&out, TurnRole::Ai);
+    let ended = turns(&out, Role::Ai);
     let (start, end) = ended[0].1.expect("AI turn ended on clear");
     assert_eq!(
         end - start,
@@ -367,7 +369,7 @@ fn audio_that_stops_is_reported_after_a_second_and_restored_when_it_returns() {
     h.steps(50, None);
     let out = h.take();
     assert_eq!(
-        count_events(&out, |e| matches!(e, EngineEvent::Disconnected { .. })),
+        count_events(&out, |e| matches!(e, MediaEvent::Disconnected { .. })),
         0,
         "reported before a second passed"
     );
@@ -375,14 +377,14 @@ fn audio_that_stops_is_reported_after_a_second_and_restored_when_it_returns() {
     h.steps(100, None);
     let out = h.take();
     assert_eq!(
-        count_events(&out, |e| matches!(e, EngineEvent::Disconnected { .. })),
+        count_events(&out, |e| matches!(e, MediaEvent::Disconnected { .. })),
         1
     );
     // Packets again: restored once.
     h.steps(10, Some(&silence));
     let out = h.take();
     assert_eq!(
-        count_events(&out, |e| matches!(e, EngineEvent::AudioRestored { .. })),
+        count_events(&out, |e| matches!(e, MediaEvent::Restored { .. })),
         1
     );
 }
@@ -407,10 +409,10 @@ fn a_lost_peer_is_reported_and_a_new_one_hears_the_cut_off_question_again() {
     h.input(Input::PeerGone);
     let out = h.take();
     assert_eq!(
-        count_events(&out, |e| matches!(e, EngineEvent::Disconnected { .. })),
+        count_events(&out, |e| matches!(e, MediaEvent::Disconnected { .. })),
         1
     );
-    let ai = turns(&out, TurnRole::Ai);
+    let ai = turns(&out, Role::Ai);
     // Ticks fall at 20, 40, ... 1000 ms: q1's frames went out at 500 ... 1000 ms, 26 of them.
     assert_eq!(
         ai.last().and_then(|t| t.1),
@@ -426,12 +428,12 @@ fn a_lost_peer_is_reported_and_a_new_one_hears_the_cut_off_question_again() {
     let asked: Vec<&str> = events(&out)
         .into_iter()
         .filter_map(|e| match e {
-            EngineEvent::Progress { prompt_id, .. } => Some(prompt_id.as_str()),
+            MediaEvent::Progress { prompt_id, .. } => Some(prompt_id.as_str()),
             _ => None,
         })
         .collect();
     assert_eq!(asked, vec!["q1"], "the cut-off question is asked again");
-    let ai = turns(&out, TurnRole::Ai);
+    let ai = turns(&out, Role::Ai);
     assert_eq!(
         ai[0].0,
         Some(1500),

@@ -67,7 +67,10 @@ async fn a_peer_that_never_connected_gives_its_place_back() {
     // The media plane has closed a's peer (never connected for 35 s): b gets the place.
     h.clock.advance(secs(11));
     let started = service.start_media(&b, "v=0\r\n").await.expect("b");
-    let Err(e) = service.trickle(&a, &stuck.peer_id, &[]).await else {
+    let Err(e) = service
+        .trickle(&a, &stuck.peer_id, Default::default())
+        .await
+    else {
         panic!("a's released peer still answers");
     };
     assert_eq!(e.code, "peer_not_found");

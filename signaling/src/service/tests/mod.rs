@@ -12,6 +12,8 @@ use crate::media_port::{
 };
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CampaignRow, InviteRow, ScriptRow, SessionRow, SessionStore, SessionUpdate};
+use earshot_vocab::media_port::IceCredentials;
+use earshot_vocab::{Format, Quality, Role, Track};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,10 +80,18 @@ impl MediaPlane for RecordingMedia {
     async fn derive_recording(
         &self,
         _: RecordingSpec,
-        _: &str,
-        _: &str,
+        _: Track,
+        _: Format,
     ) -> Result<RecordingFile, MediaError> {
         Err(MediaError::Internal("no media in these tests".into()))
+    }
+    async fn restart_ice(
+        &self,
+        session_id: &str,
+        _: IceCredentials,
+    ) -> Result<Option<IceCredentials>, MediaError> {
+        self.record("restart_ice", session_id);
+        Ok(None)
     }
     fn metrics_text(&self) -> String {
         String::new()
@@ -228,7 +238,7 @@ async fn seed(store: &SqliteStore) {
             definition: definition.to_string(),
             recording_enabled: true,
             noise_suppression: false,
-            quality: "standard".into(),
+            quality: Quality::Standard,
             created_at: 0,
         })
         .await
@@ -241,10 +251,10 @@ async fn pause_and_resume_by_button_count_only_the_active_time() {
     let p = h.participant_in_progress().await;
     h.clock.advance(secs(60));
     let paused = h.service.pause(&p.invite, false).await.expect("paused");
-    assert_eq!(paused.state, "paused");
+    assert_eq!(paused.state, State::Paused);
     h.clock.advance(secs(300));
     let resumed = h.service.resume(&p.invite).await.expect("resumed");
-    assert_eq!(resumed.state, "in_progress");
+    assert_eq!(resumed.state, State::InProgress);
     h.clock.advance(secs(30));
 
     let detail = h
@@ -378,7 +388,7 @@ async fn an_unresumed_pause_prompts_then_expires() {
     assert_eq!(h.state(&id).await, State::Paused);
     h.advance(secs(1)).await;
     let row = h.row(&id).await;
-    assert_eq!(row.state, "abandoned");
+    assert_eq!(row.state, State::Abandoned);
     assert_eq!(row.end_reason.as_deref(), Some("pause_expired"));
     assert_eq!(row.drop_off.as_deref(), Some("q1"));
     assert_eq!(row.ended_at, Some(paused_at + 1_800_000));
@@ -404,7 +414,7 @@ async fn stuck_in_progress_completes_with_a_turn_and_is_abandoned_without() {
     h.clock.advance(secs(10));
     h.media_event(MediaEvent::TurnEnded {
         session_id: talker.session_id.clone(),
-        role: "participant".into(),
+        role: Role::Participant,
         start_ms: 1_000,
         end_ms: 4_000,
     })
@@ -413,13 +423,13 @@ async fn stuck_in_progress_completes_with_a_turn_and_is_abandoned_without() {
 
     h.advance(secs(1_790)).await;
     let row = h.row(&silent.session_id).await;
-    assert_eq!(row.state, "abandoned");
+    assert_eq!(row.state, State::Abandoned);
     assert_eq!(row.end_reason.as_deref(), Some("stuck"));
     assert_eq!(h.state(&talker.session_id).await, State::InProgress);
 
     h.advance(secs(10)).await;
     let row = h.row(&talker.session_id).await;
-    assert_eq!(row.state, "completed");
+    assert_eq!(row.state, State::Completed);
     assert_eq!(row.end_reason.as_deref(), Some("stuck"));
     assert_eq!(row.ended_at, Some(T0.0 + 10_000 + 1_800_000));
     assert_eq!(h.media.calls_for(&talker.session_id), ["open", "finish"]);
@@ -458,7 +468,7 @@ async fn participant_ended_by_whip_delete_of_the_current_peer_only() {
         .await
         .expect("hung up");
     let row = h.row(&id).await;
-    assert_eq!(row.state, "abandoned");
+    assert_eq!(row.state, State::Abandoned);
     assert_eq!(row.end_reason.as_deref(), Some("participant_ended"));
     assert_eq!(row.ended_at, Some(T0.0 + 42_000));
     assert_eq!(h.media.calls_for(&id), ["open", "open", "finish"]);
@@ -479,7 +489,7 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
     // As migration 0003 leaves a live session: due at once, its real deadline unknown.
     let row = h.row(&p.session_id).await;
     let update = SessionUpdate {
-        state: &row.state,
+        state: row.state,
         lifecycle: &row.lifecycle,
         started_at: row.started_at,
         ended_at: row.ended_at,
@@ -494,7 +504,11 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
         .expect("written");
     h.advance(Duration::from_millis(1)).await;
     let row = h.row(&p.session_id).await;
-    assert_eq!(row.state, "paused", "an early tick changes nothing else");
+    assert_eq!(
+        row.state,
+        State::Paused,
+        "an early tick changes nothing else"
+    );
     assert_eq!(row.next_deadline, Some(T0.0 + 10_000 + 120_000));
     assert_eq!(h.media.calls_for(&p.session_id), ["open", "pause"]);
 }

@@ -6,6 +6,7 @@ use crate::store::{
     self, CampaignRow, InviteRow, RecordingRow, ScriptRow, SessionFilter, SessionRow, SessionStore,
     SessionUpdate, StoreError, TransitionRow, TurnRow,
 };
+use earshot_vocab::State;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The SQLite store shared with another writer that, while races are armed, steps the same
@@ -38,7 +39,7 @@ impl RacedStore {
         let l = &t.lifecycle;
         let json = serde_json::to_string(l).expect("json");
         let update = SessionUpdate {
-            state: l.state.as_str(),
+            state: l.state,
             lifecycle: &json,
             started_at: l.started_at.map(|m| m.0),
             ended_at: l.ended_at.map(|m| m.0),
@@ -167,7 +168,7 @@ async fn a_step_that_loses_a_version_race_is_stepped_again_from_the_fresh_row() 
     raced.races_left.store(1, Ordering::SeqCst);
     let row = h.service.pause(&p.invite, false).await.expect("paused");
     assert_eq!(raced.conflicts.load(Ordering::SeqCst), 1);
-    assert_eq!(row.state, "paused");
+    assert_eq!(row.state, State::Paused);
     assert_eq!(
         row.drop_off.as_deref(),
         Some("q9"),

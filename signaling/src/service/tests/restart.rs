@@ -31,7 +31,7 @@ async fn a_restarted_process_pauses_sessions_in_progress_without_using_a_pause()
     h.clock.advance(secs(1800));
     restarted.fire_due_timers().await;
     let row = h.row(&p.session_id).await;
-    assert_eq!(row.state, "abandoned");
+    assert_eq!(row.state, State::Abandoned);
     assert_eq!(row.end_reason.as_deref(), Some("pause_expired"));
 }
 

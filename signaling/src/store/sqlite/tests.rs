@@ -5,6 +5,7 @@ use super::SqliteStore;
 use crate::store::{
     CampaignRow, InviteRow, ScriptRow, SessionRow, SessionStore, SessionUpdate, StoreError,
 };
+use earshot_vocab::{Quality, State};
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnectOptions;
 use std::path::Path;
@@ -26,7 +27,7 @@ async fn seed(store: &SqliteStore) {
             definition: "{}".into(),
             recording_enabled: true,
             noise_suppression: true,
-            quality: "high".into(),
+            quality: Quality::High,
             created_at: 0,
         })
         .await
@@ -43,13 +44,13 @@ async fn seed(store: &SqliteStore) {
         .unwrap();
 }
 
-fn session(id: &str, state: &str, next_deadline: Option<i64>) -> SessionRow {
+fn session(id: &str, state: State, next_deadline: Option<i64>) -> SessionRow {
     SessionRow {
         id: id.into(),
         invite_token: "tokentoken".into(),
         campaign_id: "cmp_a".into(),
         script_id: "scr_a".into(),
-        state: state.into(),
+        state,
         lifecycle: "{}".into(),
         created_at: 0,
         started_at: None,
@@ -64,7 +65,7 @@ fn session(id: &str, state: &str, next_deadline: Option<i64>) -> SessionRow {
     }
 }
 
-fn update(state: &str, next_deadline: Option<i64>) -> SessionUpdate<'_> {
+fn update(state: State, next_deadline: Option<i64>) -> SessionUpdate<'static> {
     SessionUpdate {
         state,
         lifecycle: "{}",
@@ -83,16 +84,16 @@ async fn a_lifecycle_write_needs_the_version_it_was_computed_from() {
     let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
     seed(&store).await;
     store
-        .insert_session(&session("ses_a", "created", None))
+        .insert_session(&session("ses_a", State::Created, None))
         .await
         .unwrap();
     let v1 = store
-        .update_session("ses_a", &update("in_progress", Some(5)), 0)
+        .update_session("ses_a", &update(State::InProgress, Some(5)), 0)
         .await
         .unwrap();
     assert_eq!(v1, 1);
     let stale = store
-        .update_session("ses_a", &update("paused", Some(7)), 0)
+        .update_session("ses_a", &update(State::Paused, Some(7)), 0)
         .await;
     assert!(matches!(
         stale,
@@ -109,7 +110,7 @@ async fn a_lifecycle_write_needs_the_version_it_was_computed_from() {
     assert!(store.delete_session("ses_a").await.unwrap());
     assert!(matches!(
         store
-            .update_session("ses_a", &update("paused", None), 1)
+            .update_session("ses_a", &update(State::Paused, None), 1)
             .await,
         Err(StoreError::VersionConflict { .. })
     ));
@@ -121,11 +122,11 @@ async fn due_sessions_come_from_the_deadline_index_earliest_first() {
     let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
     seed(&store).await;
     for (id, state, deadline) in [
-        ("ses_late", "paused", Some(300)),
-        ("ses_early", "in_progress", Some(100)),
-        ("ses_future", "in_progress", Some(10_000)),
-        ("ses_none", "created", None),
-        ("ses_done", "completed", None),
+        ("ses_late", State::Paused, Some(300)),
+        ("ses_early", State::InProgress, Some(100)),
+        ("ses_future", State::InProgress, Some(10_000)),
+        ("ses_none", State::Created, None),
+        ("ses_done", State::Completed, None),
     ] {
         store
             .insert_session(&session(id, state, deadline))

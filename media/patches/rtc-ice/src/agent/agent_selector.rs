@@ -580,7 +580,9 @@ impl Agent {
     /// a full controlled agent does) would leave the nominating check unanswered — clients that
     /// nominate right after their first check and retry only after 500 ms (aiortc) then take
     /// half a second longer to connect — and would send checks a lite agent must not send.
-    /// A later nomination of another pair moves the selection there.
+    /// The first nominated pair stays selected, as in the full agent's path: a client using
+    /// aggressive nomination marks every check, and switching to each would follow checks the
+    /// lite agent may not even be able to answer (an ICE restart starts a new selection).
     fn handle_lite_binding_request(
         &mut self,
         now: Instant,
@@ -592,7 +594,7 @@ impl Agent {
         let use_candidate = m.contains(ATTR_USE_CANDIDATE);
         if use_candidate {
             self.candidate_pairs[pair_index].state = CandidatePairState::Succeeded;
-            if self.get_selected_pair() != Some(pair_index) {
+            if self.get_selected_pair().is_none() {
                 self.set_selected_pair(Some(now), Some(pair_index));
             }
         }
