@@ -40,7 +40,7 @@ mod signal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use earshot_media::codec::{OpusSettings, ParticipantDecoder};
+use earshot_media::codec::OpusSettings;
 
 use participant::{Impair, Participant, encode};
 use pesq::Pesq;
