@@ -57,9 +57,10 @@ pub struct LongScript {
 }
 
 impl LongScript {
-    /// Writes the question WAVs into the server's data directory and creates the script.
+    /// Writes the question WAVs into the server's prompts directory (`<data_dir>/prompts`, where
+    /// scripts' prompt audio must come from) and creates the script naming them relatively.
     pub async fn create(server: &Server) -> LongScript {
-        let dir = server.data_path().join("matrix-prompts");
+        let dir = server.data_path().join("prompts").join("matrix");
         std::fs::create_dir_all(&dir).expect("prompt dir");
         let mut prompts = Vec::new();
         let order = piece_order();
@@ -94,7 +95,7 @@ impl LongScript {
             prompts.push(json!({
                 "id": format!("question{}", k + 1),
                 "text": format!("Long question {}: {}", k + 1, pieces.join(", ")),
-                "audio": path.to_str().expect("utf-8 path"),
+                "audio": format!("matrix/question{}.wav", k + 1),
             }));
         }
         let r = server
