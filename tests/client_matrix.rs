@@ -362,10 +362,13 @@ const MX_REPORT: &str = "JSON.stringify({pcs: window.__mx.pcs, whip: window.__mx
 
 /// An expression that runs `code` in the page's own realm (a script element), not in the
 /// driver's evaluation sandbox (Firefox evaluates WebDriver scripts in one: functions made
-/// there and handed to the page run with the sandbox's global).
+/// there and handed to the page run with the sandbox's global). The element carries the
+/// page's CSP nonce (read from the page's own script), as any script the page allows must.
 fn in_page(code: &str) -> String {
     format!(
-        "(function (code) {{ var s = document.createElement('script'); s.textContent = code; \
+        "(function (code) {{ var s = document.createElement('script'); \
+         var own = document.querySelector('script[nonce]'); if (own) s.nonce = own.nonce; \
+         s.textContent = code; \
          document.documentElement.appendChild(s); s.remove(); return true; }})({})",
         serde_json::to_string(code).expect("js string")
     )
