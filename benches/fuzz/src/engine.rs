@@ -334,7 +334,7 @@ pub fn signature(prefix: &str, detail: &str) -> String {
                 break;
             }
         }
-        if matches!(c, '`' | '"' | '\'' | '(' | '[' | '{') {
+        if matches!(c, '`' | '"' | '\'' | '(' | '[' | '{' | '\n' | '|') {
             break;
         }
         if c.is_ascii_digit() {
