@@ -54,18 +54,11 @@ impl Harness for ConfigHarness {
                 let _ = (c.media_ip(), c.public_url());
                 "ok".to_owned()
             }
-            Err(e) => {
-                let variant = match e {
-                    config::ConfigError::Read { .. } => "read",
-                    config::ConfigError::Toml { .. } => "toml",
-                    config::ConfigError::UnknownEnvSection { .. } => "env",
-                    config::ConfigError::Invalid(_) => "invalid",
-                };
-                signature(
-                    variant,
-                    &e.to_string().replace(&*self.path.to_string_lossy(), ""),
-                )
-            }
+            // Signatures without the echoed input (variable names, file path, TOML line).
+            Err(config::ConfigError::Read { .. }) => "read".to_owned(),
+            Err(config::ConfigError::Toml { source, .. }) => signature("toml", source.message()),
+            Err(config::ConfigError::UnknownEnvSection { .. }) => "env".to_owned(),
+            Err(config::ConfigError::Invalid(m)) => signature("invalid", &m),
         }
     }
 }

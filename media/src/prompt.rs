@@ -24,8 +24,8 @@ pub use crate::units::SAMPLE_RATE;
 /// Longest prompt accepted (10 minutes), to bound memory on hostile files.
 pub const MAX_PROMPT_SECONDS: u64 = 600;
 /// Lowest sample rate accepted. Below it a few header bytes would claim minutes of output
-/// (found by fuzzing: 4 samples at 1 Hz took 100 ms to resample into 4 s, and 600 samples
-/// would make the full 10 minutes).
+/// (found by fuzzing: 4 samples at 1 Hz resampled into 4 s of audio, about 100 ms in a debug
+/// build, and 600 samples would make the full 10 minutes).
 pub const MIN_PROMPT_RATE: u32 = 8_000;
 
 #[derive(Debug, thiserror::Error)]

@@ -123,7 +123,7 @@ pub fn main_with(args: &[String], targets: &'static [Target]) -> i32 {
         opts.keep_going = keep_going;
         opts.save_new = save_new.as_ref().map(|d| d.join(t.name));
         if let Some(ms) = slow_ms {
-            opts.slow = std::time::Duration::from_millis(ms);
+            opts.slow = Some(std::time::Duration::from_millis(ms));
         }
         if let Some(s) = timeout {
             opts.timeout = std::time::Duration::from_secs(s);
@@ -173,8 +173,9 @@ fn replay_each(target: &Target, files: &[&str]) -> i32 {
             }
         };
         println!(
-            "{f}: {outcome} ({:.1} ms, peak {:.1} MiB)",
+            "{f}: {outcome} ({:.1} ms, {:.1} ms of CPU, peak {:.1} MiB)",
             r.elapsed.as_secs_f64() * 1e3,
+            r.cpu.as_secs_f64() * 1e3,
             r.peak_bytes as f64 / f64::from(1 << 20)
         );
     }
