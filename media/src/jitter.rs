@@ -3,8 +3,12 @@
 //! Owns: turning packets as they arrive (any order, duplicates, gaps, u16 sequence wraparound)
 //! into a strictly ordered stream of [`JitterOutput`]s, one per RTP sequence number.
 //! In-order packets come out at once (no added latency). When a packet is missing, later packets
-//! are held up to `max_wait` (measured from the arrival of the oldest held packet); then the
-//! missing packet is declared lost. A loss directly followed by a present packet carries that
+//! are held up to the current wait (measured from the arrival of the oldest held packet); then
+//! the missing packet is declared lost. The wait adapts to the network, as a browser's jitter
+//! buffer does: it grows to cover how late reordered packets have been arriving (and jumps when
+//! one arrives after its slot was given up), and decays back towards its floor when the network
+//! calms down, so a clean path keeps the short wait and a jittery one stops losing packets that
+//! were only late. A loss directly followed by a present packet carries that
 //! packet's payload in `fec_from`, so the decoder can recover it with Opus in-band FEC.
 //!
 //! Sans-IO: the clock is passed in; call [`JitterBuffer::poll`] after every push and when
@@ -30,6 +34,14 @@ const MAX_LATE_RUN: u32 = 50;
 const HISTORY: usize = 1024;
 /// Upper bound on packets held while waiting for a missing one (bounded memory).
 const MAX_HELD: usize = 256;
+/// The adaptive wait is the observed lateness times this, plus [`WAIT_MARGIN`].
+const WAIT_HEADROOM: f64 = 1.2;
+const WAIT_MARGIN: Duration = Duration::from_millis(5);
+/// A packet that came after its slot was given up raises the wait by this factor at once (its
+/// exact lateness is unknown: at least the wait it missed).
+const LATE_GROWTH: f64 = 1.5;
+/// The observed lateness halves every this long without a new observation.
+const LATENESS_HALF_LIFE: Duration = Duration::from_secs(10);
 
 /// What comes out of the buffer, in sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +87,14 @@ struct Held {
 /// Reorder buffer for one RTP stream (see module docs).
 #[derive(Debug)]
 pub struct JitterBuffer {
+    /// Floor and ceiling of the wait for a missing packet.
+    min_wait: Duration,
     max_wait: Duration,
+    /// The wait now (between the two), recomputed at every push.
+    wait: Duration,
+    /// The largest lateness seen recently (before decay) and when it was seen.
+    lateness: Duration,
+    lateness_at: Option<Instant>,
     /// Extended (unwrapped) sequence number of the next packet to output.
     next: Option<i64>,
     /// Highest extended sequence number pushed so far.
@@ -95,10 +114,20 @@ pub struct JitterBuffer {
 }
 
 impl JitterBuffer {
-    /// A buffer that waits at most `max_wait` for a missing packet.
-    pub fn new(max_wait: Duration) -> Self {
+    /// A buffer that always waits `wait` for a missing packet.
+    pub fn new(wait: Duration) -> Self {
+        Self::adaptive(wait, wait)
+    }
+
+    /// A buffer whose wait for a missing packet adapts to the lateness of reordered packets,
+    /// between `min_wait` and `max_wait` (see module docs).
+    pub fn adaptive(min_wait: Duration, max_wait: Duration) -> Self {
         Self {
-            max_wait,
+            min_wait,
+            max_wait: max_wait.max(min_wait),
+            wait: min_wait,
+            lateness: Duration::ZERO,
+            lateness_at: None,
             next: None,
             highest: 0,
             held: BTreeMap::new(),
@@ -120,6 +149,39 @@ impl JitterBuffer {
     /// The packet duration currently assumed for losses (48 kHz samples).
     pub fn packet_samples(&self) -> u32 {
         self.packet_samples
+    }
+
+    /// How long a missing packet is waited for now.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// Takes `lateness` (how long after a later packet one arrived) into the estimate and
+    /// recomputes the wait at `now`.
+    fn observe_lateness(&mut self, lateness: Duration, now: Instant) {
+        let decayed = self.decayed_lateness(now);
+        if lateness >= decayed {
+            self.lateness = lateness;
+            self.lateness_at = Some(now);
+        }
+        self.update_wait(now);
+    }
+
+    fn decayed_lateness(&self, now: Instant) -> Duration {
+        let Some(at) = self.lateness_at else {
+            return Duration::ZERO;
+        };
+        let halvings =
+            now.saturating_duration_since(at).as_secs_f64() / LATENESS_HALF_LIFE.as_secs_f64();
+        self.lateness.mul_f64(0.5f64.powf(halvings))
+    }
+
+    fn update_wait(&mut self, now: Instant) {
+        if self.min_wait == self.max_wait {
+            return;
+        }
+        let target = self.decayed_lateness(now).mul_f64(WAIT_HEADROOM) + WAIT_MARGIN;
+        self.wait = target.clamp(self.min_wait, self.max_wait);
     }
 
     /// Number of packets currently held back.
@@ -153,7 +215,16 @@ impl JitterBuffer {
             } else {
                 self.stats.late += 1;
                 self.late_run += 1;
-                tracing::debug!(seq, "jitter: late packet dropped");
+                tracing::debug!(
+                    seq,
+                    wait_ms = self.wait.as_millis() as u64,
+                    "jitter: late packet dropped"
+                );
+                let missed = self.wait.mul_f64(LATE_GROWTH);
+                self.observe_lateness(
+                    missed.saturating_sub(WAIT_MARGIN).div_f64(WAIT_HEADROOM),
+                    now,
+                );
                 if self.late_run >= MAX_LATE_RUN {
                     // The sender restarted its sequence just below ours: follow it.
                     self.restart_at(ext, timestamp, payload, now);
@@ -172,8 +243,14 @@ impl JitterBuffer {
         }
         if ext < self.highest {
             self.stats.reordered += 1;
+            // How long it came after the first packet that overtook it.
+            let overtaken_at = self.held.range(ext + 1..).map(|(_, h)| h.arrived).min();
+            if let Some(at) = overtaken_at {
+                self.observe_lateness(now.saturating_duration_since(at), now);
+            }
         } else {
             self.highest = ext;
+            self.update_wait(now);
         }
         self.held.insert(
             ext,
@@ -207,7 +284,7 @@ impl JitterBuffer {
             return Some(self.emit_packet(next, held));
         }
         let oldest = self.held.values().map(|h| h.arrived).min()?;
-        if now >= oldest + self.max_wait {
+        if now >= oldest + self.wait {
             return self.give_up_next();
         }
         None
@@ -227,7 +304,7 @@ impl JitterBuffer {
             .values()
             .map(|h| h.arrived)
             .min()
-            .map(|t| t + self.max_wait)
+            .map(|t| t + self.wait)
     }
 
     /// Unwrap a 16-bit sequence number to the value nearest the highest seen.
@@ -533,6 +610,74 @@ mod tests {
         assert_eq!(jb.stats().duplicate, 2);
         let out = drain(&mut jb, t0 + WAIT);
         assert_eq!(out.len(), 2);
+    }
+
+    /// Packets 20 ms apart, every fourth one overtaken and arriving `late` after its successor.
+    fn jittery_stream(jb: &mut JitterBuffer, t0: Instant, from: u16, n: u16, late: Duration) {
+        let step = Duration::from_millis(20);
+        let mut arrivals: Vec<(Instant, u16)> = (from..from + n)
+            .map(|seq| {
+                let sent = t0 + step * u32::from(seq);
+                let at = if seq % 4 == 1 {
+                    sent + step + late
+                } else {
+                    sent
+                };
+                (at, seq)
+            })
+            .collect();
+        arrivals.sort();
+        for (at, seq) in arrivals {
+            // The clock passes the deadlines between arrivals, as the session's tick does.
+            while let Some(d) = jb.next_deadline() {
+                if d > at {
+                    break;
+                }
+                drain(jb, d);
+            }
+            jb.push(seq, u32::from(seq) * 960, pkt(seq), at);
+            drain(jb, at);
+        }
+    }
+
+    #[test]
+    fn adaptive_wait_grows_until_late_packets_stop_and_decays_when_the_network_calms() {
+        let t0 = Instant::now();
+        let (min, max) = (Duration::from_millis(30), Duration::from_millis(120));
+        let mut jb = JitterBuffer::adaptive(min, max);
+        assert_eq!(jb.wait(), min);
+        // Reordered by 45 ms: more than the floor.
+        jittery_stream(&mut jb, t0, 0, 200, Duration::from_millis(45));
+        let first = jb.stats();
+        assert!(first.late >= 1, "{first:?}");
+        assert!(
+            first.late <= 3,
+            "the wait grew after the first late ones: {first:?}"
+        );
+        assert!(jb.wait() > Duration::from_millis(45), "{:?}", jb.wait());
+        assert!(jb.wait() <= max);
+        // Once grown, the same reordering loses nothing.
+        jittery_stream(&mut jb, t0, 200, 200, Duration::from_millis(45));
+        let second = jb.stats();
+        assert_eq!(second.late, first.late, "{second:?}");
+        assert!(second.reordered > first.reordered);
+        // A minute of in-order packets: the wait is back near the floor.
+        jittery_stream(&mut jb, t0, 400, 3000, Duration::ZERO);
+        assert!(
+            jb.wait() < min + Duration::from_millis(5),
+            "{:?}",
+            jb.wait()
+        );
+    }
+
+    #[test]
+    fn a_fixed_wait_never_moves() {
+        let t0 = Instant::now();
+        let wait = Duration::from_millis(30);
+        let mut jb = JitterBuffer::new(wait);
+        jittery_stream(&mut jb, t0, 0, 200, Duration::from_millis(45));
+        assert_eq!(jb.wait(), wait);
+        assert!(jb.stats().late > 40, "{:?}", jb.stats());
     }
 
     #[test]

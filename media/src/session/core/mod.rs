@@ -43,8 +43,11 @@ use ai::Playout;
 use listen::ListenerMix;
 
 pub use crate::units::{FRAME, FRAME_DURATION};
-/// How long a gap in the participant's packets is held open for a late packet.
+/// How long a gap in the participant's packets is held open for a late packet: at least
+/// `REORDER_WAIT`, more while the network reorders (adaptive, see `jitter`), at most
+/// `MAX_REORDER_WAIT`. Only a gap waits: in-order packets pass at once.
 const REORDER_WAIT: Duration = Duration::from_millis(30);
+const MAX_REORDER_WAIT: Duration = Duration::from_millis(120);
 /// Lead-in before the interviewer's first words, so the participant's playout has started.
 const LEAD_IN_SAMPLES: u64 = crate::units::ms_to_samples(500);
 /// No participant packet for this long on a connected peer: the media stopped.
@@ -207,7 +210,7 @@ impl SessionCore {
             id: p.session_id,
             prompts: p.prompts,
             timeline,
-            jitter: JitterBuffer::new(REORDER_WAIT),
+            jitter: JitterBuffer::adaptive(REORDER_WAIT, MAX_REORDER_WAIT),
             decoder,
             denoiser: Denoiser::new(p.noise_suppression),
             vad: VoiceActivity::new(VadConfig::default()),
@@ -428,7 +431,7 @@ impl SessionCore {
     /// and the sequence gap would be "concealed" as if it were loss.
     fn restart_participant_stream(&mut self) {
         self.rtp_anchor = None;
-        self.jitter = JitterBuffer::new(REORDER_WAIT);
+        self.jitter = JitterBuffer::adaptive(REORDER_WAIT, MAX_REORDER_WAIT);
         if let Ok(d) = ParticipantDecoder::new() {
             self.decoder = d;
         }
