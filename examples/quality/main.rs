@@ -48,7 +48,7 @@ use relay::Impairment;
 use server::Server;
 use signal::{align, decode_at_client, mean, min, speech_fixture, turns};
 
-const ADMIN: &str = "quality-admin";
+const ADMIN: &str = "quality-admin-token-0123456789abcdefghij";
 const LEVELS: [u32; 4] = [0, 5, 10, 20];
 const JITTER_MS: u64 = 60;
 /// Runs per level and FEC setting, each with its own seed (the interview takes 5 loops of the
