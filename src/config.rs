@@ -4,14 +4,17 @@
 
 use earshot_signaling::lifecycle::LifecycleConfig;
 use earshot_signaling::routes::IceServerView;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 #[path = "config/limits.rs"]
 mod limits;
+#[path = "config/report.rs"]
+mod report;
 
 pub use limits::LimitsConfig;
+pub use report::{Sources, render};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -35,7 +38,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -50,7 +53,7 @@ pub struct Config {
 }
 
 /// External AI agents (scripts that name an agent URL).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// How long an unreachable or dropped agent is retried (with backoff) before the session
@@ -64,7 +67,7 @@ impl Default for AgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -90,7 +93,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// IP the WebRTC host candidates are gathered on; defaults to the listen IP (or 127.0.0.1
@@ -103,7 +106,7 @@ pub struct MediaConfig {
     pub nat_1to1_ips: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpusConfig {
     pub bitrate: u32,
@@ -125,7 +128,7 @@ impl Default for OpusConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
     pub enabled: bool,
@@ -148,7 +151,7 @@ impl Default for RecordingConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InterviewerConfig {
     /// Silence after the participant spoke before the built-in interviewer goes on.
@@ -163,7 +166,7 @@ impl Default for InterviewerConfig {
 
 /// ICE servers handed to browsers. Empty unless the operator sets them: Earshot never adds a
 /// public STUN/TURN server by itself.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TurnConfig {
     pub ice_servers: Vec<IceServerView>,
@@ -181,6 +184,9 @@ const SECTIONS: [&str; 9] = [
     "limits",
 ];
 
+/// Keys with no default value (`section.key`): `check-config` lists them as not set.
+const OPTIONAL_KEYS: [&str; 3] = ["server.public_url", "server.prompts_dir", "media.bind_ip"];
+
 /// Variables that are not config keys.
 const RESERVED_ENV: [&str; 3] = ["EARSHOT_ADMIN_TOKEN", "EARSHOT_CONFIG", "EARSHOT_LOG"];
 
@@ -190,16 +196,29 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        Self::load_with_sources(file, env).map(|(config, _)| config)
+    }
+
+    /// As [`Config::load`], also saying where each set key came from (a key in neither is
+    /// the default).
+    pub fn load_with_sources(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, Sources), ConfigError> {
+        let mut sources = Sources::default();
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),
                     source,
                 })?;
-                toml::from_str::<toml::Table>(&text).map_err(|source| ConfigError::Toml {
-                    path: path.to_owned(),
-                    source,
-                })?
+                let table =
+                    toml::from_str::<toml::Table>(&text).map_err(|source| ConfigError::Toml {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                sources.note_file(path, &table);
+                table
             }
             None => toml::Table::new(),
         };
@@ -232,12 +251,13 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("[{section}] must be a table")));
             };
             section_table.insert(key.to_string(), env_value(&value));
+            sources.note_env(section, key, &var);
         }
         let config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
         config.validate()?;
-        Ok(config)
+        Ok((config, sources))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -37,6 +37,14 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Validate the configuration and print it as `serve` would run with it: every key, where
+    /// its value came from (default, file, environment), secrets masked. Exits non-zero with
+    /// the same message as `serve` when it is invalid. Creates nothing.
+    CheckConfig {
+        /// TOML config file (as for `serve`).
+        #[arg(long, env = "EARSHOT_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,5 +78,43 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(wiring::serve(cfg))
         }
+        Command::CheckConfig { config } => check_config(config.as_deref()),
     }
+}
+
+/// `earshot check-config`: the report on standard output (a command's output, not a log).
+fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (cfg, sources) = config::Config::load_with_sources(file, std::env::vars())
+        .context("loading configuration")?;
+    let report = config::render(&cfg, &sources).map_err(anyhow::Error::msg)?;
+    let token = match std::env::var(secrets::ADMIN_TOKEN_VAR) {
+        Ok(_) => format!(
+            "from the environment ({}, masked)",
+            secrets::ADMIN_TOKEN_VAR
+        ),
+        Err(_) => {
+            let path = cfg.server.data_dir.join("admin_token");
+            if path.exists() {
+                format!("from {}", path.display())
+            } else {
+                format!("none yet: `serve` generates one into {}", path.display())
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    write!(
+        out,
+        "# earshot {}: the configuration is valid\n\n{report}# derived\n\
+         # public URL (invite links)    {}\n\
+         # media host candidates on     {}\n\
+         # prompts directory            {}\n\
+         # admin token                  {token}\n",
+        env!("CARGO_PKG_VERSION"),
+        cfg.public_url(),
+        cfg.media_ip(),
+        cfg.prompts_dir().display(),
+    )
+    .context("writing the report")?;
+    Ok(())
 }

@@ -3,11 +3,11 @@
 
 use super::ConfigError;
 use earshot_signaling::routes::limits::HttpLimits;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Limits under abuse (README "Limits"). Defaults: [`HttpLimits::default`] and 100 sessions.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest request body (bytes); more is `413 body_too_large`.

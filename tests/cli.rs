@@ -1,0 +1,102 @@
+//! The binary's command line: `earshot check-config` validates and explains the configuration
+//! without creating anything, and refuses a bad one naming the key, as `serve` does.
+
+use std::process::Command;
+
+fn check_config(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
+    cmd.arg("check-config").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // What the test runner's environment may hold must not leak in.
+    cmd.env_remove("EARSHOT_CONFIG")
+        .env_remove("RUST_BACKTRACE");
+    let out = cmd.output().expect("run earshot");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_sources_and_masks_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("earshot.toml");
+    std::fs::write(
+        &file,
+        "[server]\ndata_dir = \"DATA\"\n[opus]\nbitrate = 48000\n"
+            .replace("DATA", &dir.path().join("data").display().to_string()),
+    )
+    .expect("write");
+    let (ok, out, err) = check_config(
+        &["--config", file.to_str().expect("utf-8 path")],
+        &[
+            ("EARSHOT_OPUS_COMPLEXITY", "9"),
+            (
+                "EARSHOT_ADMIN_TOKEN",
+                "a-secret-admin-token-0123456789abcdef",
+            ),
+            (
+                "EARSHOT_TURN_ICE_SERVERS",
+                r#"[{urls = ["turn:127.0.0.1:3478"], username = "u", credential = "turn-password-xyz"}]"#,
+            ),
+        ],
+    );
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in\n{out}"))
+            .to_owned()
+    };
+    assert!(line("bitrate").contains(&format!("# file {}", file.display())));
+    assert!(line("complexity").starts_with("complexity = 9"));
+    assert!(line("complexity").ends_with("# env EARSHOT_OPUS_COMPLEXITY"));
+    assert!(line("fec").ends_with("# default"));
+    assert!(!out.contains("turn-password-xyz") && !out.contains("a-secret-admin-token"));
+    assert!(out.contains("admin token") && out.contains("EARSHOT_ADMIN_TOKEN, masked"));
+    // It creates nothing: not the data directory, not a token.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn check_config_refuses_a_bad_configuration_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[media]\nno_such_key = 1\n").expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--config", path], &[], "no_such_key"),
+        (
+            &[],
+            &[("EARSHOT_MEDIA_UDP_PORT_MIN", "5000")],
+            "udp_port_min",
+        ),
+        (&[], &[("EARSHOT_OPUS_BITRATE", "5")], "opus.bitrate"),
+        (
+            &[],
+            &[("EARSHOT_SERVER_LISTEN", "nonsense")],
+            "socket address",
+        ),
+        (
+            &[],
+            &[("EARSHOT_TURN_ICE_SERVERS", r#"[{urls = ["http://x"]}]"#)],
+            "turn.ice_servers",
+        ),
+        (
+            &["--config", "/nonexistent/earshot.toml"],
+            &[],
+            "/nonexistent/earshot.toml",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let (ok, out, err) = check_config(args, env);
+        assert!(!ok, "{args:?} {env:?} accepted:\n{out}");
+        assert!(
+            err.contains(needle),
+            "{args:?} {env:?}: the message should name {needle:?}:\n{err}"
+        );
+    }
+}
