@@ -67,7 +67,8 @@ fn check_config_refuses_a_bad_configuration_naming_the_key() {
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[media]\nno_such_key = 1\n").expect("write");
     let path = file.to_str().expect("utf-8 path");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--config", path], &[], "no_such_key"),
         (
             &[],
