@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 #[path = "config/limits.rs"]
 mod limits;
 #[path = "config/report.rs"]
-mod report;
+pub mod report;
 
 pub use limits::LimitsConfig;
-pub use report::{Sources, render};
+pub use report::Sources;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -50,6 +50,27 @@ pub struct Config {
     pub turn: TurnConfig,
     pub agent: AgentConfig,
     pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+/// Logging. `EARSHOT_LOG` (a filter) still wins over `filter`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (human-readable lines) or `json` (one JSON object per line, for log shippers).
+    pub format: String,
+    /// Which events are logged (tracing's `EnvFilter` syntax). The WebRTC library warns on
+    /// every DTLS handshake of an ICE-lite peer otherwise, so only its errors are shown.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            filter: "info,rtc_dtls=error".into(),
+        }
+    }
 }
 
 /// External AI agents (scripts that name an agent URL).
@@ -172,7 +193,7 @@ pub struct TurnConfig {
     pub ice_servers: Vec<IceServerView>,
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "server",
     "media",
     "opus",
@@ -182,6 +203,7 @@ const SECTIONS: [&str; 9] = [
     "turn",
     "agent",
     "limits",
+    "log",
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
@@ -319,6 +341,15 @@ impl Config {
                 "interviewer.silence_ms must be 200..=60000, got {}",
                 self.interviewer.silence_ms
             ));
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return bad(format!(
+                "log.format must be text or json, got {:?}",
+                self.log.format
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return bad(format!("log.filter {:?}: {e}", self.log.filter));
         }
         if !(1..=3600).contains(&self.agent.retry_secs) {
             return bad(format!(

@@ -49,15 +49,6 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // webrtc-rs warns on every DTLS handshake that it has no server name (ICE-lite peers have
-    // none to give): noise for operators, so only its errors are shown.
-    let default_filter = "info,rtc_dtls=error";
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EARSHOT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .init();
     match cli.command {
         Command::Serve {
             config,
@@ -66,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let mut cfg = config::Config::load(config.as_deref(), std::env::vars())
                 .context("loading configuration")?;
+            init_logging(&cfg.log);
             if let Some(listen) = listen {
                 cfg.server.listen = listen;
             }
@@ -82,12 +74,24 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Logs to standard output as text or JSON lines; `EARSHOT_LOG` overrides the filter.
+fn init_logging(log: &config::LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EARSHOT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if log.format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
 /// `earshot check-config`: the report on standard output (a command's output, not a log).
 fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
     use std::io::Write;
     let (cfg, sources) = config::Config::load_with_sources(file, std::env::vars())
         .context("loading configuration")?;
-    let report = config::render(&cfg, &sources).map_err(anyhow::Error::msg)?;
+    let report = config::report::render(&cfg, &sources).map_err(anyhow::Error::msg)?;
     let token = match std::env::var(secrets::ADMIN_TOKEN_VAR) {
         Ok(_) => format!(
             "from the environment ({}, masked)",

@@ -1,6 +1,8 @@
 //! The binary's command line: `earshot check-config` validates and explains the configuration
 //! without creating anything, and refuses a bad one naming the key, as `serve` does.
 
+mod support;
+
 use std::process::Command;
 
 fn check_config(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
@@ -100,4 +102,27 @@ fn check_config_refuses_a_bad_configuration_naming_the_key() {
             "{args:?} {env:?}: the message should name {needle:?}:\n{err}"
         );
     }
+}
+
+#[tokio::test]
+async fn serve_logs_json_lines_when_asked() {
+    let server = support::Server::start(&[("EARSHOT_LOG_FORMAT", "json")]).await;
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{log}");
+    for l in &lines {
+        assert!(l["timestamp"].is_string() && l["level"].is_string(), "{l}");
+    }
+    // The start line names the address it listens on.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.to_string().contains(&server.base.replace("http://", ""))),
+        "{log}"
+    );
+    // And the admin token given in the environment is in no line.
+    assert!(!log.contains(support::ADMIN_TOKEN));
 }
