@@ -337,3 +337,36 @@ async fn secrets_stay_private() {
         }
     }
 }
+
+/// The probes are public and say nothing about sessions: `/healthz` while HTTP is served,
+/// `/readyz` when a session could be taken (store answering, room for recordings).
+#[tokio::test]
+async fn probes_answer_without_a_token() {
+    let server = Server::start(&[]).await;
+    let r = server
+        .http
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["status"], "ready", "{v}");
+    assert_eq!(v["checks"]["store"], "ok", "{v}");
+    assert!(v["free_bytes"].as_u64().is_some_and(|b| b > 0), "{v}");
+    let r = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(r.status(), 200);
+    // Only GET.
+    let r = server
+        .http
+        .post(server.url("/readyz"))
+        .send()
+        .await
+        .expect("post readyz");
+    assert_eq!(r.status(), 405);
+}

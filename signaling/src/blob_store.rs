@@ -69,6 +69,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn open(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError>;
     /// Deletes every blob of the session; a session with none is fine.
     async fn delete_session(&self, session_id: &str) -> Result<(), BlobError>;
+    /// Room left for new blobs in bytes (for readiness), `None` when the store cannot say.
+    async fn free_bytes(&self) -> Result<Option<u64>, BlobError>;
 }
 
 /// Recordings on the local disk: `<root>/<session id>/<name>`.
@@ -122,6 +124,36 @@ impl BlobStore for LocalDiskBlobs {
             }),
         }
     }
+
+    async fn free_bytes(&self) -> Result<Option<u64>, BlobError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || available_bytes(&root))
+            .await
+            .map_err(|e| BlobError::Io {
+                context: "checking free space",
+                source: std::io::Error::other(e),
+            })?
+            .map(Some)
+            .map_err(|source| BlobError::Io {
+                context: "checking free space",
+                source,
+            })
+    }
+}
+
+/// Bytes available to an unprivileged writer on the file system holding `path` (or, before
+/// `path` is made, its nearest existing ancestor).
+fn available_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = path.ancestors().find(|p| p.exists()).unwrap_or(path);
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs writes only into the zeroed struct we own; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod extract;
 mod headers;
+mod health;
 pub mod limits;
 mod live;
 mod metrics;
@@ -18,12 +19,11 @@ pub mod views;
 pub use state::{App, AppState, IceServerView};
 
 use axum::Router;
-use axum::routing::get;
 
 pub fn router(app: AppState) -> Router {
     let max_body = app.limits.config.max_body_bytes;
     Router::new()
-        .route("/healthz", get(healthz))
+        .merge(health::router())
         .merge(participant::router())
         .merge(admin::router())
         .merge(scripts::router())
@@ -57,9 +57,4 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = app.limits.config.clone();
     server::run(listener, router(app), &limits, shutdown).await
-}
-
-/// Liveness: anyone may call it.
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
 }

@@ -87,6 +87,25 @@ impl SessionService {
         Ok(self.store.count_sessions_by_state().await?)
     }
 
+    /// Whether this process can take sessions: the store answers a query and the recordings'
+    /// store has at least `min_free_bytes` of room (see `routes::health`).
+    pub async fn readiness(&self, min_free_bytes: u64) -> Readiness {
+        let store = match self.store.count_sessions_by_state().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        let disk = match self.blobs.free_bytes().await {
+            Ok(Some(free)) if free < min_free_bytes => Err(format!(
+                "{} MiB free for recordings, {} MiB needed",
+                free >> 20,
+                min_free_bytes >> 20
+            )),
+            Ok(free) => Ok(free),
+            Err(e) => Err(e.to_string()),
+        };
+        Readiness { store, disk }
+    }
+
     /// Monitors connected to live streams.
     pub fn live_monitor_count(&self) -> usize {
         self.bus.subscriber_count()
@@ -95,5 +114,19 @@ impl SessionService {
     /// The media plane's counters (Prometheus text).
     pub fn media_metrics(&self) -> String {
         self.media.metrics_text()
+    }
+}
+
+/// What [`SessionService::readiness`] found: each check passed, or why not.
+#[derive(Debug)]
+pub struct Readiness {
+    pub store: Result<(), String>,
+    /// Free bytes for recordings when known.
+    pub disk: Result<Option<u64>, String>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.store.is_ok() && self.disk.is_ok()
     }
 }

@@ -86,3 +86,22 @@ async fn a_peer_that_never_connected_gives_its_place_back() {
     };
     assert_eq!(e.code, "server_busy");
 }
+
+/// Readiness (`/readyz`): ready with the store answering and room on disk; not ready, saying
+/// why, when the recordings' storage has less room than asked for.
+#[tokio::test]
+async fn readiness_checks_the_store_and_the_room_for_recordings() {
+    let h = Harness::new().await;
+    let r = h.service.readiness(1).await;
+    assert!(r.is_ready(), "{r:?}");
+    let free = r
+        .disk
+        .expect("disk")
+        .expect("a local disk knows its free space");
+    assert!(free > 1, "{free}");
+    let r = h.service.readiness(u64::MAX).await;
+    assert!(!r.is_ready());
+    assert!(r.store.is_ok());
+    let why = r.disk.expect_err("not enough room");
+    assert!(why.contains("MiB free for recordings"), "{why}");
+}
