@@ -350,9 +350,13 @@ impl Engine {
         }
         // No media task (e.g. the process restarted since): finalize what is on disk.
         if let Some(req) = orphan {
-            self.metrics.finalize_queued();
+            let queued = self.metrics.finalize_queued();
             let result = crate::finalizer::run(move || crate::session::finalize_orphan(&req)).await;
-            self.metrics.finalize_done();
+            let written = match &result {
+                Some(Ok(files)) => files.as_slice(),
+                _ => &[],
+            };
+            self.metrics.finalize_done(queued, written);
             match result {
                 Some(Ok(files)) => {
                     for file in files {
@@ -392,12 +396,16 @@ impl Engine {
         track: earshot_vocab::Track,
         format: earshot_vocab::Format,
     ) -> Result<RecordingFile, EngineError> {
-        self.metrics.finalize_queued();
+        let queued = self.metrics.finalize_queued();
         let result = crate::finalizer::run(move || {
             crate::session::derive_file(&req.dir, req.quality, track, format)
         })
         .await;
-        self.metrics.finalize_done();
+        let written = match &result {
+            Some(Ok(file)) => std::slice::from_ref(file),
+            _ => &[],
+        };
+        self.metrics.finalize_done(queued, written);
         match result {
             Some(Ok(file)) => Ok(file),
             Some(Err(e)) => Err(EngineError::Recording(e.to_string())),

@@ -1,27 +1,98 @@
 //! Counters of the media plane for the `/metrics` endpoint (F11) and the load generator: live
-//! sessions, the 20 ms send deadline (every session's tick), packets and end-of-session work.
-//! Lock-free atomics, updated on the real-time path; rendered in Prometheus' text format.
+//! sessions, the 20 ms send deadline (every session's tick), packets, how long peers take to
+//! connect, and end-of-session work (its lag and the bytes it wrote). Lock-free atomics,
+//! updated on the real-time path; rendered in Prometheus' text format.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds (ms) of the tick lateness histogram's buckets.
-const LATENESS_BUCKETS_MS: [u64; 7] = [1, 2, 5, 10, 20, 50, 100];
+/// Upper bounds (seconds) of the histograms' buckets.
+const LATENESS_BUCKETS: [f64; 7] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
+const CONNECT_BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
+const FINALIZE_BUCKETS: [f64; 9] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
+/// A Prometheus histogram over fixed buckets: lock-free, cumulative only when rendered.
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            inc(&self.buckets[i]);
+        }
+        inc(&self.count);
+        self.sum_us.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(self.buckets.iter()) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count();
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
 /// A tick this late missed its deadline: the frame went out a whole frame late.
 pub const DEADLINE: Duration = Duration::from_millis(20);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MediaMetrics {
     sessions: AtomicI64,
-    ticks: AtomicU64,
     deadline_missed: AtomicU64,
-    lateness_buckets: [AtomicU64; LATENESS_BUCKETS_MS.len()],
-    lateness_sum_us: AtomicU64,
+    /// One observation per tick: its count is the tick count.
+    lateness: Histogram,
     participant_packets: AtomicU64,
     ai_packets: AtomicU64,
+    /// Participant peers: the offer answered -> ICE and DTLS up.
+    connect: Histogram,
     finalize_waiting: AtomicI64,
-    finalized: AtomicU64,
+    /// End-of-session work: queued -> done (waiting for the finalizer thread included).
+    finalize: Histogram,
+    recorded_bytes: AtomicU64,
+}
+
+impl Default for MediaMetrics {
+    fn default() -> Self {
+        Self {
+            sessions: AtomicI64::new(0),
+            deadline_missed: AtomicU64::new(0),
+            lateness: Histogram::new(&LATENESS_BUCKETS),
+            participant_packets: AtomicU64::new(0),
+            ai_packets: AtomicU64::new(0),
+            connect: Histogram::new(&CONNECT_BUCKETS),
+            finalize_waiting: AtomicI64::new(0),
+            finalize: Histogram::new(&FINALIZE_BUCKETS),
+            recorded_bytes: AtomicU64::new(0),
+        }
+    }
 }
 
 fn inc(c: &AtomicU64) {
@@ -39,18 +110,15 @@ impl MediaMetrics {
 
     /// A session's 20 ms tick ran `lateness` after its scheduled instant.
     pub fn tick(&self, lateness: Duration) {
-        inc(&self.ticks);
         if lateness >= DEADLINE {
             inc(&self.deadline_missed);
         }
-        let ms = lateness.as_secs_f64() * 1000.0;
-        if let Some(i) = LATENESS_BUCKETS_MS.iter().position(|b| ms <= *b as f64) {
-            inc(&self.lateness_buckets[i]);
-        }
-        self.lateness_sum_us.fetch_add(
-            u64::try_from(lateness.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.lateness.observe(lateness);
+    }
+
+    /// A participant peer connected `took` after its offer was answered.
+    pub fn peer_connected(&self, took: Duration) {
+        self.connect.observe(took);
     }
 
     pub fn participant_packet(&self) {
@@ -61,14 +129,23 @@ impl MediaMetrics {
         inc(&self.ai_packets);
     }
 
-    /// A session's files were queued for finalization; `done` when finished.
-    pub fn finalize_queued(&self) {
+    /// A session's files were queued for end-of-session work; pass what this returns to
+    /// [`Self::finalize_done`] when it finished.
+    pub fn finalize_queued(&self) -> std::time::Instant {
         self.finalize_waiting.fetch_add(1, Ordering::Relaxed);
+        std::time::Instant::now()
     }
 
-    pub fn finalize_done(&self) {
+    /// End-of-session work queued at `queued` finished, having written these files.
+    pub fn finalize_done<'a>(
+        &self,
+        queued: std::time::Instant,
+        files: impl IntoIterator<Item = &'a earshot_vocab::media_port::RecordingFile>,
+    ) {
         self.finalize_waiting.fetch_sub(1, Ordering::Relaxed);
-        inc(&self.finalized);
+        self.finalize.observe(queued.elapsed());
+        let bytes: u64 = files.into_iter().map(|f| f.bytes).sum();
+        self.recorded_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub fn deadline_missed(&self) -> u64 {
@@ -76,7 +153,7 @@ impl MediaMetrics {
     }
 
     pub fn ticks(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
+        self.lateness.count()
     }
 
     /// Appends the Prometheus text exposition of every counter.
@@ -98,7 +175,7 @@ impl MediaMetrics {
             "earshot_media_ticks_total",
             "counter",
             "20 ms ticks run by all sessions (one AI packet each while a peer is connected).",
-            get(&self.ticks).to_string(),
+            self.lateness.count().to_string(),
         );
         metric(
             "earshot_media_deadline_missed_total",
@@ -127,31 +204,30 @@ impl MediaMetrics {
         metric(
             "earshot_media_finalized_total",
             "counter",
-            "Sessions whose end-of-session work finished.",
-            get(&self.finalized).to_string(),
+            "End-of-session work items finished (a session's files, or one derived file).",
+            self.finalize.count().to_string(),
         );
-        let name = "earshot_media_tick_lateness_seconds";
-        let _ = writeln!(
+        metric(
+            "earshot_media_recorded_bytes_total",
+            "counter",
+            "Bytes of recording files written by finished end-of-session work.",
+            get(&self.recorded_bytes).to_string(),
+        );
+        self.lateness.render(
             out,
-            "# HELP {name} How late each session tick ran after its scheduled instant.\n# TYPE {name} histogram"
+            "earshot_media_tick_lateness_seconds",
+            "How late each session tick ran after its scheduled instant.",
         );
-        let mut cumulative = 0;
-        for (b, c) in LATENESS_BUCKETS_MS.iter().zip(&self.lateness_buckets) {
-            cumulative += get(c);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {cumulative}",
-                *b as f64 / 1000.0
-            );
-        }
-        let count = get(&self.ticks);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
+        self.connect.render(
             out,
-            "{name}_sum {}",
-            get(&self.lateness_sum_us) as f64 / 1e6
+            "earshot_media_connect_seconds",
+            "Participant peers: the WHIP offer answered -> ICE and DTLS-SRTP up.",
         );
-        let _ = writeln!(out, "{name}_count {count}");
+        self.finalize.render(
+            out,
+            "earshot_media_finalize_seconds",
+            "End-of-session work: queued -> done (the finalizer's lag included).",
+        );
     }
 }
 
@@ -180,6 +256,37 @@ mod tests {
             "earshot_media_tick_lateness_seconds_bucket{le=\"+Inf\"} 5",
             "earshot_media_tick_lateness_seconds_count 5",
             "# TYPE earshot_media_sessions gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn connect_times_and_end_of_session_work_are_histograms() {
+        let m = MediaMetrics::default();
+        m.peer_connected(Duration::from_millis(40));
+        m.peer_connected(Duration::from_millis(300));
+        let queued = m.finalize_queued();
+        let file = earshot_vocab::media_port::RecordingFile {
+            track: earshot_vocab::Track::Mix,
+            format: earshot_vocab::Format::Mp3,
+            path: "mix.mp3".into(),
+            duration_ms: 1000,
+            bytes: 1234,
+        };
+        m.finalize_done(queued, [&file, &file]);
+        let mut text = String::new();
+        m.render(&mut text);
+        for line in [
+            "earshot_media_connect_seconds_bucket{le=\"0.025\"} 0",
+            "earshot_media_connect_seconds_bucket{le=\"0.05\"} 1",
+            "earshot_media_connect_seconds_bucket{le=\"0.5\"} 2",
+            "earshot_media_connect_seconds_count 2",
+            "earshot_media_connect_seconds_sum 0.34",
+            "earshot_media_finalize_seconds_count 1",
+            "earshot_media_finalized_total 1",
+            "earshot_media_finalize_waiting 0",
+            "earshot_media_recorded_bytes_total 2468",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

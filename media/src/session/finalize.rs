@@ -26,9 +26,13 @@ impl SessionTask {
             let events = self.events.clone();
             let sid = id.clone();
             // Bulk work: one session at a time, below the real-time path (finalizer.rs).
-            self.metrics.finalize_queued();
+            let queued = self.metrics.finalize_queued();
             let result = crate::finalizer::run(move || finalize_files(rec)).await;
-            self.metrics.finalize_done();
+            let written = match &result {
+                Some(Ok(files)) => files.as_slice(),
+                _ => &[],
+            };
+            self.metrics.finalize_done(queued, written);
             let outcome = match result {
                 Some(Ok(files)) => Ok(files),
                 Some(Err(e)) => Err(e.to_string()),

@@ -95,6 +95,9 @@ pub(crate) struct SessionTask {
     link: Option<AgentLink>,
     recording: Option<Recording>,
     metrics: Arc<MediaMetrics>,
+    /// When the current participant peer was attached (its offer just answered), until it
+    /// connects: the connect time metric.
+    peer_since: Option<Instant>,
 }
 
 impl SessionTask {
@@ -150,6 +153,7 @@ impl SessionTask {
             link: None,
             recording,
             metrics: p.metrics,
+            peer_since: None,
         })
     }
 
@@ -161,6 +165,7 @@ impl SessionTask {
         peer_events: mpsc::Receiver<PeerEvent>,
     ) {
         self.peer = Some(peer);
+        self.peer_since = Some(Instant::now());
         let mut peer_events = Some(peer_events);
         let mut tick = tokio::time::interval(FRAME_DURATION);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -170,6 +175,7 @@ impl SessionTask {
                     Some(SessionCommand::Attach { peer, peer_events: rx, agent }) => {
                         self.close_peer().await;
                         self.peer = Some(peer);
+                        self.peer_since = Some(Instant::now());
                         peer_events = Some(rx);
                         self.step(Input::PeerAttached { agent }).await;
                     }
@@ -211,7 +217,12 @@ impl SessionTask {
                         self.metrics.participant_packet();
                         self.step(Input::Audio(pkt)).await;
                     }
-                    Some(PeerEvent::Connected) => self.step(Input::PeerConnected).await,
+                    Some(PeerEvent::Connected) => {
+                        if let Some(since) = self.peer_since.take() {
+                            self.metrics.peer_connected(since.elapsed());
+                        }
+                        self.step(Input::PeerConnected).await;
+                    }
                     // Quiet for a while but not failed: the peer stays, nothing to act on (a
                     // participant whose audio stops is caught by the core's audio-gap rule).
                     Some(PeerEvent::Disconnected) => {

@@ -19,7 +19,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-async fn metrics(_: Admin, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+async fn metrics(
+    _: Admin,
+    State(app): State<AppState>,
+    http: Option<axum::Extension<std::sync::Arc<super::http_metrics::HttpMetrics>>>,
+) -> Result<impl IntoResponse, ApiError> {
     let counts = app.service.sessions_by_state().await?;
     let mut out = String::with_capacity(4096);
     let name = "earshot_sessions";
@@ -42,5 +46,8 @@ async fn metrics(_: Admin, State(app): State<AppState>) -> Result<impl IntoRespo
         app.service.live_monitor_count()
     );
     out.push_str(&app.service.media_metrics());
+    if let Some(axum::Extension(http)) = http {
+        http.render(&mut out);
+    }
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out))
 }

@@ -7,6 +7,7 @@ mod auth;
 mod extract;
 mod headers;
 mod health;
+mod http_metrics;
 pub mod limits;
 mod live;
 mod metrics;
@@ -22,6 +23,7 @@ use axum::Router;
 
 pub fn router(app: AppState) -> Router {
     let max_body = app.limits.config.max_body_bytes;
+    let http_metrics = std::sync::Arc::new(http_metrics::HttpMetrics::default());
     Router::new()
         .merge(health::router())
         .merge(participant::router())
@@ -32,6 +34,13 @@ pub fn router(app: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(headers::common))
+        // `layer` wraps every route and the fallback after routing: the matched route's
+        // template is known there (the fallback has none: "unmatched").
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics.clone(),
+            http_metrics::count_requests,
+        ))
+        .layer(axum::Extension(http_metrics))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(app)
 }
