@@ -126,3 +126,33 @@ async fn serve_logs_json_lines_when_asked() {
     // And the admin token given in the environment is in no line.
     assert!(!log.contains(support::ADMIN_TOKEN));
 }
+
+/// The shipped systemd unit passes `systemd-analyze verify` with no warning (an unknown or
+/// misspelt key is only a warning there, so any output fails the test), run against the binary
+/// just built.
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("turn-config/earshot.service"),
+    )
+    .expect("unit file");
+    assert!(unit.contains("ExecStart=/usr/local/bin/earshot serve"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("earshot.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/earshot", env!("CARGO_BIN_EXE_earshot")),
+    )
+    .expect("write unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (scripts/install-deps.sh --test installs systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze warned:\n{stderr}"
+    );
+}

@@ -53,13 +53,10 @@ pub async fn count_requests(
     next: Next,
 ) -> Response {
     let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(
-            || "unmatched".to_owned(),
-            |p| p.as_str().replace('{', ":").replace('}', ""),
-        );
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || "unmatched".to_owned(),
+        |p| p.as_str().replace('{', ":").replace('}', ""),
+    );
     let response = next.run(request).await;
     metrics.count(&method, &route, response.status().as_u16());
     response
