@@ -3,6 +3,7 @@
 
 mod config;
 mod defaults;
+mod reload;
 mod rlimit;
 mod secrets;
 mod wiring;
@@ -61,14 +62,19 @@ fn main() -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 cfg.server.listen = listen;
             }
-            if let Some(dir) = data_dir {
-                cfg.server.data_dir = dir;
+            if let Some(dir) = &data_dir {
+                cfg.server.data_dir = dir.clone();
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(wiring::serve(cfg))
+            let source = reload::ReloadSource {
+                file: config,
+                listen,
+                data_dir,
+            };
+            runtime.block_on(wiring::serve(cfg, source))
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
     }

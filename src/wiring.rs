@@ -20,8 +20,8 @@ use earshot_signaling::store::{CampaignRow, ScriptRow, SessionStore};
 use earshot_signaling::{ids, now_ms};
 use std::sync::Arc;
 
-/// Runs the server until SIGINT/SIGTERM.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// Runs the server until SIGINT/SIGTERM; SIGHUP reloads the configuration (`reload`).
+pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::Result<()> {
     let open_files = match rlimit::raise_open_files() {
         Ok(f) => {
             tracing::info!(soft = f.soft, hard = f.hard, raised_from = ?f.raised_from, "open-file limit");
@@ -64,6 +64,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     sessions.recover_after_restart().await;
     sessions.clone().spawn(media_events);
+    tokio::spawn(
+        crate::reload::Reloader {
+            source,
+            current: cfg.clone(),
+            engine: engine.clone(),
+            store: store.clone(),
+        }
+        .run(),
+    );
 
     let public_url = cfg.public_url();
     let app = Arc::new(App {
@@ -125,7 +134,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn seed_defaults(
+pub(crate) async fn seed_defaults(
     store: &SqliteStore,
     data_dir: &std::path::Path,
     cfg: &Config,
@@ -172,7 +181,7 @@ async fn demo_invite(store: &SqliteStore) -> anyhow::Result<String> {
     Ok(invite.token)
 }
 
-fn engine_config(cfg: &Config) -> EngineConfig {
+pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
     EngineConfig {
         peer: PeerConfig {
             bind_ip: cfg.media_ip(),

@@ -78,7 +78,8 @@ struct SessionHandle {
 }
 
 pub struct Engine {
-    config: EngineConfig,
+    /// Read at each use: [`Engine::reconfigure`] changes what new sessions get.
+    config: std::sync::RwLock<EngineConfig>,
     /// Ids of silent listeners, unique in the process.
     next_listener: std::sync::atomic::AtomicU64,
     sessions: Arc<DashMap<String, SessionHandle>>,
@@ -92,7 +93,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> (Arc<Engine>, mpsc::Receiver<MediaEvent>) {
         let (tx, rx) = mpsc::channel(1024);
         let engine = Arc::new(Engine {
-            config,
+            config: std::sync::RwLock::new(config),
             next_listener: std::sync::atomic::AtomicU64::new(1),
             sessions: Arc::new(DashMap::new()),
             events: tx,
@@ -102,8 +103,33 @@ impl Engine {
         (engine, rx)
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
+    /// The configuration new sessions and peers get now.
+    pub fn config(&self) -> EngineConfig {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Applies what can change while running (a configuration reload): the Opus settings of
+    /// AI audio, the agent retry time and when derived files are made, for sessions that
+    /// start from now on. The peer settings (addresses, ports) are kept: they need a restart.
+    /// Prompts encoded with other Opus settings are dropped from the cache (re-encoded when
+    /// next used; sessions running keep theirs). Returns whether the Opus settings changed.
+    pub fn reconfigure(&self, new: &EngineConfig) -> bool {
+        let mut c = match self.config.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let opus_changed = c.opus != new.opus;
+        c.opus = new.opus;
+        c.agent_retry = new.agent_retry;
+        c.derive_at_end = new.derive_at_end;
+        drop(c);
+        if opus_changed {
+            self.prompt_cache.clear();
+        }
+        opus_changed
     }
 
     /// The media plane's counters (`/metrics`).
@@ -124,7 +150,7 @@ impl Engine {
             self.load_prompts(&req.prompts).await?
         };
         let (peer, answer, peer_events) =
-            ServerPeer::answer(&self.config.peer, &req.offer_sdp, PeerRole::Participant).await?;
+            ServerPeer::answer(&self.config().peer, &req.offer_sdp, PeerRole::Participant).await?;
         let peer = Arc::new(peer);
         let existing = self
             .sessions
@@ -155,7 +181,7 @@ impl Engine {
             start_at: req.start_at,
             noise_suppression: req.noise_suppression,
             recording: req.recording,
-            opus: self.config.opus,
+            opus: self.config().opus,
             agent: req.agent,
             metrics: Arc::clone(&self.metrics),
         };
@@ -195,7 +221,7 @@ impl Engine {
                 continue;
             }
             let path = p.audio.clone();
-            let opus = self.config.opus;
+            let opus = self.config().opus;
             let audio = tokio::task::spawn_blocking(move || LoadedAudio::load(&path, opus))
                 .await
                 .map_err(|e| EngineError::Prompt {
@@ -280,7 +306,7 @@ impl Engine {
             .map(|h| h.commands.clone())
             .ok_or(EngineError::UnknownSession)?;
         let (peer, answer, mut events) =
-            ServerPeer::answer(&self.config.peer, offer_sdp, PeerRole::Monitor).await?;
+            ServerPeer::answer(&self.config().peer, offer_sdp, PeerRole::Monitor).await?;
         let id = self
             .next_listener
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1,0 +1,91 @@
+//! Configuration reload on SIGHUP (F11): a changed Opus bitrate reaches the next participant
+//! without a restart (measured on the AI audio a real WebRTC peer receives); a restart-only key
+//! is logged as such; an invalid file is refused and the running configuration stays.
+
+mod support;
+
+use std::time::Duration;
+
+use earshot_media::codec::OpusSettings;
+use support::participant::{Participant, encode};
+use support::{ADMIN_TOKEN, Server};
+
+/// Bits per second of the AI's speech packets a participant receives in `seconds` (the larger
+/// half of the packets: the silence between prompts is coded in a few bytes).
+async fn ai_speech_bitrate(server: &Server, seconds: usize) -> f64 {
+    // The participant stays quiet so that the interviewer keeps talking (its greeting).
+    let pcm = vec![0i16; seconds * 48_000];
+    let mut p = Participant::join(&server.base, ADMIN_TOKEN, None).await;
+    let streamed = p.stream(&encode(&pcm, OpusSettings::default())).await;
+    p.hang_up().await;
+    let mut sizes: Vec<usize> = streamed.received.iter().map(|r| r.payload.len()).collect();
+    assert!(sizes.len() > 100, "{} AI packets received", sizes.len());
+    sizes.sort_unstable();
+    let speech_half = &sizes[sizes.len() / 2..];
+    let mean = speech_half.iter().sum::<usize>() as f64 / speech_half.len() as f64;
+    mean * 8.0 / 0.020
+}
+
+fn hangup(server: &Server) {
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) };
+    assert_eq!(rc, 0, "SIGHUP");
+}
+
+async fn wait_log(server: &Server, needle: &str, after: usize) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = server.log();
+        if let Some(pos) = log.get(after..).and_then(|l| l.find(needle)) {
+            let from = after + pos;
+            let end = log[from..].find('\n').map_or(log.len(), |e| from + e);
+            return log[from..end].to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_new_opus_bitrate_to_the_next_session() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("earshot.toml");
+    std::fs::write(&file, "[opus]\nbitrate = 12000\n").expect("write");
+    let path = file.to_str().expect("utf-8").to_owned();
+    let server = Server::start(&[("EARSHOT_CONFIG", path.as_str())]).await;
+
+    let before = ai_speech_bitrate(&server, 6).await;
+    eprintln!("AI speech at [opus] bitrate = 12000: {before:.0} bit/s");
+    assert!((6_000.0..=20_000.0).contains(&before), "{before}");
+
+    std::fs::write(&file, "[opus]\nbitrate = 64000\n").expect("write");
+    let mark = server.log().len();
+    hangup(&server);
+    let line = wait_log(&server, "configuration reloaded", mark).await;
+    assert!(line.contains("opus.bitrate"), "{line}");
+
+    let after = ai_speech_bitrate(&server, 6).await;
+    eprintln!("AI speech after the reload to 64000: {after:.0} bit/s");
+    assert!((40_000.0..=80_000.0).contains(&after), "{after}");
+
+    // A key that needs a restart is named as such, and an invalid file changes nothing.
+    std::fs::write(
+        &file,
+        "[opus]\nbitrate = 64000\n[media]\nudp_port_min = 41000\nudp_port_max = 41100\n",
+    )
+    .expect("write");
+    let mark = server.log().len();
+    hangup(&server);
+    let line = wait_log(&server, "need a restart", mark).await;
+    assert!(line.contains("media.udp_port_min"), "{line}");
+    std::fs::write(&file, "[opus]\nbitrate = 5\n").expect("write");
+    let mark = server.log().len();
+    hangup(&server);
+    let line = wait_log(&server, "configuration reload refused", mark).await;
+    assert!(line.contains("opus.bitrate"), "{line}");
+    let still = ai_speech_bitrate(&server, 6).await;
+    assert!((40_000.0..=80_000.0).contains(&still), "{still}");
+}
