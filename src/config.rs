@@ -187,10 +187,29 @@ impl Default for InterviewerConfig {
 
 /// ICE servers handed to browsers. Empty unless the operator sets them: Earshot never adds a
 /// public STUN/TURN server by itself.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TurnConfig {
+    /// Servers handed to every participant as they are (STUN, or TURN with fixed credentials).
     pub ice_servers: Vec<IceServerView>,
+    /// TURN URLs whose credentials are minted per session from `shared_secret` (coturn's
+    /// `use-auth-secret`): `turn:` / `turns:` URLs; empty: none.
+    pub urls: Vec<String>,
+    /// The secret shared with the TURN server (`static-auth-secret`); required with `urls`.
+    pub shared_secret: Option<String>,
+    /// How long minted credentials are valid.
+    pub credential_ttl_secs: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            urls: Vec::new(),
+            shared_secret: None,
+            credential_ttl_secs: 3600,
+        }
+    }
 }
 
 const SECTIONS: [&str; 10] = [
@@ -207,7 +226,12 @@ const SECTIONS: [&str; 10] = [
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 3] = ["server.public_url", "server.prompts_dir", "media.bind_ip"];
+const OPTIONAL_KEYS: [&str; 4] = [
+    "server.public_url",
+    "server.prompts_dir",
+    "media.bind_ip",
+    "turn.shared_secret",
+];
 
 /// Variables that are not config keys.
 const RESERVED_ENV: [&str; 3] = ["EARSHOT_ADMIN_TOKEN", "EARSHOT_CONFIG", "EARSHOT_LOG"];
@@ -355,6 +379,38 @@ impl Config {
             return bad(format!(
                 "agent.retry_secs must be 1..=3600, got {}",
                 self.agent.retry_secs
+            ));
+        }
+        let t = &self.turn;
+        if let Some(u) = t
+            .urls
+            .iter()
+            .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
+            return bad(format!(
+                "turn.urls: every url must start with turn: or turns:, got {u:?}"
+            ));
+        }
+        match (&t.shared_secret, t.urls.is_empty()) {
+            (None, false) => {
+                return bad(
+                    "turn.shared_secret is missing: turn.urls need it to mint credentials \
+                     (coturn's static-auth-secret)"
+                        .into(),
+                );
+            }
+            (Some(_), true) => {
+                return bad("turn.shared_secret is set but turn.urls is empty".into());
+            }
+            (Some(secret), false) if secret.len() < 16 => {
+                return bad("turn.shared_secret must be at least 16 characters".into());
+            }
+            _ => {}
+        }
+        if !(1..=86_400).contains(&t.credential_ttl_secs) {
+            return bad(format!(
+                "turn.credential_ttl_secs must be 1..=86400, got {}",
+                t.credential_ttl_secs
             ));
         }
         for s in &self.turn.ice_servers {
@@ -508,6 +564,21 @@ mod tests {
                 "limits.max_monitors",
             ),
             (&[("EARSHOT_LIMITS_NOPE", "5")], "nope"),
+            (
+                &[("EARSHOT_TURN_URLS", r#"["turn:127.0.0.1:3478"]"#)],
+                "turn.shared_secret",
+            ),
+            (
+                &[
+                    ("EARSHOT_TURN_URLS", r#"["stun:127.0.0.1:3478"]"#),
+                    ("EARSHOT_TURN_SHARED_SECRET", "0123456789abcdef"),
+                ],
+                "turn.urls",
+            ),
+            (
+                &[("EARSHOT_TURN_SHARED_SECRET", "0123456789abcdef")],
+                "turn.urls",
+            ),
         ];
         for (vars, needle) in cases {
             let err = Config::load(None, env(vars))

@@ -80,6 +80,13 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         admin_token: admin_token.clone(),
         public_url: public_url.clone(),
         ice_servers: cfg.turn.ice_servers.clone(),
+        turn: cfg.turn.shared_secret.as_ref().map(|secret| {
+            earshot_signaling::turn_credentials::TurnMinter::new(
+                cfg.turn.urls.clone(),
+                secret.clone(),
+                cfg.turn.credential_ttl_secs,
+            )
+        }),
         record_ip: cfg.server.record_ip,
         default_campaign_id: defaults::CAMPAIGN_ID.into(),
         default_script_id: defaults::SCRIPT_ID.into(),

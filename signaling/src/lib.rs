@@ -21,6 +21,7 @@ pub mod script_definition;
 pub mod service;
 pub mod store;
 pub mod timestamps;
+pub mod turn_credentials;
 pub mod turns;
 pub mod user_agent;
 

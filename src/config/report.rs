@@ -49,11 +49,10 @@ impl Sources {
     }
 }
 
-/// Key names whose values are secrets: printed as `"********"`.
+/// Key names whose values are secrets: printed as `"********"` (`credential`, `password`,
+/// `token` and anything ending in `secret`, e.g. `shared_secret`; not `credential_ttl_secs`).
 fn is_secret(key: &str) -> bool {
-    ["credential", "secret", "password", "token"]
-        .iter()
-        .any(|s| key.contains(s))
+    ["credential", "password", "token"].contains(&key) || key.ends_with("secret")
 }
 
 /// `value` with every secret (at any depth) masked.
@@ -184,6 +183,8 @@ mod tests {
 
     #[test]
     fn secrets_are_masked() {
+        assert!(is_secret("shared_secret") && is_secret("credential"));
+        assert!(!is_secret("credential_ttl_secs"));
         let (config, sources) = Config::load_with_sources(
             None,
             env(&[(

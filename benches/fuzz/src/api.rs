@@ -176,6 +176,7 @@ impl TestApp {
                 admin_token: ADMIN_TOKEN.into(),
                 public_url: "http://127.0.0.1:8080".into(),
                 ice_servers: Vec::new(),
+                turn: None,
                 record_ip: false,
                 default_campaign_id: "cmp_default".into(),
                 default_script_id: "scr_default".into(),

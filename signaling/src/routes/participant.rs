@@ -80,12 +80,19 @@ async fn invite_view(
     let token = path_or_not_found(token, "invite_not_found")?;
     let invite = app.service.invite(&token).await?;
     let overview = app.service.invite_overview(&invite).await?;
+    let mut ice_servers = app.ice_servers.clone();
+    if let (Some(turn), Some(session)) = (&app.turn, &overview.session) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        ice_servers.push(turn.mint(&session.id, now));
+    }
     Ok(axum::Json(serde_json::json!({
         "token": invite.token,
         "campaign": {"name": overview.campaign.map(|c| c.name).unwrap_or_default()},
         "recording": overview.script.map(|s| s.recording_enabled).unwrap_or(true),
         "monitoring": true,
-        "ice_servers": app.ice_servers,
+        "ice_servers": ice_servers,
         "session": overview.session.as_ref().map(public_view),
     })))
 }

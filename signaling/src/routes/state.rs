@@ -24,6 +24,8 @@ pub struct App {
     /// Base URL for links we hand out, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
     pub ice_servers: Vec<IceServerView>,
+    /// TURN servers whose credentials are minted per session (after `ice_servers`).
+    pub turn: Option<crate::turn_credentials::TurnMinter>,
     /// Store the participant's IP address (off unless enabled in config).
     pub record_ip: bool,
     pub default_campaign_id: String,

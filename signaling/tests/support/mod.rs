@@ -176,6 +176,7 @@ impl TestServer {
             admin_token: ADMIN_TOKEN.into(),
             public_url: format!("http://{addr}"),
             ice_servers: Vec::new(),
+            turn: None,
             record_ip: false,
             default_campaign_id: "cmp_default".into(),
             default_script_id: "scr_default".into(),
