@@ -100,6 +100,10 @@ pub struct ServerConfig {
     /// Where scripts' prompt audio files are (named relative to it); defaults to
     /// `<data_dir>/prompts`. The built-in prompts are always there too, as `default/<id>.wav`.
     pub prompts_dir: Option<PathBuf>,
+    /// Serve HTTPS (and WSS) with this certificate chain and private key (PEM files; both or
+    /// neither). Reloaded on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +114,8 @@ impl Default for ServerConfig {
             public_url: None,
             record_ip: false,
             prompts_dir: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -226,9 +232,11 @@ const SECTIONS: [&str; 10] = [
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 4] = [
+const OPTIONAL_KEYS: [&str; 6] = [
     "server.public_url",
     "server.prompts_dir",
+    "server.tls_cert",
+    "server.tls_key",
     "media.bind_ip",
     "turn.shared_secret",
 ];
@@ -308,6 +316,20 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                if let Err(e) = earshot_signaling::routes::tls::load(cert, key) {
+                    return bad(e.to_string());
+                }
+            }
+            (Some(_), None) => {
+                return bad("server.tls_key is missing: server.tls_cert needs it".into());
+            }
+            (None, Some(_)) => {
+                return bad("server.tls_cert is missing: server.tls_key needs it".into());
+            }
+            (None, None) => {}
+        }
         let m = &self.media;
         if (m.udp_port_min == 0) != (m.udp_port_max == 0) || m.udp_port_min > m.udp_port_max {
             return bad(format!(
@@ -452,7 +474,14 @@ impl Config {
         self.server
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.server.listen))
+            .unwrap_or_else(|| {
+                let scheme = if self.server.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", self.server.listen)
+            })
             .trim_end_matches('/')
             .to_string()
     }

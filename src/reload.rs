@@ -1,4 +1,5 @@
-//! Configuration reload on SIGHUP: the file and the environment are read again and validated
+//! Configuration reload on SIGHUP: the HTTPS certificate files are read again (new connections
+//! get the new certificate), and the file and the environment are read again and validated
 //! as at start; what can change while running (the Opus settings of AI audio, the recording
 //! settings of the built-in script, the agent retry time, when derived files are made) applies
 //! to sessions that start from then on, and every other changed key is logged as needing a
@@ -29,6 +30,8 @@ pub struct Reloader {
     pub current: Config,
     pub engine: Arc<Engine>,
     pub store: SqliteStore,
+    /// The HTTPS certificate, read again at each reload (certificates rotate).
+    pub tls: Option<earshot_signaling::routes::tls::TlsHandle>,
 }
 
 /// `section.key` of every key whose value differs between `a` and `b`.
@@ -79,6 +82,14 @@ impl Reloader {
     }
 
     async fn reload(&mut self) {
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded: new connections get it"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate reload refused; the running one stays")
+                }
+            }
+        }
         let mut new = match Config::load(self.source.file.as_deref(), std::env::vars()) {
             Ok(c) => c,
             Err(e) => {

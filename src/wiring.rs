@@ -46,6 +46,13 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         tracing::warn!(dir = %cfg.prompts_dir().display(), "no prompts directory: scripts can name only the built-in prompts");
     }
 
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            earshot_signaling::routes::tls::TlsHandle::open(cert.clone(), key.clone())
+                .context("loading the TLS certificate")?,
+        ),
+        _ => None,
+    };
     let (engine, media_events) = Engine::new(engine_config(&cfg));
     // Decode and Opus-encode the built-in prompts now, not while the first participant waits.
     if let Err(e) = engine.preload_prompts(&default_prompts).await {
@@ -70,6 +77,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             current: cfg.clone(),
             engine: engine.clone(),
             store: store.clone(),
+            tls: tls.clone(),
         }
         .run(),
     );
@@ -115,9 +123,14 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         ),
     }
     tracing::info!("demo invite (open in a browser): {public_url}/i/{demo}");
-    earshot_signaling::routes::serve(listener, app, shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    match tls {
+        Some(tls) => earshot_signaling::routes::serve_tls(listener, app, tls, shutdown_signal())
+            .await
+            .context("serving HTTPS")?,
+        None => earshot_signaling::routes::serve(listener, app, shutdown_signal())
+            .await
+            .context("serving HTTP")?,
+    }
     engine.shutdown().await;
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod interview;
 pub mod netns;
 pub mod noise;
 pub mod participant;
+pub mod pki;
 pub mod probe;
 pub mod pulse;
 pub mod relay;
@@ -47,21 +48,31 @@ impl Server {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
-        Self::start_limited(data_dir, "127.0.0.1", env, None).await
+        Self::start_limited(data_dir, "127.0.0.1", env, None, None).await
+    }
+
+    /// Starts the server serving HTTPS (`env` names its certificate and key); the test's
+    /// client trusts what `tls` trusts.
+    pub async fn start_https(
+        env: &[(&str, &str)],
+        tls: tokio_rustls::rustls::ClientConfig,
+    ) -> Server {
+        let data_dir = tempfile::tempdir().expect("data dir");
+        Self::start_limited(data_dir, "127.0.0.1", env, None, Some(tls)).await
     }
 
     /// Starts the server with its open-file limit (soft and hard) set to `nofile`, as a
     /// service manager or `ulimit -n` would.
     pub async fn start_with_nofile(env: &[(&str, &str)], nofile: u64) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, "127.0.0.1", env, Some(nofile)).await
+        Self::start_limited(data_dir, "127.0.0.1", env, Some(nofile), None).await
     }
 
     /// Starts the server with its HTTP listener and its media (host candidates) on `ip`, a
     /// concrete local address (e.g. the host side of a [`netns::Netns`]).
     pub async fn start_on(ip: &str, env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, ip, env, None).await
+        Self::start_limited(data_dir, ip, env, None, None).await
     }
 
     async fn start_limited(
@@ -69,6 +80,7 @@ impl Server {
         ip: &str,
         env: &[(&str, &str)],
         nofile: Option<u64>,
+        https: Option<tokio_rustls::rustls::ClientConfig>,
     ) -> Server {
         let port = free_port_on(ip);
         let log_path = data_dir.path().join("server.log");
@@ -109,17 +121,19 @@ impl Server {
         #[cfg(not(unix))]
         let _ = nofile;
         let child = cmd.spawn().expect("spawn earshot");
+        let scheme = if https.is_some() { "https" } else { "http" };
+        // Idle connections are dropped before the server's shortest header timeout in these
+        // tests (2 s) closes them: a request sent on a connection the server is closing at
+        // that instant would fail.
+        let mut http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(1));
+        if let Some(tls) = https {
+            http = http.use_preconfigured_tls(tls);
+        }
         let server = Server {
             child,
-            base: format!("http://{ip}:{port}"),
+            base: format!("{scheme}://{ip}:{port}"),
             data_dir,
-            // Idle connections are dropped before the server's shortest header timeout in
-            // these tests (2 s) closes them: a request sent on a connection the server is
-            // closing at that instant would fail.
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(1))
-                .build()
-                .expect("http client"),
+            http: http.build().expect("http client"),
             log_path,
         };
         let deadline = Instant::now() + Duration::from_secs(30);

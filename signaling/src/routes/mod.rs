@@ -15,6 +15,7 @@ mod participant;
 pub mod scripts;
 mod server;
 mod state;
+pub mod tls;
 pub mod views;
 
 pub use state::{App, AppState, IceServerView};
@@ -65,5 +66,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = app.limits.config.clone();
-    server::run(listener, router(app), &limits, shutdown).await
+    server::run(listener, router(app), &limits, None, shutdown).await
+}
+
+/// As [`serve`], over TLS with the certificate `tls` holds (reloadable).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    tls: tls::TlsHandle,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = app.limits.config.clone();
+    server::run(listener, router(app), &limits, Some(tls), shutdown).await
 }

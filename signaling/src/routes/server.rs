@@ -13,7 +13,9 @@
 //!   stay bounded. A connection upgraded to a WebSocket leaves the count (the monitor limits
 //!   bound those).
 //!
-//! HTTP/1.1 only (browsers speak it to a plain-HTTP origin; h2c was never needed).
+//! HTTP/1.1 only (browsers speak it to a plain-HTTP origin; h2c was never needed), over TCP or
+//! over TLS (`tls`, see [`super::tls`]): the TLS handshake must finish within `header_timeout`
+//! too, and counts against the connection cap like any connection.
 
 use super::limits::HttpLimits;
 use axum::Router;
@@ -48,11 +50,13 @@ const BUSY_LINGER: Duration = Duration::from_secs(1);
 
 const BUSY_BODY: &str = r#"{"error":{"code":"server_busy","message":"the server has all the connections it may have; try again later"}}"#;
 
-/// Serves `router` on `listener` until `shutdown` completes, within `limits`.
+/// Serves `router` on `listener` until `shutdown` completes, within `limits`; over TLS when
+/// `tls` is given.
 pub(super) async fn run(
     listener: TcpListener,
     router: Router,
     limits: &HttpLimits,
+    tls: Option<super::tls::TlsHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
@@ -93,15 +97,20 @@ pub(super) async fn run(
         let _ = stream.set_nodelay(true);
         let service = connection_service(router.clone(), remote, limits.body_timeout);
         let http = http.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            let io = TokioIo::new(stream);
-            let mut conn = pin!(http.serve_connection(io, service).with_upgrades());
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match acceptor {
+                None => serve_connection(&http, stream, service, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(&http, tls_stream, service, stop).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
                 }
             }
             drop(permit);
@@ -118,6 +127,32 @@ pub(super) async fn run(
         tracing::warn!("connections still open after {DRAIN:?}: stopping anyway");
     }
     Ok(())
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection until it ends, or gracefully when `stop`
+/// changes.
+async fn serve_connection<I, S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = pin!(
+        http.serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+    );
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// The router for one connection: every request carries the peer's address (as axum's
