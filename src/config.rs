@@ -104,6 +104,9 @@ pub struct ServerConfig {
     /// neither). Reloaded on SIGHUP.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client;
+    /// empty: the header is never believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +119,7 @@ impl Default for ServerConfig {
             prompts_dir: None,
             tls_cert: None,
             tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -329,6 +333,11 @@ impl Config {
                 return bad("server.tls_cert is missing: server.tls_key needs it".into());
             }
             (None, None) => {}
+        }
+        if let Err(e) = earshot_signaling::routes::forwarded::TrustedProxies::parse(
+            &self.server.trusted_proxies,
+        ) {
+            return bad(format!("server.trusted_proxies: {e}"));
         }
         let m = &self.media;
         if (m.udp_port_min == 0) != (m.udp_port_max == 0) || m.udp_port_min > m.udp_port_max {
@@ -593,6 +602,14 @@ mod tests {
                 "limits.max_monitors",
             ),
             (&[("EARSHOT_LIMITS_NOPE", "5")], "nope"),
+            (
+                &[("EARSHOT_SERVER_TRUSTED_PROXIES", r#"["10.0.0.0/33"]"#)],
+                "server.trusted_proxies",
+            ),
+            (
+                &[("EARSHOT_SERVER_TLS_CERT", "/nonexistent/cert.pem")],
+                "server.tls_key",
+            ),
             (
                 &[("EARSHOT_TURN_URLS", r#"["turn:127.0.0.1:3478"]"#)],
                 "turn.shared_secret",

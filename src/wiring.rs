@@ -100,7 +100,13 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         default_script_id: defaults::SCRIPT_ID.into(),
         // The operator's prompts, then the built-in ones (`default/<id>.wav`).
         prompt_dirs: PromptDirs::new([cfg.prompts_dir(), data_dir.join("prompts")]),
-        limits: Limits::new(cfg.limits.http(max_connections)),
+        limits: Limits::new(earshot_signaling::routes::limits::HttpLimits {
+            trusted_proxies: earshot_signaling::routes::forwarded::TrustedProxies::parse(
+                &cfg.server.trusted_proxies,
+            )
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
+            ..cfg.limits.http(max_connections)
+        }),
     });
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await

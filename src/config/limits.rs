@@ -56,6 +56,7 @@ impl LimitsConfig {
             whip_offers_per_address_per_minute: self.whip_offers_per_address_per_minute,
             max_monitors_per_session: self.max_monitors_per_session,
             max_monitors: self.max_monitors,
+            trusted_proxies: Default::default(),
         }
     }
 

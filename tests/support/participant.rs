@@ -123,7 +123,16 @@ async fn ok_json(r: reqwest::Result<reqwest::Response>, step: &str) -> serde_jso
 impl Participant {
     /// Invite (admin), page, consent, WHIP, connected. `impair`: through a relay.
     pub async fn join(base: &str, admin_token: &str, impair: Option<Impair>) -> Participant {
-        let http = reqwest::Client::new();
+        Self::join_with(reqwest::Client::new(), base, admin_token, impair).await
+    }
+
+    /// As [`Participant::join`], with the HTTP client given (e.g. one that trusts a test CA).
+    pub async fn join_with(
+        http: reqwest::Client,
+        base: &str,
+        admin_token: &str,
+        impair: Option<Impair>,
+    ) -> Participant {
         let url = |p: &str| format!("{base}{p}");
         let v = ok_json(
             http.post(url("/v1/invites"))

@@ -35,6 +35,8 @@ pub struct HttpLimits {
     pub max_monitors_per_session: usize,
     /// Live WebSocket monitors in total.
     pub max_monitors: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (see `forwarded`).
+    pub trusted_proxies: super::forwarded::TrustedProxies,
 }
 
 impl Default for HttpLimits {
@@ -48,6 +50,7 @@ impl Default for HttpLimits {
             whip_offers_per_address_per_minute: 60,
             max_monitors_per_session: 100,
             max_monitors: 1000,
+            trusted_proxies: Default::default(),
         }
     }
 }

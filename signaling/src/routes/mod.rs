@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod extract;
+pub mod forwarded;
 mod headers;
 mod health;
 mod http_metrics;

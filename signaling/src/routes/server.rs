@@ -95,7 +95,12 @@ pub(super) async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = connection_service(router.clone(), remote, limits.body_timeout);
+        let service = connection_service(
+            router.clone(),
+            remote,
+            limits.body_timeout,
+            limits.trusted_proxies.clone(),
+        );
         let http = http.clone();
         let stop = stop_rx.clone();
         let acceptor = tls.as_ref().map(|t| t.acceptor());
@@ -155,12 +160,14 @@ async fn serve_connection<I, S>(
     }
 }
 
-/// The router for one connection: every request carries the peer's address (as axum's
-/// `ConnectInfo`) and a body that times out when it stops arriving.
+/// The router for one connection: every request carries the client's address (as axum's
+/// `ConnectInfo`: the peer's, or behind a trusted proxy the one it forwards) and a body that
+/// times out when it stops arriving.
 fn connection_service(
     router: Router,
     remote: SocketAddr,
     body_timeout: Duration,
+    proxies: super::forwarded::TrustedProxies,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = axum::response::Response,
@@ -168,8 +175,9 @@ fn connection_service(
     Future = impl Send,
 > + Clone {
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let client = proxies.client_addr(remote, req.headers());
         let mut req = req.map(|body| Body::new(TimeoutBody::new(body_timeout, body)));
-        req.extensions_mut().insert(ConnectInfo(remote));
+        req.extensions_mut().insert(ConnectInfo(client));
         router.clone().oneshot(req)
     })
 }
