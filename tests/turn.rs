@@ -27,8 +27,11 @@ impl Coturn {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        // Relay ports: 40 of them from a per-process base, away from ephemeral ports.
-        let base = 20_000 + (std::process::id() % 200) as u16 * 50;
+        // Relay ports: 40 of them per coturn, from a per-process base, away from ephemeral
+        // ports (the tests of this file run at once).
+        static STARTED: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = 20_000 + (std::process::id() % 100) as u16 * 200 + nth * 50;
         let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("turn-config/turnserver.conf");
         // The shipped config logs to standard output (for journald): kept in a file here.
         let log = std::fs::File::create(dir.path().join("turn.log")).expect("log");
@@ -77,7 +80,11 @@ impl Coturn {
     }
 
     fn url(&self) -> String {
-        format!("[\"turn:127.0.0.1:{}?transport=udp\"]", self.port)
+        self.url_over("udp")
+    }
+
+    fn url_over(&self, transport: &str) -> String {
+        format!("[\"turn:127.0.0.1:{}?transport={transport}\"]", self.port)
     }
 }
 
@@ -99,7 +106,8 @@ const RELAY_ONLY: &str = r#"(() => {
   return true;
 })()"#;
 
-/// The local candidate type of the connection's selected pair.
+/// The local candidate type of the connection's selected pair, and for a relay candidate the
+/// transport to the relay (`relay/udp`, `relay/tcp`).
 const SELECTED_LOCAL_TYPE: &str = r#"(async () => {
   const stats = await window.earshot.pc.getStats();
   let type = null;
@@ -107,7 +115,7 @@ const SELECTED_LOCAL_TYPE: &str = r#"(async () => {
     if (r.type === 'transport' && r.selectedCandidatePairId) {
       const pair = stats.get(r.selectedCandidatePairId);
       const local = pair && stats.get(pair.localCandidateId);
-      type = local ? local.candidateType : null;
+      type = local ? local.candidateType + (local.relayProtocol ? '/' + local.relayProtocol : '') : null;
     }
   });
   return type;
@@ -130,9 +138,22 @@ async fn page_on_consent(server: &Server) -> (Browser, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interview_runs_through_coturn_with_minted_credentials() {
+    interview_through_turn("udp").await;
+}
+
+/// A participant whose network lets only TCP out reaches the relay over TCP (TURN over TCP;
+/// the relay speaks UDP to the media server). Without netfilter here the test cannot block
+/// the browser's UDP: the relay-only policy and a TCP-only TURN URL keep every packet of the
+/// browser on TCP, which the selected candidate shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interview_runs_through_coturn_over_tcp() {
+    interview_through_turn("tcp").await;
+}
+
+async fn interview_through_turn(transport: &str) {
     let secret = "shared-secret-for-the-turn-test-0123";
     let turn = Coturn::start(secret);
-    let urls = turn.url();
+    let urls = turn.url_over(transport);
     let server = Server::start(&[
         ("EARSHOT_TURN_URLS", urls.as_str()),
         ("EARSHOT_TURN_SHARED_SECRET", secret),
@@ -166,8 +187,8 @@ async fn an_interview_runs_through_coturn_with_minted_credentials() {
     );
     assert_eq!(
         b.eval(SELECTED_LOCAL_TYPE).await,
-        serde_json::json!("relay"),
-        "the media goes through the relay"
+        serde_json::json!(format!("relay/{transport}")),
+        "the media goes through the relay, over {transport}"
     );
     let done = server
         .wait_session(&id, Duration::from_secs(150), |s| {
