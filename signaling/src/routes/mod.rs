@@ -9,7 +9,9 @@ mod headers;
 pub mod limits;
 mod live;
 mod metrics;
+mod monitor;
 mod participant;
+mod participant_live;
 pub mod scripts;
 mod server;
 mod state;
@@ -25,9 +27,11 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(participant::router())
+        .merge(participant_live::router())
         .merge(admin::router())
         .merge(scripts::router())
         .merge(live::router())
+        .merge(monitor::router())
         .merge(metrics::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
