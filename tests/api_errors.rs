@@ -438,6 +438,8 @@ async fn admin_routes_refuse_missing_wrong_and_non_bearer_credentials() {
         "earshot_media_sessions 0".to_owned(),
         "earshot_media_deadline_missed_total 0".to_owned(),
         "earshot_live_monitors 0".to_owned(),
+        "earshot_listen_ins 0".to_owned(),
+        "earshot_participant_feeds 0".to_owned(),
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
     }

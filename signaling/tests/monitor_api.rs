@@ -78,6 +78,16 @@ async fn live_session(srv: &TestServer) -> (String, String) {
     (token, id)
 }
 
+async fn metrics(srv: &TestServer) -> String {
+    srv.admin(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn error_of(res: reqwest::Response) -> (u16, String) {
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap();
@@ -121,6 +131,7 @@ async fn a_listen_in_is_answered_recorded_announced_and_ended() {
     assert!(srv.media.calls().contains(&format!("listen {id}")));
 
     let joined = watcher.next_of("monitor").await;
+    assert!(metrics(&srv).await.contains("\nearshot_listen_ins 1\n"));
     assert_eq!(
         joined,
         json!({"type": "monitor", "event": "joined", "id": monitor_id, "listening": 1})
@@ -178,6 +189,7 @@ async fn a_listen_in_is_answered_recorded_announced_and_ended() {
     let d = detail(&srv, &id).await;
     assert_eq!(d["monitors"][0]["live"], false);
     assert!(d["monitors"][0]["ended_at"].is_string(), "{d}");
+    assert!(metrics(&srv).await.contains("\nearshot_listen_ins 0\n"));
     let again = srv.admin(Method::DELETE, &location).send().await.unwrap();
     assert_eq!(error_of(again).await, (404, "monitor_not_found".into()));
 
@@ -417,4 +429,150 @@ async fn signals_are_kept_published_and_judged_for_the_dashboard() {
         .filter_map(|s| s["id"].as_str())
         .collect();
     assert_eq!(ids, vec![calm.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_participant_feed_carries_only_what_the_participant_may_see() {
+    let srv = TestServer::start().await;
+    let (token, id) = live_session(&srv).await;
+    let (_, other) = live_session(&srv).await;
+    // Refusals before the upgrade: unknown invite, no session yet.
+    let unknown = format!("{}/v1/invites/inv_doesnotexist/live", srv.ws_base);
+    assert_eq!(srv.refused_status(unknown).await, 404);
+    let res = srv
+        .admin(Method::POST, "/v1/invites")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let fresh = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let early = format!("{}/v1/invites/{fresh}/live", srv.ws_base);
+    assert_eq!(srv.refused_status(early).await, 409);
+
+    let mut monitor = page_monitor(&srv, &id).await;
+    monitor.next_of("snapshot").await;
+    srv.send(MediaEvent::Progress {
+        session_id: id.clone(),
+        prompt_index: 0,
+        prompt_count: 1,
+        prompt_id: "q1".into(),
+        text: "Hello?".into(),
+    })
+    .await;
+    // Handled once monitors see it: the feed's first message knows it.
+    assert_eq!(monitor.next_of("progress").await["id"], "q1");
+    let url = format!("{}/v1/invites/{token}/live", srv.ws_base);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut feed = Monitor { ws };
+    assert_eq!(
+        feed.next().await.unwrap(),
+        json!({"type": "hello", "interviewer_speaking": false,
+               "progress": {"index": 0, "count": 1}, "caption": null})
+    );
+    let m = metrics(&srv).await;
+    assert!(m.contains("\nearshot_participant_feeds 1\n"), "{m}");
+    assert!(
+        m.contains("\nearshot_live_monitors 1\n"),
+        "the feed is no monitor: {m}"
+    );
+
+    // What monitors see: the participant's feed gets only its part of it, in order.
+    let ai = "ai".parse().unwrap();
+    let me = "participant".parse().unwrap();
+    let events = [
+        MediaEvent::Signals {
+            session_id: id.clone(),
+            signals: QualitySignals::default(),
+        },
+        MediaEvent::TurnStarted {
+            session_id: other.clone(),
+            role: ai,
+            at_ms: 0,
+        },
+        MediaEvent::TurnStarted {
+            session_id: id.clone(),
+            role: ai,
+            at_ms: 100,
+        },
+        MediaEvent::Transcript {
+            session_id: id.clone(),
+            role: ai,
+            text: "How was your week?".into(),
+            is_final: true,
+            start_ms: 100,
+            end_ms: 900,
+        },
+        MediaEvent::TurnEnded {
+            session_id: id.clone(),
+            role: ai,
+            start_ms: 100,
+            end_ms: 900,
+        },
+        MediaEvent::TurnStarted {
+            session_id: id.clone(),
+            role: me,
+            at_ms: 1000,
+        },
+        MediaEvent::Transcript {
+            session_id: id.clone(),
+            role: me,
+            text: "a private answer".into(),
+            is_final: true,
+            start_ms: 1000,
+            end_ms: 1500,
+        },
+    ];
+    for ev in events {
+        srv.send(ev).await;
+    }
+    let res = srv.http.post(format!("{}/v1/sessions/{id}/whep", srv.base));
+    let res = res
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/sdp")
+        .body(OFFER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    srv.send(MediaEvent::Progress {
+        session_id: id.clone(),
+        prompt_index: 1,
+        prompt_count: 2,
+        prompt_id: "q2".into(),
+        text: "Next?".into(),
+    })
+    .await;
+    let mut got = Vec::new();
+    loop {
+        let line = feed.next().await.expect("open");
+        let last = line["type"] == "progress";
+        got.push(line);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            json!({"type": "interviewer", "speaking": true}),
+            json!({"type": "caption", "text": "How was your week?", "final": true}),
+            json!({"type": "interviewer", "speaking": false}),
+            json!({"type": "progress", "index": 1, "count": 2}),
+        ]
+    );
+    // The end of the session ends the feed after its state.
+    let res = srv
+        .admin(Method::POST, &format!("/v1/sessions/{id}/end"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        feed.next().await,
+        Some(json!({"type": "state", "state": "admin_ended"}))
+    );
+    assert_eq!(feed.next().await, None);
 }

@@ -64,7 +64,7 @@ async fn serve(
     id: String,
     ended: bool,
 ) {
-    let mut sub = service.subscribe_live(&id);
+    let mut feed = service.participant_feed(&id);
     let (now, ai_speaking) = service.interview_now(&id);
     let hello = json!({
         "type": "hello",
@@ -84,7 +84,7 @@ async fn serve(
             return;
         }
         loop {
-            match sub.next().await {
+            match feed.lines.next().await {
                 Next::Line(line) => {
                     if let Some(out) = participant_line(&line.json)
                         && tx.send(Message::Text(out.into())).await.is_err()

@@ -103,7 +103,9 @@ impl SessionService {
 
     /// Monitors connected to live streams.
     pub fn live_monitor_count(&self) -> usize {
-        self.bus.subscriber_count()
+        self.bus
+            .subscriber_count()
+            .saturating_sub(self.participant_feed_count())
     }
 
     /// The media plane's counters (Prometheus text).

@@ -91,6 +91,8 @@ pub struct SessionService {
     signals: DashMap<String, monitors::LatestSignals>,
     /// The current prompt and the interviewer's latest words of each live session.
     interview_now: DashMap<String, monitors::InterviewNow>,
+    /// Participants' own live feeds open (they are bus subscribers, but not monitors).
+    participant_feeds: Arc<std::sync::atomic::AtomicUsize>,
     /// Sessions with media (a participant peer, open or held while paused) at most; see
     /// `peers`.
     max_sessions: usize,
@@ -141,6 +143,7 @@ impl SessionService {
             monitors: DashMap::new(),
             signals: DashMap::new(),
             interview_now: DashMap::new(),
+            participant_feeds: Arc::default(),
             max_sessions: usize::MAX,
             admission: std::sync::Mutex::new(()),
         }

@@ -43,6 +43,20 @@ pub struct InterviewNow {
     pub caption: Option<String>,
 }
 
+/// A participant's subscription to their own session's live lines (see
+/// `routes::participant_live`); counted apart from the monitors while it lasts.
+pub struct ParticipantFeed {
+    pub lines: crate::event_bus::Subscription,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for ParticipantFeed {
+    fn drop(&mut self) {
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A started listen-in: its resource id and the SDP answer.
 pub struct StartedListen {
     pub monitor_id: String,
@@ -282,6 +296,28 @@ impl SessionService {
             .get(session_id)
             .is_some_and(|l| l.ai_speaking());
         (now, ai_speaking)
+    }
+
+    /// The participant's own feed of their session's live lines (filtered by the route).
+    pub fn participant_feed(&self, session_id: &str) -> ParticipantFeed {
+        let lines = self.bus.subscribe(session_id);
+        self.participant_feeds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ParticipantFeed {
+            lines,
+            count: std::sync::Arc::clone(&self.participant_feeds),
+        }
+    }
+
+    /// Participants' feeds open now.
+    pub fn participant_feed_count(&self) -> usize {
+        self.participant_feeds
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Listen-ins in progress, in all sessions.
+    pub fn listen_in_count(&self) -> usize {
+        self.monitors.len()
     }
 
     /// The invite's newest session, whatever its state (the participant's live feed);
