@@ -53,7 +53,7 @@ const CAPTURE_JS: &str = r#"(async () => {
     for (let i = 0; i < n; i++) { const s0 = buf[i] + c * s1 - s2; s2 = s1; s1 = s0; }
     return s1 * s1 + s2 * s2 - c * s1 * s2;
   };
-  const near = [940, 960, 980, 1020, 1040, 1060].map(goertzel);
+  const near = [940, 950, 960, 970, 980, 990, 1010, 1020, 1030, 1040, 1050, 1060].map(goertzel);
   const ratio = goertzel(1000) / (near.reduce((a, b) => a + b, 0) / near.length + 1e-12);
   return { env, ratio };
 })()"#;
@@ -114,8 +114,9 @@ fn capture_js(stream: &str, secs: u32) -> String {
         .replace("SECS", &secs.to_string())
 }
 
-/// Power at `f` Hz relative to the mean power at six neighbouring frequencies 20-60 Hz away
-/// (Goertzel over the whole slice): about 1 for speech or noise, large for a steady tone.
+/// Power at `f` Hz relative to the mean power at twelve neighbouring frequencies 10-60 Hz away
+/// (Goertzel over the whole slice): about 1 for noise, up to ~6 for the speech here,
+/// thousands for a steady loud tone.
 fn peak_ratio(pcm: &[f32], rate: u32, f: f64) -> f64 {
     let goertzel = |f: f64| {
         let c = 2.0 * (2.0 * std::f64::consts::PI * f / f64::from(rate)).cos();
@@ -127,11 +128,10 @@ fn peak_ratio(pcm: &[f32], rate: u32, f: f64) -> f64 {
         }
         s1 * s1 + s2 * s2 - c * s1 * s2
     };
-    let near: f64 = [-60.0, -40.0, -20.0, 20.0, 40.0, 60.0]
-        .iter()
-        .map(|d| goertzel(f + d))
-        .sum::<f64>()
-        / 6.0;
+    let offsets = [
+        -60.0, -50.0, -40.0, -30.0, -20.0, -10.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+    ];
+    let near: f64 = offsets.iter().map(|d| goertzel(f + d)).sum::<f64>() / offsets.len() as f64;
     goertzel(f) / (near + 1e-12)
 }
 
@@ -280,6 +280,43 @@ async fn a_monitor_watches_and_listens_to_a_live_interview_and_is_never_heard() 
     );
     shoot(&mut monitor, "dashboard").await;
 
+    // The signals behind the card are plausible for a clean loopback interview: speech level,
+    // no loss, little jitter, the AI answering after the configured 1.2 s of silence.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let signals = loop {
+        let list: Value = server
+            .admin(server.http.get(server.url("/v1/monitor/sessions")))
+            .send()
+            .await
+            .expect("dashboard json")
+            .json()
+            .await
+            .expect("json");
+        let mine = list["sessions"]
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["id"] == session_id.as_str()).cloned());
+        if let Some(s) = mine.filter(|s| !s["signals"]["ai_latency_ms"].is_null()) {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no AI latency measured: {list:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let g = &signals["signals"];
+    eprintln!("signals: {g}");
+    let num = |k: &str| g[k].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        num("loss") < 0.02 && num("jitter_ms") < 30.0 && num("input_dbfs") > -120.0,
+        "{g}"
+    );
+    assert!(
+        (1000.0..=2500.0).contains(&num("ai_latency_ms")),
+        "AI response time {g}"
+    );
+    assert_eq!(signals["attention"], serde_json::json!([]), "{signals:#}");
+
     // Open the session's monitor page from the dashboard.
     monitor
         .eval(&format!(
@@ -404,7 +441,7 @@ async fn a_monitor_watches_and_listens_to_a_live_interview_and_is_never_heard() 
         "the participant heard the interviewer during the capture (peak {participant_peak:.0} dB)"
     );
     assert!(
-        participant_ratio < 10.0,
+        participant_ratio < 20.0,
         "the participant hears a 1 kHz peak {participant_ratio:.1}x its neighbours"
     );
     let monitor_env: Vec<f32> = heard_by_monitor["env"]
@@ -421,6 +458,64 @@ async fn a_monitor_watches_and_listens_to_a_live_interview_and_is_never_heard() 
     monitor
         .eval("window.micPc.close(); document.querySelector('#stop').click(); true")
         .await;
+
+    // The transcript follows new lines, except while the reader has scrolled up.
+    monitor.set_viewport(1280, 480, false).await;
+    const LIST: &str = "document.querySelector('#transcript')";
+    assert!(
+        monitor
+            .wait_for(
+                &format!("{LIST}.scrollHeight > {LIST}.clientHeight + 40"),
+                Duration::from_secs(60)
+            )
+            .await,
+        "the transcript overflows its panel"
+    );
+    assert!(
+        monitor
+            .wait_for(
+                &format!("{LIST}.scrollTop + {LIST}.clientHeight >= {LIST}.scrollHeight - 40"),
+                Duration::from_secs(10)
+            )
+            .await,
+        "it follows the newest line"
+    );
+    monitor
+        .eval(&format!(
+            "{LIST}.scrollTop = 0; {LIST}.dispatchEvent(new Event('scroll')); window.linesAtScroll = {LIST}.children.length; true"
+        ))
+        .await;
+    assert!(
+        monitor
+            .wait_for(
+                &format!("{LIST}.children.length > window.linesAtScroll"),
+                Duration::from_secs(30)
+            )
+            .await,
+        "a line arrives while the reader is scrolled up"
+    );
+    assert_eq!(
+        monitor
+            .eval(&format!(
+                "{LIST}.scrollTop < 5 && !document.querySelector('#more').hidden"
+            ))
+            .await,
+        Value::Bool(true),
+        "the reader stays where they scrolled, told of new lines"
+    );
+    monitor
+        .eval("document.querySelector('#more').click(); true")
+        .await;
+    assert_eq!(
+        monitor
+            .eval(&format!(
+                "{LIST}.scrollTop + {LIST}.clientHeight >= {LIST}.scrollHeight - 5 && document.querySelector('#more').hidden"
+            ))
+            .await,
+        Value::Bool(true),
+        "the button brings them to the newest line"
+    );
+    monitor.set_viewport(1280, 800, false).await;
 
     // The interview completes; the recordings are made at the end.
     let done = server
@@ -467,14 +562,13 @@ async fn a_monitor_watches_and_listens_to_a_live_interview_and_is_never_heard() 
     for (i, s) in with_tone.iter_mut().enumerate().take(*rate as usize * 6) {
         *s += (i as f32 * 1000.0 * std::f32::consts::TAU / *rate as f32).sin() * 0.01;
     }
-    assert!(
-        worst_tone_window(&with_tone, *rate) > 10.0,
-        "control tone found"
-    );
+    let control = worst_tone_window(&with_tone, *rate);
+    assert!(control > 20.0, "control tone found ({control:.1})");
     for (file, rate, pcm) in &tracks {
         let worst = worst_tone_window(pcm, *rate);
+        eprintln!("{file}: largest 1 kHz peak ratio {worst:.2} (the control's {control:.0})");
         assert!(
-            worst < 10.0,
+            worst < 20.0,
             "{file} holds a 1 kHz peak {worst:.1}x its neighbours"
         );
     }
@@ -485,5 +579,35 @@ async fn a_monitor_watches_and_listens_to_a_live_interview_and_is_never_heard() 
         "monitor audio vs mix: r = {r:.2} at {:.2} s; participant's 1 kHz ratio {participant_ratio:.2} (peak {participant_peak:.0} dB)",
         at as f32 * audio::FRAME_MS as f32 / 1000.0
     );
-    assert!(r > 0.6, "the monitor's audio follows the mix (r = {r:.2})");
+    // Window by window (2 s) near that alignment (within 150 ms: the browser's jitter buffer
+    // stretches and shrinks its playout), where the mix has sound (the envelopes of two
+    // silences do not correlate): a playout hiccup of the monitor's browser on this shared
+    // machine spoils one window, not the comparison.
+    let mut windows: Vec<f32> = monitor_env
+        .chunks_exact(200)
+        .enumerate()
+        .filter_map(|(k, w)| {
+            let from = at + k * 200;
+            let m = mix_env.get(from..from + 200)?;
+            let (lo, hi) = m
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+            if hi < -45.0 || hi - lo < 15.0 {
+                return None;
+            }
+            let best = (from.saturating_sub(15)..=from + 15)
+                .filter_map(|f| mix_env.get(f..f + 200))
+                .map(|m| audio::pearson(w, m))
+                .fold(f32::MIN, f32::max);
+            Some(best)
+        })
+        .collect();
+    assert!(!windows.is_empty(), "no window with sound in the mix");
+    windows.sort_by(f32::total_cmp);
+    eprintln!("monitor audio vs mix per 2 s window: {windows:.2?}");
+    let median = windows[windows.len() / 2];
+    assert!(
+        r > 0.4 && median > 0.7,
+        "the monitor's audio follows the mix (r = {r:.2}, per 2 s window {windows:.2?})"
+    );
 }
