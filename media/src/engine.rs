@@ -360,11 +360,6 @@ impl Engine {
         }
     }
 
-    /// Number of silent listeners connected or connecting, in all sessions.
-    pub fn listener_count(&self) -> usize {
-        self.listeners.len()
-    }
-
     /// Closes the participant's peer; the session's timeline stops until a peer is attached.
     pub async fn hang_up(&self, session_id: &str) {
         self.command(session_id, SessionCommand::HangUp).await;

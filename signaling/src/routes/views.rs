@@ -3,7 +3,8 @@
 //! API", "Live events") and checked by the API tests; keys and value formats are stable.
 
 use crate::service::admin::SessionDetail;
-use crate::service::monitors::{LatestSignals, LiveOverview};
+use crate::service::live_state::LatestSignals;
+use crate::service::monitors::LiveOverview;
 use crate::store::SessionRow;
 use crate::timestamps::rfc3339;
 use crate::turns::Turn;

@@ -8,8 +8,9 @@
 //! - `invites`: invites, opening one, consent, the participant's pause and resume.
 //! - `peers`: the participant's WHIP peer (offer, trickle, hang-up) and the peer registry.
 //! - `admin`: lists and details, end, restart, delete, the counters behind `/metrics`.
-//! - `monitors`: silent listen-ins (WHEP), the quality signals kept per live session, the
-//!   live sessions overview.
+//! - `monitors`: silent listen-ins (WHEP) and the live sessions overview.
+//! - `live_state`: what is kept per live session (quality signals, the current prompt and
+//!   the interviewer's words) and the participant's own feed.
 //! - `scripts`: storing and reading scripts.
 //! - `turn_events`: the turn log and the live stream.
 //! - `recordings`: recording rows, on-request derivation, downloads.
@@ -23,6 +24,7 @@ pub mod admin;
 mod background;
 pub mod invites;
 mod key_lock;
+pub mod live_state;
 mod media_events;
 mod media_specs;
 pub mod monitors;
@@ -88,9 +90,9 @@ pub struct SessionService {
     /// Listen-ins in progress, by monitor id (see `monitors`).
     monitors: DashMap<String, monitors::MonitorEntry>,
     /// The latest quality signals of each live session (see `monitors`).
-    signals: DashMap<String, monitors::LatestSignals>,
+    signals: DashMap<String, live_state::LatestSignals>,
     /// The current prompt and the interviewer's latest words of each live session.
-    interview_now: DashMap<String, monitors::InterviewNow>,
+    interview_now: DashMap<String, live_state::InterviewNow>,
     /// Participants' own live feeds open (they are bus subscribers, but not monitors).
     participant_feeds: Arc<std::sync::atomic::AtomicUsize>,
     /// Sessions with media (a participant peer, open or held while paused) at most; see
