@@ -327,7 +327,7 @@ async fn assert_still_serves(server: &Server) {
 async fn admin_routes_refuse_missing_wrong_and_non_bearer_credentials() {
     use base64::Engine as _;
     let server = Server::start(&[]).await;
-    let (_token, id) = opened_invite(&server).await;
+    let (invite_token, id) = opened_invite(&server).await;
     let before_count = session_count(&server).await;
     let before = session_snapshot(&server, &id).await;
 
@@ -345,11 +345,18 @@ async fn admin_routes_refuse_missing_wrong_and_non_bearer_credentials() {
         Some("Bearer ".into()),
         Some("Bearer".into()),
         Some(String::new()),
+        // A participant's invite token opens only the participant routes.
+        Some(format!("Bearer {invite_token}")),
     ];
+    let listen_in = format!("/v1/sessions/{id}/whep/mon_abcdefghijklmnopqrst");
     let routes: Vec<(Method, String)> = vec![
         (Method::POST, "/v1/invites".into()),
         (Method::GET, "/v1/sessions".into()),
         (Method::GET, format!("/v1/sessions/{id}")),
+        (Method::POST, format!("/v1/sessions/{id}/whep")),
+        (Method::PATCH, listen_in.clone()),
+        (Method::DELETE, listen_in),
+        (Method::GET, "/v1/monitor/sessions".into()),
         (
             Method::GET,
             format!("/v1/sessions/{id}/recordings/participant.wav"),
@@ -431,6 +438,8 @@ async fn admin_routes_refuse_missing_wrong_and_non_bearer_credentials() {
         "earshot_media_sessions 0".to_owned(),
         "earshot_media_deadline_missed_total 0".to_owned(),
         "earshot_live_monitors 0".to_owned(),
+        "earshot_listen_ins 0".to_owned(),
+        "earshot_participant_feeds 0".to_owned(),
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
     }

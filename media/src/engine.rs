@@ -84,6 +84,8 @@ pub struct Engine {
     next_listener: std::sync::atomic::AtomicU64,
     sessions: Arc<DashMap<String, SessionHandle>>,
     events: mpsc::Sender<MediaEvent>,
+    /// Silent listeners' peers by id (with their session), for trickled candidates and hang-up.
+    listeners: Arc<DashMap<u64, (String, Arc<ServerPeer>)>>,
     /// Prompts decoded and Opus-encoded once per process, by file.
     prompt_cache: DashMap<PathBuf, LoadedAudio>,
     metrics: Arc<MediaMetrics>,
@@ -96,6 +98,7 @@ impl Engine {
             config: std::sync::RwLock::new(config),
             next_listener: std::sync::atomic::AtomicU64::new(1),
             sessions: Arc::new(DashMap::new()),
+            listeners: Arc::new(DashMap::new()),
             events: tx,
             prompt_cache: DashMap::new(),
             metrics: Arc::new(MediaMetrics::default()),
@@ -310,14 +313,26 @@ impl Engine {
         let id = self
             .next_listener
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        commands
+        let peer = Arc::new(peer);
+        self.listeners
+            .insert(id, (session_id.to_owned(), Arc::clone(&peer)));
+        if commands
             .send(SessionCommand::AttachListener {
                 id,
-                peer: Arc::new(peer),
+                peer: Arc::clone(&peer),
             })
             .await
-            .map_err(|_| EngineError::UnknownSession)?;
-        // The listener leaves when its connection fails or closes.
+            .is_err()
+        {
+            self.listeners.remove(&id);
+            peer.close().await;
+            return Err(EngineError::UnknownSession);
+        }
+        // The listener leaves when its connection fails or closes (the session's media
+        // closes it when it ends). Whatever it sends is dropped here: the server's side of
+        // its audio is send-only, and no packet of it reaches the session.
+        let (listeners, events_out) = (Arc::clone(&self.listeners), self.events.clone());
+        let session = session_id.to_owned();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 if matches!(ev, PeerEvent::Failed | PeerEvent::Closed) {
@@ -325,17 +340,50 @@ impl Engine {
                 }
             }
             let _ = commands.send(SessionCommand::DetachListener { id }).await;
+            listeners.remove(&id);
+            let _ = events_out
+                .send(MediaEvent::ListenerLeft {
+                    session_id: session,
+                    listener_id: id,
+                })
+                .await;
         });
         Ok((id, answer))
     }
 
+    /// A trickled candidate of a silent listener (see [`Self::add_candidate`]).
+    pub async fn add_listener_candidate(
+        &self,
+        session_id: &str,
+        listener_id: u64,
+        candidate: &str,
+    ) -> Result<(), EngineError> {
+        let peer = self
+            .listeners
+            .get(&listener_id)
+            .filter(|l| l.0 == session_id)
+            .map(|l| Arc::clone(&l.1))
+            .ok_or(EngineError::UnknownSession)?;
+        peer.add_remote_candidate(candidate, None, None).await?;
+        Ok(())
+    }
+
     /// Hangs up a silent listener.
     pub async fn close_listener(&self, session_id: &str, listener_id: u64) {
+        let peer = self
+            .listeners
+            .get(&listener_id)
+            .filter(|l| l.0 == session_id)
+            .map(|l| Arc::clone(&l.1));
         self.command(
             session_id,
             SessionCommand::DetachListener { id: listener_id },
         )
         .await;
+        // Closed here too, in case the session's media has ended meanwhile.
+        if let Some(peer) = peer {
+            peer.close().await;
+        }
     }
 
     /// Closes the participant's peer; the session's timeline stops until a peer is attached.

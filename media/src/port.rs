@@ -117,6 +117,27 @@ impl MediaPlane for Engine {
         }))
     }
 
+    async fn open_listener(
+        &self,
+        session_id: &str,
+        offer_sdp: &str,
+    ) -> Result<(u64, String), MediaError> {
+        Ok(Engine::open_listener(self, session_id, offer_sdp).await?)
+    }
+
+    async fn add_listener_candidate(
+        &self,
+        session_id: &str,
+        listener_id: u64,
+        candidate: &str,
+    ) -> Result<(), MediaError> {
+        Ok(Engine::add_listener_candidate(self, session_id, listener_id, candidate).await?)
+    }
+
+    async fn close_listener(&self, session_id: &str, listener_id: u64) {
+        Engine::close_listener(self, session_id, listener_id).await;
+    }
+
     fn metrics_text(&self) -> String {
         let mut out = String::new();
         self.metrics().render(&mut out);

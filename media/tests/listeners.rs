@@ -173,3 +173,170 @@ async fn a_listener_hears_the_participant_and_the_interviewer_and_is_not_heard()
     participant.close().await;
     engine.hang_up("ses_listen").await;
 }
+
+/// Reads a finished WAV track.
+fn read_wav(path: &std::path::Path) -> Vec<i16> {
+    let mut r = hound::WavReader::open(path).expect("wav");
+    r.samples::<i16>().map(|s| s.expect("sample")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_offers_a_microphone_is_answered_send_only_and_never_heard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prompt_path = dir.path().join("q1.wav");
+    {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&prompt_path, spec).expect("wav");
+        for s in tone(300.0, 48_000 * 4, 8000.0) {
+            w.write_sample(s).expect("sample");
+        }
+        w.finalize().expect("finalize");
+    }
+    let rec_dir = dir.path().join("rec");
+    let (engine, mut events) = Engine::new(EngineConfig::default());
+    let (participant, offer, participant_rx) = ClientPeer::offer(&ClientConfig::default())
+        .await
+        .expect("offer");
+    let answer = engine
+        .open_participant(ParticipantRequest {
+            session_id: "ses_mic".into(),
+            offer_sdp: offer,
+            prompts: vec![PromptSpec {
+                id: "q1".into(),
+                text: "a question".into(),
+                audio: prompt_path,
+            }],
+            silence_ms: 1000,
+            start_at: 0,
+            noise_suppression: false,
+            recording: Some(earshot_media::engine::RecordingRequest {
+                dir: rec_dir.clone(),
+                quality: earshot_vocab::Quality::Standard,
+                derive_at_end: true,
+            }),
+            agent: None,
+        })
+        .await
+        .expect("answer");
+    participant.apply_answer(&answer).await.expect("apply");
+    let mut participant_rx = participant_rx;
+    wait_connected(&mut participant_rx, "participant").await;
+    let participant_heard = collect(participant_rx);
+    let participant = Arc::new(participant);
+    // The participant talks quietly at 1 kHz (so the session's audio is live both ways).
+    let talker = Arc::clone(&participant);
+    let talk = tokio::spawn(async move {
+        let mut enc = OpusEncoder::new(OpusSettings::default()).expect("encoder");
+        let voice = tone(1000.0, 48_000 * 10, 4000.0);
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for chunk in voice.chunks(FRAME) {
+            tick.tick().await;
+            let mut f = [0i16; FRAME];
+            f.copy_from_slice(chunk);
+            let _ = talker
+                .send_opus(enc.encode(&f).expect("encode"), Duration::from_millis(20))
+                .await;
+        }
+    });
+
+    // A monitor whose offer carries a microphone (sendrecv), talking loudly at 2.5 kHz.
+    let (monitor, offer, monitor_rx) = ClientPeer::offer(&ClientConfig::default())
+        .await
+        .expect("monitor offer");
+    assert!(offer.contains("a=sendrecv"), "the monitor offers to send");
+    let (id, answer) = engine
+        .open_listener("ses_mic", &offer)
+        .await
+        .expect("listener answer");
+    assert!(
+        answer.contains("a=sendonly") && !answer.contains("a=sendrecv"),
+        "the server only sends to a monitor:\n{answer}"
+    );
+    monitor.apply_answer(&answer).await.expect("apply");
+    let mut monitor_rx = monitor_rx;
+    wait_connected(&mut monitor_rx, "monitor").await;
+    let monitor_heard = collect(monitor_rx);
+    let monitor = Arc::new(monitor);
+    let speaker = Arc::clone(&monitor);
+    let intrude = tokio::spawn(async move {
+        let mut enc = OpusEncoder::new(OpusSettings::default()).expect("encoder");
+        let voice = tone(2500.0, 48_000 * 3, 16_000.0);
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut sent = 0usize;
+        for chunk in voice.chunks(FRAME) {
+            tick.tick().await;
+            let mut f = [0i16; FRAME];
+            f.copy_from_slice(chunk);
+            if speaker
+                .send_opus(enc.encode(&f).expect("encode"), Duration::from_millis(20))
+                .await
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    let sent = intrude.await.expect("monitor task");
+    eprintln!("the monitor offered {sent} frames of its tone");
+    let heard = monitor_heard.lock().expect("lock").clone();
+    assert!(
+        heard.len() >= 48_000 * 2,
+        "the monitor still hears the session ({} samples)",
+        heard.len()
+    );
+    assert!(
+        share_of(&heard, 300.0) > 0.1,
+        "the monitor hears the interviewer"
+    );
+    engine.close_listener("ses_mic", id).await;
+    talk.abort();
+
+    let got = participant_heard.lock().expect("lock").clone();
+    assert!(
+        share_of(&got, 300.0) > 0.5,
+        "the participant hears the interviewer"
+    );
+    assert!(
+        share_of(&got, 2500.0) < 0.001,
+        "the participant hears nothing of the monitor ({sent} frames offered by it)"
+    );
+    // The listener leaves; the recordings hold nothing of it.
+    let mut left = false;
+    engine.finish("ses_mic", None).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Some(earshot_media::engine::MediaEvent::ListenerLeft { listener_id, .. })) => {
+                assert_eq!(listener_id, id);
+                left = true;
+            }
+            Ok(Some(earshot_media::engine::MediaEvent::RecordingsFinished { .. })) => break,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("recordings not finished within 20 s"),
+        }
+    }
+    assert!(left, "the listener's end was reported");
+    for track in ["participant.wav", "ai.wav", "mix.wav"] {
+        let pcm = read_wav(&rec_dir.join(track));
+        assert!(pcm.len() > 48_000 * 2, "{track}: {} samples", pcm.len());
+        let share = share_of(&pcm, 2500.0);
+        assert!(
+            share < 0.001,
+            "{track} holds the monitor's tone ({share:.4})"
+        );
+    }
+    let participant_track = read_wav(&rec_dir.join("participant.wav"));
+    assert!(
+        share_of(&participant_track, 1000.0) > 0.1,
+        "the participant's own voice is recorded"
+    );
+    participant.close().await;
+    monitor.close().await;
+}

@@ -12,6 +12,7 @@
 use crate::lifecycle::StateChange;
 use crate::timestamps::rfc3339;
 use crate::turns::{Role, Speaking};
+use earshot_vocab::media_port::QualitySignals;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -39,6 +40,26 @@ pub enum LiveEvent<'a> {
     },
     /// `{"type":"speaking","who"}`
     Speaking(Speaking),
+    /// `{"type":"signals", <the QualitySignals fields>, "attention":[...]}`: the session's
+    /// quality signals of the last second and why it needs attention (empty: it does not).
+    Signals {
+        signals: &'a QualitySignals,
+        attention: &'a [&'static str],
+    },
+    /// `{"type":"progress","index","count","id"}`: the interviewer moved to prompt `index`
+    /// (from 0) of `count` (0: not known, an agent leads).
+    Progress {
+        index: usize,
+        count: usize,
+        id: &'a str,
+    },
+    /// `{"type":"monitor","event":"joined"|"left","id","listening"}`: a QA monitor started or
+    /// stopped listening in; `listening` is how many listen now.
+    Monitor {
+        joined: bool,
+        id: &'a str,
+        listening: usize,
+    },
 }
 
 impl LiveEvent<'_> {
@@ -80,6 +101,27 @@ impl LiveEvent<'_> {
                 "end_ms": end_ms,
             }),
             LiveEvent::Speaking(who) => json!({"type": "speaking", "who": who.as_str()}),
+            LiveEvent::Signals { signals, attention } => {
+                let mut v = serde_json::to_value(signals).unwrap_or_else(|_| json!({}));
+                if let serde_json::Value::Object(m) = &mut v {
+                    m.insert("type".into(), json!("signals"));
+                    m.insert("attention".into(), json!(attention));
+                }
+                v
+            }
+            LiveEvent::Progress { index, count, id } => {
+                json!({"type": "progress", "index": index, "count": count, "id": id})
+            }
+            LiveEvent::Monitor {
+                joined,
+                id,
+                listening,
+            } => json!({
+                "type": "monitor",
+                "event": if *joined { "joined" } else { "left" },
+                "id": id,
+                "listening": listening,
+            }),
         };
         value.to_string()
     }
@@ -211,6 +253,35 @@ mod tests {
                 at_ms: 5
             }),
             json!({"type": "turn_start", "role": "participant", "at_ms": 5})
+        );
+        let signals = QualitySignals {
+            loss: 0.5,
+            ai_latency_ms: Some(2500),
+            ..Default::default()
+        };
+        let line = parsed(LiveEvent::Signals {
+            signals: &signals,
+            attention: &["loss", "ai_latency"],
+        });
+        assert_eq!(line["type"], "signals");
+        assert_eq!(line["loss"], 0.5);
+        assert_eq!(line["ai_latency_ms"], 2500);
+        assert_eq!(line["attention"], json!(["loss", "ai_latency"]));
+        assert_eq!(
+            parsed(LiveEvent::Progress {
+                index: 1,
+                count: 5,
+                id: "q1"
+            }),
+            json!({"type": "progress", "index": 1, "count": 5, "id": "q1"})
+        );
+        assert_eq!(
+            parsed(LiveEvent::Monitor {
+                joined: false,
+                id: "mon_1",
+                listening: 0
+            }),
+            json!({"type": "monitor", "event": "left", "id": "mon_1", "listening": 0})
         );
         assert_eq!(
             parsed(LiveEvent::TurnEnd {

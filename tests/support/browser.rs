@@ -227,6 +227,18 @@ impl Browser {
         .await
     }
 
+    /// Emulates a viewport of `width` x `height` CSS pixels (a phone's when `mobile`), as
+    /// screenshots of a page at a given size need.
+    pub async fn set_viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        let r = self
+            .call(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+            )
+            .await;
+        assert!(r.get("error").is_none(), "viewport {width}x{height}: {r}");
+    }
+
     /// Saves a PNG screenshot of the page.
     pub async fn screenshot(&mut self, path: &Path) {
         let r = self

@@ -116,8 +116,55 @@ pub trait MediaPlane: Send + Sync + 'static {
         session_id: &str,
         client: IceCredentials,
     ) -> Result<Option<IceCredentials>, MediaError>;
+    /// Answers a silent listener's (a QA monitor's) offer with a receive-only peer on the
+    /// session's media: it hears the participant and the AI mixed from now on and is never
+    /// heard (whatever the offer asks to send is answered send-only from the server's side and
+    /// dropped). Returns the listener's id and the SDP answer; `UnknownSession` when the
+    /// session has no media running.
+    async fn open_listener(
+        &self,
+        session_id: &str,
+        offer_sdp: &str,
+    ) -> Result<(u64, String), MediaError>;
+    /// Adds one trickled candidate line (or end-of-candidates) to a listener's peer.
+    async fn add_listener_candidate(
+        &self,
+        session_id: &str,
+        listener_id: u64,
+        candidate: &str,
+    ) -> Result<(), MediaError>;
+    /// Hangs up a silent listener (nothing happens if it is gone already).
+    async fn close_listener(&self, session_id: &str, listener_id: u64);
     /// The media plane's counters in Prometheus' text format (appended to `/metrics`).
     fn metrics_text(&self) -> String;
+}
+
+/// Live quality signals of one session's participant audio and interview (F7), from counters
+/// the media plane keeps anyway; sent about once a second while the session's media is live
+/// ([`MediaEvent::Signals`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualitySignals {
+    /// The participant's input level over the last second (RMS, dBFS; -120 for silence).
+    pub input_dbfs: f32,
+    /// Share (0-1) of the participant's samples at full scale over the last second.
+    pub clipping: f32,
+    /// Share (0-1) of the participant's packets declared lost over the last second.
+    pub loss: f32,
+    /// Share (0-1) of the participant's 20 ms frames not decoded from their own packet
+    /// (recovered from FEC or concealed) over the last second.
+    pub concealment: f32,
+    /// Interarrival jitter of the participant's packets (RFC 3550 §6.4.1), ms.
+    pub jitter_ms: f32,
+    /// How long the jitter buffer holds a gap open for a late packet now, ms.
+    pub reorder_wait_ms: u32,
+    /// Seconds the participant has been silent while it is their turn (the interviewer has
+    /// spoken and is quiet); 0 while someone speaks.
+    pub silence_secs: f32,
+    /// The AI's response time in the last exchange: the participant stopped speaking -> the
+    /// first AI audio, ms (none before the first exchange).
+    pub ai_latency_ms: Option<u64>,
+    /// Agent connection failures and drops in this session's media so far.
+    pub agent_errors: u32,
 }
 
 /// One side's ICE credentials and candidates (`candidate:...`), as a trickle-ice-sdpfrag
@@ -158,6 +205,8 @@ pub enum MediaEvent {
     Progress {
         session_id: String,
         prompt_index: usize,
+        /// How many prompts the interview has (0 when an agent leads it: not known).
+        prompt_count: usize,
         prompt_id: String,
         text: String,
     },
@@ -202,6 +251,18 @@ pub enum MediaEvent {
     },
     RecordingsFinished {
         session_id: String,
+    },
+    /// The session's quality signals over the last second (about once a second while the
+    /// media is live).
+    Signals {
+        session_id: String,
+        signals: QualitySignals,
+    },
+    /// A silent listener left on its own (its connection failed or closed) or was closed
+    /// with the session's media.
+    ListenerLeft {
+        session_id: String,
+        listener_id: u64,
     },
     /// Something broke in the media path for this session.
     Failed {

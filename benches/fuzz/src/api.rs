@@ -103,6 +103,19 @@ impl MediaPlane for ParsingMedia {
         }
         Ok(None)
     }
+    async fn open_listener(&self, _: &str, offer_sdp: &str) -> Result<(u64, String), MediaError> {
+        inspect_offer(offer_sdp).map_err(media_error)?;
+        Ok((1, "v=0\r\n".into()))
+    }
+    async fn add_listener_candidate(
+        &self,
+        _: &str,
+        _: u64,
+        candidate: &str,
+    ) -> Result<(), MediaError> {
+        self.add_candidate("", candidate).await
+    }
+    async fn close_listener(&self, _: &str, _: u64) {}
     fn metrics_text(&self) -> String {
         String::new()
     }

@@ -6,12 +6,17 @@
 //!
 //! The participant page (`GET /i/{token}`, whose URL holds the invite token) also gets a
 //! Content-Security-Policy that allows only its own inline script and style, by a fresh nonce
-//! per response, and calls to its own origin; and it may not be framed.
+//! per response, and calls to its own origin; and it may not be framed. The monitoring pages
+//! (`/monitor`, `/monitor/sessions/{id}`) are served the same way.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 const PARTICIPANT_PAGE: &str = include_str!("../../assets/participant.html");
+/// The Live Sessions dashboard and the session monitor page (F7); they hold no data: their
+/// script asks for the admin token and calls the admin API with it.
+const DASHBOARD_PAGE: &str = include_str!("../../assets/monitor.html");
+const MONITOR_PAGE: &str = include_str!("../../assets/monitor_session.html");
 
 /// Adds the headers every response carries (see the module doc).
 pub(super) async fn common(mut response: Response) -> Response {
@@ -50,8 +55,22 @@ fn new_nonce() -> String {
 /// The participant page with `status` (200, or 404 for an unknown invite: the same page shows
 /// the error), its inline script and style tagged with a fresh nonce named by its CSP.
 pub(super) fn participant_page(status: StatusCode) -> Response {
+    page(PARTICIPANT_PAGE, status)
+}
+
+/// The Live Sessions dashboard (`GET /monitor`), under the same policy.
+pub(super) fn dashboard_page() -> Response {
+    page(DASHBOARD_PAGE, StatusCode::OK)
+}
+
+/// The session monitor page (`GET /monitor/sessions/{id}`), under the same policy.
+pub(super) fn monitor_page() -> Response {
+    page(MONITOR_PAGE, StatusCode::OK)
+}
+
+fn page(template: &str, status: StatusCode) -> Response {
     let nonce = new_nonce();
-    let html = PARTICIPANT_PAGE
+    let html = template
         .replacen("<script>", &format!("<script nonce=\"{nonce}\">"), 1)
         .replacen("<style>", &format!("<style nonce=\"{nonce}\">"), 1);
     let mut headers = HeaderMap::new();
@@ -71,7 +90,12 @@ mod tests {
     /// browser, so it is caught here.
     #[test]
     fn the_page_has_only_what_its_policy_allows() {
-        let page = PARTICIPANT_PAGE.to_ascii_lowercase();
+        for page in [PARTICIPANT_PAGE, DASHBOARD_PAGE, MONITOR_PAGE] {
+            only_what_the_policy_allows(&page.to_ascii_lowercase());
+        }
+    }
+
+    fn only_what_the_policy_allows(page: &str) {
         assert_eq!(page.matches("<script").count(), 1);
         assert_eq!(page.matches("<script>").count(), 1);
         assert_eq!(page.matches("<style").count(), 1);

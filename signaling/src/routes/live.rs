@@ -1,8 +1,11 @@
 //! Live monitoring (F7): `GET /v1/sessions/{id}/live`, a WebSocket streaming the session's
 //! state changes, turns and transcript lines as JSON text messages (see README "Live events").
 //!
-//! Admin only: the token in `Authorization: Bearer`, or in `?token=` (browsers cannot set
-//! headers on a WebSocket). Refusals (401, 404, and the monitor limits: `429 monitor_limit`
+//! Admin only: the token in `Authorization: Bearer`; or, since browsers cannot set headers
+//! on a WebSocket, in the subprotocol list (`Sec-WebSocket-Protocol: earshot-live,
+//! earshot-token.<the token's UTF-8 bytes in hex>`, answered with `earshot-live`: what the
+//! monitoring pages use, so the token never stands in a URL), or in `?token=` (kept for
+//! existing clients). Refusals (401, 404, and the monitor limits: `429 monitor_limit`
 //! per session, `503 server_busy` in total) come before the upgrade. Each socket has its
 //! own task, fed by the service's event bus; a monitor that falls behind is told
 //! `{"type":"lagged","missed":n}` and re-synced with a fresh snapshot.
@@ -20,6 +23,7 @@ use axum::extract::ws::{
     Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
@@ -35,6 +39,34 @@ struct LiveQuery {
     token: Option<String>,
 }
 
+/// The subprotocol the monitoring pages ask for, with the token beside it.
+const LIVE_PROTOCOL: &str = "earshot-live";
+/// Prefix of the subprotocol entry that carries the admin token, hex-encoded.
+const TOKEN_PROTOCOL_PREFIX: &str = "earshot-token.";
+
+/// The admin token offered in the subprotocol list, if any (hex of its UTF-8 bytes: any
+/// token fits a subprotocol name that way).
+fn protocol_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(TOKEN_PROTOCOL_PREFIX))
+        .and_then(decode_hex)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 1024 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Compares without an early exit, so response timing does not leak how much matched.
 fn token_matches(presented: &str, expected: &str) -> bool {
     let (a, b) = (presented.as_bytes(), expected.as_bytes());
@@ -46,10 +78,13 @@ async fn live(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<LiveQuery>, QueryRejection>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let query_token = query.ok().and_then(|Query(q)| q.token);
+    let by_protocol = protocol_token(&headers).is_some_and(|t| token_matches(&t, &app.admin_token));
     let authorized = header_auth.is_ok()
+        || by_protocol
         || query_token.is_some_and(|t| token_matches(t.trim(), &app.admin_token));
     if !authorized {
         return Err(ApiError::unauthorized());
@@ -67,6 +102,13 @@ async fn live(
     // released with it, or at once if the upgrade never happens).
     let slot = app.limits.monitors.acquire(&id)?;
     let service = app.service.clone();
+    // A client that named subprotocols gets `earshot-live` chosen (browsers fail a socket
+    // whose server picks none of those offered).
+    let upgrade = if by_protocol {
+        upgrade.protocols([LIVE_PROTOCOL])
+    } else {
+        upgrade
+    };
     Ok(upgrade
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
@@ -133,5 +175,31 @@ async fn serve_monitor(socket: WebSocket, service: Arc<SessionService>, id: Stri
     tokio::select! {
         () = writer => {}
         () = reader => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_read_from_the_subprotocol_list() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::SEC_WEBSOCKET_PROTOCOL,
+            "earshot-live, earshot-token.61622f3d".parse().unwrap(),
+        );
+        assert_eq!(protocol_token(&h).as_deref(), Some("ab/="));
+        h.insert(
+            axum::http::header::SEC_WEBSOCKET_PROTOCOL,
+            "earshot-live, earshot-token.6".parse().unwrap(),
+        );
+        assert_eq!(protocol_token(&h), None, "odd hex");
+        h.insert(
+            axum::http::header::SEC_WEBSOCKET_PROTOCOL,
+            "earshot-live, earshot-token.zz".parse().unwrap(),
+        );
+        assert_eq!(protocol_token(&h), None, "not hex");
+        assert_eq!(protocol_token(&HeaderMap::new()), None);
     }
 }

@@ -45,6 +45,18 @@ async fn metrics(
         "# HELP {name} Live transcript WebSocket subscribers connected.\n# TYPE {name} gauge\n{name} {}",
         app.service.live_monitor_count()
     );
+    let name = "earshot_listen_ins";
+    let _ = writeln!(
+        out,
+        "# HELP {name} QA monitors listening in over WHEP.\n# TYPE {name} gauge\n{name} {}",
+        app.service.listen_in_count()
+    );
+    let name = "earshot_participant_feeds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Participant pages' own live feeds connected.\n# TYPE {name} gauge\n{name} {}",
+        app.service.participant_feed_count()
+    );
     out.push_str(&app.service.media_metrics());
     if let Some(axum::Extension(http)) = http {
         http.render(&mut out);

@@ -12,7 +12,9 @@ mod http_metrics;
 pub mod limits;
 mod live;
 mod metrics;
+mod monitor;
 mod participant;
+mod participant_live;
 pub mod scripts;
 mod server;
 mod state;
@@ -29,9 +31,11 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(participant::router())
+        .merge(participant_live::router())
         .merge(admin::router())
         .merge(scripts::router())
         .merge(live::router())
+        .merge(monitor::router())
         .merge(metrics::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

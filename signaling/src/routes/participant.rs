@@ -168,7 +168,7 @@ async fn resume(
     Ok(axum::Json(public_view(&session)))
 }
 
-fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+pub(super) fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -185,7 +185,7 @@ fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiEr
     }
 }
 
-fn body_text(body: &Bytes) -> Result<&str, ApiError> {
+pub(super) fn body_text(body: &Bytes) -> Result<&str, ApiError> {
     std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_body", "body is not UTF-8"))
 }
@@ -273,7 +273,7 @@ async fn whip_hang_up(
 
 /// Reads a trickle-ice-sdpfrag body (RFC 8840): its ICE credentials and candidate attributes.
 /// Other lines (m=, mid, options) are accepted and ignored; a malformed candidate is refused.
-fn parse_sdpfrag(frag: &str) -> Result<TrickleFragment, ApiError> {
+pub(super) fn parse_sdpfrag(frag: &str) -> Result<TrickleFragment, ApiError> {
     let mut fragment = TrickleFragment::default();
     let out = &mut fragment.candidates;
     for line in frag.lines().map(str::trim).filter(|l| !l.is_empty()) {

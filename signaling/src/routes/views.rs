@@ -3,6 +3,8 @@
 //! API", "Live events") and checked by the API tests; keys and value formats are stable.
 
 use crate::service::admin::SessionDetail;
+use crate::service::live_state::LatestSignals;
+use crate::service::monitors::LiveOverview;
 use crate::store::SessionRow;
 use crate::timestamps::rfc3339;
 use crate::turns::Turn;
@@ -25,6 +27,10 @@ pub fn public_view(s: &SessionRow) -> Value {
         "pause_count": lc.as_ref().map(|l| l.pause_count()),
         "pauses_remaining": lc.as_ref().map(|l| l.pauses_remaining()),
         "resume_prompt": lc.as_ref().and_then(|l| l.current_pause()).is_some_and(|p| p.resume_prompt_at.is_some()),
+        "pause_expires_at": lc.as_ref().and_then(|l| {
+            let p = l.current_pause()?;
+            Some(rfc3339(p.started_at.plus_secs(l.config.pause_expiry_secs).0))
+        }),
     })
 }
 
@@ -74,8 +80,53 @@ pub fn detail_view(d: &SessionDetail) -> Value {
         m.insert("pauses".into(), json!(lc.pauses));
         m.insert("recordings".into(), Value::Array(recordings));
         m.insert("transitions".into(), Value::Array(transitions));
+        let monitors: Vec<Value> = d
+            .monitors
+            .iter()
+            .map(|(r, live)| {
+                json!({
+                    "id": r.id,
+                    "started_at": rfc3339(r.started_at),
+                    "ended_at": r.ended_at.map(rfc3339),
+                    "live": live,
+                })
+            })
+            .collect();
+        m.insert("monitors".into(), Value::Array(monitors));
     }
     view
+}
+
+/// A session's latest quality signals: `{<QualitySignals fields>, "attention", "at"}`.
+pub fn signals_view(s: &LatestSignals) -> Value {
+    let mut v = serde_json::to_value(&s.signals).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert("attention".into(), json!(s.attention));
+        m.insert("at".into(), json!(rfc3339(s.at.0)));
+    }
+    v
+}
+
+/// One live session on the dashboard (`GET /v1/monitor/sessions`).
+pub fn overview_view(o: &LiveOverview) -> Value {
+    let s = &o.session;
+    let lc = s.lifecycle().ok();
+    json!({
+        "id": s.id,
+        "state": s.state,
+        "campaign": {"id": s.campaign_id, "name": o.campaign_name},
+        "script": {"id": s.script_id, "name": o.script_name},
+        "label": o.label,
+        "started_at": s.started_at.map(rfc3339),
+        "active_ms": o.active_ms,
+        "point": o.point,
+        "turns": o.turns,
+        "speaking": o.speaking.as_str(),
+        "pause_count": lc.as_ref().map(|l| l.pause_count()),
+        "signals": o.signals.as_ref().map(signals_view),
+        "attention": o.signals.as_ref().map(|x| x.attention.clone()).unwrap_or_default(),
+        "listening": o.listening,
+    })
 }
 
 /// A monitor's first line (and its re-sync after a lag):

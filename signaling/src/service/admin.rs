@@ -5,7 +5,7 @@
 use super::SessionService;
 use crate::error::ApiError;
 use crate::lifecycle::{Event, Lifecycle, Millis};
-use crate::store::{RecordingRow, SessionFilter, SessionRow, TransitionRow};
+use crate::store::{MonitorRow, RecordingRow, SessionFilter, SessionRow, TransitionRow};
 
 /// Everything about one session, as of a moment (durations run until then).
 #[derive(Debug, Clone)]
@@ -14,6 +14,8 @@ pub struct SessionDetail {
     pub lifecycle: Lifecycle,
     pub recordings: Vec<RecordingRow>,
     pub transitions: Vec<TransitionRow>,
+    /// Its listen-ins, with whether each is in progress.
+    pub monitors: Vec<(MonitorRow, bool)>,
     pub as_of: Millis,
 }
 
@@ -36,6 +38,16 @@ impl SessionService {
         Ok(SessionDetail {
             recordings: self.store.recordings(id).await?,
             transitions: self.store.transitions(id).await?,
+            monitors: self
+                .store
+                .monitors(id)
+                .await?
+                .into_iter()
+                .map(|m| {
+                    let live = m.ended_at.is_none() && self.is_listening(&m.id);
+                    (m, live)
+                })
+                .collect(),
             as_of: self.now(),
             session,
             lifecycle,
@@ -73,6 +85,8 @@ impl SessionService {
         self.media.discard(id).await;
         self.store.delete_session(id).await?;
         self.turn_logs.remove(id);
+        self.forget_live(id);
+        self.monitors.retain(|_, m| m.session_id() != id);
         self.bus.close_stream(id);
         self.blobs
             .delete_session(id)
@@ -108,7 +122,9 @@ impl SessionService {
 
     /// Monitors connected to live streams.
     pub fn live_monitor_count(&self) -> usize {
-        self.bus.subscriber_count()
+        self.bus
+            .subscriber_count()
+            .saturating_sub(self.participant_feed_count())
     }
 
     /// The media plane's counters (Prometheus text).

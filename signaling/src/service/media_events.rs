@@ -1,6 +1,7 @@
 //! The media plane's events, routed: connection changes, progress, agent failures and the
 //! interview's end become lifecycle events; turns and transcript lines go to the turn log and
-//! the live stream; finished files become recording rows.
+//! the live stream; finished files become recording rows; quality signals and listeners
+//! leaving go to `monitors`.
 
 use super::SessionService;
 use crate::event_bus::LiveEvent;
@@ -24,9 +25,12 @@ impl SessionService {
             }
             MediaEvent::Progress {
                 session_id,
+                prompt_index,
+                prompt_count,
                 prompt_id,
                 ..
             } => {
+                self.progress_arrived(&session_id, prompt_index, prompt_count, &prompt_id);
                 self.apply_signal(&session_id, Event::Progress { point: prompt_id })
                     .await;
             }
@@ -71,6 +75,9 @@ impl SessionService {
                 end_ms,
             } => {
                 let text = turns::clip(&text, turns::MAX_LINE_BYTES);
+                if role == Role::Ai {
+                    self.caption_arrived(&session_id, text);
+                }
                 let event = LiveEvent::Transcript {
                     role,
                     text,
@@ -108,6 +115,14 @@ impl SessionService {
             MediaEvent::RecordingsFinished { session_id } => {
                 tracing::info!(session = %session_id, "recordings finalized");
             }
+            MediaEvent::Signals {
+                session_id,
+                signals,
+            } => self.signals_arrived(&session_id, signals),
+            MediaEvent::ListenerLeft {
+                session_id,
+                listener_id,
+            } => self.listener_left(&session_id, listener_id).await,
             MediaEvent::Failed { session_id, detail } => {
                 tracing::warn!(session = %session_id, %detail, "media failure");
             }

@@ -8,6 +8,9 @@
 //! - `invites`: invites, opening one, consent, the participant's pause and resume.
 //! - `peers`: the participant's WHIP peer (offer, trickle, hang-up) and the peer registry.
 //! - `admin`: lists and details, end, restart, delete, the counters behind `/metrics`.
+//! - `monitors`: silent listen-ins (WHEP) and the live sessions overview.
+//! - `live_state`: what is kept per live session (quality signals, the current prompt and
+//!   the interviewer's words) and the participant's own feed.
 //! - `scripts`: storing and reading scripts.
 //! - `turn_events`: the turn log and the live stream.
 //! - `recordings`: recording rows, on-request derivation, downloads.
@@ -21,8 +24,10 @@ pub mod admin;
 mod background;
 pub mod invites;
 mod key_lock;
+pub mod live_state;
 mod media_events;
 mod media_specs;
+pub mod monitors;
 pub mod peers;
 mod recordings;
 pub mod scripts;
@@ -82,6 +87,14 @@ pub struct SessionService {
     peers: DashMap<String, peers::PeerEntry>,
     /// Turn logs of live sessions being assembled (see `turn_events`).
     turn_logs: DashMap<String, TurnLog>,
+    /// Listen-ins in progress, by monitor id (see `monitors`).
+    monitors: DashMap<String, monitors::MonitorEntry>,
+    /// The latest quality signals of each live session (see `monitors`).
+    signals: DashMap<String, live_state::LatestSignals>,
+    /// The current prompt and the interviewer's latest words of each live session.
+    interview_now: DashMap<String, live_state::InterviewNow>,
+    /// Participants' own live feeds open (they are bus subscribers, but not monitors).
+    participant_feeds: Arc<std::sync::atomic::AtomicUsize>,
     /// Sessions with media (a participant peer, open or held while paused) at most; see
     /// `peers`.
     max_sessions: usize,
@@ -129,6 +142,10 @@ impl SessionService {
             locks: KeyLocks::default(),
             peers: DashMap::new(),
             turn_logs: DashMap::new(),
+            monitors: DashMap::new(),
+            signals: DashMap::new(),
+            interview_now: DashMap::new(),
+            participant_feeds: Arc::default(),
             max_sessions: usize::MAX,
             admission: std::sync::Mutex::new(()),
         }

@@ -48,7 +48,7 @@ impl PeerEntry {
     }
 }
 
-fn media_error(e: MediaError) -> ApiError {
+pub(super) fn media_error(e: MediaError) -> ApiError {
     match e {
         MediaError::InvalidSdp(m) => ApiError::bad_request("invalid_sdp", m),
         MediaError::NoAudio => ApiError::bad_request("no_audio", "the offer has no audio m-line"),

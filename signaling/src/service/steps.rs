@@ -156,6 +156,7 @@ impl SessionService {
         }
         if ended {
             self.turn_logs.remove(session_id);
+            self.forget_live(session_id);
         }
     }
 

@@ -24,7 +24,9 @@ impl SessionService {
     /// After a restart of the process no session has media: each one that was in progress
     /// is paused as `server_restart`, a pause that is not the participant's (it neither uses
     /// one of their pauses nor ends a session that has none left; see `lifecycle`).
+    /// Listen-ins that were open when the process died end now.
     pub async fn recover_after_restart(&self) {
+        self.end_stale_listens().await;
         match self.store.session_ids_in_state("in_progress").await {
             Ok(ids) => {
                 for id in ids {

@@ -1,5 +1,5 @@
 //! The session store port: everything the session service persists (campaigns, scripts,
-//! invites, sessions with their transitions, recording rows, turn logs), as the
+//! invites, sessions with their transitions, recording rows, turn logs, listen-ins), as the
 //! [`SessionStore`] trait and the row types it speaks. [`sqlite::SqliteStore`] is the one
 //! implementation today.
 //!
@@ -132,6 +132,16 @@ pub struct TurnRow {
     pub sentiment: Option<f64>,
 }
 
+/// One silent listen-in of a QA monitor (WHEP), from its start to its end.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct MonitorRow {
+    pub id: String,
+    pub session_id: String,
+    pub started_at: i64,
+    /// `None` while the monitor listens.
+    pub ended_at: Option<i64>,
+}
+
 /// What changes on a session row when its lifecycle moves.
 #[derive(Debug, Clone)]
 pub struct SessionUpdate<'a> {
@@ -217,6 +227,15 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn upsert_turns(&self, session_id: &str, turns: &[TurnRow]) -> Result<()>;
     /// The session's turn log in order.
     async fn turns(&self, session_id: &str) -> Result<Vec<TurnRow>>;
+
+    /// Records a listen-in that started.
+    async fn insert_monitor(&self, m: &MonitorRow) -> Result<()>;
+    /// Records the end of a listen-in (once: an ended one keeps its end).
+    async fn end_monitor(&self, id: &str, at: i64) -> Result<()>;
+    /// Ends every listen-in still open (after a restart of the process none can be).
+    async fn end_open_monitors(&self, at: i64) -> Result<u64>;
+    /// The session's listen-ins, oldest first.
+    async fn monitors(&self, session_id: &str) -> Result<Vec<MonitorRow>>;
 }
 
 /// Parses a JSON column, naming it in the error.

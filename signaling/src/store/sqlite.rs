@@ -3,7 +3,7 @@
 //! open, so an existing database upgrades in place.
 
 use super::{
-    CampaignRow, InviteRow, RecordingRow, Result, ScriptRow, SessionFilter, SessionRow,
+    CampaignRow, InviteRow, MonitorRow, RecordingRow, Result, ScriptRow, SessionFilter, SessionRow,
     SessionStore, SessionUpdate, StoreError, TransitionRow, TurnRow,
 };
 use sqlx::SqlitePool;
@@ -340,6 +340,46 @@ impl SessionStore for SqliteStore {
         Ok(sqlx::query_as(
             "SELECT seq, role, start_ms, end_ms, text, words, response_ms, sentiment \
              FROM turns WHERE session_id = ? ORDER BY seq",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn insert_monitor(&self, m: &MonitorRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO monitors (id, session_id, started_at, ended_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&m.id)
+        .bind(&m.session_id)
+        .bind(m.started_at)
+        .bind(m.ended_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn end_monitor(&self, id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE monitors SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn end_open_monitors(&self, at: i64) -> Result<u64> {
+        let done = sqlx::query("UPDATE monitors SET ended_at = ? WHERE ended_at IS NULL")
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn monitors(&self, session_id: &str) -> Result<Vec<MonitorRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, session_id, started_at, ended_at FROM monitors \
+             WHERE session_id = ? ORDER BY started_at, id",
         )
         .bind(session_id)
         .fetch_all(&self.pool)

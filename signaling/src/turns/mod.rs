@@ -149,6 +149,13 @@ impl TurnLog {
             })
     }
 
+    /// Whether the interviewer is speaking (an AI turn is open), whoever else is.
+    pub fn ai_speaking(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.timed && s.turn.end_ms.is_none() && s.turn.role == Role::Ai)
+    }
+
     /// Applies one event; returns the turns whose stored form changed (to persist).
     pub fn apply(&mut self, input: TurnInput<'_>) -> Vec<Turn> {
         let before = self.turns();

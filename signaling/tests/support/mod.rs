@@ -38,6 +38,8 @@ pub struct FakeMedia {
     pub opened: Mutex<Vec<OpenParticipant>>,
     /// The agent context each `resume` carried.
     pub resumed: Mutex<Vec<Option<earshot_signaling::media_port::AgentSpec>>>,
+    /// Listener ids handed out.
+    pub listeners: std::sync::atomic::AtomicU64,
 }
 
 impl FakeMedia {
@@ -81,6 +83,32 @@ impl MediaPlane for FakeMedia {
     ) -> Result<Option<IceCredentials>, MediaError> {
         self.record("restart_ice", session_id);
         Ok(None)
+    }
+    async fn open_listener(
+        &self,
+        session_id: &str,
+        offer_sdp: &str,
+    ) -> Result<(u64, String), MediaError> {
+        if !offer_sdp.starts_with("v=0") {
+            return Err(MediaError::InvalidSdp("not an SDP offer".into()));
+        }
+        self.record("listen", session_id);
+        let id = self
+            .listeners
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((id, "v=0\r\na=sendonly\r\n".into()))
+    }
+    async fn add_listener_candidate(
+        &self,
+        session_id: &str,
+        listener_id: u64,
+        _: &str,
+    ) -> Result<(), MediaError> {
+        self.record(&format!("listener_candidate {listener_id}"), session_id);
+        Ok(())
+    }
+    async fn close_listener(&self, session_id: &str, listener_id: u64) {
+        self.record(&format!("unlisten {listener_id}"), session_id);
     }
     fn metrics_text(&self) -> String {
         "# TYPE earshot_media_sessions gauge\nearshot_media_sessions 0\n".into()

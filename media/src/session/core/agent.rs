@@ -242,6 +242,7 @@ impl SessionCore {
 
     /// The agent is gone (for now, or for good): the participant hears silence.
     fn agent_lost(&mut self, detail: String, failed: bool) {
+        self.signals.agent_errors = self.signals.agent_errors.saturating_add(1);
         if self.drop_queued_audio() {
             self.emit(MediaEvent::InterviewFinished {
                 session_id: self.id.clone(),

@@ -23,6 +23,7 @@ impl SessionCore {
     /// AI audio starts playing at `pos`.
     pub(super) fn begin_ai_turn(&mut self, pos: u64) {
         if self.ai_turn.is_none() {
+            self.note_ai_response(pos);
             self.ai_turn = Some(pos);
             self.ai_audio_end = pos;
             self.emit(MediaEvent::TurnStarted {
@@ -54,6 +55,7 @@ impl SessionCore {
         let progress = MediaEvent::Progress {
             session_id: self.id.clone(),
             prompt_index: index,
+            prompt_count: self.prompts.len(),
             prompt_id: prompt.id.clone(),
             text: prompt.text.clone(),
         };

@@ -11,12 +11,14 @@
 //! the lifecycle does not hold the session, so recordings hold no paused time.
 //!
 //! Paths through it: `participant` (packets in), `ai` (the 20 ms tick out), `agent` (the
-//! external agent's side).
+//! external agent's side); `listen` is what silent listeners hear and `signals` the live
+//! quality signals.
 
 mod agent;
 mod ai;
 mod listen;
 mod participant;
+mod signals;
 #[cfg(test)]
 mod tests;
 
@@ -191,6 +193,8 @@ pub(crate) struct SessionCore {
     opus: OpusSettings,
     /// The listeners' mix; `Some` while the session has listeners.
     listen: Option<ListenerMix>,
+    /// Counters behind the live quality signals.
+    signals: signals::SignalMeter,
     outputs: VecDeque<Output>,
 }
 
@@ -231,6 +235,7 @@ impl SessionCore {
             silence_packet: None,
             opus: p.opus,
             listen: None,
+            signals: signals::SignalMeter::default(),
             outputs: VecDeque::new(),
         })
     }
@@ -367,6 +372,7 @@ impl SessionCore {
             });
         }
         if self.timeline.paused_at.is_none() {
+            self.signals.packet(pkt.timestamp, pkt.arrival);
             self.jitter
                 .push(pkt.sequence, pkt.timestamp, pkt.payload, pkt.arrival);
             self.drain_jitter(now);
@@ -395,6 +401,7 @@ impl SessionCore {
             // timeline.
             let at = scheduled.max(self.timeline.last_resume);
             self.ai_tick(at, now);
+            self.signal_tick(now);
         }
     }
 
@@ -431,6 +438,7 @@ impl SessionCore {
     /// and the sequence gap would be "concealed" as if it were loss.
     fn restart_participant_stream(&mut self) {
         self.rtp_anchor = None;
+        self.signals.restart_stream();
         self.jitter = JitterBuffer::adaptive(REORDER_WAIT, MAX_REORDER_WAIT);
         if let Ok(d) = ParticipantDecoder::new() {
             self.decoder = d;

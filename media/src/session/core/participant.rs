@@ -26,6 +26,9 @@ impl SessionCore {
             };
             let samples = frame.pcm.len() as u64;
             let rms = crate::level::rms_dbfs(frame.pcm);
+            let clipped = crate::level::clipped_count(frame.pcm);
+            self.signals
+                .frame(rms, clipped, frame.pcm.len(), frame.concealed);
             let denoised = match self.denoiser.process(frame.pcm) {
                 Ok(d) => d,
                 Err(e) => {

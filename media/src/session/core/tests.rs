@@ -489,3 +489,87 @@ fn listeners_hear_the_ai_and_the_participant_a_little_late_and_stop_when_gone() 
     h.steps(20, Some(&silence));
     assert_eq!(listener_rms(&h.take()).0, 0);
 }
+
+fn quality_signals(out: &[Output]) -> Vec<earshot_vocab::media_port::QualitySignals> {
+    events(out)
+        .into_iter()
+        .filter_map(|e| match e {
+            MediaEvent::Signals { signals, .. } => Some(signals.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn signals_measure_silence_on_the_participants_turn_their_level_and_the_ai_response_time() {
+    let speech = opus_packets(&fixture_speech());
+    let silence = opus_packets(&[0i16; FRAME])[0].clone();
+    let mut h = Harness::new(
+        vec![
+            tone_prompt("q1", 1.0),
+            tone_prompt("q2", 1.0),
+            tone_prompt("q3", 1.0),
+        ],
+        None,
+    );
+    h.input(Input::PeerConnected);
+    // Lead-in and the first prompt end 1.5 s in; the participant stays silent until 4.5 s.
+    h.steps(225, Some(&silence));
+    let out = h.take();
+    let s = quality_signals(&out);
+    assert_eq!(s.len(), 4, "one report a second: {s:?}");
+    // At 1 s the interviewer has not spoken yet: nobody's turn; at 2, 3 and 4 s the
+    // participant has been silent on their turn since 1.5 s.
+    let silent: Vec<f32> = s.iter().map(|s| s.silence_secs).collect();
+    assert_eq!(silent[0], 0.0, "{silent:?}");
+    for (got, want) in silent[1..].iter().zip([0.5, 1.5, 2.5]) {
+        assert!((got - want).abs() < 0.05, "{silent:?}");
+    }
+    let last = &s[3];
+    // Opus-coded digital silence decodes to a whisper of noise.
+    assert!(last.input_dbfs < -80.0, "silence: {}", last.input_dbfs);
+    assert_eq!(
+        (last.loss, last.concealment, last.clipping),
+        (0.0, 0.0, 0.0)
+    );
+    assert_eq!(last.ai_latency_ms, None, "no exchange yet");
+    assert_eq!(last.agent_errors, 0);
+
+    // The participant answers; the next prompt comes once they have been silent for the
+    // interviewer's 600 ms: that is the AI's response time.
+    for p in &speech {
+        h.step(Some(p.clone()));
+    }
+    h.steps(100, Some(&silence));
+    let out = h.take();
+    let s = quality_signals(&out);
+    assert!(
+        s.iter()
+            .any(|s| s.input_dbfs > -40.0 && s.silence_secs == 0.0),
+        "the answer's level shows while they speak: {s:?}"
+    );
+    let latency = s
+        .iter()
+        .rev()
+        .find_map(|s| s.ai_latency_ms)
+        .expect("an AI response time");
+    assert!(
+        (550..=900).contains(&latency),
+        "the interviewer answered {latency} ms after the participant stopped"
+    );
+    let ai = turns(&out, Role::Ai);
+    let part = turns(&out, Role::Participant);
+    let next_prompt = ai.iter().find_map(|t| t.0).expect("the next prompt");
+    let answer_end = part
+        .iter()
+        .filter_map(|t| t.1)
+        .map(|(_, end)| end)
+        .filter(|end| *end <= next_prompt)
+        .max()
+        .expect("the answer's end");
+    assert_eq!(
+        latency,
+        next_prompt - answer_end,
+        "the measure is the turn gap"
+    );
+}

@@ -93,6 +93,22 @@ impl MediaPlane for RecordingMedia {
         self.record("restart_ice", session_id);
         Ok(None)
     }
+    async fn open_listener(&self, session_id: &str, _: &str) -> Result<(u64, String), MediaError> {
+        self.record("listen", session_id);
+        Ok((1, "v=0\r\n".into()))
+    }
+    async fn add_listener_candidate(
+        &self,
+        session_id: &str,
+        _: u64,
+        _: &str,
+    ) -> Result<(), MediaError> {
+        self.record("listener_candidate", session_id);
+        Ok(())
+    }
+    async fn close_listener(&self, session_id: &str, _: u64) {
+        self.record("unlisten", session_id);
+    }
     fn metrics_text(&self) -> String {
         String::new()
     }
@@ -357,6 +373,7 @@ async fn an_unresumed_pause_prompts_then_expires() {
     h.media_event(MediaEvent::Progress {
         session_id: id.clone(),
         prompt_index: 0,
+        prompt_count: 1,
         prompt_id: "q1".into(),
         text: "Hello?".into(),
     })

@@ -148,6 +148,22 @@ impl SessionStore for RacedStore {
     async fn turns(&self, session_id: &str) -> store::Result<Vec<TurnRow>> {
         self.inner.turns(session_id).await
     }
+
+    async fn insert_monitor(&self, m: &store::MonitorRow) -> store::Result<()> {
+        self.inner.insert_monitor(m).await
+    }
+
+    async fn end_monitor(&self, id: &str, at: i64) -> store::Result<()> {
+        self.inner.end_monitor(id, at).await
+    }
+
+    async fn end_open_monitors(&self, at: i64) -> store::Result<u64> {
+        self.inner.end_open_monitors(at).await
+    }
+
+    async fn monitors(&self, session_id: &str) -> store::Result<Vec<store::MonitorRow>> {
+        self.inner.monitors(session_id).await
+    }
 }
 
 async fn raced_harness() -> (Harness, Arc<RacedStore>) {

@@ -1,9 +1,10 @@
 //! The SQLite store's own rules: compare-and-swap lifecycle writes, the indexed deadline
-//! query, and an existing database upgraded in place by migration 0003.
+//! query, an existing database upgraded in place by migration 0003, and listen-ins (0004).
 
 use super::SqliteStore;
 use crate::store::{
-    CampaignRow, InviteRow, ScriptRow, SessionRow, SessionStore, SessionUpdate, StoreError,
+    CampaignRow, InviteRow, MonitorRow, ScriptRow, SessionRow, SessionStore, SessionUpdate,
+    StoreError,
 };
 use earshot_vocab::{Quality, State};
 use sqlx::Row;
@@ -207,4 +208,50 @@ async fn an_existing_database_upgrades_with_its_live_sessions_due_at_once() {
     // Opening it again applies nothing twice.
     drop(store);
     SqliteStore::open(&path).await.unwrap();
+}
+
+#[tokio::test]
+async fn listen_ins_end_once_and_a_restart_closes_the_open_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("earshot.db"))
+        .await
+        .unwrap();
+    seed(&store).await;
+    store
+        .insert_session(&session("ses_m", State::InProgress, None))
+        .await
+        .unwrap();
+    for (id, at) in [("mon_a", 10), ("mon_b", 20), ("mon_c", 30)] {
+        store
+            .insert_monitor(&MonitorRow {
+                id: id.into(),
+                session_id: "ses_m".into(),
+                started_at: at,
+                ended_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    store.end_monitor("mon_a", 15).await.unwrap();
+    // A second end keeps the first.
+    store.end_monitor("mon_a", 99).await.unwrap();
+    assert_eq!(store.end_open_monitors(50).await.unwrap(), 2);
+    let ends: Vec<(String, Option<i64>)> = store
+        .monitors("ses_m")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.id, m.ended_at))
+        .collect();
+    assert_eq!(
+        ends,
+        vec![
+            ("mon_a".to_string(), Some(15)),
+            ("mon_b".to_string(), Some(50)),
+            ("mon_c".to_string(), Some(50)),
+        ]
+    );
+    // They go with their session.
+    assert!(store.delete_session("ses_m").await.unwrap());
+    assert!(store.monitors("ses_m").await.unwrap().is_empty());
 }

@@ -1,0 +1,137 @@
+//! What is kept in memory about each live session besides its turn log, and the
+//! participant's own feed: the media plane's latest quality signals (published with why the
+//! session needs attention, [`crate::attention`]), the prompt being asked and the
+//! interviewer's latest words (published as `progress`; what a participant feed starts from),
+//! and the count of participant feeds (they are bus subscribers, not monitors).
+
+use super::SessionService;
+use crate::attention::attention;
+use crate::error::ApiError;
+use crate::event_bus::LiveEvent;
+use crate::lifecycle::Millis;
+use crate::media_port::QualitySignals;
+use crate::store::SessionRow;
+
+/// The latest quality signals of a live session and when they came.
+#[derive(Debug, Clone)]
+pub struct LatestSignals {
+    pub at: Millis,
+    pub signals: QualitySignals,
+    pub attention: Vec<&'static str>,
+}
+
+/// Where a live session's interview stands, for the participant's own feed: the prompt
+/// being asked (index from 0, and how many there are; 0 when an agent leads) and the
+/// interviewer's latest words.
+#[derive(Debug, Clone, Default)]
+pub struct InterviewNow {
+    pub progress: Option<(usize, usize)>,
+    pub caption: Option<String>,
+}
+
+/// A participant's subscription to their own session's live lines (see
+/// `routes::participant_live`); counted apart from the monitors while it lasts.
+pub struct ParticipantFeed {
+    pub lines: crate::event_bus::Subscription,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for ParticipantFeed {
+    fn drop(&mut self) {
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl SessionService {
+    /// New quality signals from the media plane: kept as the session's latest and published.
+    pub(super) fn signals_arrived(&self, session_id: &str, signals: QualitySignals) {
+        let latest = LatestSignals {
+            at: self.now(),
+            attention: attention(&signals),
+            signals,
+        };
+        self.bus.publish_event(
+            session_id,
+            &LiveEvent::Signals {
+                signals: &latest.signals,
+                attention: &latest.attention,
+            },
+        );
+        self.signals.insert(session_id.to_string(), latest);
+    }
+
+    /// The session's latest quality signals, if its media reported any.
+    pub fn latest_signals(&self, session_id: &str) -> Option<LatestSignals> {
+        self.signals.get(session_id).map(|s| s.clone())
+    }
+
+    /// The interviewer moved to a prompt: kept, and announced as a `progress` live event.
+    pub(super) fn progress_arrived(&self, session_id: &str, index: usize, count: usize, id: &str) {
+        self.interview_now
+            .entry(session_id.to_string())
+            .or_default()
+            .progress = Some((index, count));
+        self.bus
+            .publish_event(session_id, &LiveEvent::Progress { index, count, id });
+    }
+
+    /// The interviewer's latest words (a transcript line of the AI), kept for a participant
+    /// feed that starts while they are spoken.
+    pub(super) fn caption_arrived(&self, session_id: &str, text: &str) {
+        self.interview_now
+            .entry(session_id.to_string())
+            .or_default()
+            .caption = Some(text.to_string());
+    }
+
+    /// Where the session's interview stands now (see [`InterviewNow`]) and whether the
+    /// interviewer is speaking.
+    pub fn interview_now(&self, session_id: &str) -> (InterviewNow, bool) {
+        let now = self
+            .interview_now
+            .get(session_id)
+            .map(|n| n.clone())
+            .unwrap_or_default();
+        let ai_speaking = self
+            .turn_logs
+            .get(session_id)
+            .is_some_and(|l| l.ai_speaking());
+        (now, ai_speaking)
+    }
+
+    /// The participant's own feed of their session's live lines (filtered by the route).
+    pub fn participant_feed(&self, session_id: &str) -> ParticipantFeed {
+        let lines = self.bus.subscribe(session_id);
+        self.participant_feeds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ParticipantFeed {
+            lines,
+            count: std::sync::Arc::clone(&self.participant_feeds),
+        }
+    }
+
+    /// Participants' feeds open now.
+    pub fn participant_feed_count(&self) -> usize {
+        self.participant_feeds
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The invite's newest session, whatever its state (the participant's live feed);
+    /// `consent_required` before there is one.
+    pub async fn invite_session(
+        &self,
+        invite: &crate::store::InviteRow,
+    ) -> Result<SessionRow, ApiError> {
+        self.store
+            .latest_session_for_invite(&invite.token)
+            .await?
+            .ok_or_else(|| ApiError::conflict("consent_required", "accept the consent first"))
+    }
+
+    /// Forgets what was kept about a session's live media (it ended or was deleted).
+    pub(super) fn forget_live(&self, session_id: &str) {
+        self.signals.remove(session_id);
+        self.interview_now.remove(session_id);
+    }
+}
