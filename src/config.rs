@@ -80,11 +80,17 @@ pub struct AgentConfig {
     /// How long an unreachable or dropped agent is retried (with backoff) before the session
     /// ends as abandoned ("technical: agent").
     pub retry_secs: u64,
+    /// A PEM file of CA certificates trusted for `wss://` agents besides the system's roots
+    /// (an operator's private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        Self { retry_secs: 10 }
+        Self {
+            retry_secs: 10,
+            ca_file: None,
+        }
     }
 }
 
@@ -236,7 +242,8 @@ const SECTIONS: [&str; 10] = [
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 6] = [
+const OPTIONAL_KEYS: [&str; 7] = [
+    "agent.ca_file",
     "server.public_url",
     "server.prompts_dir",
     "server.tls_cert",
@@ -405,6 +412,11 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return bad(format!("log.filter {:?}: {e}", self.log.filter));
+        }
+        if let Some(ca) = &self.agent.ca_file
+            && let Err(e) = earshot_media::agent::tls::client_config(Some(ca))
+        {
+            return bad(e);
         }
         if !(1..=3600).contains(&self.agent.retry_secs) {
             return bad(format!(
@@ -602,6 +614,10 @@ mod tests {
                 "limits.max_monitors",
             ),
             (&[("EARSHOT_LIMITS_NOPE", "5")], "nope"),
+            (
+                &[("EARSHOT_AGENT_CA_FILE", "/nonexistent/ca.pem")],
+                "agent.ca_file",
+            ),
             (
                 &[("EARSHOT_SERVER_TRUSTED_PROXIES", r#"["10.0.0.0/33"]"#)],
                 "server.trusted_proxies",

@@ -227,6 +227,8 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
             ..OpusSettings::default()
         },
         agent_retry: std::time::Duration::from_secs(cfg.agent.retry_secs),
+        // The system's roots and the operator's CA file, read once (validated at load).
+        agent_tls: earshot_media::agent::tls::client_config(cfg.agent.ca_file.as_deref()).ok(),
         derive_at_end: cfg.recording.derive == "at_end",
     }
 }

@@ -25,6 +25,8 @@ pub struct EngineConfig {
     pub opus: OpusSettings,
     /// How long an unreachable or dropped agent is retried before the session is told.
     pub agent_retry: Duration,
+    /// TLS for `wss://` agents (`None`: the system's roots, built when first needed).
+    pub agent_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Make the mix and MP3s when a session ends (else on first request).
     pub derive_at_end: bool,
 }
@@ -35,6 +37,7 @@ impl Default for EngineConfig {
             peer: PeerConfig::default(),
             opus: OpusSettings::default(),
             agent_retry: Duration::from_secs(10),
+            agent_tls: None,
             derive_at_end: true,
         }
     }

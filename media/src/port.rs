@@ -29,6 +29,7 @@ impl Engine {
             audio_format: a.audio_format,
             custom_parameters: a.custom_parameters,
             retry_for: self.config().agent_retry,
+            tls: self.config().agent_tls,
         }
     }
 

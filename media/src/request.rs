@@ -76,6 +76,8 @@ pub struct AgentRequest {
     /// Give up (emit [`MediaEvent::AgentFailed`]) after the agent has been unreachable this
     /// long.
     pub retry_for: Duration,
+    /// TLS for a `wss://` agent (`None`: the system's roots, see `agent::tls`).
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// A participant's offer and what their session's media must do.

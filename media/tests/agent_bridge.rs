@@ -315,6 +315,7 @@ fn agent_request(url: String, format: AgentAudioFormat, custom: Value) -> AgentR
         audio_format: format,
         custom_parameters: custom,
         retry_for: Duration::from_secs(1),
+        tls: None,
     }
 }
 

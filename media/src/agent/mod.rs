@@ -4,7 +4,7 @@
 //!
 //! # Protocol
 //!
-//! Earshot dials the agent's `ws://` URL when the session becomes active (the participant's
+//! Earshot dials the agent's `ws://` or `wss://` URL when the session becomes active (the participant's
 //! peer is connected and the session is not paused), and again after every pause, resume or
 //! dropped connection. Every connection is one *stream* with a fresh `streamSid`
 //! (`MZ` + 32 hex digits); `callSid` is the Earshot session id, `accountSid` is `earshot`.
@@ -70,24 +70,21 @@ pub mod audio;
 pub mod bridge;
 pub mod playout;
 pub mod protocol;
+pub mod tls;
 
 /// Largest WebSocket message or frame accepted from an agent. A bigger one fails the
 /// connection (which is then dialled again).
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
-/// Checks that `url` is a WebSocket URL Earshot can dial (`ws://host[:port][/path]`).
+/// Checks that `url` is a WebSocket URL Earshot can dial (`ws://` or `wss://`
+/// `host[:port][/path]`).
 pub fn validate_url(url: &str) -> Result<(), String> {
     let uri: tokio_tungstenite::tungstenite::http::Uri = url
         .parse()
         .map_err(|e| format!("invalid agent URL {url:?}: {e}"))?;
     match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("ws") => {}
-        Some(s) if s.eq_ignore_ascii_case("wss") => {
-            return Err(format!(
-                "agent URL {url:?}: wss:// is not supported by this build; use ws:// (e.g. behind a TLS-terminating proxy)"
-            ));
-        }
-        _ => return Err(format!("agent URL {url:?} must start with ws://")),
+        Some(s) if s.eq_ignore_ascii_case("ws") || s.eq_ignore_ascii_case("wss") => {}
+        _ => return Err(format!("agent URL {url:?} must start with ws:// or wss://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("agent URL {url:?} has no host"));
@@ -103,7 +100,7 @@ mod tests {
     fn urls_are_checked() {
         assert!(validate_url("ws://127.0.0.1:9000/agent").is_ok());
         assert!(validate_url("WS://agent.example/x?y=1").is_ok());
-        assert!(validate_url("wss://agent.example/x").is_err());
+        assert!(validate_url("wss://agent.example/x").is_ok());
         assert!(validate_url("http://agent.example/x").is_err());
         assert!(validate_url("agent.example").is_err());
         assert!(validate_url("ws://").is_err());

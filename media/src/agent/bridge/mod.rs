@@ -113,6 +113,7 @@ struct Config {
     format: AgentAudioFormat,
     custom_parameters: serde_json::Value,
     retry_for: Duration,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl AgentLink {
@@ -127,6 +128,7 @@ impl AgentLink {
             format: request.audio_format,
             custom_parameters: request.custom_parameters.clone(),
             retry_for: request.retry_for,
+            tls: request.tls.clone(),
         };
         tokio::spawn(run(config, to_rx, from_tx, Arc::clone(&stats)));
         Self {
@@ -166,6 +168,32 @@ impl AgentLink {
     pub fn stats(&self) -> &BridgeStats {
         &self.stats
     }
+}
+
+/// The TLS connector for a `wss://` agent: the request's configuration, else the system's
+/// roots (built once per process). `None` for `ws://`.
+fn tls_connector(config: &Config) -> Option<tokio_tungstenite::Connector> {
+    static SYSTEM: std::sync::OnceLock<Option<Arc<tokio_rustls::rustls::ClientConfig>>> =
+        std::sync::OnceLock::new();
+    if !config
+        .url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("wss://"))
+    {
+        return None;
+    }
+    let tls = config.tls.clone().or_else(|| {
+        SYSTEM
+            .get_or_init(|| match crate::agent::tls::client_config(None) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "no TLS configuration for wss:// agents");
+                    None
+                }
+            })
+            .clone()
+    })?;
+    Some(tokio_tungstenite::Connector::Rustls(tls))
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -218,10 +246,11 @@ async fn run(
         let timeout = remaining.clamp(Duration::from_secs(1), CONNECT_TIMEOUT_MAX);
         let connect = tokio::time::timeout(
             timeout,
-            tokio_tungstenite::connect_async_with_config(
+            tokio_tungstenite::connect_async_tls_with_config(
                 config.url.as_str(),
                 Some(ws_config()),
                 true,
+                tls_connector(&config),
             ),
         );
         let result = tokio::select! {

@@ -60,6 +60,7 @@ fn agent_request() -> AgentRequest {
         audio_format: AgentAudioFormat::L16k16,
         custom_parameters: serde_json::json!({}),
         retry_for: Duration::from_secs(10),
+        tls: None,
     }
 }
 
