@@ -595,4 +595,22 @@ async fn agent_dropping_mid_session_ends_it_as_technical_with_recordings() {
     let session_id = join_interview(&mut browser, &server).await;
     let _ = agent.await;
     assert_ends_technical_with_recordings(&server, &session_id).await;
+    // /metrics counted one connection, its drop and the give-up.
+    let metrics = server
+        .admin(server.http.get(server.url("/metrics")))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{metrics}"))
+    };
+    assert_eq!(value("earshot_agent_connects_total"), 1.0);
+    assert_eq!(value("earshot_agent_disconnects_total"), 1.0);
+    assert_eq!(value("earshot_agent_failures_total"), 1.0);
 }

@@ -77,6 +77,10 @@ pub struct MediaMetrics {
     /// End-of-session work: queued -> done (waiting for the finalizer thread included).
     finalize: Histogram,
     recorded_bytes: AtomicU64,
+    /// Agent connections made (streams started), dropped (then dialled again) and given up.
+    agent_connects: AtomicU64,
+    agent_drops: AtomicU64,
+    agent_failures: AtomicU64,
 }
 
 impl Default for MediaMetrics {
@@ -91,6 +95,9 @@ impl Default for MediaMetrics {
             finalize_waiting: AtomicI64::new(0),
             finalize: Histogram::new(&FINALIZE_BUCKETS),
             recorded_bytes: AtomicU64::new(0),
+            agent_connects: AtomicU64::new(0),
+            agent_drops: AtomicU64::new(0),
+            agent_failures: AtomicU64::new(0),
         }
     }
 }
@@ -114,6 +121,17 @@ impl MediaMetrics {
             inc(&self.deadline_missed);
         }
         self.lateness.observe(lateness);
+    }
+
+    /// Counts what the agent bridge reports: connections, drops (redialled) and give-ups.
+    pub fn agent_message(&self, msg: Option<&crate::agent::bridge::FromAgent>) {
+        use crate::agent::bridge::FromAgent;
+        match msg {
+            Some(FromAgent::Connected { .. }) => inc(&self.agent_connects),
+            Some(FromAgent::Disconnected { .. }) => inc(&self.agent_drops),
+            Some(FromAgent::Failed { .. }) => inc(&self.agent_failures),
+            _ => {}
+        }
     }
 
     /// A participant peer connected `took` after its offer was answered.
@@ -208,6 +226,24 @@ impl MediaMetrics {
             self.finalize.count().to_string(),
         );
         metric(
+            "earshot_agent_connects_total",
+            "counter",
+            "Agent WebSocket streams started (the first connection and every reconnection).",
+            get(&self.agent_connects).to_string(),
+        );
+        metric(
+            "earshot_agent_disconnects_total",
+            "counter",
+            "Agent connections that dropped (the bridge dials again).",
+            get(&self.agent_drops).to_string(),
+        );
+        metric(
+            "earshot_agent_failures_total",
+            "counter",
+            "Agents given up after being unreachable for [agent] retry_secs.",
+            get(&self.agent_failures).to_string(),
+        );
+        metric(
             "earshot_media_recorded_bytes_total",
             "counter",
             "Bytes of recording files written by finished end-of-session work.",
@@ -275,6 +311,10 @@ mod tests {
             bytes: 1234,
         };
         m.finalize_done(queued, [&file, &file]);
+        use crate::agent::bridge::FromAgent;
+        m.agent_message(Some(&FromAgent::Disconnected { detail: "x".into() }));
+        m.agent_message(Some(&FromAgent::Clear));
+        m.agent_message(None);
         let mut text = String::new();
         m.render(&mut text);
         for line in [
@@ -287,6 +327,9 @@ mod tests {
             "earshot_media_finalized_total 1",
             "earshot_media_finalize_waiting 0",
             "earshot_media_recorded_bytes_total 2468",
+            "earshot_agent_connects_total 0",
+            "earshot_agent_disconnects_total 1",
+            "earshot_agent_failures_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -248,6 +248,7 @@ impl SessionTask {
                     self.step(Input::Tick { scheduled }).await;
                 }
                 msg = next_agent_message(&mut self.link) => {
+                    self.metrics.agent_message(msg.as_ref());
                     if matches!(msg, None | Some(FromAgent::Failed { .. })) {
                         // The bridge gave up (or its task ended): it is not used again.
                         self.link = None;
