@@ -48,7 +48,16 @@ impl Server {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
-        Self::start_limited(data_dir, "127.0.0.1", env, None, None).await
+        Self::start_limited(data_dir, "127.0.0.1", env, None, None, None).await
+    }
+
+    /// Starts the server inside the network namespace `ns`, on its address there: a client on
+    /// the host reaches it (HTTP and media) only over the namespace's link, which the test can
+    /// take down and up to cut the path ([`netns::Netns::set_link`]).
+    pub async fn start_in_netns(ns: &netns::Netns, env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let ip = ns.ns_ip.to_string();
+        Self::start_limited(data_dir, &ip, env, None, None, Some(&ns.name)).await
     }
 
     /// Starts the server serving HTTPS (`env` names its certificate and key); the test's
@@ -58,21 +67,21 @@ impl Server {
         tls: tokio_rustls::rustls::ClientConfig,
     ) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, "127.0.0.1", env, None, Some(tls)).await
+        Self::start_limited(data_dir, "127.0.0.1", env, None, Some(tls), None).await
     }
 
     /// Starts the server with its open-file limit (soft and hard) set to `nofile`, as a
     /// service manager or `ulimit -n` would.
     pub async fn start_with_nofile(env: &[(&str, &str)], nofile: u64) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, "127.0.0.1", env, Some(nofile), None).await
+        Self::start_limited(data_dir, "127.0.0.1", env, Some(nofile), None, None).await
     }
 
     /// Starts the server with its HTTP listener and its media (host candidates) on `ip`, a
     /// concrete local address (e.g. the host side of a [`netns::Netns`]).
     pub async fn start_on(ip: &str, env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, ip, env, None, None).await
+        Self::start_limited(data_dir, ip, env, None, None, None).await
     }
 
     async fn start_limited(
@@ -81,11 +90,21 @@ impl Server {
         env: &[(&str, &str)],
         nofile: Option<u64>,
         https: Option<tokio_rustls::rustls::ClientConfig>,
+        netns: Option<&str>,
     ) -> Server {
-        let port = free_port_on(ip);
+        // Inside a namespace of the test's own every port is free; its address is not the
+        // host's to probe.
+        let port = free_port_on(if netns.is_some() { "127.0.0.1" } else { ip });
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
+        let mut cmd = match netns {
+            Some(name) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", name, env!("CARGO_BIN_EXE_earshot")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_earshot")),
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("{ip}:{port}"))

@@ -115,6 +115,15 @@ impl Netns {
         ns
     }
 
+    /// Takes the pair's host side down (`up = false`: nothing passes between the host and the
+    /// namespace) or up again.
+    pub fn set_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        if let Err(e) = ip(&["link", "set", &self.host_link, state]) {
+            panic!("setting the namespace link {state}: {e}");
+        }
+    }
+
     /// A command that runs `program` inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
