@@ -341,6 +341,19 @@ impl Config {
             }
             (None, None) => {}
         }
+        if let Some(u) = &self.server.public_url {
+            let ok = u.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https")
+                    && !rest.is_empty()
+                    && !rest.starts_with('/')
+                    && !rest.contains(char::is_whitespace)
+            });
+            if !ok {
+                return bad(format!(
+                    "server.public_url must be an http:// or https:// URL with a host, got {u:?}"
+                ));
+            }
+        }
         if let Err(e) = earshot_signaling::routes::forwarded::TrustedProxies::parse(
             &self.server.trusted_proxies,
         ) {

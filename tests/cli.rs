@@ -93,6 +93,29 @@ fn check_config_refuses_a_bad_configuration_naming_the_key() {
             &[],
             "/nonexistent/earshot.toml",
         ),
+        (
+            &[],
+            &[("EARSHOT_SERVER_PUBLIC_URL", "interviews.example.org")],
+            "server.public_url",
+        ),
+        (
+            &[],
+            &[("EARSHOT_TURN_URLS", r#"["turn:127.0.0.1:3478"]"#)],
+            "turn.shared_secret",
+        ),
+        (
+            &[],
+            &[
+                ("EARSHOT_SERVER_TLS_CERT", "/nonexistent/cert.pem"),
+                ("EARSHOT_SERVER_TLS_KEY", "/nonexistent/key.pem"),
+            ],
+            "server.tls_cert",
+        ),
+        (
+            &[],
+            &[("EARSHOT_AGENT_CA_FILE", "/nonexistent/ca.pem")],
+            "agent.ca_file",
+        ),
     ];
     for (args, env, needle) in cases {
         let (ok, out, err) = check_config(args, env);
