@@ -1,6 +1,7 @@
-//! Configuration reload on SIGHUP (F11): a changed Opus bitrate reaches the next participant
-//! without a restart (measured on the AI audio a real WebRTC peer receives); a restart-only key
-//! is logged as such; an invalid file is refused and the running configuration stays.
+//! Codec settings (F11) measured on the AI audio a real WebRTC peer receives: a configuration
+//! reload on SIGHUP brings a changed Opus bitrate to the next participant without a restart (a
+//! restart-only key is logged as such; an invalid file is refused and the running
+//! configuration stays), and a script's own `codec` settings override the deployment's.
 
 mod support;
 
@@ -13,9 +14,25 @@ use support::{ADMIN_TOKEN, Server};
 /// Bits per second of the AI's speech packets a participant receives in `seconds` (the larger
 /// half of the packets: the silence between prompts is coded in a few bytes).
 async fn ai_speech_bitrate(server: &Server, seconds: usize) -> f64 {
+    ai_speech_bitrate_of(server, seconds, serde_json::json!({})).await
+}
+
+/// As [`ai_speech_bitrate`], the invite made with `invite_body`.
+async fn ai_speech_bitrate_of(
+    server: &Server,
+    seconds: usize,
+    invite_body: serde_json::Value,
+) -> f64 {
     // The participant stays quiet so that the interviewer keeps talking (its greeting).
     let pcm = vec![0i16; seconds * 48_000];
-    let mut p = Participant::join(&server.base, ADMIN_TOKEN, None).await;
+    let mut p = Participant::join_invite(
+        reqwest::Client::new(),
+        &server.base,
+        ADMIN_TOKEN,
+        invite_body,
+        None,
+    )
+    .await;
     let streamed = p.stream(&encode(&pcm, OpusSettings::default())).await;
     p.hang_up().await;
     let mut sizes: Vec<usize> = streamed.received.iter().map(|r| r.payload.len()).collect();
@@ -88,4 +105,47 @@ async fn sighup_applies_a_new_opus_bitrate_to_the_next_session() {
     assert!(line.contains("opus.bitrate"), "{line}");
     let still = ai_speech_bitrate(&server, 6).await;
     assert!((40_000.0..=80_000.0).contains(&still), "{still}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripts_codec_settings_override_the_deployments() {
+    let server = Server::start(&[]).await;
+    // The built-in script's prompts, in a script of its own that asks for 12 kbit/s.
+    let built_in: serde_json::Value = server
+        .admin(server.http.get(server.url("/v1/scripts/scr_default")))
+        .send()
+        .await
+        .expect("script")
+        .json()
+        .await
+        .expect("json");
+    let prompts: Vec<serde_json::Value> = built_in["prompts"]
+        .as_array()
+        .expect("prompts")
+        .iter()
+        .map(|p| {
+            let audio = p["audio"].as_str().expect("audio");
+            let name = &audio[audio.find("default/").expect("default/")..];
+            serde_json::json!({"id": p["id"], "text": p["text"], "audio": name})
+        })
+        .collect();
+    let r = server
+        .admin(server.http.post(server.url("/v1/scripts")))
+        .json(&serde_json::json!({"name": "low bitrate", "prompts": prompts, "codec": {"bitrate": 12000}}))
+        .send()
+        .await
+        .expect("create script");
+    let status = r.status();
+    let script: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(status, 201, "{script}");
+    assert_eq!(script["codec"]["bitrate"], 12000, "{script}");
+    let id = script["id"].as_str().expect("id");
+
+    let default = ai_speech_bitrate(&server, 6).await;
+    let low = ai_speech_bitrate_of(&server, 6, serde_json::json!({"script_id": id})).await;
+    eprintln!(
+        "AI speech: deployment default {default:.0} bit/s, script codec 12000: {low:.0} bit/s"
+    );
+    assert!((25_000.0..=45_000.0).contains(&default), "{default}");
+    assert!((6_000.0..=20_000.0).contains(&low), "{low}");
 }

@@ -35,7 +35,7 @@ pub enum CodecError {
 pub type Result<T, E = CodecError> = std::result::Result<T, E>;
 
 /// Encoder settings (F11: operators tune these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpusSettings {
     /// Target bitrate, 6_000 ..= 510_000.

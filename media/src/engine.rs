@@ -89,8 +89,8 @@ pub struct Engine {
     events: mpsc::Sender<MediaEvent>,
     /// Silent listeners' peers by id (with their session), for trickled candidates and hang-up.
     listeners: Arc<DashMap<u64, (String, Arc<ServerPeer>)>>,
-    /// Prompts decoded and Opus-encoded once per process, by file.
-    prompt_cache: DashMap<PathBuf, LoadedAudio>,
+    /// Prompts decoded and Opus-encoded once per process, by file and encoder settings.
+    prompt_cache: DashMap<(PathBuf, OpusSettings), LoadedAudio>,
     metrics: Arc<MediaMetrics>,
 }
 
@@ -153,7 +153,8 @@ impl Engine {
         let prompts = if req.agent.is_some() {
             Vec::new()
         } else {
-            self.load_prompts(&req.prompts).await?
+            let opus = req.opus.unwrap_or(self.config().opus);
+            self.load_prompts(&req.prompts, opus).await?
         };
         let (peer, answer, peer_events) =
             ServerPeer::answer(&self.config().peer, &req.offer_sdp, PeerRole::Participant).await?;
@@ -187,7 +188,7 @@ impl Engine {
             start_at: req.start_at,
             noise_suppression: req.noise_suppression,
             recording: req.recording,
-            opus: self.config().opus,
+            opus: req.opus.unwrap_or(self.config().opus),
             agent: req.agent,
             metrics: Arc::clone(&self.metrics),
         };
@@ -213,13 +214,20 @@ impl Engine {
 
     /// Loads (decodes and Opus-encodes) prompts ahead of the first session that plays them.
     pub async fn preload_prompts(&self, prompts: &[PromptSpec]) -> Result<(), EngineError> {
-        self.load_prompts(prompts).await.map(|_| ())
+        self.load_prompts(prompts, self.config().opus)
+            .await
+            .map(|_| ())
     }
 
-    async fn load_prompts(&self, prompts: &[PromptSpec]) -> Result<Vec<LoadedPrompt>, EngineError> {
+    async fn load_prompts(
+        &self,
+        prompts: &[PromptSpec],
+        opus: OpusSettings,
+    ) -> Result<Vec<LoadedPrompt>, EngineError> {
         let mut out = Vec::with_capacity(prompts.len());
         for p in prompts {
-            if let Some(audio) = self.prompt_cache.get(&p.audio) {
+            let key = (p.audio.clone(), opus);
+            if let Some(audio) = self.prompt_cache.get(&key) {
                 out.push(LoadedPrompt {
                     prompt: p.clone(),
                     audio: audio.clone(),
@@ -227,7 +235,6 @@ impl Engine {
                 continue;
             }
             let path = p.audio.clone();
-            let opus = self.config().opus;
             let audio = tokio::task::spawn_blocking(move || LoadedAudio::load(&path, opus))
                 .await
                 .map_err(|e| EngineError::Prompt {
@@ -238,7 +245,7 @@ impl Engine {
                     path: p.audio.clone(),
                     detail: e.to_string(),
                 })?;
-            self.prompt_cache.insert(p.audio.clone(), audio.clone());
+            self.prompt_cache.insert(key, audio.clone());
             out.push(LoadedPrompt {
                 prompt: p.clone(),
                 audio,

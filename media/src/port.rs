@@ -8,6 +8,7 @@ use earshot_vocab::media_port::{
 };
 use earshot_vocab::{Format, Track};
 
+use crate::codec::OpusSettings;
 use crate::engine::{AgentRequest, Engine, EngineError, ParticipantRequest, RecordingRequest};
 
 impl From<EngineError> for MediaError {
@@ -42,10 +43,23 @@ impl Engine {
     }
 }
 
+/// The deployment's encoder settings with a script's overrides.
+fn with_codec(base: OpusSettings, c: earshot_vocab::media_port::CodecSpec) -> OpusSettings {
+    OpusSettings {
+        bitrate_bps: c.bitrate.unwrap_or(base.bitrate_bps),
+        complexity: c.complexity.unwrap_or(base.complexity),
+        fec: c.fec.unwrap_or(base.fec),
+        dtx: c.dtx.unwrap_or(base.dtx),
+        expected_loss_pct: c.expected_loss_pct.unwrap_or(base.expected_loss_pct),
+    }
+}
+
 #[async_trait::async_trait]
 impl MediaPlane for Engine {
     async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError> {
         let agent = req.interview.agent.map(|a| self.agent_request(a));
+        let opus = (!req.interview.codec.is_default())
+            .then(|| with_codec(self.config().opus, req.interview.codec));
         let noise_suppression = req.recording.noise_suppression;
         let recording = req
             .recording
@@ -60,6 +74,7 @@ impl MediaPlane for Engine {
             noise_suppression,
             recording,
             agent,
+            opus,
         };
         Ok(Engine::open_participant(self, request).await?)
     }

@@ -95,4 +95,6 @@ pub struct ParticipantRequest {
     /// The external agent leading the interview; `None`: the built-in interviewer. On a
     /// resume the newest request is used when the agent is dialled again.
     pub agent: Option<AgentRequest>,
+    /// The AI audio's encoder settings; `None`: the engine's.
+    pub opus: Option<OpusSettings>,
 }

@@ -342,6 +342,7 @@ async fn join(
                 derive_at_end: true,
             }),
             agent: Some(agent),
+            opus: None,
         })
         .await
         .expect("engine answers");
@@ -1350,6 +1351,7 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
                 derive_at_end: true,
             }),
             agent: None,
+            opus: None,
         })
         .await
         .expect("engine answers");

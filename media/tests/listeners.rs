@@ -109,6 +109,7 @@ async fn a_listener_hears_the_participant_and_the_interviewer_and_is_not_heard()
             noise_suppression: false,
             recording: None,
             agent: None,
+            opus: None,
         })
         .await
         .expect("answer");
@@ -220,6 +221,7 @@ async fn a_listener_that_offers_a_microphone_is_answered_send_only_and_never_hea
                 derive_at_end: true,
             }),
             agent: None,
+            opus: None,
         })
         .await
         .expect("answer");

@@ -133,11 +133,22 @@ impl Participant {
         admin_token: &str,
         impair: Option<Impair>,
     ) -> Participant {
+        Self::join_invite(http, base, admin_token, serde_json::json!({}), impair).await
+    }
+
+    /// As [`Participant::join_with`], the invite made with `invite_body` (e.g. a `script_id`).
+    pub async fn join_invite(
+        http: reqwest::Client,
+        base: &str,
+        admin_token: &str,
+        invite_body: serde_json::Value,
+        impair: Option<Impair>,
+    ) -> Participant {
         let url = |p: &str| format!("{base}{p}");
         let v = ok_json(
             http.post(url("/v1/invites"))
                 .bearer_auth(admin_token)
-                .json(&serde_json::json!({}))
+                .json(&invite_body)
                 .send()
                 .await,
             "invite",

@@ -30,6 +30,54 @@ pub struct AgentSpec {
     pub custom_parameters: serde_json::Value,
 }
 
+/// A script's settings for the Opus encoder of the AI audio participants hear; each one unset
+/// is the deployment's (`[opus]`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CodecSpec {
+    /// Bits per second, 6000..=510000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate: Option<u32>,
+    /// 0..=10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complexity: Option<u8>,
+    /// In-band forward error correction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fec: Option<bool>,
+    /// Discontinuous transmission in silence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtx: Option<bool>,
+    /// The loss the encoder prepares its FEC for, 0..=100 %.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_loss_pct: Option<u8>,
+}
+
+impl CodecSpec {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks the ranges; an error names the field (`codec.bitrate`).
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(b) = self.bitrate
+            && !(6_000..=510_000).contains(&b)
+        {
+            return Err(format!("codec.bitrate must be 6000..=510000 bps, got {b}"));
+        }
+        if let Some(c) = self.complexity
+            && c > 10
+        {
+            return Err(format!("codec.complexity must be 0..=10, got {c}"));
+        }
+        if let Some(l) = self.expected_loss_pct
+            && l > 100
+        {
+            return Err(format!("codec.expected_loss_pct must be 0..=100, got {l}"));
+        }
+        Ok(())
+    }
+}
+
 /// What the interviewer does in a session: the built-in interviewer's prompts, or an external
 /// agent (then `prompts` is empty).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,6 +89,9 @@ pub struct InterviewSpec {
     pub start_at: usize,
     /// The external agent, when the script names one instead of prompts.
     pub agent: Option<AgentSpec>,
+    /// The script's encoder settings for the AI audio.
+    #[serde(default)]
+    pub codec: CodecSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -51,6 +51,8 @@ pub struct CreateScript {
     pub prompts: Option<Vec<PromptBody>>,
     pub agent: Option<AgentBody>,
     pub recording: Option<RecordingBody>,
+    /// Encoder settings of the AI audio, over the deployment's `[opus]`.
+    pub codec: Option<crate::media_port::CodecSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,12 +148,18 @@ pub async fn validate(
         }
         (Some(prompts), None) => ScriptDefinition {
             prompts: validate_prompts(prompts, prompt_dirs).await?,
-            agent: None,
+            ..ScriptDefinition::default()
         },
         (None, Some(agent)) => ScriptDefinition {
-            prompts: Vec::new(),
             agent: Some(validate_agent(agent)?),
+            ..ScriptDefinition::default()
         },
+    };
+    let codec = req.codec.unwrap_or_default();
+    codec.validate().map_err(invalid)?;
+    let definition = ScriptDefinition {
+        codec,
+        ..definition
     };
     let rec = req.recording.unwrap_or_default();
     let quality = match rec.quality {
@@ -292,6 +300,9 @@ pub fn script_view(s: &ScriptRow) -> Result<Value, ApiError> {
                 m.insert("prompts".into(), json!(def.prompts));
             }
         }
+        if !def.codec.is_default() {
+            m.insert("codec".into(), json!(def.codec));
+        }
     }
     Ok(view)
 }
@@ -360,6 +371,35 @@ mod tests {
             Ok(_) => "ok",
             Err(e) => e.code,
         }
+    }
+
+    #[tokio::test]
+    async fn codec_settings_are_checked_and_kept() {
+        let (_, def, _) = check(
+            r#"{"name":"b","agent":{"url":"ws://127.0.0.1:9000"},
+                "codec":{"bitrate":64000,"complexity":10,"fec":false}}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(def.codec.bitrate, Some(64_000));
+        assert_eq!(def.codec.complexity, Some(10));
+        assert_eq!(def.codec.fec, Some(false));
+        assert_eq!(def.codec.dtx, None);
+        for bad in [
+            r#"{"bitrate":5}"#,
+            r#"{"complexity":11}"#,
+            r#"{"expected_loss_pct":101}"#,
+            r#"{"bitrate":"fast"}"#,
+            r#"{"ptime":40}"#,
+        ] {
+            let body =
+                format!(r#"{{"name":"b","agent":{{"url":"ws://127.0.0.1:9000"}},"codec":{bad}}}"#);
+            assert_eq!(code(&body).await, "invalid_script", "{bad}");
+        }
+        let err = check(r#"{"name":"b","agent":{"url":"ws://h"},"codec":{"bitrate":5}}"#)
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("codec.bitrate"), "{}", err.message);
     }
 
     #[tokio::test]

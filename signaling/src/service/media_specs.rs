@@ -27,6 +27,7 @@ fn interview_spec_of(
     turns: &[Turn],
     silence_ms: u32,
 ) -> InterviewSpec {
+    let codec = def.codec;
     if let Some(agent) = def.agent {
         // The agent's `start` context: who, where from, and what was said so far.
         let metadata: Value = serde_json::from_str(&session.metadata).unwrap_or_else(|_| json!({}));
@@ -46,6 +47,7 @@ fn interview_spec_of(
                     "turns": turns,
                 }),
             }),
+            codec,
         };
     }
     // Resume at the prompt the session had reached: it is asked again.
@@ -59,6 +61,7 @@ fn interview_spec_of(
         silence_ms,
         start_at,
         agent: None,
+        codec,
     }
 }
 
