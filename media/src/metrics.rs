@@ -11,6 +11,9 @@ use std::time::Duration;
 const LATENESS_BUCKETS: [f64; 7] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
 const CONNECT_BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
 const FINALIZE_BUCKETS: [f64; 9] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+/// Loss share (0-1) of one participant-second; jitter (seconds).
+const LOSS_BUCKETS: [f64; 8] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+const JITTER_BUCKETS: [f64; 8] = [0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2];
 
 /// A Prometheus histogram over fixed buckets: lock-free, cumulative only when rendered.
 #[derive(Debug)]
@@ -32,15 +35,18 @@ impl Histogram {
     }
 
     fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+        self.observe_value(d.as_secs_f64());
+    }
+
+    /// One observation in the histogram's unit (seconds, or a ratio); the sum is kept in
+    /// millionths.
+    fn observe_value(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
             inc(&self.buckets[i]);
         }
         inc(&self.count);
-        self.sum_us.fetch_add(
-            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.sum_us
+            .fetch_add((v.max(0.0) * 1e6).round() as u64, Ordering::Relaxed);
     }
 
     fn count(&self) -> u64 {
@@ -81,6 +87,10 @@ pub struct MediaMetrics {
     agent_connects: AtomicU64,
     agent_drops: AtomicU64,
     agent_failures: AtomicU64,
+    /// Per participant-second (each session's quality signals): packet loss share and
+    /// interarrival jitter.
+    loss: Histogram,
+    jitter: Histogram,
 }
 
 impl Default for MediaMetrics {
@@ -98,6 +108,8 @@ impl Default for MediaMetrics {
             agent_connects: AtomicU64::new(0),
             agent_drops: AtomicU64::new(0),
             agent_failures: AtomicU64::new(0),
+            loss: Histogram::new(&LOSS_BUCKETS),
+            jitter: Histogram::new(&JITTER_BUCKETS),
         }
     }
 }
@@ -132,6 +144,13 @@ impl MediaMetrics {
             Some(FromAgent::Failed { .. }) => inc(&self.agent_failures),
             _ => {}
         }
+    }
+
+    /// One second of a participant's stream: its loss share (0-1) and jitter (ms).
+    pub fn participant_second(&self, loss: f32, jitter_ms: f32) {
+        self.loss.observe_value(f64::from(loss.clamp(0.0, 1.0)));
+        self.jitter
+            .observe_value(f64::from(jitter_ms.max(0.0)) / 1000.0);
     }
 
     /// A participant peer connected `took` after its offer was answered.
@@ -264,6 +283,16 @@ impl MediaMetrics {
             "earshot_media_finalize_seconds",
             "End-of-session work: queued -> done (the finalizer's lag included).",
         );
+        self.loss.render(
+            out,
+            "earshot_media_participant_loss_ratio",
+            "Share of a participant's packets lost, per participant-second.",
+        );
+        self.jitter.render(
+            out,
+            "earshot_media_participant_jitter_seconds",
+            "Interarrival jitter of a participant's packets (RFC 3550), per participant-second.",
+        );
     }
 }
 
@@ -315,6 +344,8 @@ mod tests {
         m.agent_message(Some(&FromAgent::Disconnected { detail: "x".into() }));
         m.agent_message(Some(&FromAgent::Clear));
         m.agent_message(None);
+        m.participant_second(0.0, 3.0);
+        m.participant_second(0.08, 25.0);
         let mut text = String::new();
         m.render(&mut text);
         for line in [
@@ -330,6 +361,12 @@ mod tests {
             "earshot_agent_connects_total 0",
             "earshot_agent_disconnects_total 1",
             "earshot_agent_failures_total 0",
+            "earshot_media_participant_loss_ratio_bucket{le=\"0\"} 1",
+            "earshot_media_participant_loss_ratio_bucket{le=\"0.05\"} 1",
+            "earshot_media_participant_loss_ratio_bucket{le=\"0.1\"} 2",
+            "earshot_media_participant_loss_ratio_count 2",
+            "earshot_media_participant_jitter_seconds_bucket{le=\"0.005\"} 1",
+            "earshot_media_participant_jitter_seconds_bucket{le=\"0.03\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

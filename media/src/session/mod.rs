@@ -275,6 +275,10 @@ impl SessionTask {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Event(ev) => {
+                    if let MediaEvent::Signals { signals, .. } = &ev {
+                        self.metrics
+                            .participant_second(signals.loss, signals.jitter_ms);
+                    }
                     let _ = self.events.send(ev).await;
                 }
                 Output::SendAi(packet) => {
