@@ -109,6 +109,12 @@ async fn metrics_parse_and_move_during_a_session() {
         value(&during, "earshot_media_connect_seconds", &[]),
         Some(1.0)
     );
+    // Seconds of the participant's stream, with their loss (none here) and jitter.
+    assert!(
+        value(&during, "earshot_media_participant_loss_ratio", &[]).is_some_and(|n| n >= 1.0),
+        "{during_text}"
+    );
+    assert!(during_text.contains("earshot_media_participant_jitter_seconds_count"));
     assert!(value(&during, "earshot_media_ticks_total", &[]).is_some_and(|v| v > 50.0));
     assert!(
         value(&during, "earshot_media_participant_packets_total", &[]).is_some_and(|v| v > 100.0)
