@@ -141,6 +141,9 @@ pub struct MediaConfig {
     pub udp_port_max: u16,
     /// Public IPs announced instead of the bind IP (1:1 NAT mapping).
     pub nat_1to1_ips: Vec<String>,
+    /// `host:port` of a STUN server (the operator's own) that tells the public address at
+    /// start, when `nat_1to1_ips` is empty; the start fails if it does not answer.
+    pub public_ip_stun: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,7 +245,8 @@ const SECTIONS: [&str; 10] = [
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 7] = [
+const OPTIONAL_KEYS: [&str; 8] = [
+    "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
     "server.prompts_dir",
@@ -370,6 +374,15 @@ impl Config {
             && ip.is_unspecified()
         {
             return bad("media.bind_ip must be a concrete address, not 0.0.0.0/::".into());
+        }
+        if let Some(stun) = &m.public_ip_stun
+            && !stun.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            })
+        {
+            return bad(format!(
+                "media.public_ip_stun must be host:port of a STUN server, got {stun:?}"
+            ));
         }
         for ip in &m.nat_1to1_ips {
             if ip.parse::<IpAddr>().is_err() {

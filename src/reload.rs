@@ -103,6 +103,10 @@ impl Reloader {
         if let Some(dir) = &self.source.data_dir {
             new.server.data_dir = dir.clone();
         }
+        // The address STUN gave at start stands for the file's empty `nat_1to1_ips`.
+        if new.media.public_ip_stun.is_some() && new.media.nat_1to1_ips.is_empty() {
+            new.media.nat_1to1_ips = self.current.media.nat_1to1_ips.clone();
+        }
         let changed = changed_keys(&self.current, &new);
         let (applied, restart): (Vec<String>, Vec<String>) =
             changed.into_iter().partition(|k| is_reloadable(k));

@@ -53,6 +53,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         ),
         _ => None,
     };
+    let cfg = with_public_ip_from_stun(cfg).await?;
     let (engine, media_events) = Engine::new(engine_config(&cfg));
     // Decode and Opus-encode the built-in prompts now, not while the first participant waits.
     if let Err(e) = engine.preload_prompts(&default_prompts).await {
@@ -158,6 +159,33 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// With `[media] public_ip_stun` and no `nat_1to1_ips`: asks the STUN server for the public
+/// address and announces it (a 1:1 NAT found instead of written down).
+async fn with_public_ip_from_stun(mut cfg: Config) -> anyhow::Result<Config> {
+    let Some(stun) = cfg.media.public_ip_stun.clone() else {
+        return Ok(cfg);
+    };
+    if !cfg.media.nat_1to1_ips.is_empty() {
+        tracing::info!("media.nat_1to1_ips is set: media.public_ip_stun is not asked");
+        return Ok(cfg);
+    }
+    let server = tokio::net::lookup_host(stun.as_str())
+        .await
+        .with_context(|| format!("media.public_ip_stun: resolving {stun}"))?
+        .next()
+        .with_context(|| format!("media.public_ip_stun: {stun} has no address"))?;
+    let ip = earshot_media::peer::stun_probe::public_ip(
+        server,
+        cfg.media_ip(),
+        std::time::Duration::from_millis(700),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("media.public_ip_stun: {e}"))?;
+    tracing::info!(%ip, stun = %server, "public address from STUN: announced in host candidates");
+    cfg.media.nat_1to1_ips = vec![ip.to_string()];
+    Ok(cfg)
 }
 
 pub(crate) async fn seed_defaults(

@@ -76,3 +76,94 @@ async fn a_sessions_udp_sockets_stay_in_the_configured_range() {
     b.hang_up().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
+
+/// A STUN server standing for the NAT in front of a host: it answers every Binding request
+/// with the public address `mapped` (as a NAT's outside address would be seen).
+fn nat_stun_server(mapped: std::net::SocketAddrV4) -> std::net::SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            // A Binding request: type 0x0001, the magic cookie, a 12-byte transaction id.
+            if n < 20 || buf[0..2] != [0x00, 0x01] || buf[4..8] != [0x21, 0x12, 0xA4, 0x42] {
+                continue;
+            }
+            let mut answer = Vec::with_capacity(32);
+            answer.extend_from_slice(&[0x01, 0x01, 0x00, 0x0C]); // success, 12 bytes
+            answer.extend_from_slice(&buf[4..20]); // cookie and transaction id
+            answer.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]); // XOR-MAPPED, IPv4
+            answer.extend_from_slice(&(mapped.port() ^ 0x2112).to_be_bytes());
+            let ip = u32::from(*mapped.ip()) ^ 0x2112_A442;
+            answer.extend_from_slice(&ip.to_be_bytes());
+            let _ = socket.send_to(&answer, from);
+        }
+    });
+    addr
+}
+
+/// `[media] public_ip_stun`: the address the STUN server reports is what host candidates
+/// announce (the socket stays on the private address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_address_comes_from_the_configured_stun_server() {
+    let stun = nat_stun_server("203.0.113.9:40000".parse().expect("addr"));
+    let stun = stun.to_string();
+    let server = Server::start(&[("EARSHOT_MEDIA_PUBLIC_IP_STUN", stun.as_str())]).await;
+    assert!(
+        server.log().contains("public address from STUN"),
+        "{}",
+        server.log()
+    );
+    let (token, _) = server.invite().await;
+    let http = &server.http;
+    http.get(server.url(&format!("/i/{token}")))
+        .send()
+        .await
+        .expect("page");
+    let r = http
+        .post(server.url(&format!("/v1/invites/{token}/consent")))
+        .json(&serde_json::json!({"accept": true}))
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(server.url(&format!("/v1/invites/{token}/whip")))
+        .header("content-type", "application/sdp")
+        .body(support::sdp::OFFER)
+        .send()
+        .await
+        .expect("whip");
+    assert_eq!(r.status(), 201);
+    let answer = r.text().await.expect("answer");
+    let hosts: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:") && l.contains(" typ host"))
+        .collect();
+    assert!(!hosts.is_empty(), "{answer}");
+    assert!(
+        hosts.iter().all(|l| l.contains(" 203.0.113.9 ")),
+        "host candidates announce the STUN-reported address: {hosts:?}"
+    );
+}
+
+/// A STUN server that never answers stops the start with a message naming the key.
+#[test]
+fn a_silent_stun_server_stops_the_start() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("EARSHOT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("EARSHOT_MEDIA_PUBLIC_IP_STUN", &addr)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("media.public_ip_stun") && err.contains("no answer"),
+        "{err}"
+    );
+}

@@ -293,3 +293,19 @@ async fn refused_credentials_get_a_message_on_the_page() {
         b.eval("document.body.innerText").await
     );
 }
+
+/// `[media] public_ip_stun` against a real STUN server (coturn answers Binding requests): on
+/// loopback the address it reports is the one asked from.
+#[tokio::test]
+async fn coturn_tells_the_stun_probe_its_address() {
+    let turn = Coturn::start("shared-secret-for-the-stun-probe-0123");
+    let server = format!("127.0.0.1:{}", turn.port).parse().expect("addr");
+    let ip = earshot_media::peer::stun_probe::public_ip(
+        server,
+        "127.0.0.1".parse().expect("ip"),
+        Duration::from_millis(700),
+    )
+    .await
+    .expect("coturn answers");
+    assert_eq!(ip.to_string(), "127.0.0.1");
+}

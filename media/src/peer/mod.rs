@@ -35,6 +35,7 @@ mod ports;
 mod restart;
 mod sdp;
 mod socket;
+pub mod stun_probe;
 
 use std::net::IpAddr;
 use std::sync::Arc;
