@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use earshot_media::codec::OpusSettings;
 use support::participant::{Participant, encode};
-use support::{ADMIN_TOKEN, Server};
+use support::browser::Browser;
+use support::{ADMIN_TOKEN, Server, fixture, join_interview};
 
 /// Bits per second of the AI's speech packets a participant receives in `seconds` (the larger
 /// half of the packets: the silence between prompts is coded in a few bytes).
@@ -41,6 +42,27 @@ async fn ai_speech_bitrate_of(
     let speech_half = &sizes[sizes.len() / 2..];
     let mean = speech_half.iter().sum::<usize>() as f64 / speech_half.len() as f64;
     mean * 8.0 / 0.020
+}
+
+/// Bits per second of audio a headless Chromium participant receives while the interviewer
+/// greets it, from the browser's own `getStats` (`inbound-rtp` `bytesReceived` over 3 s).
+async fn browser_ai_bitrate(server: &Server) -> f64 {
+    let (_token, url) = server.invite().await;
+    let mut b = Browser::launch(&url, Some(&fixture("participant_speech.wav"))).await;
+    join_interview(&mut b, server).await;
+    let bytes = r#"(async () => {
+      let n = 0;
+      (await window.earshot.pc.getStats()).forEach(r => {
+        if (r.type === 'inbound-rtp' && r.kind === 'audio') n += r.bytesReceived;
+      });
+      return n;
+    })()"#;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let first = b.eval(bytes).await.as_f64().expect("bytes");
+    let t0 = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = b.eval(bytes).await.as_f64().expect("bytes");
+    (second - first) * 8.0 / t0.elapsed().as_secs_f64()
 }
 
 fn hangup(server: &Server) {
@@ -75,8 +97,12 @@ async fn sighup_applies_a_new_opus_bitrate_to_the_next_session() {
     let server = Server::start(&[("EARSHOT_CONFIG", path.as_str())]).await;
 
     let before = ai_speech_bitrate(&server, 6).await;
-    eprintln!("AI speech at [opus] bitrate = 12000: {before:.0} bit/s");
+    let browser_before = browser_ai_bitrate(&server).await;
+    eprintln!(
+        "AI speech at [opus] bitrate = 12000: {before:.0} bit/s; Chromium's getStats: {browser_before:.0} bit/s"
+    );
     assert!((6_000.0..=20_000.0).contains(&before), "{before}");
+    assert!((5_000.0..=20_000.0).contains(&browser_before), "{browser_before}");
 
     std::fs::write(&file, "[opus]\nbitrate = 64000\n").expect("write");
     let mark = server.log().len();
@@ -85,8 +111,12 @@ async fn sighup_applies_a_new_opus_bitrate_to_the_next_session() {
     assert!(line.contains("opus.bitrate"), "{line}");
 
     let after = ai_speech_bitrate(&server, 6).await;
-    eprintln!("AI speech after the reload to 64000: {after:.0} bit/s");
+    let browser_after = browser_ai_bitrate(&server).await;
+    eprintln!(
+        "AI speech after the reload to 64000: {after:.0} bit/s; Chromium's getStats: {browser_after:.0} bit/s"
+    );
     assert!((40_000.0..=80_000.0).contains(&after), "{after}");
+    assert!(browser_after > 3.0 * browser_before, "{browser_before} -> {browser_after}");
 
     // A key that needs a restart is named as such, and an invalid file changes nothing.
     std::fs::write(
