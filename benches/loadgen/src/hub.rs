@@ -48,6 +48,8 @@ pub struct Hub {
     pub monitors_failed: AtomicU64,
     pub monitors_live: AtomicU64,
     pub monitor_packets: AtomicU64,
+    /// Listeners' audio packets the generator itself dropped (its event channel was full).
+    pub monitor_client_dropped: AtomicU64,
     pub connects: Mutex<Vec<Connect>>,
     /// (t_s, RFC 3550 jitter ms) of every streaming session, once a second.
     pub jitter: Mutex<Vec<(f64, f64)>>,
@@ -84,6 +86,7 @@ impl Hub {
             monitors_failed: AtomicU64::new(0),
             monitors_live: AtomicU64::new(0),
             monitor_packets: AtomicU64::new(0),
+            monitor_client_dropped: AtomicU64::new(0),
             connects: Mutex::new(Vec::new()),
             jitter: Mutex::new(Vec::new()),
             failures: Mutex::new(BTreeMap::new()),

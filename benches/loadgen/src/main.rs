@@ -451,6 +451,7 @@ fn build_report(
             ended_by_server: hub.ended_by_server.load(Ordering::Relaxed),
             monitors_connected: hub.monitors_connected.load(Ordering::Relaxed),
             monitors_failed: hub.monitors_failed.load(Ordering::Relaxed),
+            monitor_generator_dropped: hub.monitor_client_dropped.load(Ordering::Relaxed),
             failures: hub.failures(),
         },
         offer_to_connected_ms: Distribution::of(&all_connect_ms),

@@ -16,6 +16,9 @@ use tracing::debug;
 
 use super::participant::{Ctx, http_error, transport_error};
 
+/// Pause before asking again while the session is not yet live.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
 /// Listens to `session_id` until `done` turns true or the server closes the listen-in.
 pub async fn listen(ctx: Arc<Ctx>, session_id: String, mut done: watch::Receiver<bool>) {
     let hub = &ctx.hub;
@@ -27,7 +30,23 @@ pub async fn listen(ctx: Arc<Ctx>, session_id: String, mut done: watch::Receiver
         Ok(x) => x,
         Err(e) => return hub.monitor_fail(&format!("monitor peer: {e}")),
     };
-    let location = match whep(&ctx, &session_id, offer).await {
+    // The session turns live (in progress) a moment after its participant connected: until
+    // then the server answers 409 `no_live_media`, and the listener asks again.
+    let deadline = tokio::time::Instant::now() + ctx.connect_timeout;
+    let mut answered = whep(&ctx, &session_id, &offer).await;
+    while matches!(&answered, Err(e) if e.ends_with("no_live_media"))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::select! {
+            _ = told_to_leave(&mut done) => {
+                peer.close().await;
+                return;
+            }
+            _ = tokio::time::sleep(RETRY_AFTER) => {}
+        }
+        answered = whep(&ctx, &session_id, &offer).await;
+    }
+    let location = match answered {
         Ok((location, answer)) => {
             if let Err(e) = peer.apply_answer(&answer).await {
                 peer.close().await;
@@ -63,7 +82,7 @@ pub async fn listen(ctx: Arc<Ctx>, session_id: String, mut done: watch::Receiver
     hub.monitors_live.fetch_add(1, Ordering::Relaxed);
     let closed_by_server = loop {
         tokio::select! {
-            _ = done.wait_for(|d| *d) => break false,
+            _ = told_to_leave(&mut done) => break false,
             ev = events.recv() => match ev {
                 Some(PeerEvent::Audio(_)) => {
                     hub.monitor_packets.fetch_add(1, Ordering::Relaxed);
@@ -74,6 +93,8 @@ pub async fn listen(ctx: Arc<Ctx>, session_id: String, mut done: watch::Receiver
         }
     };
     hub.monitors_live.fetch_sub(1, Ordering::Relaxed);
+    hub.monitor_client_dropped
+        .fetch_add(peer.dropped_audio_packets(), Ordering::Relaxed);
     debug!(session = %session_id, closed_by_server, "monitor left");
     if !closed_by_server {
         ctx.hang_up(&location).await;
@@ -81,14 +102,20 @@ pub async fn listen(ctx: Arc<Ctx>, session_id: String, mut done: watch::Receiver
     peer.close().await;
 }
 
+/// Resolves once `done` is true (or its sender is gone); the borrow of the value never
+/// outlives this future, so the listener's task stays `Send`.
+async fn told_to_leave(done: &mut watch::Receiver<bool>) {
+    let _ = done.wait_for(|d| *d).await;
+}
+
 /// WHEP: offer in, (resource location, answer) out.
-async fn whep(ctx: &Ctx, session_id: &str, offer: String) -> Result<(String, String), String> {
+async fn whep(ctx: &Ctx, session_id: &str, offer: &str) -> Result<(String, String), String> {
     let r = ctx
         .http
         .post(ctx.url(&format!("/v1/sessions/{session_id}/whep")))
         .bearer_auth(&ctx.admin_token)
         .header(reqwest::header::CONTENT_TYPE, "application/sdp")
-        .body(offer)
+        .body(offer.to_owned())
         .send()
         .await
         .map_err(|e| transport_error("whep", &e))?;

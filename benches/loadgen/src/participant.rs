@@ -313,8 +313,7 @@ async fn stream(
         }
     }
     hub.connected(offered_at.elapsed().as_secs_f64() * 1000.0);
-    let listeners =
-        (ctx.monitors > 0).then(|| Listeners::start(ctx, session_id, ctx.monitors));
+    let listeners = (ctx.monitors > 0).then(|| Listeners::start(ctx, session_id, ctx.monitors));
 
     let sender = tokio::spawn(send_loop(
         Arc::clone(&peer),

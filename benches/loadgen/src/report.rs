@@ -76,6 +76,8 @@ pub struct Sessions {
     /// Listen-ins (`--monitors`) that connected / never did (their reasons are in `failures`).
     pub monitors_connected: u64,
     pub monitors_failed: u64,
+    /// Listeners' audio packets the generator itself dropped (not a server loss).
+    pub monitor_generator_dropped: u64,
     pub failures: BTreeMap<String, u64>,
 }
 
