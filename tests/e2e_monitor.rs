@@ -7,6 +7,10 @@
 //! a 1 kHz tone: it is answered receive-only, and neither what the participant hears nor any
 //! recording holds the tone. Screenshots of the pages at 1280x800 and 390x844 go to
 //! `target-shots/` when `MONITOR_SHOTS_DIR` names a directory.
+//!
+//! A second test puts two Rust participants on one dashboard, one through the impairing relay
+//! at 10 % loss sending clipped speech, one clean: the first is highlighted for loss and
+//! clipping with those values on its card, the second never is.
 
 mod support;
 
@@ -669,4 +673,232 @@ async fn a_monitor_watches_and_listens_to_a_live_interview_and_is_never_heard() 
         r > 0.4 && median > 0.7,
         "the monitor's audio follows the mix (r = {r:.2}, per 2 s window {windows:.2?})"
     );
+}
+
+/// Notes, in `window.boards`, what the dashboard shows at every refresh: for each session
+/// card, whether it is highlighted, its `data-attention`, the reasons shown and its facts.
+const NOTE_DASHBOARD_JS: &str = r#"(() => {
+  window.boards = [];
+  const note = () => {
+    const cards = {};
+    for (const li of document.querySelectorAll('#sessions li.session')) {
+      const facts = {};
+      for (const d of li.querySelectorAll('.facts div')) {
+        facts[d.querySelector('dt').textContent] = d.querySelector('dd').textContent;
+      }
+      cards[li.dataset.session] = {
+        highlighted: li.classList.contains('attention'),
+        attention: li.dataset.attention,
+        why: [...li.querySelectorAll('.why span')].map((s) => s.textContent),
+        facts,
+      };
+    }
+    window.boards.push(cards);
+  };
+  new MutationObserver(note).observe(document.getElementById('sessions'), { childList: true });
+  note();
+  return true;
+})()"#;
+
+/// A percentage as the dashboard shows it ("12.0 %"), as a share.
+fn shown_share(card: &Value, fact: &str) -> f64 {
+    card["facts"][fact]
+        .as_str()
+        .and_then(|t| t.strip_suffix(" %"))
+        .and_then(|t| t.parse::<f64>().ok())
+        .map_or(f64::NAN, |p| p / 100.0)
+}
+
+/// Two participants (real webrtc-rs peers, no browser) on one dashboard: one sends the speech
+/// fixture driven into clipping through the impairing relay at 10 % random loss, the other the
+/// same speech clean on loopback. The monitor's dashboard (a real Chromium, signed in) shows
+/// the impaired session's loss and clipping above the attention thresholds and highlights its
+/// card with both reasons, while the clean session's card, refreshed at the same moments, reads
+/// no loss and no clipping and is never highlighted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_and_clipping_move_the_signals_and_highlight_the_session_on_the_dashboard() {
+    use earshot_media::codec::OpusSettings;
+    use support::participant::{Impair, Participant, encode};
+    use support::relay::{Impairment, LossModel};
+
+    // A short silence rule keeps the AI's response time far below the 2 s attention limit.
+    let server = Server::start(&[("EARSHOT_INTERVIEWER_SILENCE_MS", "800")]).await;
+    let speech = audio::read_wav(&fixture("participant_speech.wav")).1;
+    // The gain that takes the loudest 10 % of the samples beyond full scale: a microphone
+    // driven far into clipping (the saturation happens before the encoder, as in a browser).
+    let mut mags: Vec<f32> = speech.iter().map(|s| s.abs()).collect();
+    mags.sort_by(f32::total_cmp);
+    let gain = 1.0 / mags[mags.len() * 9 / 10].max(1e-4);
+    let clipped: Vec<f32> = speech.iter().map(|s| (s * gain).clamp(-1.0, 1.0)).collect();
+    let at_full = clipped.iter().filter(|s| s.abs() >= 1.0).count() as f64 / clipped.len() as f64;
+    eprintln!(
+        "clipped speech: gain {gain:.1} ({:.1} dB), {:.1} % of samples at full scale",
+        20.0 * gain.log10(),
+        at_full * 100.0
+    );
+    assert!(at_full > 0.05, "the speech sent clips: {at_full}");
+    let opus = OpusSettings {
+        bitrate_bps: 32_000,
+        complexity: 9,
+        fec: true,
+        dtx: false,
+        expected_loss_pct: 10,
+    };
+    let looped = |x: &[f32]| -> Vec<i16> {
+        support::noise::to_i16(
+            &x.iter()
+                .copied()
+                .cycle()
+                .take(x.len() * 5)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let bad_packets = encode(&looped(&clipped), opus);
+    let clean_packets = encode(&looped(&speech), opus);
+
+    let mut monitor = Browser::launch(&server.url("/monitor"), None).await;
+    assert!(
+        monitor
+            .wait_for(
+                "!!document.querySelector('#signin') && !document.querySelector('#signin').hidden",
+                Duration::from_secs(15)
+            )
+            .await,
+        "the dashboard asks for the token"
+    );
+    sign_in(&mut monitor, ADMIN_TOKEN).await;
+    monitor.eval(NOTE_DASHBOARD_JS).await;
+
+    let lossy = Impairment {
+        loss: LossModel::Random(0.10),
+        ..Impairment::NONE
+    };
+    let mut bad = Participant::join(
+        &server.base,
+        ADMIN_TOKEN,
+        Some(Impair {
+            to_server: lossy,
+            to_client: Impairment::NONE,
+            seed: 0xEA25_0011,
+        }),
+    )
+    .await;
+    let mut clean = Participant::join(&server.base, ADMIN_TOKEN, None).await;
+    let (bad_id, clean_id) = (bad.session_id.clone(), clean.session_id.clone());
+    // The relay stays with the test (the participant only carries it), to read what it dropped.
+    let relay = bad.relay.take().expect("the impaired participant's relay");
+    let bad_task = tokio::spawn(async move {
+        let streamed = bad.stream(&bad_packets).await;
+        (bad, streamed)
+    });
+    let clean_task = tokio::spawn(async move {
+        let streamed = clean.stream(&clean_packets).await;
+        (clean, streamed)
+    });
+
+    // A refresh that shows the impaired session highlighted for loss and clipping, with the
+    // clean session's signals on the same board.
+    let flagged = format!(
+        "window.boards.some((b) => {{ const c = b['{bad_id}'], k = b['{clean_id}']; \
+         return !!c && !!k && c.highlighted && c.attention.split(' ').includes('loss') \
+         && c.attention.split(' ').includes('clipping') && k.facts['Loss'] !== '—'; }})"
+    );
+    let seen = monitor.wait_for(&flagged, Duration::from_secs(30)).await;
+    // Ten seconds of the impaired stream through the relay (enough packets to judge its loss
+    // rate), while the dashboard keeps refreshing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while relay.to_server().rtp < 500 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let boards = monitor.eval("window.boards").await;
+    let boards = boards.as_array().cloned().unwrap_or_default();
+    assert!(
+        seen,
+        "the impaired session was never highlighted for loss and clipping: {boards:#?}\n{}",
+        server.log()
+    );
+    let board = boards
+        .iter()
+        .find(|b| {
+            let c = &b[bad_id.as_str()];
+            c["highlighted"] == true
+                && c["attention"]
+                    .as_str()
+                    .is_some_and(|a| a.contains("loss") && a.contains("clipping"))
+                && b[clean_id.as_str()]["facts"]["Loss"] != "—"
+        })
+        .expect("the board the page matched");
+    let (c, k) = (&board[bad_id.as_str()], &board[clean_id.as_str()]);
+    eprintln!("impaired card: {c}\nclean card: {k}");
+    // The values behind the highlight, as the page shows them.
+    let (loss, clipping) = (shown_share(c, "Loss"), shown_share(c, "Clipping"));
+    assert!(loss > 0.05 && loss < 0.3, "impaired loss {loss}: {c}");
+    assert!(clipping > 0.001, "impaired clipping {clipping}: {c}");
+    let why: Vec<&str> = c["why"]
+        .as_array()
+        .map(|w| w.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        why.contains(&"packet loss") && why.contains(&"clipping"),
+        "reasons shown: {c}"
+    );
+    // The clean session on the same board: no loss, no clipping, not highlighted.
+    assert_eq!(k["highlighted"], false, "{k}");
+    assert_eq!(k["attention"], "", "{k}");
+    assert_eq!(shown_share(k, "Loss"), 0.0, "{k}");
+    assert_eq!(shown_share(k, "Clipping"), 0.0, "{k}");
+    // And at every refresh until then.
+    let clean_cards: Vec<&Value> = boards
+        .iter()
+        .filter_map(|b| b.get(clean_id.as_str()))
+        .collect();
+    assert!(
+        clean_cards
+            .iter()
+            .all(|k| k["highlighted"] == false && k["attention"] == ""),
+        "the clean session was highlighted: {clean_cards:#?}"
+    );
+    // The impaired session's signals moved: in the refreshes with signals, its loss and
+    // clipping read above the clean session's every time both were shown.
+    let pairs: Vec<(f64, f64, f64, f64)> = boards
+        .iter()
+        .filter_map(|b| {
+            let (c, k) = (b.get(bad_id.as_str())?, b.get(clean_id.as_str())?);
+            let v = (
+                shown_share(c, "Loss"),
+                shown_share(c, "Clipping"),
+                shown_share(k, "Loss"),
+                shown_share(k, "Clipping"),
+            );
+            (!v.0.is_nan() && !v.2.is_nan()).then_some(v)
+        })
+        .collect();
+    eprintln!("(impaired loss, clipping, clean loss, clipping) per refresh: {pairs:?}");
+    assert!(
+        pairs.iter().all(|p| p.2 == 0.0 && p.3 == 0.0),
+        "clean signals: {pairs:?}"
+    );
+    let flagged_loss = pairs.iter().filter(|p| p.0 > 0.05).count();
+    let flagged_clipping = pairs.iter().filter(|p| p.1 > 0.001).count();
+    eprintln!(
+        "of {} refreshes: impaired loss above 5 % in {flagged_loss}, clipping above 0.1 % in {flagged_clipping}",
+        pairs.len()
+    );
+    assert!(pairs.len() >= 3, "refreshes with signals: {pairs:?}");
+
+    // The network took what the test says: about 10 % of the impaired participant's packets.
+    let up = relay.to_server();
+    eprintln!(
+        "relay to server: {} RTP, {} dropped ({:.1} %)",
+        up.rtp,
+        up.dropped,
+        up.loss_pct()
+    );
+    // (Random 10 % over 500 packets: 1.3 % standard deviation; 6-14 % is three of them.)
+    assert!(
+        up.rtp >= 500 && (6.0..=14.0).contains(&up.loss_pct()),
+        "{up:?}"
+    );
+    bad_task.abort();
+    clean_task.abort();
 }

@@ -8,8 +8,8 @@ mod support;
 use std::time::Duration;
 
 use earshot_media::codec::OpusSettings;
-use support::participant::{Participant, encode};
 use support::browser::Browser;
+use support::participant::{Participant, encode};
 use support::{ADMIN_TOKEN, Server, fixture, join_interview};
 
 /// Bits per second of the AI's speech packets a participant receives in `seconds` (the larger
@@ -102,7 +102,10 @@ async fn sighup_applies_a_new_opus_bitrate_to_the_next_session() {
         "AI speech at [opus] bitrate = 12000: {before:.0} bit/s; Chromium's getStats: {browser_before:.0} bit/s"
     );
     assert!((6_000.0..=20_000.0).contains(&before), "{before}");
-    assert!((5_000.0..=20_000.0).contains(&browser_before), "{browser_before}");
+    assert!(
+        (5_000.0..=20_000.0).contains(&browser_before),
+        "{browser_before}"
+    );
 
     std::fs::write(&file, "[opus]\nbitrate = 64000\n").expect("write");
     let mark = server.log().len();
@@ -116,7 +119,10 @@ async fn sighup_applies_a_new_opus_bitrate_to_the_next_session() {
         "AI speech after the reload to 64000: {after:.0} bit/s; Chromium's getStats: {browser_after:.0} bit/s"
     );
     assert!((40_000.0..=80_000.0).contains(&after), "{after}");
-    assert!(browser_after > 3.0 * browser_before, "{browser_before} -> {browser_after}");
+    assert!(
+        browser_after > 3.0 * browser_before,
+        "{browser_before} -> {browser_after}"
+    );
 
     // A key that needs a restart is named as such, and an invalid file changes nothing.
     std::fs::write(

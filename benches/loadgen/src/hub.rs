@@ -42,6 +42,14 @@ pub struct Hub {
     /// overload, not a server loss.
     pub client_dropped: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Silent listeners (`--monitors`): connected so far, failed to connect, listening now,
+    /// audio packets they received.
+    pub monitors_connected: AtomicU64,
+    pub monitors_failed: AtomicU64,
+    pub monitors_live: AtomicU64,
+    pub monitor_packets: AtomicU64,
+    /// Listeners' audio packets the generator itself dropped (its event channel was full).
+    pub monitor_client_dropped: AtomicU64,
     pub connects: Mutex<Vec<Connect>>,
     /// (t_s, RFC 3550 jitter ms) of every streaming session, once a second.
     pub jitter: Mutex<Vec<(f64, f64)>>,
@@ -74,6 +82,11 @@ impl Hub {
             rx_expected_by_clock: AtomicU64::new(0),
             client_dropped: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
+            monitors_connected: AtomicU64::new(0),
+            monitors_failed: AtomicU64::new(0),
+            monitors_live: AtomicU64::new(0),
+            monitor_packets: AtomicU64::new(0),
+            monitor_client_dropped: AtomicU64::new(0),
             connects: Mutex::new(Vec::new()),
             jitter: Mutex::new(Vec::new()),
             failures: Mutex::new(BTreeMap::new()),
@@ -105,6 +118,12 @@ impl Hub {
     pub fn drop_session(&self, reason: &str) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
         self.note_failure(&format!("dropped: {reason}"));
+    }
+
+    /// A listener never reached "connected".
+    pub fn monitor_fail(&self, reason: &str) {
+        self.monitors_failed.fetch_add(1, Ordering::Relaxed);
+        self.note_failure(reason);
     }
 
     pub fn connected(&self, ms: f64) {
@@ -195,6 +214,10 @@ pub struct Sample {
     pub rx_received: u64,
     pub rx_expected: u64,
     pub rx_expected_by_clock: u64,
+    /// Listeners listening now; listener-seconds and their audio packets so far.
+    pub monitors_live: u64,
+    pub monitor_seconds: f64,
+    pub monitor_packets: u64,
     /// Since the previous sample: server CPU ms per streaming session-second.
     pub server_cpu_ms_per_session_second: Option<f64>,
     /// Since the previous sample: server CPU in cores (1.0 = one core busy).
@@ -229,6 +252,12 @@ pub struct Window {
     pub rx_loss_pct: Option<f64>,
     /// Received / expected by the wall clock (below 95 %: packets went missing or late).
     pub rx_receive_rate_pct: Option<f64>,
+    /// Listeners (`--monitors`) at the window's end, their listener-seconds in it, the audio
+    /// packets they received and that against one packet per 20 ms of listening.
+    pub monitors_live_at_end: u64,
+    pub monitor_seconds: f64,
+    pub monitor_packets: u64,
+    pub monitor_receive_rate_pct: Option<f64>,
     /// Session ticks the server ran, and those 20 ms or more late (its `/metrics`).
     pub server_ticks: Option<u64>,
     pub server_deadline_missed: Option<u64>,
@@ -282,6 +311,13 @@ pub fn window(hub: &Hub, a: &Sample, b: &Sample) -> Window {
             rx_expected as f64,
         ),
         rx_receive_rate_pct: pct(rx_received as f64, by_clock as f64),
+        monitors_live_at_end: b.monitors_live,
+        monitor_seconds: round3(b.monitor_seconds - a.monitor_seconds),
+        monitor_packets: b.monitor_packets.saturating_sub(a.monitor_packets),
+        monitor_receive_rate_pct: pct(
+            b.monitor_packets.saturating_sub(a.monitor_packets) as f64,
+            (b.monitor_seconds - a.monitor_seconds) * 50.0,
+        ),
         server_ticks: b
             .server_ticks
             .zip(a.server_ticks)
@@ -338,10 +374,17 @@ impl Sampler {
         let mut st = lock(&self.state);
         let t_s = hub.now_s();
         let live = hub.live.load(Ordering::Relaxed);
+        let monitors = hub.monitors_live.load(Ordering::Relaxed);
         let prev = st.samples.last();
         let session_seconds = match prev {
             // Trapezoid: sessions change one at a time between samples a second apart.
             Some(p) => p.session_seconds + (p.sessions_live + live) as f64 / 2.0 * (t_s - p.t_s),
+            None => 0.0,
+        };
+        let monitor_seconds = match prev {
+            Some(p) => {
+                p.monitor_seconds + (p.monitors_live + monitors) as f64 / 2.0 * (t_s - p.t_s)
+            }
             None => 0.0,
         };
         let server_cpu_ms = server.map(|s| s.cpu_ms);
@@ -381,6 +424,9 @@ impl Sampler {
             rx_received: hub.rx_received.load(Ordering::Relaxed),
             rx_expected: hub.rx_expected.load(Ordering::Relaxed),
             rx_expected_by_clock: hub.rx_expected_by_clock.load(Ordering::Relaxed),
+            monitors_live: monitors,
+            monitor_seconds,
+            monitor_packets: hub.monitor_packets.load(Ordering::Relaxed),
             server_cpu_ms_per_session_second: per_session_second,
             server_cpu_cores: cores,
             offer_to_connected_ms_p50: connect_p50,
@@ -408,5 +454,31 @@ impl Sampler {
             .filter(|s| s.t_s >= from_s)
             .filter_map(|s| s.server_rss_kib)
             .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_counts_listener_seconds_and_their_audio() {
+        let hub = Hub::new(false);
+        let sampler = Sampler::new(None);
+        let a = sampler.sample(&hub);
+        // Ten listeners for the whole span, 40 packets each (of 50 a second).
+        hub.monitors_live.store(10, Ordering::Relaxed);
+        let mut b = sampler.sample(&hub);
+        b.t_s = a.t_s + 1.0;
+        b.monitor_seconds = 10.0;
+        b.monitor_packets = 400;
+        let w = window(&hub, &a, &b);
+        assert_eq!(w.monitors_live_at_end, 10);
+        assert_eq!(w.monitor_seconds, 10.0);
+        assert_eq!(w.monitor_packets, 400);
+        assert_eq!(w.monitor_receive_rate_pct, Some(80.0));
+        // The sampler integrates listeners over time (trapezoid), as it does sessions.
+        let c = sampler.sample(&hub);
+        assert!(c.monitor_seconds > 0.0 && c.monitors_live == 10, "{c:?}");
     }
 }

@@ -18,6 +18,7 @@ mod agent;
 mod capacity;
 mod hub;
 mod latency;
+mod monitor;
 mod participant;
 mod procfs;
 mod report;
@@ -93,6 +94,11 @@ pub struct Args {
     /// it the participants talk to the built-in interviewer.
     #[arg(long)]
     pub agent: bool,
+    /// Silent listeners per session: each a receive-only WebRTC peer that listens in over
+    /// WHEP (`POST /v1/sessions/{id}/whep`) as a QA monitor's page does, from the moment the
+    /// participant connects until its session ends. The hold starts once they all listen.
+    #[arg(long, default_value_t = 0)]
+    pub monitors: usize,
     /// Do not start a new session when the server ends one (the interview finished).
     #[arg(long)]
     pub no_renew: bool,
@@ -181,10 +187,15 @@ impl Run {
         }
     }
 
-    /// Waits until `target` sessions stream, or the connect timeout passes.
+    /// Waits until `target` sessions stream (and their monitors listen), or the connect
+    /// timeout passes (twice over with monitors: they connect after their session).
     async fn wait_live(&self, target: usize) {
-        let deadline = Instant::now() + self.ctx.connect_timeout;
-        while (self.hub.live.load(Ordering::Relaxed) as usize) < target && Instant::now() < deadline
+        let monitors = target * self.args.monitors;
+        let timeout = self.ctx.connect_timeout * if monitors > 0 { 2 } else { 1 };
+        let deadline = Instant::now() + timeout;
+        while ((self.hub.live.load(Ordering::Relaxed) as usize) < target
+            || (self.hub.monitors_live.load(Ordering::Relaxed) as usize) < monitors)
+            && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -265,6 +276,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         },
         connect_timeout: Duration::from_secs(args.connect_timeout_secs.max(1)),
         renew: !args.no_renew,
+        monitors: args.monitors,
         hub: Arc::clone(&hub),
     });
     read_server_metrics(&ctx).await;
@@ -415,6 +427,7 @@ fn build_report(
             max_sessions: args.max_sessions,
             renew: !args.no_renew,
             agent: args.agent,
+            monitors_per_session: args.monitors,
             speech: args.speech.display().to_string(),
             speech_packets: run.ctx.packets.len(),
         },
@@ -436,6 +449,9 @@ fn build_report(
             failed: hub.failed.load(Ordering::Relaxed),
             dropped: hub.dropped.load(Ordering::Relaxed),
             ended_by_server: hub.ended_by_server.load(Ordering::Relaxed),
+            monitors_connected: hub.monitors_connected.load(Ordering::Relaxed),
+            monitors_failed: hub.monitors_failed.load(Ordering::Relaxed),
+            monitor_generator_dropped: hub.monitor_client_dropped.load(Ordering::Relaxed),
             failures: hub.failures(),
         },
         offer_to_connected_ms: Distribution::of(&all_connect_ms),

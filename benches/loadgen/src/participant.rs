@@ -20,6 +20,7 @@ use tracing::debug;
 
 use super::hub::Hub;
 use super::latency::Probe;
+use super::monitor::Listeners;
 use super::stats::RtpReceiver;
 
 const FRAME: Duration = Duration::from_millis(20);
@@ -44,6 +45,8 @@ pub struct Ctx {
     pub connect_timeout: Duration,
     /// Start a new session when the server ends one.
     pub renew: bool,
+    /// Silent listeners (WHEP) started for every session (`--monitors`).
+    pub monitors: usize,
     pub hub: Arc<Hub>,
 }
 
@@ -92,7 +95,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Short, countable reason for an HTTP failure: "whip: 409 session_ended".
-async fn http_error(step: &str, r: reqwest::Response) -> String {
+pub(crate) async fn http_error(step: &str, r: reqwest::Response) -> String {
     let status = r.status();
     let code = r
         .json::<serde_json::Value>()
@@ -105,7 +108,7 @@ async fn http_error(step: &str, r: reqwest::Response) -> String {
         .to_owned()
 }
 
-fn transport_error(step: &str, e: &reqwest::Error) -> String {
+pub(crate) fn transport_error(step: &str, e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -117,7 +120,7 @@ fn transport_error(step: &str, e: &reqwest::Error) -> String {
 }
 
 impl Ctx {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -194,7 +197,7 @@ impl Ctx {
         Ok((location, answer))
     }
 
-    async fn hang_up(&self, location: &str) {
+    pub(crate) async fn hang_up(&self, location: &str) {
         let url = if location.starts_with("http") {
             location.to_owned()
         } else {
@@ -229,7 +232,7 @@ impl Ctx {
     }
 }
 
-async fn session(ctx: &Ctx, slot: usize, stop: &mut watch::Receiver<bool>) -> Outcome {
+async fn session(ctx: &Arc<Ctx>, slot: usize, stop: &mut watch::Receiver<bool>) -> Outcome {
     let hub = &ctx.hub;
     hub.attempted.fetch_add(1, Ordering::Relaxed);
     let token = match ctx.create_invite().await {
@@ -246,7 +249,7 @@ async fn session(ctx: &Ctx, slot: usize, stop: &mut watch::Receiver<bool>) -> Ou
         ctx.hub.probes.insert(&session_id, Arc::clone(&probe));
         probe
     });
-    let outcome = stream(ctx, slot, stop, &token, probe.as_ref()).await;
+    let outcome = stream(ctx, slot, stop, &token, &session_id, probe.as_ref()).await;
     if let Some(probe) = probe {
         ctx.hub.latencies(probe.drain());
         ctx.hub.probes.remove(&session_id);
@@ -256,10 +259,11 @@ async fn session(ctx: &Ctx, slot: usize, stop: &mut watch::Receiver<bool>) -> Ou
 
 /// Offer, connect, and stream until the session ends, we are stopped, or the peer is lost.
 async fn stream(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     slot: usize,
     stop: &mut watch::Receiver<bool>,
     token: &str,
+    session_id: &str,
     probe: Option<&Arc<Probe>>,
 ) -> Outcome {
     let hub = &ctx.hub;
@@ -309,6 +313,7 @@ async fn stream(
         }
     }
     hub.connected(offered_at.elapsed().as_secs_f64() * 1000.0);
+    let listeners = (ctx.monitors > 0).then(|| Listeners::start(ctx, session_id, ctx.monitors));
 
     let sender = tokio::spawn(send_loop(
         Arc::clone(&peer),
@@ -364,6 +369,9 @@ async fn stream(
     };
     hub.live.fetch_sub(1, Ordering::Relaxed);
     sender.abort();
+    if let Some(listeners) = listeners {
+        listeners.stop(Duration::from_secs(5)).await;
+    }
     debug!(
         slot,
         received = rtp.received(),

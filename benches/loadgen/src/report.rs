@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub renew: bool,
     /// The generator played the agent (`--agent`).
     pub agent: bool,
+    /// Silent listeners per session (`--monitors`).
+    pub monitors_per_session: usize,
     pub speech: String,
     pub speech_packets: usize,
 }
@@ -71,6 +73,11 @@ pub struct Sessions {
     pub failed: u64,
     pub dropped: u64,
     pub ended_by_server: u64,
+    /// Listen-ins (`--monitors`) that connected / never did (their reasons are in `failures`).
+    pub monitors_connected: u64,
+    pub monitors_failed: u64,
+    /// Listeners' audio packets the generator itself dropped (not a server loss).
+    pub monitor_generator_dropped: u64,
     pub failures: BTreeMap<String, u64>,
 }
 
@@ -453,6 +460,9 @@ mod tests {
             rx_received: 0,
             rx_expected: 0,
             rx_expected_by_clock: 0,
+            monitors_live: 0,
+            monitor_seconds: 0.0,
+            monitor_packets: 0,
             server_cpu_ms_per_session_second: v,
             server_cpu_cores: Some(0.1),
             offer_to_connected_ms_p50: None,
