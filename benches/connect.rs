@@ -368,7 +368,17 @@ impl Client {
         match name {
             "chromium" => {
                 let flag = format!("--unsafely-treat-insecure-origin-as-secure={}", server.base);
-                let b = Browser::launch_with(&page, None, &[flag]).await;
+                let mut b = Browser::launch_with(&page, None, &[flag]).await;
+                // The page must have loaded first: a navigation that commits during an
+                // evaluation ends it without a result.
+                let loaded = format!(
+                    "document.readyState === 'complete' && location.origin === {}",
+                    serde_json::to_string(&server.base).expect("a JS string")
+                );
+                assert!(
+                    b.wait_for(&loaded, Duration::from_secs(20)).await,
+                    "chromium did not load {page}"
+                );
                 (Client::Chromium(Box::new(b)), chromium_version())
             }
             "firefox" => {
