@@ -28,7 +28,8 @@
 //!   candidates); the same JS, the microphone from `getUserMedia` (PulseAudio's null-sink
 //!   monitor), or an oscillator when that fails.
 //! - `aiortc`: `tests/clients/aiortc_connect.py` in the test virtual environment (or
-//!   `$AIORTC_PYTHON`), one process that connects once per WHIP URL it reads.
+//!   `$AIORTC_PYTHON`), one process that connects once per WHIP URL it reads (aiortc's silence
+//!   track as the microphone; its host candidate on the server's address, as in the matrix).
 //!
 //! With `firefox` among the clients the server binds the namespace's host-side address (as the
 //! client matrix does) and every client connects to that address: Chromium and aiortc on the
