@@ -633,11 +633,13 @@ async fn main() {
     let args = match parse_args() {
         Ok(Some(a)) => a,
         Ok(None) => return,
+        // An empty message: --help.
+        Err(e) if e.is_empty() => {
+            println!("usage: {USAGE}");
+            return;
+        }
         Err(e) => {
-            if !e.is_empty() {
-                eprintln!("connect: {e}");
-            }
-            eprintln!("usage: {USAGE}");
+            eprintln!("connect: {e}\nusage: {USAGE}");
             std::process::exit(2);
         }
     };
