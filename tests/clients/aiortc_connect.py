@@ -7,10 +7,12 @@ with an audio transceiver (sendrecv, aiortc's silence track as the microphone), 
 setLocalDescription (aiortc gathers every candidate there: the offer is complete, no trickle),
 POST of the offer, setRemoteDescription of the answer, then a wait for connectionState
 `connected` (ICE and DTLS done); then DELETE of the WHIP resource (the hang-up) and close.
-Prints one JSON line per connection on stdout, times in ms from the peer's creation:
+Prints one JSON line per connection on stdout, times in ms from the peer's creation: each
+connection state and ICE state when first seen ("connecting", "connected", "ice_checking",
+"ice_completed", ...), and
 
-  {"i": 0, "post_sent": .., "answer": .., "applied": .., "ice_connected": ..,
-   "connected": .., "offer_to_connected_ms": .., "hangup_status": 200, "error": null}
+  {"i": 0, "gathered": .., "post_sent": .., "answer": .., "applied": ..,
+   "offer_to_connected_ms": .., "hangup_status": 200, "error": null}
 
 The first line is {"ready": true, "aiortc": "...", "aioice": "..."}. Exits at the end of stdin.
 Diagnostics go to stderr.
