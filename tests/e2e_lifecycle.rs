@@ -1341,3 +1341,42 @@ async fn end_button_ends_the_session_at_once_and_keeps_the_recordings() {
     assert_eq!(status, 409, "offer after the end: {v}");
     assert_eq!(v["error"]["code"], "session_ended", "{v}");
 }
+
+/// 8. An invite opened (its session created) but never consented expires after
+///    `[lifecycle] never_started_secs` as abandoned, reason and drop-off `never_started`, by
+///    the server's own timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_never_consented_expires_as_never_started() {
+    let server = Server::start(&env(&[("EARSHOT_LIFECYCLE_NEVER_STARTED_SECS", "2")])).await;
+    let (token, _url) = server.invite().await;
+    let r = server
+        .http
+        .get(server.url(&format!("/i/{token}")))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), 200);
+    let view = invite_view(&server, &token).await;
+    let id = view["session"]["id"].as_str().expect("session").to_owned();
+    assert_eq!(view["session"]["state"], "created");
+    let s = wait_state(&server, &id, "abandoned", Duration::from_secs(15)).await;
+    assert_eq!(s["end_reason"], "never_started", "{s:#}");
+    assert_eq!(s["drop_off"], "never_started", "{s:#}");
+    // Ended by the timer at exactly its time (RFC 3339 times of day, in milliseconds).
+    let ms_of_day = |v: &Value| -> i64 {
+        let t = v
+            .as_str()
+            .and_then(|t| t.split_once('T'))
+            .expect("RFC 3339")
+            .1;
+        let t = t.trim_end_matches('Z');
+        let (hms, ms) = t.split_once('.').unwrap_or((t, "0"));
+        let p: Vec<i64> = hms.split(':').map(|x| x.parse().expect("number")).collect();
+        ((p[0] * 60 + p[1]) * 60 + p[2]) * 1000 + ms.parse::<i64>().expect("ms")
+    };
+    assert_eq!(
+        (ms_of_day(&s["ended_at"]) - ms_of_day(&s["created_at"])).rem_euclid(86_400_000),
+        2_000,
+        "{s:#}"
+    );
+}

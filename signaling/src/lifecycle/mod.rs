@@ -20,6 +20,9 @@
 //!
 //! Participant ended (WHIP DELETE of the participant's current peer resource) ends the session
 //! at once as `abandoned` with reason `participant_ended`, keeping the drop-off point.
+//!
+//! A session created (its invite opened) but never consented for `never_started_secs` ends as
+//! `abandoned` with reason and drop-off `never_started`.
 
 mod types;
 
@@ -68,6 +71,8 @@ enum Timer {
     Stuck,
     ResumePrompt,
     PauseExpiry,
+    /// Created and never consented for `never_started_secs`.
+    NeverStarted,
 }
 
 /// The earliest running timer. Ties go to the one that ends the session.
@@ -97,6 +102,10 @@ fn due_timer(l: &Lifecycle) -> Option<(Millis, Timer)> {
             });
             earliest(expiry, prompt)
         }
+        State::Created if !l.consented() => Some((
+            l.created_at.plus_secs(c.never_started_secs),
+            Timer::NeverStarted,
+        )),
         _ => None,
     }
 }
@@ -171,6 +180,11 @@ impl Machine {
                     self.end(to, EndReason::Stuck, due, cause);
                 }
                 Timer::PauseExpiry => self.expire(due),
+                Timer::NeverStarted => {
+                    self.l.drop_off = Some("never_started".into());
+                    let cause = format!("never consented for {} s", c.never_started_secs);
+                    self.end(State::Abandoned, EndReason::NeverStarted, due, cause);
+                }
                 Timer::ResumePrompt => {
                     let pause_start = self.l.paused_at().unwrap_or(due);
                     let expiry = pause_start.plus_secs(c.pause_expiry_secs);

@@ -907,4 +907,5 @@ fn a_clock_that_steps_back_never_makes_negative_durations() {
     assert_eq!(t.lifecycle.total_duration_ms(at(-20.0)), Some(0));
 }
 
+mod never_started;
 mod server_restart;

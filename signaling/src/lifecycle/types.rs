@@ -36,6 +36,9 @@ pub struct LifecycleConfig {
     pub disconnect_grace_secs: u64,
     /// In progress with no activity this long ends the session (`stuck`).
     pub stuck_secs: u64,
+    /// Created (the invite opened) but never consented this long: the session ends as
+    /// abandoned (`never_started`, drop-off `never_started`).
+    pub never_started_secs: u64,
 }
 
 impl Default for LifecycleConfig {
@@ -46,6 +49,7 @@ impl Default for LifecycleConfig {
             pause_expiry_secs: 1800,
             disconnect_grace_secs: 10,
             stuck_secs: 1800,
+            never_started_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -65,6 +69,7 @@ impl LifecycleConfig {
         let positive = [
             ("pause_expiry_secs", self.pause_expiry_secs),
             ("stuck_secs", self.stuck_secs),
+            ("never_started_secs", self.never_started_secs),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -108,6 +113,8 @@ pub enum EndReason {
     /// The participant ended the interview (WHIP DELETE of their current peer resource: the
     /// page's "End interview" button, or a bot hanging up).
     ParticipantEnded,
+    /// Opened but never consented for `never_started_secs`.
+    NeverStarted,
     Technical(String),
 }
 
@@ -121,6 +128,7 @@ impl EndReason {
             EndReason::Stuck => "stuck",
             EndReason::Admin => "admin",
             EndReason::ParticipantEnded => "participant_ended",
+            EndReason::NeverStarted => "never_started",
             EndReason::Technical(_) => "technical",
         }
     }
