@@ -546,16 +546,20 @@ fn env_value(raw: &str) -> toml::Value {
     }
 }
 
+/// `(name, value)` pairs as `Config::load` takes the environment (tests).
+#[cfg(test)]
+pub(crate) fn test_env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use test_env as env;
 
     #[test]
     fn defaults_are_valid_and_have_no_ice_servers() {

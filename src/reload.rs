@@ -151,12 +151,7 @@ impl Reloader {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::test_env as env;
 
     #[test]
     fn changed_keys_are_named_and_sorted_into_applied_and_restart() {

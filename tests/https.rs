@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 use support::browser::Browser;
 use support::pki::TestCa;
 use support::{Server, fixture, join_interview};
-use tokio_rustls::rustls;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_on_https_completes_an_interview_and_monitors_use_wss() {
@@ -52,24 +51,18 @@ async fn a_participant_on_https_completes_an_interview_and_monitors_use_wss() {
     );
 
     // A monitor over WSS: TLS with the test CA, then the WebSocket on it.
-    let port = server.base.rsplit(':').next().expect("port").to_owned();
-    let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
-        .await
-        .expect("tcp");
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(ca.client_config()))
-        .connect(
-            rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name"),
-            tcp,
+    let port: u16 = server
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut ws = ca
+        .wss(
+            port,
+            &format!("/v1/sessions/{id}/live?token={}", support::ADMIN_TOKEN),
         )
-        .await
-        .expect("tls");
-    let request = format!(
-        "wss://127.0.0.1:{port}/v1/sessions/{id}/live?token={}",
-        support::ADMIN_TOKEN
-    );
-    let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
-        .await
-        .expect("wss upgrade");
+        .await;
     let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .expect("a live event in time")

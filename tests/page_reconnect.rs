@@ -79,19 +79,10 @@ async fn interview_with_a_cut(ns: &Netns, cut: Duration) -> (Value, Value, Serve
 
 /// The participant track holds the fed speech after the cut too.
 async fn speech_after(server: &Server, id: &str, from_ms: i64) {
-    let r = server
-        .admin(
-            server
-                .http
-                .get(server.url(&format!("/v1/sessions/{id}/recordings/participant.wav"))),
-        )
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(r.status(), 200);
+    let bytes = server.download(id, "participant.wav").await;
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("participant.wav");
-    std::fs::write(&path, r.bytes().await.expect("body")).expect("write");
+    std::fs::write(&path, bytes).expect("write");
     let (rate, rec) = audio::read_wav(&path);
     let env = audio::envelope(rate, &rec);
     let from = (from_ms / 10) as usize;

@@ -15,7 +15,6 @@ use futures_util::StreamExt;
 use support::participant::{Participant, encode};
 use support::pki::TestCa;
 use support::{ADMIN_TOKEN, Server};
-use tokio_rustls::rustls;
 
 /// The test client's own address: another loopback address than nginx's and Earshot's.
 const CLIENT_IP: &str = "127.0.0.2";
@@ -100,6 +99,19 @@ impl Drop for Nginx {
     }
 }
 
+/// The id of the session an opened invite has, read through `base`.
+async fn session_of(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let view: serde_json::Value = http
+        .get(format!("{base}/v1/invites/{token}"))
+        .send()
+        .await
+        .expect("invite")
+        .json()
+        .await
+        .expect("json");
+    view["session"]["id"].as_str().expect("session").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_nginx_recipe_forwards_the_api_whip_and_websockets_and_the_client_address() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -140,15 +152,7 @@ async fn the_nginx_recipe_forwards_the_api_whip_and_websockets_and_the_client_ad
         .await
         .expect("page");
     assert_eq!(r.status(), 200);
-    let view: serde_json::Value = http
-        .get(format!("{}/v1/invites/{token}", nginx.base()))
-        .send()
-        .await
-        .expect("invite")
-        .json()
-        .await
-        .expect("json");
-    let id = view["session"]["id"].as_str().expect("session").to_owned();
+    let id = session_of(&http, &nginx.base(), &token).await;
     assert_eq!(server.session(&id).await["ip"], CLIENT_IP);
 
     // Straight to Earshot from an untrusted address: the header is not believed.
@@ -163,35 +167,16 @@ async fn the_nginx_recipe_forwards_the_api_whip_and_websockets_and_the_client_ad
         .send()
         .await
         .expect("page");
-    let view: serde_json::Value = direct
-        .get(server.url(&format!("/v1/invites/{token}")))
-        .send()
-        .await
-        .expect("invite")
-        .json()
-        .await
-        .expect("json");
-    let id = view["session"]["id"].as_str().expect("session").to_owned();
+    let id = session_of(&direct, &server.base, &token).await;
     assert_eq!(server.session(&id).await["ip"], CLIENT_IP);
 
     // The live WebSocket through nginx (WSS at nginx, upgraded to Earshot).
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", nginx.port))
-        .await
-        .expect("tcp");
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(ca.client_config()))
-        .connect(
-            rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name"),
-            tcp,
+    let mut ws = ca
+        .wss(
+            nginx.port,
+            &format!("/v1/sessions/{}/live?token={ADMIN_TOKEN}", p.session_id),
         )
-        .await
-        .expect("tls");
-    let url = format!(
-        "wss://127.0.0.1:{}/v1/sessions/{}/live?token={ADMIN_TOKEN}",
-        nginx.port, p.session_id
-    );
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
-        .await
-        .expect("websocket through nginx");
+        .await;
     let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .expect("an event in time")

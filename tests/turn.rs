@@ -202,18 +202,9 @@ async fn interview_through_turn(transport: &str) {
         server.log()
     );
     let dir = tempfile::tempdir().expect("tmp");
-    let r = server
-        .admin(
-            server
-                .http
-                .get(server.url(&format!("/v1/sessions/{id}/recordings/participant.wav"))),
-        )
-        .send()
-        .await
-        .expect("download");
-    assert_eq!(r.status(), 200);
+    let bytes = server.download(&id, "participant.wav").await;
     let path = dir.path().join("participant.wav");
-    std::fs::write(&path, r.bytes().await.expect("body")).expect("write");
+    std::fs::write(&path, bytes).expect("write");
     // The fed speech is in the participant track (over the whole track: Chromium's echo
     // canceller ducks the microphone while the interviewer speaks, see e2e_interview).
     let (_, fed) = audio::read_wav(&fixture("participant_speech.wav"));

@@ -125,12 +125,7 @@ mod tests {
     use super::super::Config;
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use super::super::test_env as env;
 
     fn line_of<'a>(report: &'a str, section: &str, key: &str) -> &'a str {
         let body = report

@@ -192,6 +192,21 @@ impl Server {
         req.bearer_auth(ADMIN_TOKEN)
     }
 
+    /// Downloads one of a session's recordings (`participant.wav`, `mix.mp3`, ...) with the
+    /// admin API; it must be there.
+    pub async fn download(&self, id: &str, file: &str) -> Vec<u8> {
+        let r = self
+            .admin(
+                self.http
+                    .get(self.url(&format!("/v1/sessions/{id}/recordings/{file}"))),
+            )
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(r.status(), 200, "{file} of {id}");
+        r.bytes().await.expect("body").to_vec()
+    }
+
     /// Creates an invite with the admin API; returns (token, url).
     pub async fn invite(&self) -> (String, String) {
         let r = self

@@ -58,6 +58,31 @@ impl TestCa {
         }
     }
 
+    /// A WebSocket over TLS to `127.0.0.1:port` (the server's certificate from this CA), at
+    /// `path_and_query`.
+    pub async fn wss(
+        &self,
+        port: u16,
+        path_and_query: &str,
+    ) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>
+    {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("tcp");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(self.client_config()))
+            .connect(
+                rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name"),
+                tcp,
+            )
+            .await
+            .expect("tls");
+        let url = format!("wss://127.0.0.1:{port}{path_and_query}");
+        tokio_tungstenite::client_async(url, tls)
+            .await
+            .expect("websocket upgrade")
+            .0
+    }
+
     /// A TLS client configuration that trusts this CA only.
     pub fn client_config(&self) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
