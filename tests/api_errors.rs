@@ -10,41 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::{ADMIN_TOKEN, Server};
 
-/// A realistic browser (Chromium) WHIP offer: one Opus audio m-line, no candidates.
-const OFFER: &str = concat!(
-    "v=0\r\n",
-    "o=- 3805741951836410349 2 IN IP4 127.0.0.1\r\n",
-    "s=-\r\n",
-    "t=0 0\r\n",
-    "a=group:BUNDLE 0\r\n",
-    "a=extmap-allow-mixed\r\n",
-    "a=msid-semantic: WMS 6c1d7e0a-5b8f-4d0c-9a8e-2f7f2f7e9c11\r\n",
-    "m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8 13 110 126\r\n",
-    "c=IN IP4 0.0.0.0\r\n",
-    "a=rtcp:9 IN IP4 0.0.0.0\r\n",
-    "a=ice-ufrag:q7Xh\r\n",
-    "a=ice-pwd:Jf3vB2mQ9zL0pR8sT1uW4yA6\r\n",
-    "a=ice-options:trickle\r\n",
-    "a=fingerprint:sha-256 8D:2B:1F:6A:93:C4:5E:07:AB:CD:EF:01:23:45:67:89:9A:BC:DE:F0:12:34:56:78:87:65:43:21:0F:ED:CB:A9\r\n",
-    "a=setup:actpass\r\n",
-    "a=mid:0\r\n",
-    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n",
-    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n",
-    "a=sendrecv\r\n",
-    "a=msid:6c1d7e0a-5b8f-4d0c-9a8e-2f7f2f7e9c11 0b9c0c8e-3a0b-4b57-9d0e-6f5f1c2d3e4f\r\n",
-    "a=rtcp-mux\r\n",
-    "a=rtcp-rsize\r\n",
-    "a=rtpmap:111 opus/48000/2\r\n",
-    "a=rtcp-fb:111 transport-cc\r\n",
-    "a=fmtp:111 minptime=10;useinbandfec=1\r\n",
-    "a=rtpmap:9 G722/8000\r\n",
-    "a=rtpmap:0 PCMU/8000\r\n",
-    "a=rtpmap:8 PCMA/8000\r\n",
-    "a=rtpmap:13 CN/8000\r\n",
-    "a=rtpmap:110 telephone-event/48000\r\n",
-    "a=rtpmap:126 telephone-event/8000\r\n",
-    "a=ssrc:1732846380 cname:Yl2m1Q5lT2pM3n7o\r\n",
-);
+use support::sdp::OFFER;
 
 /// The same browser offering only a camera: a video m-line and no audio at all.
 const VIDEO_ONLY_OFFER: &str = concat!(

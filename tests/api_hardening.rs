@@ -12,16 +12,8 @@ use support::sdp::OFFER;
 /// A consented invite: (token, session id).
 async fn consented(server: &Server) -> (String, String) {
     let (token, _) = server.invite().await;
-    let r = server
-        .http
-        .post(server.url(&format!("/v1/invites/{token}/consent")))
-        .json(&json!({"accept": true}))
-        .send()
-        .await
-        .expect("consent");
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.expect("json");
-    (token, v["session_id"].as_str().expect("id").to_string())
+    let id = support::interview::open_and_consent(server, &token).await;
+    (token, id)
 }
 
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {

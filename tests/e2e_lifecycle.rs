@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::audio;
 use support::browser::Browser;
+use support::interview::strip_ansi;
 use support::{ADMIN_TOKEN, Server, fixture};
 
 /// One scenario at a time.
@@ -257,24 +258,6 @@ async fn fetch_recordings(server: &Server, id: &str, dir: &Path) -> Vec<(String,
         }
     }
     wavs
-}
-
-/// A log line without its colour codes.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// (start, length) in ms of the longest run of exactly-zero samples in a WAV.

@@ -115,19 +115,9 @@ async fn the_public_address_comes_from_the_configured_stun_server() {
         server.log()
     );
     let (token, _) = server.invite().await;
-    let http = &server.http;
-    http.get(server.url(&format!("/i/{token}")))
-        .send()
-        .await
-        .expect("page");
-    let r = http
-        .post(server.url(&format!("/v1/invites/{token}/consent")))
-        .json(&serde_json::json!({"accept": true}))
-        .send()
-        .await
-        .expect("consent");
-    assert_eq!(r.status(), 200);
-    let r = http
+    support::interview::open_and_consent(&server, &token).await;
+    let r = server
+        .http
         .post(server.url(&format!("/v1/invites/{token}/whip")))
         .header("content-type", "application/sdp")
         .body(support::sdp::OFFER)

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::audio;
+pub use super::participant::strip_ansi;
 use super::{Server, fixture};
 
 /// The interviewer's silence before it goes on (EARSHOT_INTERVIEWER_SILENCE_MS).
@@ -133,21 +134,7 @@ impl LongScript {
     /// offers first and hangs up; returns how long that first WHIP request took.
     pub async fn warm_up(&self, server: &Server) -> Duration {
         let (token, _) = self.invite(server).await;
-        let page = server
-            .http
-            .get(server.url(&format!("/i/{token}")))
-            .send()
-            .await
-            .expect("invite page");
-        assert_eq!(page.status(), 200);
-        let c = server
-            .http
-            .post(server.url(&format!("/v1/invites/{token}/consent")))
-            .json(&json!({"accept": true}))
-            .send()
-            .await
-            .expect("consent");
-        assert_eq!(c.status(), 200);
+        open_and_consent(server, &token).await;
         let (peer, offer, _events) = earshot_media::client::ClientPeer::offer(&Default::default())
             .await
             .expect("offer");
@@ -200,24 +187,6 @@ pub async fn open_and_consent(server: &Server, token: &str) -> String {
     assert_eq!(c.status(), 200, "consent");
     let v: Value = c.json().await.expect("consent json");
     v["session_id"].as_str().expect("session id").to_string()
-}
-
-/// A log line without its colour codes.
-pub fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The server's `peer liveness` log lines (a peer reported quiet, heard again, or failed).

@@ -38,24 +38,29 @@ pub struct ServerJitter {
     pub late: Vec<u16>,
 }
 
+/// A log line without its colour codes.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads [`ServerJitter`] from the server's log (colour codes stripped).
 pub fn server_jitter(log: &str) -> ServerJitter {
     let mut out = ServerJitter::default();
     for line in log.lines() {
-        let mut plain = String::with_capacity(line.len());
-        let mut chars = line.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                // CSI: ESC [ parameters, then a final byte in @..~
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) && c != '[' {
-                        break;
-                    }
-                }
-            } else {
-                plain.push(c);
-            }
-        }
+        let plain = strip_ansi(line);
         if plain.contains("jitter: packet lost") {
             out.lost += 1;
             if plain.contains("fec=true") {
