@@ -136,6 +136,9 @@ pub struct MediaConfig {
     /// IP the WebRTC host candidates are gathered on; defaults to the listen IP (or 127.0.0.1
     /// when listening on all interfaces).
     pub bind_ip: Option<IpAddr>,
+    /// More concrete addresses (other interfaces) to gather host candidates on, one UDP socket
+    /// each per peer, e.g. a private and a public interface.
+    pub extra_bind_ips: Vec<IpAddr>,
     /// UDP port range for media; 0/0 = ephemeral ports.
     pub udp_port_min: u16,
     pub udp_port_max: u16,
@@ -374,6 +377,18 @@ impl Config {
             && ip.is_unspecified()
         {
             return bad("media.bind_ip must be a concrete address, not 0.0.0.0/::".into());
+        }
+        for (i, ip) in m.extra_bind_ips.iter().enumerate() {
+            if ip.is_unspecified() {
+                return bad(format!(
+                    "media.extra_bind_ips: {ip} is not a concrete address (0.0.0.0/:: binds nothing in particular)"
+                ));
+            }
+            if Some(*ip) == m.bind_ip || m.extra_bind_ips[..i].contains(ip) {
+                return bad(format!(
+                    "media.extra_bind_ips: {ip} is listed twice (with media.bind_ip or in the list)"
+                ));
+            }
         }
         if let Some(stun) = &m.public_ip_stun
             && !stun.rsplit_once(':').is_some_and(|(host, port)| {
@@ -621,6 +636,17 @@ mod tests {
             (&[("EARSHOT_OPUS_BITRATE", "5")], "opus.bitrate"),
             (&[("EARSHOT_MEDIA_UDP_PORT_MIN", "5000")], "udp_port_min"),
             (&[("EARSHOT_MEDIA_BIND_IP", "0.0.0.0")], "bind_ip"),
+            (
+                &[("EARSHOT_MEDIA_EXTRA_BIND_IPS", "[\"0.0.0.0\"]")],
+                "media.extra_bind_ips",
+            ),
+            (
+                &[
+                    ("EARSHOT_MEDIA_BIND_IP", "127.0.0.1"),
+                    ("EARSHOT_MEDIA_EXTRA_BIND_IPS", "[\"127.0.0.1\"]"),
+                ],
+                "listed twice",
+            ),
             (
                 &[("EARSHOT_RECORDING_QUALITY", "best")],
                 "recording.quality",

@@ -122,7 +122,11 @@ fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
          # admin token                  {token}\n",
         env!("CARGO_PKG_VERSION"),
         cfg.public_url(),
-        cfg.media_ip(),
+        std::iter::once(cfg.media_ip())
+            .chain(cfg.media.extra_bind_ips.iter().copied())
+            .map(|ip| ip.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         cfg.prompts_dir().display(),
     )
     .context("writing the report")?;

@@ -239,6 +239,7 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
     EngineConfig {
         peer: PeerConfig {
             bind_ip: cfg.media_ip(),
+            extra_bind_ips: cfg.media.extra_bind_ips.clone(),
             udp_port_min: cfg.media.udp_port_min,
             udp_port_max: cfg.media.udp_port_max,
             nat_1to1_ips: cfg.media.nat_1to1_ips.clone(),

@@ -596,14 +596,7 @@ async fn agent_dropping_mid_session_ends_it_as_technical_with_recordings() {
     let _ = agent.await;
     assert_ends_technical_with_recordings(&server, &session_id).await;
     // /metrics counted one connection, its drop and the give-up.
-    let metrics = server
-        .admin(server.http.get(server.url("/metrics")))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     let value = |name: &str| {
         metrics
             .lines()

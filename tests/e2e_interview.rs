@@ -65,14 +65,7 @@ async fn browser_interview_runs_to_completion_and_is_recorded() {
 
     // The media plane's counters saw this interview: a packet each way every 20 ms of the
     // active time, (almost) no missed 20 ms deadline, and one finished end-of-session job.
-    let metrics = server
-        .admin(server.http.get(server.url("/metrics")))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let metrics = server.metrics_text().await;
     let value = |name: &str| -> f64 {
         metrics
             .lines()

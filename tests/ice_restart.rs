@@ -114,14 +114,7 @@ async fn wait_state(server: &Server, id: &str, state: &str, within: Duration) ->
 
 /// Participant audio packets the server received so far (its `/metrics` counter).
 async fn packets_in(server: &Server) -> u64 {
-    let text = server
-        .admin(server.http.get(server.url("/metrics")))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix("earshot_media_participant_packets_total "))
         .and_then(|v| v.trim().parse().ok())

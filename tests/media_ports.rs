@@ -1,6 +1,7 @@
 //! Operators open a UDP port range in their firewall (`[media] udp_port_min/max`): every UDP
 //! socket the server holds during a session, read from the kernel (`/proc/<pid>/net/udp` and
-//! the process's descriptors), is inside it.
+//! the process's descriptors), is inside it, on each configured address (`bind_ip` and
+//! `extra_bind_ips`: one socket per interface and peer).
 
 mod support;
 
@@ -14,8 +15,8 @@ use support::{ADMIN_TOKEN, Server};
 const MIN: u16 = 47_300;
 const MAX: u16 = 47_320;
 
-/// Local ports of the UDP sockets process `pid` holds.
-fn udp_ports(pid: u32) -> Vec<u16> {
+/// Local (address, port) of the UDP sockets process `pid` holds.
+fn udp_ports(pid: u32) -> Vec<(std::net::IpAddr, u16)> {
     let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fds")
         .flatten()
@@ -38,12 +39,14 @@ fn udp_ports(pid: u32) -> Vec<u16> {
             if !inodes.contains(*inode) {
                 continue;
             }
-            let port = local
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok())
-                .expect("port");
-            ports.push(port);
+            let (ip, port) = local.split_once(':').expect("address:port");
+            let port = u16::from_str_radix(port, 16).expect("port");
+            // IPv4 in /proc is the address's bytes in host (little-endian) order, in hex.
+            let ip = match u32::from_str_radix(ip, 16) {
+                Ok(v) if ip.len() == 8 => std::net::IpAddr::from(v.to_le_bytes()),
+                _ => std::net::IpAddr::from([0u8; 16]),
+            };
+            ports.push((ip, port));
         }
     }
     ports
@@ -55,6 +58,7 @@ async fn a_sessions_udp_sockets_stay_in_the_configured_range() {
     let server = Server::start(&[
         ("EARSHOT_MEDIA_UDP_PORT_MIN", min.as_str()),
         ("EARSHOT_MEDIA_UDP_PORT_MAX", max.as_str()),
+        ("EARSHOT_MEDIA_EXTRA_BIND_IPS", "[\"127.0.0.2\"]"),
     ])
     .await;
     assert!(
@@ -67,11 +71,16 @@ async fn a_sessions_udp_sockets_stay_in_the_configured_range() {
         .await;
     let ports = udp_ports(server.pid());
     eprintln!("server UDP ports with two sessions: {ports:?}");
-    assert!(ports.len() >= 2, "{ports:?}");
     assert!(
-        ports.iter().all(|p| (MIN..=MAX).contains(p)),
+        ports.iter().all(|(_, p)| (MIN..=MAX).contains(p)),
         "a UDP port outside {MIN}-{MAX}: {ports:?}"
     );
+    // Each peer has a socket on each address.
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        let ip: std::net::IpAddr = ip.parse().expect("ip");
+        let on = ports.iter().filter(|(a, _)| *a == ip).count();
+        assert!(on >= 2, "{on} sockets on {ip}: {ports:?}");
+    }
     a.hang_up().await;
     b.hang_up().await;
     tokio::time::sleep(Duration::from_millis(200)).await;

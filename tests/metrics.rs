@@ -109,6 +109,16 @@ async fn metrics_parse_and_move_during_a_session() {
         value(&during, "earshot_media_connect_seconds", &[]),
         Some(1.0)
     );
+    // The client's candidate of the selected pair: a host candidate, over UDP.
+    assert_eq!(
+        value(
+            &during,
+            "earshot_media_peer_paths_total",
+            &[("type", "host"), ("protocol", "udp")]
+        ),
+        Some(1.0),
+        "{during_text}"
+    );
     // Seconds of the participant's stream, with their loss (none here) and jitter.
     assert!(
         value(&during, "earshot_media_participant_loss_ratio", &[]).is_some_and(|n| n >= 1.0),

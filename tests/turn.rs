@@ -2,7 +2,9 @@
 //! a headless Chromium participant forced to relay-only (`iceTransportPolicy: "relay"`). With
 //! the credentials Earshot mints per session the interview runs through the relay to its end
 //! and is recorded; with credentials the relay refuses (a secret it does not share: the 401 an
-//! expired credential also gets) the page says so instead of hanging.
+//! expired credential also gets) the page says so instead of hanging. A participant in a
+//! network namespace that reaches the server only over TCP completes an interview through the
+//! relay over TCP.
 
 mod support;
 
@@ -11,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::browser::Browser;
+use support::netns::Netns;
+use support::tcp_bridge::TcpBridge;
 use support::{Server, audio, fixture, join_interview};
 
 /// A coturn process of the test's own.
@@ -121,9 +125,15 @@ const SELECTED_LOCAL_TYPE: &str = r#"(async () => {
   return type;
 })()"#;
 
-async fn page_on_consent(server: &Server) -> (Browser, String) {
+/// Opens an invite in a fresh Chromium (inside `ns` if given) and waits for the consent screen.
+/// Outside a namespace the page is made relay-only (see [`RELAY_ONLY`]).
+async fn page_on_consent(server: &Server, ns: Option<&Netns>) -> (Browser, String) {
     let (token, url) = server.invite().await;
-    let mut b = Browser::launch(&url, Some(&fixture("participant_speech.wav"))).await;
+    let speech = fixture("participant_speech.wav");
+    let mut b = match ns {
+        Some(ns) => Browser::launch_in_netns(ns, &url, Some(&speech), &[]).await,
+        None => Browser::launch(&url, Some(&speech)).await,
+    };
     assert!(
         b.wait_for(
             "!!document.querySelector('#accept') && !document.querySelector('#accept').closest('[hidden]')",
@@ -132,27 +142,41 @@ async fn page_on_consent(server: &Server) -> (Browser, String) {
         .await,
         "consent screen"
     );
-    assert_eq!(b.eval(RELAY_ONLY).await, serde_json::json!(true));
+    if ns.is_none() {
+        assert_eq!(b.eval(RELAY_ONLY).await, serde_json::json!(true));
+    }
     (b, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interview_runs_through_coturn_with_minted_credentials() {
-    interview_through_turn("udp").await;
+    interview_through_turn(Network::Open).await;
 }
 
-/// A participant whose network lets only TCP out reaches the relay over TCP (TURN over TCP;
-/// the relay speaks UDP to the media server). Without netfilter here the test cannot block
-/// the browser's UDP: the relay-only policy and a TCP-only TURN URL keep every packet of the
-/// browser on TCP, which the selected candidate shows.
+/// A participant whose network lets only TCP out: Chromium runs in a network namespace with
+/// no route anywhere (its link is down); the server's HTTP port and the relay's TCP port are
+/// forwarded into it over TCP, nothing else. It finds on its own that the relay over TCP is
+/// the only path (TURN over TCP; the relay speaks UDP to the media server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interview_runs_through_coturn_over_tcp() {
-    interview_through_turn("tcp").await;
+async fn an_interview_runs_from_a_network_that_lets_only_tcp_out() {
+    interview_through_turn(Network::TcpOnly).await;
 }
 
-async fn interview_through_turn(transport: &str) {
+#[derive(PartialEq)]
+enum Network {
+    /// Chromium on the host, made relay-only, the relay over UDP.
+    Open,
+    /// Chromium in a namespace that reaches the host only through TCP forwards.
+    TcpOnly,
+}
+
+async fn interview_through_turn(network: Network) {
     let secret = "shared-secret-for-the-turn-test-0123";
     let turn = Coturn::start(secret);
+    let transport = match network {
+        Network::Open => "udp",
+        Network::TcpOnly => "tcp",
+    };
     let urls = turn.url_over(transport);
     let server = Server::start(&[
         ("EARSHOT_TURN_URLS", urls.as_str()),
@@ -160,7 +184,24 @@ async fn interview_through_turn(transport: &str) {
         ("EARSHOT_INTERVIEWER_SILENCE_MS", "1000"),
     ])
     .await;
-    let (mut b, token) = page_on_consent(&server).await;
+    let mut ns = None;
+    let mut _forwards = Vec::new();
+    if network == Network::TcpOnly {
+        let n = Netns::create();
+        n.set_link(false);
+        // The same addresses inside as outside, so invite links and TURN URLs hold as they are.
+        let http: std::net::SocketAddr = server
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("server address");
+        let relay = std::net::SocketAddr::from(([127, 0, 0, 1], turn.port));
+        for at in [http, relay] {
+            _forwards.push(TcpBridge::out_of(&n.name, at, at));
+        }
+        ns = Some(n);
+    }
+    let (mut b, token) = page_on_consent(&server, ns.as_ref()).await;
     let id = join_interview(&mut b, &server).await;
     // The invite hands out the relay with credentials minted for this session.
     let view: serde_json::Value = server
@@ -190,6 +231,18 @@ async fn interview_through_turn(transport: &str) {
         serde_json::json!(format!("relay/{transport}")),
         "the media goes through the relay, over {transport}"
     );
+    // The server counts the path (a second after connecting): the client's relay candidate,
+    // over UDP from the relay to here.
+    let path = "earshot_media_peer_paths_total{type=\"relay\",protocol=\"udp\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = server.metrics_text().await;
+        if metrics.lines().any(|l| l == path) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(metrics.lines().any(|l| l == path), "{metrics}");
     let done = server
         .wait_session(&id, Duration::from_secs(150), |s| {
             s["state"] == "completed" && s["recordings"].as_array().is_some_and(|r| r.len() == 6)
@@ -233,7 +286,7 @@ async fn refused_credentials_get_a_message_on_the_page() {
         ),
     ])
     .await;
-    let (mut b, _token) = page_on_consent(&server).await;
+    let (mut b, _token) = page_on_consent(&server, None).await;
     b.eval("document.querySelector('#accept').click(); true")
         .await;
     assert!(

@@ -88,7 +88,7 @@ impl ClientPeer {
         });
         let (media_engine, codec) = opus_media_engine(CLIENT_OPUS_PT, &config.opus_fmtp)?;
         let pc = build_connection(
-            SocketAddr::new(config.bind_ip, 0),
+            vec![SocketAddr::new(config.bind_ip, 0)],
             media_engine,
             setting_engine(false, Some(config.check_interval), config.consent_interval),
             Vec::new(),

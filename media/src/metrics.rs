@@ -91,6 +91,9 @@ pub struct MediaMetrics {
     /// interarrival jitter.
     loss: Histogram,
     jitter: Histogram,
+    /// Connected participant peers by the client's candidate in the selected pair:
+    /// (type, protocol) -> count. Written once per connection, not on the real-time path.
+    selected_paths: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Default for MediaMetrics {
@@ -110,6 +113,7 @@ impl Default for MediaMetrics {
             agent_failures: AtomicU64::new(0),
             loss: Histogram::new(&LOSS_BUCKETS),
             jitter: Histogram::new(&JITTER_BUCKETS),
+            selected_paths: Default::default(),
         }
     }
 }
@@ -156,6 +160,15 @@ impl MediaMetrics {
     /// A participant peer connected `took` after its offer was answered.
     pub fn peer_connected(&self, took: Duration) {
         self.connect.observe(took);
+    }
+
+    /// A participant peer connected over this path (the client's candidate type and protocol).
+    pub fn peer_path(&self, path: crate::peer::SelectedPath) {
+        if let Ok(mut paths) = self.selected_paths.lock() {
+            *paths
+                .entry((path.candidate_type, path.protocol))
+                .or_default() += 1;
+        }
     }
 
     pub fn participant_packet(&self) {
@@ -268,6 +281,20 @@ impl MediaMetrics {
             "Bytes of recording files written by finished end-of-session work.",
             get(&self.recorded_bytes).to_string(),
         );
+        let _ = writeln!(
+            out,
+            "# HELP earshot_media_peer_paths_total Participant peers connected, by the client's \
+             candidate in the selected ICE pair (type host/srflx/prflx/relay, protocol udp/tcp).\n\
+             # TYPE earshot_media_peer_paths_total counter"
+        );
+        if let Ok(paths) = self.selected_paths.lock() {
+            for ((kind, protocol), n) in paths.iter() {
+                let _ = writeln!(
+                    out,
+                    "earshot_media_peer_paths_total{{type=\"{kind}\",protocol=\"{protocol}\"}} {n}"
+                );
+            }
+        }
         self.lateness.render(
             out,
             "earshot_media_tick_lateness_seconds",

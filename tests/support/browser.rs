@@ -20,6 +20,8 @@ pub struct Browser {
     port: u16,
     /// The target id of the page `ws` drives.
     target_id: String,
+    /// For a browser inside a network namespace: its DevTools port forwarded out.
+    _devtools_bridge: Option<super::tcp_bridge::TcpBridge>,
 }
 
 impl Browser {
@@ -30,9 +32,32 @@ impl Browser {
 
     /// As [`Browser::launch`], with more command-line flags.
     pub async fn launch_with(url: &str, fake_audio: Option<&Path>, flags: &[String]) -> Browser {
+        Self::launch_where(None, url, fake_audio, flags).await
+    }
+
+    /// As [`Browser::launch_with`], with the browser inside the network namespace `ns` (driven
+    /// through a TCP bridge to its DevTools port; `url` is as seen from inside).
+    pub async fn launch_in_netns(
+        ns: &super::netns::Netns,
+        url: &str,
+        fake_audio: Option<&Path>,
+        flags: &[String],
+    ) -> Browser {
+        Self::launch_where(Some(ns), url, fake_audio, flags).await
+    }
+
+    async fn launch_where(
+        ns: Option<&super::netns::Netns>,
+        url: &str,
+        fake_audio: Option<&Path>,
+        flags: &[String],
+    ) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
-        let mut cmd =
-            Command::new(std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into()));
+        let chromium = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into());
+        let mut cmd = match ns {
+            Some(ns) => ns.command(&chromium),
+            None => Command::new(&chromium),
+        };
         cmd.args([
             "--headless",
             "--no-sandbox",
@@ -78,6 +103,15 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromium did not open DevTools");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        // Inside a namespace the DevTools port is reached through a bridge of its own.
+        let (port, devtools_bridge) = match ns {
+            Some(ns) => {
+                let inside = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                let bridge = super::tcp_bridge::TcpBridge::into(&ns.name, inside).await;
+                (bridge.listen.port(), Some((bridge, port)))
+            }
+            None => (port, None),
+        };
         let http = reqwest::Client::new();
         let ws_url = loop {
             let list: Value = match http
@@ -102,7 +136,10 @@ impl Browser {
             assert!(Instant::now() < deadline, "no page target in chromium");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let (ws_url, target_id) = ws_url;
+        let (mut ws_url, target_id) = ws_url;
+        if let Some((_, inside)) = &devtools_bridge {
+            ws_url = ws_url.replace(&format!(":{inside}/"), &format!(":{port}/"));
+        }
         let (ws, _) = tokio_tungstenite::connect_async(ws_url)
             .await
             .expect("devtools websocket");
@@ -113,6 +150,7 @@ impl Browser {
             next_id: 0,
             port,
             target_id,
+            _devtools_bridge: devtools_bridge.map(|(b, _)| b),
         }
     }
 

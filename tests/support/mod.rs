@@ -14,6 +14,7 @@ pub mod probe;
 pub mod pulse;
 pub mod relay;
 pub mod sdp;
+pub mod tcp_bridge;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -205,6 +206,17 @@ impl Server {
             .expect("download");
         assert_eq!(r.status(), 200, "{file} of {id}");
         r.bytes().await.expect("body").to_vec()
+    }
+
+    /// `GET /metrics` with the admin token: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        self.admin(self.http.get(self.url("/metrics")))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Creates an invite with the admin API; returns (token, url).

@@ -349,7 +349,7 @@ pub(crate) async fn wait_gathered(rx: &mut watch::Receiver<bool>, side: &str) {
 
 /// Builds a peer connection bound on exactly one UDP socket at `addr`.
 pub(crate) async fn build_connection(
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     media_engine: MediaEngine,
     setting_engine: SettingEngine,
     ice_servers: Vec<RTCIceServer>,
@@ -369,10 +369,10 @@ pub(crate) async fn build_connection(
         .with_interceptor_registry(registry)
         .with_handler(handler)
         .with_runtime(runtime)
-        .with_udp_addrs(vec![addr])
+        .with_udp_addrs(addrs.clone())
         .build()
         .await
-        .map_err(|e| internal(&format!("build peer connection on {addr}"), e))?;
+        .map_err(|e| internal(&format!("build peer connection on {addrs:?}"), e))?;
     Ok(Arc::new(pc))
 }
 

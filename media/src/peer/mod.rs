@@ -8,7 +8,8 @@
 //!
 //! Facts about webrtc 0.21 this module depends on:
 //! - mDNS is disabled (the default `QueryOnly` mode opens a multicast socket, which fails on
-//!   this kind of host); host candidates are gathered only on the concrete `bind_ip`.
+//!   this kind of host); host candidates are gathered only on the concrete `bind_ip` and
+//!   `extra_bind_ips` (one socket on each).
 //! - The library keeps `SettingEngine::nat_1to1_ips` but never applies it, so the public-IP
 //!   mapping is done here by rewriting host candidates in the answer SDP.
 //! - There is no UDP port-range setting: a free port in the range is chosen here and the
@@ -26,7 +27,7 @@
 //! Submodules: `library` (what server and client peers share: handler, event channel,
 //! watchdog, builders), `liveness` (the quiet/failed rule, sans-IO), `socket` (the watched UDP
 //! socket), `sdp` (offer inspection, trickled candidates), `nat` (1:1 NAT mapping), `ports`
-//! (the UDP port range).
+//! (the UDP port range), `selected` (the client's candidate type in the selected pair).
 
 mod library;
 mod liveness;
@@ -34,6 +35,7 @@ mod nat;
 mod ports;
 mod restart;
 mod sdp;
+mod selected;
 mod socket;
 pub mod stun_probe;
 
@@ -58,11 +60,12 @@ pub(crate) use library::{
 };
 pub use liveness::LivenessConfig;
 use nat::{NatMapping, apply_nat_1to1, parse_nat_mappings};
-use ports::bind_candidates;
+use ports::bind_attempts;
 pub use restart::IceRestart;
 pub(crate) use restart::{answer_with_credentials, credentials_of};
 pub(crate) use sdp::add_candidate;
 pub use sdp::{inspect_offer, normalise_candidate};
+pub use selected::SelectedPath;
 
 /// The ICE agent's tick while connecting. Even an ICE-lite agent (which sends no checks) only
 /// moves to connected, and so starts DTLS, on this tick; the library default of 200 ms adds up
@@ -75,6 +78,9 @@ const SERVER_ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 pub struct PeerConfig {
     /// Concrete IP the host candidates are gathered on, e.g. 127.0.0.1 (never 0.0.0.0).
     pub bind_ip: IpAddr,
+    /// More concrete addresses (other interfaces) to gather host candidates on, one UDP socket
+    /// each: a participant uses whichever it can reach.
+    pub extra_bind_ips: Vec<IpAddr>,
     /// Lowest UDP port to use; `0, 0` means an ephemeral port.
     pub udp_port_min: u16,
     /// Highest UDP port to use (inclusive).
@@ -96,6 +102,7 @@ impl Default for PeerConfig {
     fn default() -> Self {
         Self {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
+            extra_bind_ips: Vec::new(),
             udp_port_min: 0,
             udp_port_max: 0,
             nat_1to1_ips: Vec::new(),
@@ -216,10 +223,10 @@ impl ServerPeer {
         let mut last_err = None;
         let mut pc = None;
         let mut codec = None;
-        for addr in bind_candidates(config)? {
+        for addrs in bind_attempts(config)? {
             let (media_engine, c) = opus_media_engine(offer_pt, &config.opus_fmtp)?;
             match build_connection(
-                addr,
+                addrs.clone(),
                 media_engine,
                 setting_engine(config.ice_lite, Some(SERVER_ICE_CHECK_INTERVAL), None),
                 ice_servers.clone(),
@@ -233,7 +240,7 @@ impl ServerPeer {
                     break;
                 }
                 Err(e) => {
-                    debug!(%addr, error = %e, "bind attempt failed");
+                    debug!(?addrs, error = %e, "bind attempt failed");
                     last_err = Some(e);
                 }
             }
@@ -370,6 +377,21 @@ impl ServerPeer {
         *offer = renewed;
         debug!(ufrag = %ours.ufrag, candidates = ours.candidates.len(), "ICE restarted");
         Ok(Some(ours))
+    }
+
+    /// The client's candidate in the selected ICE pair (host, srflx, prflx or relay; UDP or
+    /// TCP), once connected.
+    pub async fn selected_path(&self) -> Option<SelectedPath> {
+        let report = self
+            .conn
+            .pc
+            .get_stats(Instant::now(), rtc::statistics::StatsSelector::None)
+            .await;
+        if let Some(path) = selected::from_stats(&report) {
+            return Some(path);
+        }
+        let addr = self.conn.shared.activity.last_sent_to()?;
+        Some(selected::from_sdp(&self.offer.lock().await, addr))
     }
 
     /// Audio packets dropped because the event channel was full.

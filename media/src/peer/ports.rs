@@ -1,7 +1,7 @@
-//! The UDP port a peer binds: an ephemeral one, or a free one of the configured range (webrtc
-//! 0.21 has no port-range setting).
+//! The UDP ports a peer binds, one on each configured address (interface): ephemeral ones, or
+//! free ones of the configured range (webrtc 0.21 has no port-range setting).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::{PeerConfig, PeerError};
@@ -13,12 +13,24 @@ const MAX_BIND_ATTEMPTS: usize = 16;
 /// probe the range from its first port.
 static PORT_CURSOR: AtomicU32 = AtomicU32::new(0);
 
-/// Candidate bind addresses: `ip:0` for an ephemeral port, else free-looking ports of the
-/// range starting at a rotating cursor.
-pub(super) fn bind_candidates(config: &PeerConfig) -> Result<Vec<SocketAddr>, PeerError> {
+/// Bind attempts, each one address per configured IP (`bind_ip`, then `extra_bind_ips`): `ip:0`
+/// for an ephemeral port, else free-looking ports of the range starting at a rotating cursor.
+pub(super) fn bind_attempts(config: &PeerConfig) -> Result<Vec<Vec<SocketAddr>>, PeerError> {
+    let ips = std::iter::once(config.bind_ip).chain(config.extra_bind_ips.iter().copied());
+    let per_ip = ips
+        .map(|ip| bind_candidates(config, ip))
+        .collect::<Result<Vec<_>, _>>()?;
+    let attempts = per_ip.iter().map(Vec::len).min().unwrap_or(0);
+    Ok((0..attempts)
+        .map(|i| per_ip.iter().map(|c| c[i]).collect())
+        .collect())
+}
+
+/// Candidate bind addresses on `ip`.
+fn bind_candidates(config: &PeerConfig, ip: IpAddr) -> Result<Vec<SocketAddr>, PeerError> {
     let (min, max) = (config.udp_port_min, config.udp_port_max);
     if min == 0 && max == 0 {
-        return Ok(vec![SocketAddr::new(config.bind_ip, 0)]);
+        return Ok(vec![SocketAddr::new(ip, 0)]);
     }
     if min == 0 || max < min {
         return Err(PeerError::Internal(format!(
@@ -30,7 +42,7 @@ pub(super) fn bind_candidates(config: &PeerConfig) -> Result<Vec<SocketAddr>, Pe
     let mut out = Vec::new();
     for i in 0..span {
         let port = min as u32 + (start + i) % span;
-        let addr = SocketAddr::new(config.bind_ip, port as u16);
+        let addr = SocketAddr::new(ip, port as u16);
         // Probe: the library reports a failed bind only as a failed build, which is costlier.
         if UdpSocket::bind(addr).is_ok() {
             out.push(addr);
@@ -41,8 +53,7 @@ pub(super) fn bind_candidates(config: &PeerConfig) -> Result<Vec<SocketAddr>, Pe
     }
     if out.is_empty() {
         return Err(PeerError::Internal(format!(
-            "no free UDP port in {min}-{max} on {}",
-            config.bind_ip
+            "no free UDP port in {min}-{max} on {ip}"
         )));
     }
     Ok(out)
@@ -59,9 +70,26 @@ mod tests {
             udp_port_max: 4000,
             ..Default::default()
         };
-        assert!(bind_candidates(&c).is_err());
+        assert!(bind_attempts(&c).is_err());
         c.udp_port_min = 0;
         c.udp_port_max = 0;
-        assert_eq!(bind_candidates(&c).expect("ok")[0].port(), 0);
+        assert_eq!(bind_attempts(&c).expect("ok")[0][0].port(), 0);
+    }
+
+    #[test]
+    fn every_address_gets_a_port_of_the_range() {
+        let c = PeerConfig {
+            extra_bind_ips: vec![IpAddr::from([127, 0, 0, 2])],
+            udp_port_min: 47_300,
+            udp_port_max: 47_310,
+            ..Default::default()
+        };
+        let attempts = bind_attempts(&c).expect("ok");
+        assert!(!attempts.is_empty());
+        for a in attempts {
+            let ips: Vec<IpAddr> = a.iter().map(SocketAddr::ip).collect();
+            assert_eq!(ips, [c.bind_ip, IpAddr::from([127, 0, 0, 2])]);
+            assert!(a.iter().all(|s| (47_300..=47_310).contains(&s.port())));
+        }
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct LinkActivity {
     last_heard_us: AtomicU64,
     /// Drop every outgoing datagram (a cut path, for tests).
     mute_outgoing: AtomicBool,
+    /// Where the last datagram went: once connected, the client's side of the selected pair
+    /// (media and consent answers go there). Uncontended lock, once per packet sent.
+    last_sent_to: std::sync::Mutex<Option<SocketAddr>>,
 }
 
 impl LinkActivity {
@@ -35,6 +38,7 @@ impl LinkActivity {
             base: Instant::now(),
             last_heard_us: AtomicU64::new(0),
             mute_outgoing: AtomicBool::new(false),
+            last_sent_to: std::sync::Mutex::new(None),
         })
     }
 
@@ -49,6 +53,11 @@ impl LinkActivity {
             0 => None,
             us => Some(self.base + Duration::from_micros(us - 1)),
         }
+    }
+
+    /// The destination of the last datagram sent.
+    pub(crate) fn last_sent_to(&self) -> Option<SocketAddr> {
+        self.last_sent_to.lock().ok().and_then(|a| *a)
     }
 
     pub(crate) fn set_mute_outgoing(&self, mute: bool) {
@@ -159,7 +168,13 @@ impl AsyncUdpSocket for WatchedUdpSocket {
         if self.activity.mute_outgoing.load(Ordering::Relaxed) {
             return Poll::Ready(Ok(transmit.contents.len()));
         }
-        self.inner.poll_send(cx, transmit)
+        let sent = self.inner.poll_send(cx, transmit);
+        if let Poll::Ready(Ok(_)) = sent
+            && let Ok(mut to) = self.activity.last_sent_to.lock()
+        {
+            *to = Some(transmit.destination);
+        }
+        sent
     }
 
     fn poll_recv(

@@ -11,7 +11,7 @@ mod timeline;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -220,6 +220,19 @@ impl SessionTask {
                     Some(PeerEvent::Connected) => {
                         if let Some(since) = self.peer_since.take() {
                             self.metrics.peer_connected(since.elapsed());
+                        }
+                        if let Some(peer) = &self.peer {
+                            // Off the loop: the statistics wait for the connection's lock.
+                            let (peer, metrics) = (Arc::clone(peer), Arc::clone(&self.metrics));
+                            let session = self.core.id().to_string();
+                            tokio::spawn(async move {
+                                // Let media flow first: the path is read from where it goes.
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                if let Some(path) = peer.selected_path().await {
+                                    tracing::info!(%session, candidate = path.candidate_type, protocol = path.protocol, "participant's path selected");
+                                    metrics.peer_path(path);
+                                }
+                            });
                         }
                         self.step(Input::PeerConnected).await;
                     }
