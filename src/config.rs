@@ -154,19 +154,23 @@ pub struct MediaConfig {
 pub struct OpusConfig {
     pub bitrate: u32,
     pub complexity: u8,
+    /// In-band FEC, its share steered by the loss the participant reports.
     pub fec: bool,
     pub dtx: bool,
     pub ptime_ms: u32,
+    /// Code the AI audio at most wideband (it is 16 kHz speech); `false`: fullband.
+    pub wideband: bool,
 }
 
 impl Default for OpusConfig {
     fn default() -> Self {
         Self {
-            bitrate: 32_000,
+            bitrate: 48_000,
             complexity: 5,
             fec: true,
             dtx: false,
             ptime_ms: 20,
+            wideband: true,
         }
     }
 }
@@ -621,7 +625,7 @@ mod tests {
     fn the_shipped_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("turn-config/earshot.example.toml");
         let c = Config::load(Some(&path), env(&[])).expect("example config is valid");
-        assert_eq!(c.opus.bitrate, 32_000);
+        assert_eq!(c.opus.bitrate, 48_000);
         assert!(c.turn.ice_servers.is_empty());
         // Every limit the example lists is the default.
         let (example, default) = (&c.limits, LimitsConfig::default());

@@ -253,6 +253,7 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
             complexity: cfg.opus.complexity,
             fec: cfg.opus.fec,
             dtx: cfg.opus.dtx,
+            wideband: cfg.opus.wideband,
             ..OpusSettings::default()
         },
         agent_retry: std::time::Duration::from_secs(cfg.agent.retry_secs),

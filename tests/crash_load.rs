@@ -53,6 +53,8 @@ fn speech_packets(seconds: usize) -> (Vec<f32>, Vec<bytes::Bytes>) {
             fec: true,
             dtx: false,
             expected_loss_pct: 0,
+            // A browser codes the full band.
+            wideband: false,
         },
     );
     (speech, packets)

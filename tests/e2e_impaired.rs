@@ -26,6 +26,8 @@ fn browser_opus() -> OpusSettings {
         fec: true,
         dtx: false,
         expected_loss_pct: 10,
+        // A browser codes the full band.
+        wideband: false,
     }
 }
 
@@ -193,6 +195,14 @@ async fn participant_track_has_no_gap_over_60_ms_at_10_percent_loss_with_60_ms_j
         "the server saw the losses"
     );
     assert!(jitter.next_there > 0, "the server had FEC to use");
+    // The AI audio lost 10 % on its way to the client too; the client's receiver reports say
+    // so, and the server's encoder turns its FEC on for it.
+    let log = support::participant::strip_ansi(&server.log());
+    let fec = log
+        .lines()
+        .find(|l| l.contains("FEC follows the reported loss"))
+        .unwrap_or_else(|| panic!("the encoder never took up the reported loss:\n{log}"));
+    eprintln!("{fec}");
 
     let (rate, rec) = audio::read_wav(&path);
     assert_eq!(rate, 48_000);

@@ -743,6 +743,8 @@ async fn loss_and_clipping_move_the_signals_and_highlight_the_session_on_the_das
         fec: true,
         dtx: false,
         expected_loss_pct: 10,
+        // A browser codes the full band.
+        wideband: false,
     };
     let looped = |x: &[f32]| -> Vec<i16> {
         support::noise::to_i16(

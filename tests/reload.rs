@@ -182,6 +182,6 @@ async fn a_scripts_codec_settings_override_the_deployments() {
     eprintln!(
         "AI speech: deployment default {default:.0} bit/s, script codec 12000: {low:.0} bit/s"
     );
-    assert!((25_000.0..=45_000.0).contains(&default), "{default}");
+    assert!((40_000.0..=65_000.0).contains(&default), "{default}");
     assert!((6_000.0..=20_000.0).contains(&low), "{low}");
 }

@@ -67,6 +67,8 @@ fn browser_opus(fec: bool, loss_pct: u32) -> OpusSettings {
         fec,
         dtx: false,
         expected_loss_pct: if fec { loss_pct as u8 } else { 0 },
+        // A browser codes the full band.
+        wideband: false,
     }
 }
 

@@ -51,6 +51,7 @@ fn with_codec(base: OpusSettings, c: earshot_vocab::media_port::CodecSpec) -> Op
         fec: c.fec.unwrap_or(base.fec),
         dtx: c.dtx.unwrap_or(base.dtx),
         expected_loss_pct: c.expected_loss_pct.unwrap_or(base.expected_loss_pct),
+        wideband: c.wideband.unwrap_or(base.wideband),
     }
 }
 

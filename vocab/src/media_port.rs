@@ -47,9 +47,13 @@ pub struct CodecSpec {
     /// Discontinuous transmission in silence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtx: Option<bool>,
-    /// The loss the encoder prepares its FEC for, 0..=100 %.
+    /// The least loss the encoder prepares its FEC for, 0..=100 % (raised to the loss the
+    /// participant reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_loss_pct: Option<u8>,
+    /// Code at most wideband (8 kHz band; the AI audio is 16 kHz speech) or the full band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wideband: Option<bool>,
 }
 
 impl CodecSpec {

@@ -30,7 +30,12 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::liveness::{LinkChange, Liveness, LivenessConfig};
+use super::report_blocks::{ReportBlockReader, ReportBlocks};
 use super::socket::{LinkActivity, WatchedRuntime};
+
+/// Where the report block reader sits in the interceptor chain: after the library's sender
+/// report interceptor (`Slot::SenderReport` = 11 000), before the PLI generator (12 000).
+const REPORT_BLOCK_SLOT: usize = 11_500;
 use super::{PeerError, PeerEvent, RtpAudioPacket};
 
 /// Capacity of the event channel handed to the caller (about 10 s of 20 ms audio).
@@ -50,6 +55,8 @@ pub(crate) struct PeerShared {
     dropped_audio: AtomicU64,
     closed_sent: AtomicBool,
     pub(crate) activity: Arc<LinkActivity>,
+    /// The other side's latest report on the audio this peer sends.
+    pub(crate) report_blocks: Arc<ReportBlocks>,
     /// Set when DTLS is up; the watchdog counts silence from then.
     connected: AtomicBool,
 }
@@ -61,6 +68,7 @@ impl PeerShared {
             dropped_audio: AtomicU64::new(0),
             closed_sent: AtomicBool::new(false),
             activity: LinkActivity::new(),
+            report_blocks: Arc::default(),
             connected: AtomicBool::new(false),
         })
     }
@@ -357,8 +365,12 @@ pub(crate) async fn build_connection(
 ) -> Result<Arc<dyn PeerConnection>, PeerError> {
     let runtime = WatchedRuntime::new(Arc::clone(&handler.shared.activity))
         .map_err(|e| internal("runtime", e))?;
-    // Audio only: RTCP sender/receiver reports, no NACK/TWCC/simulcast interceptors.
-    let registry = configure_rtcp_reports(Registry::new());
+    // Audio only: RTCP sender/receiver reports, no NACK/TWCC/simulcast interceptors; and the
+    // reader of the other side's report blocks, after the library's report interceptors.
+    let registry = configure_rtcp_reports(Registry::new()).with(
+        rtc::interceptor::Slot::from(REPORT_BLOCK_SLOT),
+        ReportBlockReader::new(Arc::clone(&handler.shared.report_blocks)),
+    );
     let configuration = RTCConfigurationBuilder::new()
         .with_ice_servers(ice_servers)
         .build();

@@ -33,6 +33,7 @@ mod library;
 mod liveness;
 mod nat;
 mod ports;
+mod report_blocks;
 mod restart;
 mod sdp;
 mod selected;
@@ -61,6 +62,7 @@ pub(crate) use library::{
 pub use liveness::LivenessConfig;
 use nat::{NatMapping, apply_nat_1to1, parse_nat_mappings};
 use ports::bind_attempts;
+pub use report_blocks::ReportBlock;
 pub use restart::IceRestart;
 pub(crate) use restart::{answer_with_credentials, credentials_of};
 pub(crate) use sdp::add_candidate;
@@ -392,6 +394,12 @@ impl ServerPeer {
         }
         let addr = self.conn.shared.activity.last_sent_to()?;
         Some(selected::from_sdp(&self.offer.lock().await, addr))
+    }
+
+    /// What the other side's latest RTCP report block says of the audio this peer sends;
+    /// `None` before any report.
+    pub fn receiver_report(&self) -> Option<ReportBlock> {
+        self.conn.shared.report_blocks.latest()
     }
 
     /// Audio packets dropped because the event channel was full.

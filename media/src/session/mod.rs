@@ -7,6 +7,7 @@
 
 mod core;
 mod finalize;
+mod loss_probe;
 mod timeline;
 
 use std::path::PathBuf;
@@ -98,6 +99,7 @@ pub(crate) struct SessionTask {
     /// When the current participant peer was attached (its offer just answered), until it
     /// connects: the connect time metric.
     peer_since: Option<Instant>,
+    loss_probe: loss_probe::LossProbe,
 }
 
 impl SessionTask {
@@ -154,6 +156,7 @@ impl SessionTask {
             recording,
             metrics: p.metrics,
             peer_since: None,
+            loss_probe: Default::default(),
         })
     }
 
@@ -259,6 +262,9 @@ impl SessionTask {
                         self.metrics.tick(Instant::now().saturating_duration_since(scheduled));
                     }
                     self.step(Input::Tick { scheduled }).await;
+                    if let Some(loss) = self.loss_probe.tick(self.peer.as_deref()) {
+                        self.core.reported_loss(loss);
+                    }
                 }
                 msg = next_agent_message(&mut self.link) => {
                     self.metrics.agent_message(msg.as_ref());

@@ -17,6 +17,8 @@ use super::{FRAME, Output, RecordTrack, SessionCore};
 pub(super) struct Playout {
     pub(super) index: usize,
     pub(super) offset: usize,
+    /// Sent from the prompt's FEC copy (chosen when it starts: the participant reported loss).
+    pub(super) fec: bool,
 }
 
 impl SessionCore {
@@ -68,7 +70,11 @@ impl SessionCore {
             end_ms: samples_to_ms(pos + samples),
         };
         self.end_ai_turn();
-        self.playout = Some(Playout { index, offset: 0 });
+        self.playout = Some(Playout {
+            index,
+            offset: 0,
+            fec: self.sends_fec(),
+        });
         self.ai_pos = pos;
         self.emit(progress);
         self.begin_ai_turn(pos);
@@ -139,7 +145,11 @@ impl SessionCore {
         }
         let play = self.playout.as_mut()?;
         let audio = &self.prompts.get(play.index)?.audio;
-        let (pcm, packet) = (&audio.pcm, audio.packets.get(play.offset / FRAME).cloned());
+        let packets = match &audio.packets_fec {
+            Some(fec) if play.fec => fec,
+            _ => &audio.packets,
+        };
+        let (pcm, packet) = (&audio.pcm, packets.get(play.offset / FRAME).cloned());
         let end = (play.offset + FRAME).min(pcm.len());
         let n = end.saturating_sub(play.offset);
         frame[..n].copy_from_slice(&pcm[play.offset..end]);

@@ -56,7 +56,11 @@ const LEAD_IN_SAMPLES: u64 = crate::units::ms_to_samples(500);
 const AUDIO_GAP: Duration = Duration::from_secs(1);
 
 /// Something that happened to the session, with the time it is handled at.
+/// Receiver reports (one read every 2 s) the FEC decision looks back over.
+const LOSS_WINDOW: usize = 5;
+
 #[derive(Debug)]
+
 pub(crate) enum Input {
     /// A new participant peer replaces the current one (a reconnect or a resume); it is not
     /// connected yet. The newest agent request (resume context) comes with it.
@@ -178,6 +182,9 @@ pub(crate) struct SessionCore {
     /// `Some` for an agent-led session.
     agent: Option<AgentSide>,
     encoder: OpusEncoder,
+    /// The loss fractions the participant reported lately (newest last): the encoder's FEC
+    /// prepares for the worst of them.
+    reported_loss: VecDeque<f64>,
     recording: bool,
     /// The participant's turn in progress (its start).
     turn_start: Option<u64>,
@@ -225,6 +232,7 @@ impl SessionCore {
             ai_audio_end: 0,
             agent: p.agent.map(AgentSide::new),
             encoder,
+            reported_loss: VecDeque::with_capacity(LOSS_WINDOW),
             recording: p.recording,
             turn_start: None,
             last_turn: None,
@@ -250,6 +258,26 @@ impl SessionCore {
     }
 
     /// Whether a peer of this session has ever connected (else nothing was recorded).
+    /// The participant's side reports this share (0-1) of the AI audio's packets lost: the
+    /// encoder's FEC prepares for the worst of the last few reports (about 10 s).
+    pub(crate) fn reported_loss(&mut self, fraction: f64) {
+        if self.reported_loss.len() == LOSS_WINDOW {
+            self.reported_loss.pop_front();
+        }
+        self.reported_loss.push_back(fraction.clamp(0.0, 1.0));
+        let worst = self.reported_loss.iter().copied().fold(0.0, f64::max);
+        let before = self.encoder.prepared_loss();
+        let now = self.encoder.set_reported_loss((worst * 100.0).ceil() as u8);
+        if now != before {
+            tracing::debug!(session = %self.id, reported = worst, fec_for_pct = now, "FEC follows the reported loss");
+        }
+    }
+
+    /// Whether the AI audio is sent with FEC (the participant reported loss lately).
+    pub(crate) fn sends_fec(&self) -> bool {
+        self.encoder.prepared_loss() > 0
+    }
+
     pub(crate) fn ever_connected(&self) -> bool {
         self.ever_connected
     }

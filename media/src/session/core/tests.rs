@@ -1,7 +1,6 @@
 //! The session core stepped in virtual time: no sockets, no files, no sleeping. Time is an
 //! `Instant` the test advances; packets are real Opus; the speech is the test fixture.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,18 +39,57 @@ fn tone_prompt(id: &str, secs: f32) -> LoadedPrompt {
     let pcm: Vec<i16> = (0..n)
         .map(|i| ((i as f32 * 300.0 * std::f32::consts::TAU / 48_000.0).sin() * 6000.0) as i16)
         .collect();
-    let packets = opus_packets(&pcm);
     LoadedPrompt {
         prompt: PromptSpec {
             id: id.into(),
             text: format!("question {id}"),
             audio: id.into(),
         },
-        audio: LoadedAudio {
-            pcm: Arc::new(pcm),
-            packets: Arc::new(packets),
-        },
+        audio: LoadedAudio::encode(pcm, OpusSettings::default()).expect("encode"),
     }
+}
+
+/// The AI packets sent, in order.
+fn sent_packets(out: &[Output]) -> Vec<Bytes> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SendAi(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn prompts_go_with_fec_only_after_the_participant_reports_loss() {
+    let (q1, q2) = (tone_prompt("q1", 1.0), tone_prompt("q2", 1.0));
+    let plain = q2.audio.packets.clone();
+    let fec = q2.audio.packets_fec.clone().expect("a FEC copy");
+    assert_ne!(plain[10], fec[10], "the FEC copy carries other bits");
+    let silence = opus_packets(&[0i16; FRAME])[0].clone();
+    let mut h = Harness::new(vec![q1.clone(), q2], None);
+    h.input(Input::PeerConnected);
+    // Lead-in and the first prompt, with no loss reported: its plain packets.
+    h.steps(90, Some(&silence));
+    let out = h.take();
+    assert!(
+        sent_packets(&out).contains(&q1.audio.packets[10]),
+        "the first prompt went without FEC"
+    );
+    // The participant reports 3 % loss, answers and falls silent: the next prompt goes from
+    // the FEC copy.
+    h.core.reported_loss(0.03);
+    for p in opus_packets(&fixture_speech()) {
+        h.step(Some(p));
+    }
+    h.steps(150, Some(&silence));
+    let sent = sent_packets(&h.take());
+    assert!(sent.contains(&fec[10]), "the second prompt went with FEC");
+    assert!(!sent.contains(&plain[10]));
+    // Five clean reports later the window has forgotten the loss.
+    for _ in 0..5 {
+        h.core.reported_loss(0.0);
+    }
+    assert!(!h.core.sends_fec());
 }
 
 fn agent_request() -> AgentRequest {
