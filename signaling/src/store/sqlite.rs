@@ -2,9 +2,11 @@
 //! process. Owns every SQL statement in Earshot; migrations in `signaling/migrations/` run on
 //! open, so an existing database upgrades in place.
 
+mod webhooks;
+
 use super::{
-    CampaignRow, InviteRow, MonitorRow, RecordingRow, Result, ScriptRow, SessionFilter, SessionRow,
-    SessionStore, SessionUpdate, StoreError, TransitionRow, TurnRow,
+    CampaignRow, ExportFilter, InviteRow, MonitorRow, RecordingRow, Result, ScriptRow,
+    SessionFilter, SessionRow, SessionStore, SessionUpdate, StoreError, TransitionRow, TurnRow,
 };
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -171,6 +173,34 @@ impl SessionStore for SqliteStore {
         .await?)
     }
 
+    async fn export_page(
+        &self,
+        f: &ExportFilter,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>> {
+        let (after_at, after_id) = match after {
+            Some((at, id)) => (Some(at), Some(id)),
+            None => (None, None),
+        };
+        Ok(sqlx::query_as(
+            "SELECT * FROM sessions WHERE (?1 IS NULL OR campaign_id = ?1) \
+             AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR created_at >= ?3) \
+             AND (?4 IS NULL OR created_at < ?4) \
+             AND (?5 IS NULL OR created_at > ?5 OR (created_at = ?5 AND id > ?6)) \
+             ORDER BY created_at, id LIMIT ?7",
+        )
+        .bind(&f.campaign)
+        .bind(f.state.map(|s| s.as_str()))
+        .bind(f.from)
+        .bind(f.to)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn session_ids_in_state(&self, state: &str) -> Result<Vec<String>> {
         Ok(
             sqlx::query_scalar("SELECT id FROM sessions WHERE state = ?")
@@ -248,6 +278,9 @@ impl SessionStore for SqliteStore {
             .bind(&t.cause)
             .execute(&mut *tx)
             .await?;
+        }
+        for e in u.events {
+            webhooks::enqueue_on(&mut tx, e).await?;
         }
         tx.commit().await?;
         Ok(expected_version + 1)

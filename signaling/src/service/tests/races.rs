@@ -47,6 +47,7 @@ impl RacedStore {
             drop_off: l.drop_off.as_deref(),
             next_deadline: lifecycle::next_deadline(l).map(|m| m.0),
             transitions: &[],
+            events: &[],
         };
         self.inner
             .update_session(id, &update, row.version)
@@ -115,6 +116,14 @@ impl SessionStore for RacedStore {
     }
     async fn session_ids_in_state(&self, state: &str) -> store::Result<Vec<String>> {
         self.inner.session_ids_in_state(state).await
+    }
+    async fn export_page(
+        &self,
+        f: &store::ExportFilter,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> store::Result<Vec<SessionRow>> {
+        self.inner.export_page(f, after, limit).await
     }
     async fn due_sessions(&self, now: i64) -> store::Result<Vec<String>> {
         self.inner.due_sessions(now).await
