@@ -144,6 +144,11 @@ async fn exports_of_a_real_interview_and_of_ten_thousand_sessions() {
             "invalid_query",
         ),
         ("/v1/exports/sessions.csv?colour=red", 400, "invalid_query"),
+        (
+            "/v1/exports/sessions.csv?ids=drop%20table",
+            400,
+            "invalid_query",
+        ),
     ] {
         let r = server
             .admin(server.http.get(server.url(path)))
@@ -482,6 +487,20 @@ async fn bulk_csv_of_ten_thousand(server: &Server, dir: &Path) {
     .await
     .expect("csv");
     assert_eq!(count(&formula), SEEDED / 100);
+    // A selection, whatever the order it is named in.
+    let selection = get_ok(
+        server,
+        "/v1/exports/sessions.csv?ids=ses_bulk000007,ses_bulk000003,ses_nothere",
+    )
+    .await
+    .bytes()
+    .await
+    .expect("csv");
+    let picked: Vec<String> = csv::Reader::from_reader(selection.as_ref())
+        .records()
+        .map(|r| r.expect("record")[0].to_string())
+        .collect();
+    assert_eq!(picked, vec!["ses_bulk000003", "ses_bulk000007"]);
 
     // JSON Lines: one session a line, the same sessions in the same order.
     let jsonl = get_ok(server, "/v1/exports/sessions.jsonl?to=2021-01-01")
@@ -500,6 +519,21 @@ async fn bulk_csv_of_ten_thousand(server: &Server, dir: &Path) {
         format!("ses_bulk{:06}", SEEDED - 1)
     );
     assert_eq!(lines[1]["campaign_id"], QUOTED_CAMPAIGN);
+
+    // A ZIP of 10,000 PDFs, cancelled after its first bytes: the server stops making it.
+    let mut r = get_ok(server, "/v1/exports/transcripts.zip?to=2021-01-01").await;
+    let first = r.chunk().await.expect("chunk").expect("the first bytes");
+    assert!(first.starts_with(b"PK"), "a ZIP");
+    drop(r);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("export cancelled by the client") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the export was not cancelled:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn url_encode(s: &str) -> String {

@@ -141,7 +141,12 @@ struct BulkQuery {
     from: Option<String>,
     /// Created before: RFC 3339, or a date (through the end of that day, UTC).
     to: Option<String>,
+    /// A selection: comma-separated session ids (at most 1000).
+    ids: Option<String>,
 }
+
+/// Most sessions a selection (`ids=`) may name.
+const MAX_SELECTION: usize = 1000;
 
 /// Unix ms of an RFC 3339 time or a `YYYY-MM-DD` date (UTC midnight, plus `days`).
 fn parse_time(key: &str, v: &str, days: i64) -> Result<i64, ApiError> {
@@ -178,12 +183,37 @@ impl BulkQuery {
         };
         let from = self.from.map(|v| parse_time("from", &v, 0)).transpose()?;
         let to = self.to.map(|v| parse_time("to", &v, 1)).transpose()?;
+        let ids = match self.ids {
+            None => None,
+            Some(list) => {
+                let ids: Vec<String> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                if ids.is_empty() || ids.len() > MAX_SELECTION {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        format!("ids must name 1..={MAX_SELECTION} sessions"),
+                    ));
+                }
+                if let Some(bad) = ids.iter().find(|id| !crate::ids::is_valid_id("ses", id)) {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        format!("ids: {bad:?} is not a session id"),
+                    ));
+                }
+                Some(ids)
+            }
+        };
         // `sessions.campaign_id` is the campaign filter (every session belongs to one).
         Ok(ExportFilter {
             campaign: self.campaign,
             state,
             from,
             to,
+            ids,
         })
     }
 }

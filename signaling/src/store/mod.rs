@@ -168,6 +168,8 @@ pub struct ExportFilter {
     pub from: Option<i64>,
     /// Created before (unix ms).
     pub to: Option<i64>,
+    /// Only these sessions (a selection), when given.
+    pub ids: Option<Vec<String>>,
 }
 
 /// Filters for listing sessions.

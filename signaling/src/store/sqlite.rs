@@ -188,6 +188,7 @@ impl SessionStore for SqliteStore {
              AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR created_at >= ?3) \
              AND (?4 IS NULL OR created_at < ?4) \
              AND (?5 IS NULL OR created_at > ?5 OR (created_at = ?5 AND id > ?6)) \
+             AND (?8 IS NULL OR id IN (SELECT value FROM json_each(?8))) \
              ORDER BY created_at, id LIMIT ?7",
         )
         .bind(&f.campaign)
@@ -197,6 +198,7 @@ impl SessionStore for SqliteStore {
         .bind(after_at)
         .bind(after_id)
         .bind(limit)
+        .bind(f.ids.as_ref().map(|ids| serde_json::json!(ids).to_string()))
         .fetch_all(&self.pool)
         .await?)
     }

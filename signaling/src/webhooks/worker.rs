@@ -15,6 +15,8 @@ use tokio::sync::{Notify, Semaphore};
 
 /// Longest sleep between two looks at the outbox.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Shortest sleep of a round that claimed nothing (no spinning on the store).
+const MIN_SLEEP: Duration = Duration::from_millis(10);
 /// Longest error text kept with an attempt.
 const MAX_ERROR_CHARS: usize = 300;
 
@@ -57,11 +59,13 @@ impl Worker {
         let lease_ms = i64::try_from(this.config.timeout_ms).unwrap_or(i64::MAX / 2) + 5_000;
         loop {
             let free = slots.available_permits();
+            let mut claimed = 0;
             if free > 0 {
                 let now = this.clock.now().0;
                 let limit = i64::try_from(free).unwrap_or(1);
                 match this.store.claim_due(now, lease_ms, limit).await {
                     Ok(due) => {
+                        claimed = due.len();
                         for d in due {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
                                 return;
@@ -77,19 +81,25 @@ impl Worker {
                     Err(e) => tracing::error!(error = %e, "webhook outbox: claiming failed"),
                 }
             }
-            let wait = match this.store.next_due().await {
-                Ok(Some(at)) => {
-                    let ms = (at - this.clock.now().0).clamp(0, IDLE_POLL.as_millis() as i64);
-                    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+            // Every slot busy: the next finished attempt wakes the loop (no polling while a
+            // slow receiver holds them all).
+            let wait = if slots.available_permits() == 0 {
+                IDLE_POLL
+            } else {
+                match this.store.next_due().await {
+                    Ok(Some(at)) => {
+                        let ms = (at - this.clock.now().0).clamp(0, IDLE_POLL.as_millis() as i64);
+                        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                    }
+                    _ => IDLE_POLL,
                 }
-                _ => IDLE_POLL,
             };
-            if wait.is_zero() && slots.available_permits() > 0 {
+            if wait.is_zero() && claimed > 0 {
                 continue;
             }
             tokio::select! {
                 _ = this.wake.notified() => {}
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
+                _ = tokio::time::sleep(wait.max(MIN_SLEEP)) => {}
             }
         }
     }
