@@ -534,3 +534,4 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
 mod limits;
 mod races;
 mod restart;
+mod webhooks;

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The SQLite store shared with another writer that, while races are armed, steps the same
 /// session (a progress event) just before each of the service's writes, and so wins.
-struct RacedStore {
+pub(super) struct RacedStore {
     inner: SqliteStore,
-    races_left: AtomicUsize,
-    conflicts: AtomicUsize,
+    pub(super) races_left: AtomicUsize,
+    pub(super) conflicts: AtomicUsize,
 }
 
 impl RacedStore {
@@ -175,7 +175,7 @@ impl SessionStore for RacedStore {
     }
 }
 
-async fn raced_harness() -> (Harness, Arc<RacedStore>) {
+pub(super) async fn raced_harness() -> (Harness, Arc<RacedStore>) {
     let mut raced = None;
     let h = Harness::with_store(|s| {
         let store = Arc::new(RacedStore::new(s));
