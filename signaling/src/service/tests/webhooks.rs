@@ -132,7 +132,11 @@ async fn deliveries_are_leased_retried_delivered_and_redelivered() {
         .expect("read")
         .expect("row");
     assert_eq!((d.status.as_str(), d.attempts), ("delivered", 2));
-    let attempts = h.store.attempts(&[d.id.clone()]).await.expect("attempts");
+    let attempts = h
+        .store
+        .attempts(std::slice::from_ref(&d.id))
+        .await
+        .expect("attempts");
     assert_eq!(
         attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
         vec![None, Some(200)]
