@@ -103,6 +103,12 @@ async fn exports_of_a_real_interview_and_of_ten_thousand_sessions() {
     let p = short_interview::run(&server, &script).await;
     let id = p.session_id.clone();
     let dir = tempfile::tempdir().expect("tmp");
+    // For comparison with tests/webhooks.rs (the same interview with deliveries hanging).
+    eprintln!(
+        "interview without webhooks: {} of {} ticks missed their deadline",
+        server.metric("earshot_media_deadline_missed_total").await,
+        server.metric("earshot_media_ticks_total").await
+    );
 
     let session_paths: Vec<String> = [
         "export.pdf",

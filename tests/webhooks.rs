@@ -298,6 +298,7 @@ async fn webhooks_are_signed_retried_logged_and_survive_a_kill() {
     let p = short_interview::run(&server, &script).await;
     let interview_took = started.elapsed();
     let missed = server.metric("earshot_media_deadline_missed_total").await;
+    let ticks = server.metric("earshot_media_ticks_total").await;
     let silent_log = deliveries(&server, silent_ep["id"].as_str().expect("id")).await;
     let timed_out = silent_log
         .iter()
@@ -305,15 +306,22 @@ async fn webhooks_are_signed_retried_logged_and_survive_a_kill() {
         .filter(|a| a["error"].as_str().is_some_and(|e| e.contains("timed out")))
         .count();
     eprintln!(
-        "interview with a silent receiver: {interview_took:?}, {timed_out} attempts timed out meanwhile, {missed} missed deadlines"
+        "interview with a silent receiver: {interview_took:?}, {timed_out} attempts timed out meanwhile, {missed} of {ticks} ticks missed their deadline"
     );
     assert!(
         timed_out >= 8,
         "the silent receiver held deliveries: {silent_log:#?}"
     );
-    assert_eq!(
-        missed, 0.0,
-        "a silent receiver must not slow the media plane"
+    // Zero when the machine is not shared; other work on the same two cores (a busy CI
+    // machine) can make a tick late whatever the webhooks do, so the bound is the one
+    // tests/e2e_interview.rs holds every interview to.
+    assert!(
+        missed <= ticks * 0.01,
+        "a silent receiver must not slow the media plane: {missed} of {ticks} ticks late"
+    );
+    assert!(
+        interview_took < Duration::from_secs(25),
+        "the interview took {interview_took:?}"
     );
 
     // The good receiver: session.completed failed three times, then delivered; every
@@ -487,6 +495,20 @@ async fn webhooks_are_signed_retried_logged_and_survive_a_kill() {
             .iter()
             .all(|a| a["status_code"].is_null() && a["error"].is_string()),
         "attempts before the restart failed to connect: {attempts:#?}"
+    );
+
+    // The delivery states in /metrics: nothing of the good or down receivers is left over.
+    assert!(
+        server
+            .metric("earshot_webhook_deliveries{status=\"delivered\"}")
+            .await
+            >= 12.0
+    );
+    assert_eq!(
+        server
+            .metric("earshot_webhook_deliveries{status=\"failed\"}")
+            .await,
+        0.0
     );
 
     // Deleting an endpoint.

@@ -100,6 +100,14 @@ impl SessionService {
         Ok(row)
     }
 
+    /// Webhook deliveries by status (for `/metrics`); none without a webhook store.
+    pub async fn deliveries_by_status(&self) -> Result<Vec<(String, i64)>, ApiError> {
+        match &self.webhooks {
+            Some(store) => Ok(store.count_deliveries_by_status().await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
     pub async fn endpoints(&self) -> Result<Vec<EndpointRow>, ApiError> {
         Ok(self.webhook_store()?.endpoints().await?)
     }

@@ -108,4 +108,6 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn attempts(&self, delivery_ids: &[String]) -> Result<Vec<AttemptRow>>;
     /// Makes a delivery pending again, due at `now` (redelivery by hand).
     async fn redeliver(&self, id: &str, now: i64) -> Result<bool>;
+    /// Number of deliveries in each status (`pending`, `delivered`, `failed`).
+    async fn count_deliveries_by_status(&self) -> Result<Vec<(String, i64)>>;
 }

@@ -208,4 +208,12 @@ impl WebhookStore for SqliteStore {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn count_deliveries_by_status(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }
