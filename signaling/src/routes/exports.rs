@@ -34,6 +34,17 @@ pub fn router() -> Router<AppState> {
         .route("/v1/exports/transcripts.zip", get(bulk_pdfs))
 }
 
+/// How many sessions a bulk export holds, sent before its body so a client can show
+/// progress as the rows (or PDFs) arrive.
+const TOTAL_COUNT: &str = "x-total-count";
+
+/// A bulk export's answer: the attachment with its [`TOTAL_COUNT`].
+fn bulk_attachment(total: i64, content_type: &str, file_name: &str, body: Body) -> Response {
+    let mut r = attachment(content_type, file_name, body);
+    r.headers_mut().insert(TOTAL_COUNT, total.into());
+    r
+}
+
 fn attachment(content_type: &str, file_name: &str, body: Body) -> Response {
     (
         [
@@ -289,16 +300,19 @@ async fn bulk_csv(
     query: Result<Query<BulkQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let filter = bulk_filter(query)?;
+    let total = app.service.export_count(&filter).await?;
     let head = csv_bytes([CSV_COLUMNS.map(String::from)])?;
     let stream = paged(app, filter, Some(head), |app, page| {
         let base = app.service.public_url();
         let now = app.service.clock_now();
         csv_bytes(page.iter().map(|s| exports::csv_row(s, base, now)))
     });
-    Ok(attachment(
+    let body = Body::from_stream(stream);
+    Ok(bulk_attachment(
+        total,
         "text/csv; charset=utf-8",
         "sessions.csv",
-        Body::from_stream(stream),
+        body,
     ))
 }
 
@@ -308,6 +322,7 @@ async fn bulk_jsonl(
     query: Result<Query<BulkQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let filter = bulk_filter(query)?;
+    let total = app.service.export_count(&filter).await?;
     let stream = paged(app, filter, None, |app, page| {
         let base = app.service.public_url();
         let mut out = Vec::new();
@@ -321,10 +336,12 @@ async fn bulk_jsonl(
         }
         Ok(Bytes::from(out))
     });
-    Ok(attachment(
+    let body = Body::from_stream(stream);
+    Ok(bulk_attachment(
+        total,
         "application/jsonl",
         "sessions.jsonl",
-        Body::from_stream(stream),
+        body,
     ))
 }
 
@@ -334,6 +351,7 @@ async fn bulk_pdfs(
     query: Result<Query<BulkQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let filter = bulk_filter(query)?;
+    let total = app.service.export_count(&filter).await?;
     let fonts = app.service.pdf_fonts().cloned().ok_or_else(no_fonts)?;
     let stream = zip_stream("transcripts.zip", move |zip| {
         let io = |e: ApiError| std::io::Error::other(e.message);
@@ -359,9 +377,11 @@ async fn bulk_pdfs(
             }
         }
     });
-    Ok(attachment(
+    let body = Body::from_stream(stream);
+    Ok(bulk_attachment(
+        total,
         "application/zip",
         "transcripts.zip",
-        Body::from_stream(stream),
+        body,
     ))
 }

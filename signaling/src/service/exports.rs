@@ -82,6 +82,11 @@ impl SessionService {
         Ok(self.store.export_page(filter, after, EXPORT_PAGE).await?)
     }
 
+    /// How many sessions a bulk export with `filter` holds.
+    pub async fn export_count(&self, filter: &ExportFilter) -> Result<i64, ApiError> {
+        Ok(self.store.count_export(filter).await?)
+    }
+
     /// Now, as the service's clock says.
     pub fn clock_now(&self) -> Millis {
         self.now()

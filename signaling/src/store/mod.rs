@@ -214,6 +214,8 @@ pub trait SessionStore: Send + Sync + 'static {
         after: Option<(i64, String)>,
         limit: i64,
     ) -> Result<Vec<SessionRow>>;
+    /// How many sessions a bulk export with `f` holds.
+    async fn count_export(&self, f: &ExportFilter) -> Result<i64>;
     /// Ids of the sessions in `state` (crash recovery).
     async fn session_ids_in_state(&self, state: &str) -> Result<Vec<String>>;
     /// Ids of the sessions whose `next_deadline` is at or before `now`, earliest first (the

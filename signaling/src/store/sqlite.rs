@@ -57,6 +57,23 @@ impl SqliteStore {
     }
 }
 
+/// The bulk export's filters, parameters 1-5 (bound by [`bind_export_filter`]).
+const EXPORT_WHERE: &str = "(?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR state = ?2) \
+     AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4) \
+     AND (?5 IS NULL OR id IN (SELECT value FROM json_each(?5)))";
+
+/// Binds parameters 1-5 of [`EXPORT_WHERE`].
+fn bind_export_filter<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    f: &'q ExportFilter,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+    q.bind(&f.campaign)
+        .bind(f.state.map(|s| s.as_str()))
+        .bind(f.from)
+        .bind(f.to)
+        .bind(f.ids.as_ref().map(|ids| serde_json::json!(ids).to_string()))
+}
+
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
     async fn insert_campaign(&self, c: &CampaignRow) -> Result<()> {
@@ -183,24 +200,25 @@ impl SessionStore for SqliteStore {
             Some((at, id)) => (Some(at), Some(id)),
             None => (None, None),
         };
-        Ok(sqlx::query_as(
-            "SELECT * FROM sessions WHERE (?1 IS NULL OR campaign_id = ?1) \
-             AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR created_at >= ?3) \
-             AND (?4 IS NULL OR created_at < ?4) \
-             AND (?5 IS NULL OR created_at > ?5 OR (created_at = ?5 AND id > ?6)) \
-             AND (?8 IS NULL OR id IN (SELECT value FROM json_each(?8))) \
-             ORDER BY created_at, id LIMIT ?7",
-        )
-        .bind(&f.campaign)
-        .bind(f.state.map(|s| s.as_str()))
-        .bind(f.from)
-        .bind(f.to)
-        .bind(after_at)
-        .bind(after_id)
-        .bind(limit)
-        .bind(f.ids.as_ref().map(|ids| serde_json::json!(ids).to_string()))
-        .fetch_all(&self.pool)
-        .await?)
+        let sql = format!(
+            "SELECT * FROM sessions WHERE {EXPORT_WHERE} \
+             AND (?6 IS NULL OR created_at > ?6 OR (created_at = ?6 AND id > ?7)) \
+             ORDER BY created_at, id LIMIT ?8"
+        );
+        Ok(bind_export_filter(sqlx::query_as(&sql), f)
+            .bind(after_at)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn count_export(&self, f: &ExportFilter) -> Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM sessions WHERE {EXPORT_WHERE}");
+        Ok(bind_export_filter(sqlx::query_as::<_, (i64,)>(&sql), f)
+            .fetch_one(&self.pool)
+            .await?
+            .0)
     }
 
     async fn session_ids_in_state(&self, state: &str) -> Result<Vec<String>> {

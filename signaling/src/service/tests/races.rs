@@ -125,6 +125,9 @@ impl SessionStore for RacedStore {
     ) -> store::Result<Vec<SessionRow>> {
         self.inner.export_page(f, after, limit).await
     }
+    async fn count_export(&self, f: &store::ExportFilter) -> store::Result<i64> {
+        self.inner.count_export(f).await
+    }
     async fn due_sessions(&self, now: i64) -> store::Result<Vec<String>> {
         self.inner.due_sessions(now).await
     }
