@@ -98,9 +98,14 @@ async fn check_audio_zip(server: &Server, id: &str, format: &str, dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_of_a_real_interview_and_of_ten_thousand_sessions() {
-    let server = Server::start(&[("EARSHOT_INTERVIEWER_SILENCE_MS", "800")]).await;
+    // The mix and MP3s are made on request: the audio ZIP must make them too.
+    let server = Server::start(&[
+        ("EARSHOT_INTERVIEWER_SILENCE_MS", "800"),
+        ("EARSHOT_RECORDING_DERIVE", "on_request"),
+    ])
+    .await;
     let script = short_interview::create_script(&server, QUESTION).await;
-    let p = short_interview::run(&server, &script).await;
+    let p = short_interview::run(&server, &script, 2).await;
     let id = p.session_id.clone();
     let dir = tempfile::tempdir().expect("tmp");
     // For comparison with tests/webhooks.rs (the same interview with deliveries hanging).
@@ -165,6 +170,11 @@ async fn exports_of_a_real_interview_and_of_ten_thousand_sessions() {
         let v: Value = r.json().await.expect("error json");
         assert_eq!(v["error"]["code"], code, "{path}");
     }
+
+    // Audio: both ZIPs pass `unzip -t` and hold the recordings byte for byte, the mix and
+    // the MP3s made for them.
+    check_audio_zip(&server, &id, "wav", dir.path()).await;
+    check_audio_zip(&server, &id, "mp3", dir.path()).await;
 
     // Raw JSON: metadata, the turn log with times, recordings with URLs, analytics.
     let export: Value = get_ok(&server, &format!("/v1/sessions/{id}/export.json"))
@@ -248,10 +258,6 @@ async fn exports_of_a_real_interview_and_of_ten_thousand_sessions() {
         .arg(&pdf_path)
         .arg(&png_prefix));
     eprintln!("transcript page 1: {}-1.png", png_prefix.display());
-
-    // Audio: both ZIPs pass `unzip -t` and hold the stored recordings byte for byte.
-    check_audio_zip(&server, &id, "wav", dir.path()).await;
-    check_audio_zip(&server, &id, "mp3", dir.path()).await;
 
     // The ZIP of PDFs of the completed sessions of the demo campaign: this interview.
     let zip = get_ok(

@@ -295,7 +295,7 @@ async fn webhooks_are_signed_retried_logged_and_survive_a_kill() {
     }
     let script = short_interview::create_script(&server, "How was your week?").await;
     let started = Instant::now();
-    let p = short_interview::run(&server, &script).await;
+    let p = short_interview::run(&server, &script, 6).await;
     let interview_took = started.elapsed();
     let missed = server.metric("earshot_media_deadline_missed_total").await;
     let ticks = server.metric("earshot_media_ticks_total").await;

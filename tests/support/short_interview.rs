@@ -26,8 +26,9 @@ pub async fn create_script(server: &Server, question: &str) -> String {
 }
 
 /// Runs one interview of `script` to its end; returns the participant (its session id,
-/// invite token) once the session is `completed` with its six recordings.
-pub async fn run(server: &Server, script: &str) -> Participant {
+/// invite token) once the session is `completed` with `recordings` recordings (6, or 2 with
+/// `[recording] derive = "on_request"`).
+pub async fn run(server: &Server, script: &str, recordings: usize) -> Participant {
     let (_, speech) = audio::read_wav(&fixture("participant_speech.wav"));
     let pcm: Vec<i16> = speech
         .iter()
@@ -47,7 +48,10 @@ pub async fn run(server: &Server, script: &str) -> Participant {
     assert!(streamed.ended_by_server, "the interview ended by itself");
     let done = server
         .wait_session(&p.session_id, Duration::from_secs(60), |s| {
-            s["state"] == "completed" && s["recordings"].as_array().is_some_and(|r| r.len() == 6)
+            s["state"] == "completed"
+                && s["recordings"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == recordings)
         })
         .await;
     assert_eq!(done["state"], "completed", "{done:#}\n{}", server.log());

@@ -4,12 +4,12 @@
 
 use super::SessionService;
 use super::admin::SessionDetail;
-use crate::blob_store::{Blob, BlobKey};
+use crate::blob_store::Blob;
 use crate::error::ApiError;
 use crate::lifecycle::Millis;
 use crate::store::{ExportFilter, SessionRow};
 use crate::turns::Turn;
-use earshot_vocab::Format;
+use earshot_vocab::{Format, Track};
 
 /// Sessions per page of a bulk export.
 pub const EXPORT_PAGE: i64 = 500;
@@ -42,8 +42,9 @@ impl SessionService {
         })
     }
 
-    /// The session's stored recordings in `format` (participant, ai, mix as there are),
-    /// opened for streaming: (file name, blob).
+    /// The session's participant, ai and mix recordings in `format`, opened for streaming
+    /// (file name, blob): those there are, the mix and MP3s made first where
+    /// `[recording] derive = "on_request"` left them for later (as a download would).
     pub async fn recordings_for_zip(
         &self,
         id: &str,
@@ -51,23 +52,11 @@ impl SessionService {
     ) -> Result<Vec<(String, Blob)>, ApiError> {
         self.session(id).await?;
         let mut out = Vec::new();
-        for r in self.store.recordings(id).await? {
-            if r.format != format {
-                continue;
-            }
-            let name = r.track.file_name(r.format);
-            let Some(key) = BlobKey::new(id, &name) else {
-                continue;
-            };
-            match self.blobs.open(&key).await {
-                Ok(Some(blob)) => out.push((name, blob)),
-                Ok(None) => {
-                    return Err(ApiError::internal(
-                        "opening recording",
-                        format!("{name} of {id} is listed but missing"),
-                    ));
-                }
-                Err(e) => return Err(ApiError::internal("opening recording", e)),
+        for track in [Track::Participant, Track::Ai, Track::Mix] {
+            match self.recording(id, track, format).await {
+                Ok(blob) => out.push((track.file_name(format), blob)),
+                Err(e) if e.code == "recording_not_found" => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
