@@ -139,6 +139,10 @@ pub fn timestamp(ms: u64) -> String {
     }
 }
 
+/// Colour of the "[time] Speaker" lines and of the page numbers (a dark blue-grey): the
+/// turns' text stays black.
+const LABEL_RGB: (u8, u8, u8) = (0x35, 0x4a, 0x6b);
+
 /// One laid-out line: x offset, font size, text.
 struct Line {
     x: f32,
@@ -146,6 +150,8 @@ struct Line {
     text: String,
     /// Space before it (points).
     gap: f32,
+    /// Drawn in [`LABEL_RGB`] rather than black.
+    label: bool,
 }
 
 impl TranscriptPdf {
@@ -156,6 +162,7 @@ impl TranscriptPdf {
             size: TITLE_SIZE,
             text: self.title.clone(),
             gap: 0.0,
+            label: false,
         }];
         let width = PAGE_W - 2.0 * MARGIN;
         for (i, (label, value)) in self.header.iter().enumerate() {
@@ -168,6 +175,7 @@ impl TranscriptPdf {
                     size: BODY_SIZE,
                     text: l,
                     gap: if i == 0 && j == 0 { 10.0 } else { 0.0 },
+                    label: false,
                 });
             }
         }
@@ -177,6 +185,7 @@ impl TranscriptPdf {
                 size: BODY_SIZE,
                 text: format!("{} {}", timestamp(t.at_ms), t.speaker),
                 gap: if i == 0 { 18.0 } else { 6.0 },
+                label: true,
             });
             if t.text.trim().is_empty() {
                 continue;
@@ -187,6 +196,7 @@ impl TranscriptPdf {
                     size: BODY_SIZE,
                     text: l,
                     gap: 0.0,
+                    label: false,
                 });
             }
         }
@@ -222,6 +232,7 @@ impl TranscriptPdf {
             let mut page = doc.start_page_with(settings);
             let mut surface = page.surface();
             for (y, line) in lines {
+                set_label_colour(&mut surface, line.label);
                 draw(
                     &mut surface,
                     fonts,
@@ -231,6 +242,7 @@ impl TranscriptPdf {
                     &line.text,
                 );
             }
+            set_label_colour(&mut surface, true);
             let foot = format!("Page {} of {total}", n + 1);
             let w = fonts.text_width(&foot, 9.0);
             draw(
@@ -246,6 +258,20 @@ impl TranscriptPdf {
         }
         doc.finish().map_err(|e| PdfError::Write(format!("{e:?}")))
     }
+}
+
+/// Fills what is drawn next in [`LABEL_RGB`] (`true`) or black.
+fn set_label_colour(surface: &mut krilla::surface::Surface<'_>, label: bool) {
+    let fill = if label {
+        let (r, g, b) = LABEL_RGB;
+        krilla::paint::Fill {
+            paint: krilla::color::rgb::Color::new(r, g, b).into(),
+            ..krilla::paint::Fill::default()
+        }
+    } else {
+        krilla::paint::Fill::default()
+    };
+    surface.set_fill(Some(fill));
 }
 
 /// Draws `text` with its baseline at (x, y), each run in its face.
