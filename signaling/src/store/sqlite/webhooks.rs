@@ -109,15 +109,24 @@ impl WebhookStore for SqliteStore {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        for d in &due {
-            sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?")
-                .bind(now + lease_ms)
-                .bind(&d.id)
-                .execute(&mut *tx)
-                .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for d in due {
+            // Only if still due: another process sharing the database may have claimed it.
+            let done = sqlx::query(
+                "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? \
+                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?",
+            )
+            .bind(now + lease_ms)
+            .bind(&d.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                claimed.push(d);
+            }
         }
         tx.commit().await?;
-        Ok(due)
+        Ok(claimed)
     }
 
     async fn next_due(&self) -> Result<Option<i64>> {
