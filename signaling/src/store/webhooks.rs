@@ -108,6 +108,9 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn attempts(&self, delivery_ids: &[String]) -> Result<Vec<AttemptRow>>;
     /// Makes a delivery pending again, due at `now` (redelivery by hand).
     async fn redeliver(&self, id: &str, now: i64) -> Result<bool>;
+    /// Removes the events created before `before` whose deliveries are all done (delivered
+    /// or failed), with those deliveries and their attempts; returns how many events went.
+    async fn prune(&self, before: i64) -> Result<u64>;
     /// Number of deliveries in each status (`pending`, `delivered`, `failed`).
     async fn count_deliveries_by_status(&self) -> Result<Vec<(String, i64)>>;
 }

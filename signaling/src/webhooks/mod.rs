@@ -78,6 +78,9 @@ pub struct WebhookConfig {
     pub timeout_ms: u64,
     /// Attempts running at once.
     pub max_in_flight: usize,
+    /// Events whose deliveries are done (delivered or failed) are removed with their
+    /// delivery log after this many days.
+    pub keep_days: u64,
 }
 
 impl Default for WebhookConfig {
@@ -88,6 +91,7 @@ impl Default for WebhookConfig {
             backoff_max_secs: 3_600,
             timeout_ms: 10_000,
             max_in_flight: 8,
+            keep_days: 30,
         }
     }
 }
@@ -124,6 +128,12 @@ impl WebhookConfig {
             return Err(format!(
                 "webhooks.max_in_flight must be 1..=256, got {}",
                 self.max_in_flight
+            ));
+        }
+        if !(1..=3650).contains(&self.keep_days) {
+            return Err(format!(
+                "webhooks.keep_days must be 1..=3650, got {}",
+                self.keep_days
             ));
         }
         Ok(())

@@ -15,6 +15,8 @@ use tokio::sync::{Notify, Semaphore};
 
 /// Longest sleep between two looks at the outbox.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often old events and their delivery logs are removed (`keep_days`).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Shortest sleep of a round that claimed nothing (no spinning on the store).
 const MIN_SLEEP: Duration = Duration::from_millis(10);
 /// Longest error text kept with an attempt.
@@ -57,7 +59,12 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(this.config.max_in_flight));
         // Longer than an attempt may take: a claimed delivery is not claimed again meanwhile.
         let lease_ms = i64::try_from(this.config.timeout_ms).unwrap_or(i64::MAX / 2) + 5_000;
+        let mut pruned_at: Option<Instant> = None;
         loop {
+            if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(Instant::now());
+                this.prune().await;
+            }
             let free = slots.available_permits();
             let mut claimed = 0;
             if free > 0 {
@@ -101,6 +108,21 @@ impl Worker {
                 _ = this.wake.notified() => {}
                 _ = tokio::time::sleep(wait.max(MIN_SLEEP)) => {}
             }
+        }
+    }
+
+    /// Removes events older than `keep_days` whose deliveries are done.
+    async fn prune(&self) {
+        let keep_ms =
+            i64::try_from(self.config.keep_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+        let before = self.clock.now().0.saturating_sub(keep_ms);
+        match self.store.prune(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "old webhook events and their delivery logs removed"
+            ),
+            Err(e) => tracing::error!(error = %e, "pruning webhook events failed"),
         }
     }
 

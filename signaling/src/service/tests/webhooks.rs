@@ -158,3 +158,45 @@ async fn deliveries_are_leased_retried_delivered_and_redelivered() {
         ("pending", Some(now + 9_000))
     );
 }
+
+#[tokio::test]
+async fn old_events_go_once_their_deliveries_are_done() {
+    let h = Harness::new().await;
+    endpoint(&h, "whk_all", r#"["session.admin_ended"]"#, None).await;
+    for _ in 0..2 {
+        let p = h.participant_in_progress().await;
+        h.service.admin_end(&p.session_id).await.expect("ended");
+    }
+    let due = h.store.claim_due(T0.0, 1000, 10).await.expect("due");
+    assert_eq!(due.len(), 2);
+    let done = AttemptRow {
+        delivery_id: due[0].id.clone(),
+        at: T0.0,
+        status_code: Some(204),
+        response_ms: 3,
+        error: None,
+    };
+    h.store
+        .record_attempt(&done, &AttemptOutcome::Delivered)
+        .await
+        .expect("attempt");
+    assert_eq!(h.store.prune(T0.0).await.expect("prune"), 0, "not old yet");
+    assert_eq!(
+        h.store.prune(T0.0 + 1).await.expect("prune"),
+        1,
+        "the delivered one"
+    );
+    let left = h.store.deliveries("whk_all", 10).await.expect("rows");
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0].id, due[1].id,
+        "a pending delivery stays, however old"
+    );
+    assert!(
+        h.store
+            .attempts(std::slice::from_ref(&due[0].id))
+            .await
+            .expect("attempts")
+            .is_empty()
+    );
+}

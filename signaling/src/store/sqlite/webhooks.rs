@@ -218,6 +218,19 @@ impl WebhookStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn prune(&self, before: i64) -> Result<u64> {
+        // Deliveries and attempts go with their event (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM webhook_events WHERE created_at < ? AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id \
+              AND d.status = 'pending')",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn count_deliveries_by_status(&self) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status ORDER BY status",
