@@ -203,14 +203,22 @@ impl TranscriptPdf {
         out
     }
 
-    /// Renders the document.
-    pub fn render(&self, fonts: &PdfFonts) -> Result<Vec<u8>, PdfError> {
-        // Pages first (so each foot can say "of n"), then drawing.
+    /// The lines laid out on pages: each with the baseline it is drawn at.
+    fn pages(&self, fonts: &PdfFonts) -> Vec<Vec<(f32, Line)>> {
         let mut pages: Vec<Vec<(f32, Line)>> = vec![Vec::new()];
         let mut y = MARGIN;
-        for line in self.lines(fonts) {
-            let step = line.gap + line.size.max(LINE);
-            if y + step > PAGE_H - FOOTER && pages.last().is_some_and(|p| !p.is_empty()) {
+        let lines = self.lines(fonts);
+        let step_of = |l: &Line| l.gap + l.size.max(LINE);
+        // A "[time] Speaker" line keeps the first line of its text on its page.
+        let keeps: Vec<f32> = (0..lines.len())
+            .map(|i| match (lines.get(i), lines.get(i + 1)) {
+                (Some(l), Some(next)) if l.label && !next.label => step_of(next),
+                _ => 0.0,
+            })
+            .collect();
+        for (line, keep) in lines.into_iter().zip(keeps) {
+            let step = step_of(&line);
+            if y + step + keep > PAGE_H - FOOTER && pages.last().is_some_and(|p| !p.is_empty()) {
                 pages.push(Vec::new());
                 y = MARGIN;
             }
@@ -219,6 +227,13 @@ impl TranscriptPdf {
                 p.push((y, line));
             }
         }
+        pages
+    }
+
+    /// Renders the document.
+    pub fn render(&self, fonts: &PdfFonts) -> Result<Vec<u8>, PdfError> {
+        // Pages first (so each foot can say "of n"), then drawing.
+        let pages = self.pages(fonts);
         let total = pages.len();
         let mut doc = Document::new();
         doc.set_metadata(
@@ -435,6 +450,32 @@ mod tests {
             "Page 1 of 1",
         ] {
             assert!(text.contains(want), "{want:?} missing in {text:?}");
+        }
+    }
+
+    #[test]
+    fn a_speaker_line_never_ends_a_page() {
+        let f = fonts();
+        for n in 40..60 {
+            let doc = TranscriptPdf {
+                title: "t".into(),
+                header: vec![],
+                turns: (0..n)
+                    .map(|i| PdfTurn {
+                        at_ms: i * 1000,
+                        speaker: "Participant".into(),
+                        text: "word ".repeat(1 + (i as usize * 7) % 40),
+                    })
+                    .collect(),
+            };
+            let pages = doc.pages(&f);
+            assert!(pages.len() > 1, "{n} turns");
+            for p in &pages {
+                assert!(
+                    p.last().is_some_and(|(_, l)| !l.label),
+                    "{n} turns: a page ends with a speaker line"
+                );
+            }
         }
     }
 
