@@ -4,6 +4,7 @@
 
 use earshot_signaling::lifecycle::LifecycleConfig;
 use earshot_signaling::routes::IceServerView;
+use earshot_signaling::webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ pub struct Config {
     pub turn: TurnConfig,
     pub agent: AgentConfig,
     pub limits: LimitsConfig,
+    pub webhooks: WebhookConfig,
     pub log: LogConfig,
 }
 
@@ -238,7 +240,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "media",
     "opus",
@@ -248,6 +250,7 @@ const SECTIONS: [&str; 10] = [
     "turn",
     "agent",
     "limits",
+    "webhooks",
     "log",
 ];
 
@@ -412,6 +415,7 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.limits.validate()?;
+        self.webhooks.validate().map_err(ConfigError::Invalid)?;
         let o = &self.opus;
         if !(6_000..=510_000).contains(&o.bitrate) {
             return bad(format!(

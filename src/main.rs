@@ -3,6 +3,7 @@
 
 mod config;
 mod defaults;
+mod fonts;
 mod reload;
 mod rlimit;
 mod secrets;

@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::defaults;
+use crate::fonts;
 use crate::rlimit;
 use crate::secrets;
 use anyhow::Context;
@@ -60,6 +61,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         tracing::warn!(error = %e, "built-in prompts not preloaded");
     }
     let media: Arc<dyn MediaPlane> = engine.clone();
+    let public_url = cfg.public_url();
     let sessions = Arc::new(
         SessionService::new(
             store.clone(),
@@ -68,8 +70,13 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             data_dir.join("recordings"),
             cfg.interviewer.silence_ms,
         )
-        .with_max_sessions(cfg.limits.max_sessions),
+        .with_max_sessions(cfg.limits.max_sessions)
+        .with_public_url(&public_url)
+        .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),
     );
+    sessions
+        .spawn_webhook_worker(cfg.webhooks.clone())
+        .map_err(|e| anyhow::anyhow!("starting the webhook worker: {}", e.message))?;
     sessions.recover_after_restart().await;
     sessions.clone().spawn(media_events);
     tokio::spawn(
@@ -83,7 +90,6 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         .run(),
     );
 
-    let public_url = cfg.public_url();
     let app = Arc::new(App {
         service: sessions,
         admin_token: admin_token.clone(),

@@ -328,6 +328,27 @@ async fn admin_routes_refuse_missing_wrong_and_non_bearer_credentials() {
             format!("/v1/sessions/{id}/recordings/participant.wav"),
         ),
         (Method::GET, "/metrics".into()),
+        (Method::GET, format!("/v1/sessions/{id}/export.pdf")),
+        (Method::GET, format!("/v1/sessions/{id}/export.json")),
+        (Method::GET, format!("/v1/sessions/{id}/audio.zip")),
+        (Method::GET, "/v1/exports/sessions.csv".into()),
+        (Method::GET, "/v1/exports/sessions.jsonl".into()),
+        (Method::GET, "/v1/exports/transcripts.zip".into()),
+        (Method::POST, "/v1/webhooks".into()),
+        (Method::GET, "/v1/webhooks".into()),
+        (Method::GET, "/v1/webhooks/whk_abcdefghijklmnopqrst".into()),
+        (
+            Method::DELETE,
+            "/v1/webhooks/whk_abcdefghijklmnopqrst".into(),
+        ),
+        (
+            Method::GET,
+            "/v1/webhooks/whk_abcdefghijklmnopqrst/deliveries".into(),
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks/whk_abcdefghijklmnopqrst/deliveries/dlv_abcdef/redeliver".into(),
+        ),
     ];
     for (method, path) in &routes {
         for cred in &bad_credentials {

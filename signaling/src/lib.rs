@@ -13,6 +13,7 @@ pub mod blob_store;
 pub mod clock;
 pub mod error;
 pub mod event_bus;
+pub mod exports;
 pub mod ids;
 pub mod lifecycle;
 pub mod live;
@@ -25,6 +26,7 @@ pub mod timestamps;
 pub mod turn_credentials;
 pub mod turns;
 pub mod user_agent;
+pub mod webhooks;
 
 /// The media port (commands and events), defined in the shared vocabulary crate.
 pub use earshot_vocab::media_port;

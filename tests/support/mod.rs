@@ -14,6 +14,7 @@ pub mod probe;
 pub mod pulse;
 pub mod relay;
 pub mod sdp;
+pub mod short_interview;
 pub mod tcp_bridge;
 
 use std::net::TcpListener;
@@ -232,6 +233,25 @@ impl Server {
             v["token"].as_str().expect("token").to_string(),
             v["url"].as_str().expect("url").to_string(),
         )
+    }
+
+    /// The value of an unlabelled sample in `/metrics` (e.g.
+    /// `earshot_media_deadline_missed_total`); it must be there.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in /metrics:\n{text}"))
+    }
+
+    /// Ends a session as an admin (`POST /v1/sessions/{id}/end`); it must answer 200.
+    pub async fn end_session(&self, id: &str) {
+        let r = self
+            .admin(self.http.post(self.url(&format!("/v1/sessions/{id}/end"))))
+            .send()
+            .await
+            .expect("end");
+        assert_eq!(r.status(), 200, "ending {id}");
     }
 
     pub async fn session(&self, id: &str) -> serde_json::Value {

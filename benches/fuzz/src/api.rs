@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use earshot_media::peer::{PeerError, inspect_offer};
+use earshot_signaling::exports::pdf::PdfFonts;
 use earshot_signaling::lifecycle::LifecycleConfig;
 use earshot_signaling::media_port::{
     AgentSpec, IceCredentials, MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile,
@@ -175,13 +176,21 @@ impl TestApp {
                 })
                 .await
                 .expect("script");
-            let service = Arc::new(SessionService::new(
-                store,
-                Arc::new(ParsingMedia),
-                LifecycleConfig::default(),
-                dir.path().join("recordings"),
-                1500,
-            ));
+            let fonts = PdfFonts::new(
+                include_bytes!("../../../assets/fonts/DejaVuSans.ttf"),
+                include_bytes!("../../../assets/fonts/DroidSansFallbackFull.ttf"),
+            )
+            .expect("fonts");
+            let service = Arc::new(
+                SessionService::new(
+                    store,
+                    Arc::new(ParsingMedia),
+                    LifecycleConfig::default(),
+                    dir.path().join("recordings"),
+                    1500,
+                )
+                .with_pdf_fonts(fonts),
+            );
             let (events, rx) = mpsc::channel(64);
             service.clone().spawn(rx);
             let app: AppState = Arc::new(App {
@@ -405,8 +414,9 @@ impl Harness for TrickleHarness {
 
 /// The routes the `api` target feeds. An input starting with `<name>\n` goes to that route
 /// with the rest as its body; any other input goes to the route its first byte picks, whole.
-pub const API_ROUTES: [&str; 8] = [
-    "invites", "scripts", "consent", "pause", "whip", "trickle", "sessions", "uri",
+pub const API_ROUTES: [&str; 10] = [
+    "invites", "scripts", "consent", "pause", "whip", "trickle", "sessions", "uri", "webhooks",
+    "exports",
 ];
 
 pub struct ApiHarness {
@@ -493,6 +503,14 @@ impl Harness for ApiHarness {
                 Some("application/trickle-ice-sdpfrag"),
                 body,
             ),
+            "webhooks" => app.send(Method::POST, "/v1/webhooks", true, json, body),
+            "exports" => {
+                let uri = format!("/v1/exports/sessions.csv?{}", uri_encode(&body));
+                match app.try_send(Method::GET, &uri, true, None, Vec::new()) {
+                    Some(r) => r,
+                    None => return "bad-uri".to_owned(),
+                }
+            }
             "sessions" => {
                 let uri = format!("/v1/sessions?{}", uri_encode(&body));
                 match app.try_send(Method::GET, &uri, true, None, Vec::new()) {

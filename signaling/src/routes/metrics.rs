@@ -57,6 +57,19 @@ async fn metrics(
         "# HELP {name} Participant pages' own live feeds connected.\n# TYPE {name} gauge\n{name} {}",
         app.service.participant_feed_count()
     );
+    let deliveries = app.service.deliveries_by_status().await?;
+    let name = "earshot_webhook_deliveries";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Webhook deliveries stored, by status.\n# TYPE {name} gauge"
+    );
+    for status in ["pending", "delivered", "failed"] {
+        let n = deliveries
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
+    }
     out.push_str(&app.service.media_metrics());
     if let Some(axum::Extension(http)) = http {
         http.render(&mut out);

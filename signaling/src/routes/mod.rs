@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod exports;
 mod extract;
 pub mod forwarded;
 mod headers;
@@ -20,6 +21,7 @@ mod server;
 mod state;
 pub mod tls;
 pub mod views;
+mod webhooks;
 
 pub use state::{App, AppState, IceServerView};
 
@@ -37,6 +39,8 @@ pub fn router(app: AppState) -> Router {
         .merge(live::router())
         .merge(monitor::router())
         .merge(metrics::router())
+        .merge(exports::router())
+        .merge(webhooks::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(headers::common))

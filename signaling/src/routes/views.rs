@@ -144,3 +144,31 @@ pub fn snapshot_line(s: &SessionRow, turns: &[Turn]) -> String {
 pub fn transcript_view(session_id: &str, turns: &[Turn]) -> Value {
     json!({"session_id": session_id, "turns": turns})
 }
+
+/// A session's raw JSON export: the detail view, campaign and script names, the turn log,
+/// analytics and the links of its exports (absolute under `base`).
+pub fn export_view(e: &crate::service::exports::SessionExport, base: &str) -> Value {
+    let s = &e.detail.session;
+    let mut view = detail_view(&e.detail);
+    if let Value::Object(m) = &mut view {
+        m.insert(
+            "campaign".into(),
+            json!({"id": s.campaign_id, "name": e.campaign_name}),
+        );
+        m.insert(
+            "script".into(),
+            json!({"id": s.script_id, "name": e.script_name}),
+        );
+        m.insert("turns".into(), json!(e.turns));
+        m.insert(
+            "analytics".into(),
+            crate::exports::analytics(
+                &e.turns,
+                e.detail.lifecycle.active_duration_ms(e.detail.as_of),
+            ),
+        );
+        m.insert("links".into(), crate::webhooks::session_links(base, &s.id));
+        m.insert("exported_at".into(), rfc3339(e.detail.as_of.0));
+    }
+    view
+}

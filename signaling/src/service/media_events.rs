@@ -114,6 +114,7 @@ impl SessionService {
             }
             MediaEvent::RecordingsFinished { session_id } => {
                 tracing::info!(session = %session_id, "recordings finalized");
+                self.recordings_finished(&session_id).await;
             }
             MediaEvent::Signals {
                 session_id,

@@ -17,11 +17,14 @@
 //! - `timers`: the ticker's round and the recovery after a restart.
 //! - `media_events`: the media plane's events routed to the above.
 //! - `background`: the two long-running tasks.
+//! - `exports`: what a session's exports are made of, bulk exports page by page.
+//! - `webhooks`: webhook endpoints, their delivery log, redelivery, the worker's start.
 //! - `media_specs`: what the media plane is told about a session; `key_lock`: the
 //!   in-process per-key locks.
 
 pub mod admin;
 mod background;
+pub mod exports;
 pub mod invites;
 mod key_lock;
 pub mod live_state;
@@ -34,6 +37,7 @@ pub mod scripts;
 mod steps;
 mod timers;
 pub mod turn_events;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -47,6 +51,7 @@ use crate::lifecycle::{Lifecycle, LifecycleConfig, Millis};
 use crate::live::Hub;
 use crate::media_port::MediaPlane;
 use crate::store::sqlite::SqliteStore;
+use crate::store::webhooks::WebhookStore;
 use crate::store::{CampaignRow, InviteRow, SessionRow, SessionStore};
 use crate::turns::{Turn, TurnLog};
 use dashmap::DashMap;
@@ -100,6 +105,14 @@ pub struct SessionService {
     max_sessions: usize,
     /// Serializes the check and the reservation of a place among `max_sessions`.
     admission: std::sync::Mutex<()>,
+    /// Webhook endpoints and deliveries (the outbox itself is written through `store`).
+    webhooks: Option<Arc<dyn WebhookStore>>,
+    /// Wakes the webhook worker when an event was written.
+    wake: Arc<tokio::sync::Notify>,
+    /// Base of the links in webhook bodies and exports (`[server] public_url`).
+    public_url: String,
+    /// The fonts PDF transcripts are drawn with (shipped by the binary).
+    pdf_fonts: Option<crate::exports::pdf::PdfFonts>,
 }
 
 fn session_not_found() -> ApiError {
@@ -116,6 +129,7 @@ impl SessionService {
         recordings_dir: PathBuf,
         silence_ms: u32,
     ) -> Self {
+        let webhooks: Arc<dyn WebhookStore> = Arc::new(store.clone());
         let ports = Ports {
             store: Arc::new(store),
             media,
@@ -128,7 +142,9 @@ impl SessionService {
             recordings_dir,
             silence_ms,
         };
-        Self::with_ports(ports, config)
+        let mut service = Self::with_ports(ports, config);
+        service.webhooks = Some(webhooks);
+        service
     }
 
     pub fn with_ports(ports: Ports, config: ServiceConfig) -> Self {
@@ -148,7 +164,29 @@ impl SessionService {
             participant_feeds: Arc::default(),
             max_sessions: usize::MAX,
             admission: std::sync::Mutex::new(()),
+            webhooks: None,
+            wake: Arc::default(),
+            public_url: String::new(),
+            pdf_fonts: None,
         }
+    }
+
+    /// The same service drawing PDF transcripts with `fonts`.
+    pub fn with_pdf_fonts(mut self, fonts: crate::exports::pdf::PdfFonts) -> Self {
+        self.pdf_fonts = Some(fonts);
+        self
+    }
+
+    /// The fonts of PDF transcripts, if the service has them.
+    pub fn pdf_fonts(&self) -> Option<&crate::exports::pdf::PdfFonts> {
+        self.pdf_fonts.as_ref()
+    }
+
+    /// The same service with `url` as the base of the links it hands out (webhook bodies,
+    /// exports), e.g. `https://earshot.example.org`.
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.public_url = url.trim_end_matches('/').to_string();
+        self
     }
 
     /// The same service admitting at most `max` sessions with media at once (a WHIP offer

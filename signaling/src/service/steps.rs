@@ -9,7 +9,9 @@ use crate::error::ApiError;
 use crate::event_bus::LiveEvent;
 use crate::ids;
 use crate::lifecycle::{self, Effect, Event, Lifecycle, Refused, Transition};
+use crate::store::webhooks::OutboxEvent;
 use crate::store::{InviteRow, SessionRow, SessionUpdate, StoreError, TransitionRow};
+use crate::webhooks::{self, EventType};
 use std::collections::BTreeMap;
 
 /// How often a step is computed again after losing a version race before giving up. Within
@@ -80,13 +82,24 @@ impl SessionService {
                 drop_off: l.drop_off.as_deref(),
                 next_deadline: lifecycle::next_deadline(l).map(|m| m.0),
                 transitions: &transitions,
+                events: &[],
+            };
+            let events = self.end_events(&row, &t, &update);
+            let update = SessionUpdate {
+                events: &events,
+                ..update
             };
             match self
                 .store
                 .update_session(session_id, &update, row.version)
                 .await
             {
-                Ok(_) => return Ok((row, t)),
+                Ok(_) => {
+                    if !events.is_empty() {
+                        self.wake_webhooks();
+                    }
+                    return Ok((row, t));
+                }
                 Err(StoreError::VersionConflict { .. }) => {
                     tracing::debug!(
                         session = session_id,
@@ -101,6 +114,34 @@ impl SessionService {
             "session_busy",
             "the session kept changing; try again",
         ))
+    }
+
+    /// The webhook event of a step that ended the session (`session.completed`, ...), to be
+    /// written with the step.
+    fn end_events(
+        &self,
+        row: &SessionRow,
+        t: &Transition,
+        update: &SessionUpdate<'_>,
+    ) -> Vec<OutboxEvent> {
+        let Some(kind) = t.changed_state.and_then(|(_, to)| EventType::for_end(to)) else {
+            return Vec::new();
+        };
+        let ended = SessionRow {
+            state: update.state,
+            started_at: update.started_at,
+            ended_at: update.ended_at,
+            end_reason: update.end_reason.map(String::from),
+            drop_off: update.drop_off.map(String::from),
+            ..row.clone()
+        };
+        vec![webhooks::session_event(
+            kind,
+            &ended,
+            &self.public_url,
+            self.now().0,
+            serde_json::json!({}),
+        )]
     }
 
     /// Carries out a persisted step's effects, in order.

@@ -12,6 +12,7 @@
 //! indexed column, so the ticker asks for the sessions that are due instead of scanning.
 
 pub mod sqlite;
+pub mod webhooks;
 
 use earshot_vocab::{Format, Quality, Role, State, Track};
 use serde::{Deserialize, Serialize};
@@ -154,6 +155,21 @@ pub struct SessionUpdate<'a> {
     pub next_deadline: Option<i64>,
     /// State changes to record (a late timer may cross several at once).
     pub transitions: &'a [TransitionRow],
+    /// Webhook events the step causes, written to the outbox in the same transaction.
+    pub events: &'a [webhooks::OutboxEvent],
+}
+
+/// Filters of a bulk export: every session that matches, in creation order.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    pub campaign: Option<String>,
+    pub state: Option<State>,
+    /// Created at or after (unix ms).
+    pub from: Option<i64>,
+    /// Created before (unix ms).
+    pub to: Option<i64>,
+    /// Only these sessions (a selection), when given.
+    pub ids: Option<Vec<String>>,
 }
 
 /// Filters for listing sessions.
@@ -189,6 +205,17 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn get_session(&self, id: &str) -> Result<Option<SessionRow>>;
     /// Sessions matching the filter, newest first (limit 1-1000, default 100).
     async fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>>;
+    /// One page of a bulk export: up to `limit` sessions matching `f` that come after
+    /// `after` (created_at, id) in creation order (keyset paging: each page is one indexed
+    /// query, however far into the export).
+    async fn export_page(
+        &self,
+        f: &ExportFilter,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>>;
+    /// How many sessions a bulk export with `f` holds.
+    async fn count_export(&self, f: &ExportFilter) -> Result<i64>;
     /// Ids of the sessions in `state` (crash recovery).
     async fn session_ids_in_state(&self, state: &str) -> Result<Vec<String>>;
     /// Ids of the sessions whose `next_deadline` is at or before `now`, earliest first (the

@@ -2,9 +2,11 @@
 //! process. Owns every SQL statement in Earshot; migrations in `signaling/migrations/` run on
 //! open, so an existing database upgrades in place.
 
+mod webhooks;
+
 use super::{
-    CampaignRow, InviteRow, MonitorRow, RecordingRow, Result, ScriptRow, SessionFilter, SessionRow,
-    SessionStore, SessionUpdate, StoreError, TransitionRow, TurnRow,
+    CampaignRow, ExportFilter, InviteRow, MonitorRow, RecordingRow, Result, ScriptRow,
+    SessionFilter, SessionRow, SessionStore, SessionUpdate, StoreError, TransitionRow, TurnRow,
 };
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -53,6 +55,23 @@ impl SqliteStore {
             .await?;
         Ok(())
     }
+}
+
+/// The bulk export's filters, parameters 1-5 (bound by [`bind_export_filter`]).
+const EXPORT_WHERE: &str = "(?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR state = ?2) \
+     AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4) \
+     AND (?5 IS NULL OR id IN (SELECT value FROM json_each(?5)))";
+
+/// Binds parameters 1-5 of [`EXPORT_WHERE`].
+fn bind_export_filter<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    f: &'q ExportFilter,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+    q.bind(&f.campaign)
+        .bind(f.state.map(|s| s.as_str()))
+        .bind(f.from)
+        .bind(f.to)
+        .bind(f.ids.as_ref().map(|ids| serde_json::json!(ids).to_string()))
 }
 
 #[async_trait::async_trait]
@@ -171,6 +190,37 @@ impl SessionStore for SqliteStore {
         .await?)
     }
 
+    async fn export_page(
+        &self,
+        f: &ExportFilter,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>> {
+        let (after_at, after_id) = match after {
+            Some((at, id)) => (Some(at), Some(id)),
+            None => (None, None),
+        };
+        let sql = format!(
+            "SELECT * FROM sessions WHERE {EXPORT_WHERE} \
+             AND (?6 IS NULL OR created_at > ?6 OR (created_at = ?6 AND id > ?7)) \
+             ORDER BY created_at, id LIMIT ?8"
+        );
+        Ok(bind_export_filter(sqlx::query_as(&sql), f)
+            .bind(after_at)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn count_export(&self, f: &ExportFilter) -> Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM sessions WHERE {EXPORT_WHERE}");
+        Ok(bind_export_filter(sqlx::query_as::<_, (i64,)>(&sql), f)
+            .fetch_one(&self.pool)
+            .await?
+            .0)
+    }
+
     async fn session_ids_in_state(&self, state: &str) -> Result<Vec<String>> {
         Ok(
             sqlx::query_scalar("SELECT id FROM sessions WHERE state = ?")
@@ -248,6 +298,9 @@ impl SessionStore for SqliteStore {
             .bind(&t.cause)
             .execute(&mut *tx)
             .await?;
+        }
+        for e in u.events {
+            webhooks::enqueue_on(&mut tx, e).await?;
         }
         tx.commit().await?;
         Ok(expected_version + 1)

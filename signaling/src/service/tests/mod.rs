@@ -514,6 +514,7 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
         drop_off: row.drop_off.as_deref(),
         next_deadline: Some(0),
         transitions: &[],
+        events: &[],
     };
     h.store
         .update_session(&p.session_id, &update, row.version)
@@ -533,3 +534,4 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
 mod limits;
 mod races;
 mod restart;
+mod webhooks;

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The SQLite store shared with another writer that, while races are armed, steps the same
 /// session (a progress event) just before each of the service's writes, and so wins.
-struct RacedStore {
+pub(super) struct RacedStore {
     inner: SqliteStore,
-    races_left: AtomicUsize,
-    conflicts: AtomicUsize,
+    pub(super) races_left: AtomicUsize,
+    pub(super) conflicts: AtomicUsize,
 }
 
 impl RacedStore {
@@ -47,6 +47,7 @@ impl RacedStore {
             drop_off: l.drop_off.as_deref(),
             next_deadline: lifecycle::next_deadline(l).map(|m| m.0),
             transitions: &[],
+            events: &[],
         };
         self.inner
             .update_session(id, &update, row.version)
@@ -116,6 +117,17 @@ impl SessionStore for RacedStore {
     async fn session_ids_in_state(&self, state: &str) -> store::Result<Vec<String>> {
         self.inner.session_ids_in_state(state).await
     }
+    async fn export_page(
+        &self,
+        f: &store::ExportFilter,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> store::Result<Vec<SessionRow>> {
+        self.inner.export_page(f, after, limit).await
+    }
+    async fn count_export(&self, f: &store::ExportFilter) -> store::Result<i64> {
+        self.inner.count_export(f).await
+    }
     async fn due_sessions(&self, now: i64) -> store::Result<Vec<String>> {
         self.inner.due_sessions(now).await
     }
@@ -166,7 +178,7 @@ impl SessionStore for RacedStore {
     }
 }
 
-async fn raced_harness() -> (Harness, Arc<RacedStore>) {
+pub(super) async fn raced_harness() -> (Harness, Arc<RacedStore>) {
     let mut raced = None;
     let h = Harness::with_store(|s| {
         let store = Arc::new(RacedStore::new(s));

@@ -76,6 +76,7 @@ fn update(state: State, next_deadline: Option<i64>) -> SessionUpdate<'static> {
         drop_off: None,
         next_deadline,
         transitions: &[],
+        events: &[],
     }
 }
 
