@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
         .route("/v1/sessions/{id}/end", post(end_session))
         .route("/v1/sessions/{id}/restart", post(restart_session))
+        .route("/v1/sessions/{id}/mark/{outcome}", post(mark_session))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
         .route("/v1/sessions/{id}/recordings/{file}", get(get_recording))
 }
@@ -142,6 +143,26 @@ async fn end_session(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let session = app.service.admin_end(&id).await?;
+    Ok(axum::Json(public_view(&session)))
+}
+
+/// `POST /v1/sessions/{id}/mark/{completed|abandoned}`: ends a session stuck in progress.
+async fn mark_session(
+    _: Admin,
+    State(app): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (id, outcome) = path_or_not_found(path, "session_not_found")?;
+    let session = match outcome.as_str() {
+        "completed" => app.service.mark_complete(&id).await?,
+        "abandoned" => app.service.mark_abandoned(&id).await?,
+        _ => {
+            return Err(ApiError::not_found(
+                "route_not_found",
+                "mark a session `completed` or `abandoned`",
+            ));
+        }
+    };
     Ok(axum::Json(public_view(&session)))
 }
 

@@ -530,6 +530,7 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
     assert_eq!(h.media.calls_for(&p.session_id), ["open", "pause"]);
 }
 
+mod admin_actions;
 mod limits;
 mod races;
 mod restart;
