@@ -8,6 +8,7 @@
 //! in-process implementations beside their ports (`store::SqliteStore`,
 //! `blob_store::LocalDiskBlobs`, `live::Hub`, `clock::SystemClock`).
 
+pub mod analytics;
 pub mod attention;
 pub mod blob_store;
 pub mod clock;
