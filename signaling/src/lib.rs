@@ -11,6 +11,7 @@
 pub mod analytics;
 pub mod attention;
 pub mod blob_store;
+pub mod byte_range;
 pub mod clock;
 pub mod error;
 pub mod event_bus;

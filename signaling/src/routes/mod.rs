@@ -3,7 +3,10 @@
 //! its answers with [`views`].
 
 mod admin;
+mod analytics;
 mod auth;
+mod campaigns;
+mod console;
 mod extract;
 pub mod forwarded;
 mod headers;
@@ -21,6 +24,7 @@ mod state;
 pub mod tls;
 pub mod views;
 
+pub use auth::console_cookie_value;
 pub use state::{App, AppState, IceServerView};
 
 use axum::Router;
@@ -33,6 +37,9 @@ pub fn router(app: AppState) -> Router {
         .merge(participant::router())
         .merge(participant_live::router())
         .merge(admin::router())
+        .merge(campaigns::router())
+        .merge(analytics::router())
+        .merge(console::router())
         .merge(scripts::router())
         .merge(live::router())
         .merge(monitor::router())

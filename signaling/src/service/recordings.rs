@@ -4,6 +4,7 @@
 
 use super::SessionService;
 use crate::blob_store::{Blob, BlobKey};
+use crate::byte_range::ByteRange;
 use crate::error::ApiError;
 use crate::media_port::RecordingFile;
 use crate::store::RecordingRow;
@@ -36,12 +37,13 @@ impl SessionService {
     }
 
     /// One recording of a session (`track` participant, ai or mix; `format` wav or mp3),
-    /// opened for streaming. A derived file not made yet is made first.
+    /// opened for streaming, all of it or `range`. A derived file not made yet is made first.
     pub async fn recording(
         &self,
         id: &str,
         track: Track,
         format: Format,
+        range: Option<ByteRange>,
     ) -> Result<Blob, ApiError> {
         let stored = self
             .store
@@ -61,7 +63,7 @@ impl SessionService {
         };
         let key =
             BlobKey::new(id, &rec.track.file_name(rec.format)).ok_or_else(recording_not_found)?;
-        match self.blobs.open(&key).await {
+        match self.blobs.open(&key, range).await {
             Ok(Some(blob)) => Ok(blob),
             // A row without its file: something removed it behind the service's back.
             Ok(None) => Err(ApiError::internal(

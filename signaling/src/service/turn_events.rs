@@ -67,6 +67,7 @@ impl SessionService {
             if let Err(e) = self.store.upsert_turns(session_id, &rows).await {
                 tracing::error!(session = session_id, error = %e, "storing turns failed");
             }
+            self.refresh_summary(session_id).await;
         }
         self.bus.publish_event(session_id, &event);
         if before != after {

@@ -240,6 +240,7 @@ async fn seed(store: &SqliteStore) {
         .insert_campaign(&CampaignRow {
             id: "cmp_default".into(),
             name: "Demo".into(),
+            description: String::new(),
             created_at: 0,
         })
         .await
