@@ -15,10 +15,22 @@ ALTER TABLE sessions ADD COLUMN ai_latency_p50 INTEGER;
 ALTER TABLE sessions ADD COLUMN ai_latency_p95 INTEGER;
 ALTER TABLE sessions ADD COLUMN drop_point TEXT;
 
--- The list is ordered by created_at (newest first by default), within a campaign or state.
-CREATE INDEX sessions_created ON sessions(created_at);
-CREATE INDEX sessions_campaign_created ON sessions(campaign_id, created_at);
-CREATE INDEX sessions_state_created ON sessions(state, created_at);
+-- The list is ordered by created_at (newest first by default), within a campaign or state,
+-- or by one of the summary columns (the same expressions as the store's ORDER BY), ties
+-- by id.
+CREATE INDEX sessions_created ON sessions(created_at, id);
+CREATE INDEX sessions_campaign_created ON sessions(campaign_id, created_at, id);
+CREATE INDEX sessions_state_created ON sessions(state, created_at, id);
+CREATE INDEX sessions_by_started ON sessions(COALESCE(started_at, -1), id);
+CREATE INDEX sessions_by_duration ON sessions(active_ms, id);
+CREATE INDEX sessions_by_turns ON sessions(turn_count, id);
+CREATE INDEX sessions_by_words ON sessions(word_count, id);
+CREATE INDEX sessions_by_quality ON sessions(COALESCE(quality, -1), id);
+-- The aggregate analytics read only this covering index (one pass, grouped).
+CREATE INDEX sessions_aggregate ON sessions(campaign_id, created_at, state, started_at,
+    active_ms, quality, ai_latency_p50, drop_point);
+CREATE INDEX sessions_drop ON sessions(drop_point, campaign_id, created_at)
+    WHERE drop_point IS NOT NULL;
 CREATE INDEX invites_campaign ON invites(campaign_id, created_at);
 CREATE INDEX scripts_campaign ON scripts(campaign_id);
 

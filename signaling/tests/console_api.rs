@@ -423,6 +423,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sessions/{id}/analytics"),
     ("GET", "/v1/sessions/{id}/transcript"),
     ("GET", "/v1/sessions/{id}/recordings/mix.wav"),
+    ("GET", "/v1/sessions/{id}/peaks/mix"),
     ("POST", "/v1/sessions/{id}/end"),
     ("POST", "/v1/sessions/{id}/restart"),
     ("POST", "/v1/sessions/{id}/mark/completed"),

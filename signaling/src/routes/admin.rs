@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sessions/{id}/mark/{outcome}", post(mark_session))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
         .route("/v1/sessions/{id}/recordings/{file}", get(get_recording))
+        .route("/v1/sessions/{id}/peaks/{track}", get(get_peaks))
 }
 
 #[derive(Deserialize, Default)]
@@ -273,6 +274,28 @@ async fn delete_session(
     let id = path_or_not_found(id, "session_not_found")?;
     app.service.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/sessions/{id}/peaks/{track}`: the track's stored waveform peaks (JSON).
+async fn get_peaks(
+    _: Admin,
+    State(app): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (id, track) = path_or_not_found(path, "peaks_not_found")?;
+    let track: Track = track
+        .parse()
+        .map_err(|_| ApiError::not_found("peaks_not_found", "track is participant, ai or mix"))?;
+    let peaks = app.service.peaks(&id, track).await?;
+    let len = peaks.len;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(peaks.body),
+    )
+        .into_response())
 }
 
 async fn get_recording(

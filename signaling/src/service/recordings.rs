@@ -74,6 +74,19 @@ impl SessionService {
         }
     }
 
+    /// The waveform peaks the media plane stored beside a finished WAV track
+    /// (`<track>.peaks.json`), opened for streaming.
+    pub async fn peaks(&self, id: &str, track: Track) -> Result<Blob, ApiError> {
+        let not_found = || ApiError::not_found("peaks_not_found", "no waveform for this track");
+        self.session(id).await?;
+        let key = BlobKey::new(id, &format!("{track}.peaks.json")).ok_or_else(not_found)?;
+        match self.blobs.open(&key, None).await {
+            Ok(Some(blob)) => Ok(blob),
+            Ok(None) => Err(not_found()),
+            Err(e) => Err(ApiError::internal("opening peaks", e)),
+        }
+    }
+
     /// Makes a finished session's derived recording (`mix.wav`, a track's `.mp3`) that is not
     /// there yet, stores its row and returns it. `None`: nothing to make it from (the session
     /// has not ended, or its two tracks are not finalized).

@@ -168,7 +168,21 @@ impl SessionStore for SqliteStore {
         } else {
             ("DESC", "<")
         };
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM sessions WHERE 1");
+        // With transcript words, the full-text index drives: its matching sessions (a
+        // small set for a selective word) are joined to their rows, then filtered and
+        // sorted; scanning the list's order and testing each row would read far more.
+        let mut q: QueryBuilder<Sqlite> = match fts_query(&f.text) {
+            Some(matched) => {
+                let mut q = QueryBuilder::new(
+                    "SELECT sessions.* FROM (SELECT DISTINCT t.session_id AS sid FROM turns_fts \
+                     JOIN turns t ON t.rowid = turns_fts.rowid WHERE turns_fts MATCH ",
+                );
+                q.push_bind(matched)
+                    .push(") AS m CROSS JOIN sessions ON sessions.id = m.sid WHERE 1");
+                q
+            }
+            None => QueryBuilder::new("SELECT * FROM sessions WHERE 1"),
+        };
         if let Some(c) = &f.campaign {
             q.push(" AND campaign_id = ").push_bind(c);
         }
@@ -180,15 +194,6 @@ impl SessionStore for SqliteStore {
         }
         if let Some(to) = f.to {
             q.push(" AND created_at < ").push_bind(to);
-        }
-        if let Some(matched) = fts_query(&f.text) {
-            // The full-text index yields turns; their sessions are the matches.
-            q.push(
-                " AND id IN (SELECT t.session_id FROM turns_fts JOIN turns t \
-                 ON t.rowid = turns_fts.rowid WHERE turns_fts MATCH ",
-            )
-            .push_bind(matched)
-            .push(")");
         }
         if let Some(after) = &f.after {
             q.push(format_args!(" AND ({key} {cmp} "))

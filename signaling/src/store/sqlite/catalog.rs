@@ -2,15 +2,14 @@
 //! invites of a campaign, session summaries and the aggregate counts.
 
 use super::SqliteStore;
-use crate::analytics::aggregate::{AggregateCounts, LATENCY_BUCKET_MS, LATENCY_BUCKETS};
+use crate::analytics::aggregate::{
+    AggregateCounts, LATENCY_BUCKET_MS, LATENCY_BUCKETS, QUALITY_BUCKETS,
+};
 use crate::store::{
     AggregateFilter, CampaignRow, CatalogStore, InviteRow, InviteStateRow, Result, ScriptRow,
     SessionSummary,
 };
-
-/// The aggregate's WHERE clause over `sessions`; binds campaign, from, to (in that order).
-const AGG_WHERE: &str = "WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR created_at >= ?2) \
-     AND (?3 IS NULL OR created_at < ?3)";
+use sqlx::Row;
 
 #[async_trait::async_trait]
 impl CatalogStore for SqliteStore {
@@ -94,39 +93,44 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn aggregate_counts(&self, f: &AggregateFilter) -> Result<AggregateCounts> {
-        let totals: (i64, Option<i64>, Option<i64>, Option<f64>, Option<f64>) =
-            sqlx::query_as(&format!(
-                "SELECT COUNT(*), SUM(started_at IS NOT NULL), SUM(state = 'completed'), \
-                 AVG(CASE WHEN started_at IS NOT NULL THEN active_ms END), AVG(quality) \
-                 FROM sessions {AGG_WHERE}"
-            ))
+        // Two index-only passes without a sort: the totals and every histogram bucket as
+        // sums over the covering index `sessions_aggregate`, then the drop points grouped
+        // in the order of the partial index `sessions_drop` (abandoned sessions only).
+        let buckets = |col: &str, n: usize, width: f64| -> String {
+            (0..n)
+                .map(|b| {
+                    let lo = b as f64 * width;
+                    if b + 1 == n {
+                        format!(", SUM({col} >= {lo})")
+                    } else {
+                        format!(", SUM({col} >= {lo} AND {col} < {})", lo + width)
+                    }
+                })
+                .collect()
+        };
+        let sql = format!(
+            "SELECT COUNT(*), SUM(started_at IS NOT NULL), SUM(state = 'completed'), \
+             SUM(CASE WHEN started_at IS NOT NULL THEN active_ms ELSE 0 END), COUNT(quality), \
+             TOTAL(quality){}{} FROM sessions INDEXED BY sessions_aggregate {WHERE}",
+            buckets("quality", QUALITY_BUCKETS, 10.0),
+            buckets("ai_latency_p50", LATENCY_BUCKETS, LATENCY_BUCKET_MS as f64),
+        );
+        let row = sqlx::query(&sql)
             .bind(&f.campaign)
             .bind(f.from)
             .bind(f.to)
             .fetch_one(&self.pool)
             .await?;
+        let int = |i: usize| -> Result<i64> { Ok(row.try_get::<Option<i64>, _>(i)?.unwrap_or(0)) };
+        let (sessions, started, completed, started_ms, rated) =
+            (int(0)?, int(1)?, int(2)?, int(3)?, int(4)?);
+        let quality_sum: f64 = row.try_get(5)?;
+        let histogram = |first: usize, n: usize| -> Result<Vec<(i64, i64)>> {
+            (0..n).map(|b| Ok((b as i64, int(first + b)?))).collect()
+        };
         let drop_offs: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT drop_point, COUNT(*) FROM sessions {AGG_WHERE} AND drop_point IS NOT NULL \
-             GROUP BY drop_point"
-        ))
-        .bind(&f.campaign)
-        .bind(f.from)
-        .bind(f.to)
-        .fetch_all(&self.pool)
-        .await?;
-        let quality_buckets: Vec<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT MIN(9, CAST(quality / 10 AS INTEGER)), COUNT(*) FROM sessions {AGG_WHERE} \
-             AND quality IS NOT NULL GROUP BY 1"
-        ))
-        .bind(&f.campaign)
-        .bind(f.from)
-        .bind(f.to)
-        .fetch_all(&self.pool)
-        .await?;
-        let last = LATENCY_BUCKETS - 1;
-        let latency_buckets: Vec<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT MIN({last}, ai_latency_p50 / {LATENCY_BUCKET_MS}), COUNT(*) FROM sessions \
-             {AGG_WHERE} AND ai_latency_p50 IS NOT NULL GROUP BY 1"
+            "SELECT drop_point, COUNT(*) FROM sessions INDEXED BY sessions_drop {WHERE} \
+             AND drop_point IS NOT NULL GROUP BY drop_point"
         ))
         .bind(&f.campaign)
         .bind(f.from)
@@ -134,17 +138,21 @@ impl CatalogStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(AggregateCounts {
-            sessions: totals.0,
-            started: totals.1.unwrap_or(0),
-            completed: totals.2.unwrap_or(0),
-            avg_active_ms: totals.3,
-            avg_quality: totals.4,
+            sessions,
+            started,
+            completed,
+            avg_active_ms: (started > 0).then(|| started_ms as f64 / started as f64),
+            avg_quality: (rated > 0).then(|| quality_sum / rated as f64),
             drop_offs,
-            quality_buckets,
-            latency_buckets,
+            quality_buckets: histogram(6, QUALITY_BUCKETS)?,
+            latency_buckets: histogram(6 + QUALITY_BUCKETS, LATENCY_BUCKETS)?,
         })
     }
 }
+
+/// The aggregate's filter; binds campaign, from, to.
+const WHERE: &str = "WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR created_at >= ?2) \
+     AND (?3 IS NULL OR created_at < ?3)";
 
 #[cfg(test)]
 mod tests;
