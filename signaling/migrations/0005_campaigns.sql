@@ -14,6 +14,10 @@ ALTER TABLE sessions ADD COLUMN quality REAL;
 ALTER TABLE sessions ADD COLUMN ai_latency_p50 INTEGER;
 ALTER TABLE sessions ADD COLUMN ai_latency_p95 INTEGER;
 ALTER TABLE sessions ADD COLUMN drop_point TEXT;
+-- The histogram buckets of `quality` and `ai_latency_p50` (signaling::analytics::aggregate),
+-- stored so that the aggregate groups by them in index order instead of sorting.
+ALTER TABLE sessions ADD COLUMN quality_bucket INTEGER;
+ALTER TABLE sessions ADD COLUMN latency_bucket INTEGER;
 
 -- The list is ordered by created_at (newest first by default), within a campaign or state,
 -- or by one of the summary columns (the same expressions as the store's ORDER BY), ties
@@ -26,11 +30,10 @@ CREATE INDEX sessions_by_duration ON sessions(active_ms, id);
 CREATE INDEX sessions_by_turns ON sessions(turn_count, id);
 CREATE INDEX sessions_by_words ON sessions(word_count, id);
 CREATE INDEX sessions_by_quality ON sessions(COALESCE(quality, -1), id);
--- The aggregate analytics read only this covering index (one pass, grouped).
-CREATE INDEX sessions_aggregate ON sessions(campaign_id, created_at, state, started_at,
-    active_ms, quality, ai_latency_p50, drop_point);
-CREATE INDEX sessions_drop ON sessions(drop_point, campaign_id, created_at)
-    WHERE drop_point IS NOT NULL;
+-- The aggregate analytics read only this covering index, grouped in its order (one pass,
+-- no sort).
+CREATE INDEX sessions_aggregate ON sessions(quality_bucket, latency_bucket, drop_point,
+    campaign_id, created_at, state, started_at, active_ms, quality);
 CREATE INDEX invites_campaign ON invites(campaign_id, created_at);
 CREATE INDEX scripts_campaign ON scripts(campaign_id);
 

@@ -17,6 +17,16 @@ pub const LATENCY_BUCKETS: usize = 17;
 /// Number of quality buckets (10 points each).
 pub const QUALITY_BUCKETS: usize = 10;
 
+/// The quality histogram bucket of a score: 0-9, 10 points each (100 is in the last).
+pub fn quality_bucket(quality: f64) -> i64 {
+    ((quality / 10.0).floor() as i64).clamp(0, QUALITY_BUCKETS as i64 - 1)
+}
+
+/// The AI latency histogram bucket of a session's p50 (ms).
+pub fn latency_bucket(p50_ms: i64) -> i64 {
+    (p50_ms / LATENCY_BUCKET_MS).clamp(0, LATENCY_BUCKETS as i64 - 1)
+}
+
 /// What the store counts for [`summarize`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AggregateCounts {
@@ -27,9 +37,9 @@ pub struct AggregateCounts {
     pub avg_quality: Option<f64>,
     /// (drop point, abandoned sessions left there).
     pub drop_offs: Vec<(String, i64)>,
-    /// (bucket index, sessions), bucket = min(9, floor(quality / 10)).
+    /// (bucket index, sessions), [`quality_bucket`].
     pub quality_buckets: Vec<(i64, i64)>,
-    /// (bucket index, sessions), bucket = min(16, floor(p50 / 250)).
+    /// (bucket index, sessions), [`latency_bucket`].
     pub latency_buckets: Vec<(i64, i64)>,
 }
 
@@ -144,5 +154,13 @@ mod tests {
             "out-of-range buckets fall in the last"
         );
         assert_eq!(summarize(&AggregateCounts::default()).completion_rate, None);
+        assert_eq!(
+            [0.0, 9.99, 10.0, 62.5, 99.9, 100.0].map(quality_bucket),
+            [0, 0, 1, 6, 9, 9]
+        );
+        assert_eq!(
+            [0, 249, 250, 1300, 4000, 90_000].map(latency_bucket),
+            [0, 0, 1, 5, 16, 16]
+        );
     }
 }

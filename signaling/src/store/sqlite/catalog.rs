@@ -2,14 +2,11 @@
 //! invites of a campaign, session summaries and the aggregate counts.
 
 use super::SqliteStore;
-use crate::analytics::aggregate::{
-    AggregateCounts, LATENCY_BUCKET_MS, LATENCY_BUCKETS, QUALITY_BUCKETS,
-};
+use crate::analytics::aggregate::{AggregateCounts, latency_bucket, quality_bucket};
 use crate::store::{
     AggregateFilter, CampaignRow, CatalogStore, InviteRow, InviteStateRow, Result, ScriptRow,
     SessionSummary,
 };
-use sqlx::Row;
 
 #[async_trait::async_trait]
 impl CatalogStore for SqliteStore {
@@ -76,7 +73,8 @@ impl CatalogStore for SqliteStore {
     async fn set_session_summary(&self, id: &str, s: &SessionSummary) -> Result<()> {
         sqlx::query(
             "UPDATE sessions SET active_ms = ?, turn_count = ?, word_count = ?, engagement = ?, \
-             quality = ?, ai_latency_p50 = ?, ai_latency_p95 = ?, drop_point = ? WHERE id = ?",
+             quality = ?, ai_latency_p50 = ?, ai_latency_p95 = ?, drop_point = ?, \
+             quality_bucket = ?, latency_bucket = ? WHERE id = ?",
         )
         .bind(s.active_ms)
         .bind(s.turn_count)
@@ -86,6 +84,8 @@ impl CatalogStore for SqliteStore {
         .bind(s.ai_latency_p50)
         .bind(s.ai_latency_p95)
         .bind(&s.drop_point)
+        .bind(s.quality.map(quality_bucket))
+        .bind(s.ai_latency_p50.map(latency_bucket))
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -93,66 +93,74 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn aggregate_counts(&self, f: &AggregateFilter) -> Result<AggregateCounts> {
-        // Two index-only passes without a sort: the totals and every histogram bucket as
-        // sums over the covering index `sessions_aggregate`, then the drop points grouped
-        // in the order of the partial index `sessions_drop` (abandoned sessions only).
-        let buckets = |col: &str, n: usize, width: f64| -> String {
-            (0..n)
-                .map(|b| {
-                    let lo = b as f64 * width;
-                    if b + 1 == n {
-                        format!(", SUM({col} >= {lo})")
-                    } else {
-                        format!(", SUM({col} >= {lo} AND {col} < {})", lo + width)
-                    }
-                })
-                .collect()
-        };
-        let sql = format!(
-            "SELECT COUNT(*), SUM(started_at IS NOT NULL), SUM(state = 'completed'), \
-             SUM(CASE WHEN started_at IS NOT NULL THEN active_ms ELSE 0 END), COUNT(quality), \
-             TOTAL(quality){}{} FROM sessions INDEXED BY sessions_aggregate {WHERE}",
-            buckets("quality", QUALITY_BUCKETS, 10.0),
-            buckets("ai_latency_p50", LATENCY_BUCKETS, LATENCY_BUCKET_MS as f64),
-        );
-        let row = sqlx::query(&sql)
-            .bind(&f.campaign)
-            .bind(f.from)
-            .bind(f.to)
-            .fetch_one(&self.pool)
-            .await?;
-        let int = |i: usize| -> Result<i64> { Ok(row.try_get::<Option<i64>, _>(i)?.unwrap_or(0)) };
-        let (sessions, started, completed, started_ms, rated) =
-            (int(0)?, int(1)?, int(2)?, int(3)?, int(4)?);
-        let quality_sum: f64 = row.try_get(5)?;
-        let histogram = |first: usize, n: usize| -> Result<Vec<(i64, i64)>> {
-            (0..n).map(|b| Ok((b as i64, int(first + b)?))).collect()
-        };
-        let drop_offs: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT drop_point, COUNT(*) FROM sessions INDEXED BY sessions_drop {WHERE} \
-             AND drop_point IS NOT NULL GROUP BY drop_point"
-        ))
+        // One pass over the covering index `sessions_aggregate`, grouped in its order by the
+        // stored buckets and the drop point (at most 11 x 18 x a few groups, no sort),
+        // folded here.
+        let groups: Vec<AggregateGroup> = sqlx::query_as(
+            "SELECT quality_bucket AS qb, latency_bucket AS lb, drop_point, COUNT(*) AS sessions, \
+               SUM(started_at IS NOT NULL) AS started, SUM(state = 'completed') AS completed, \
+               SUM(CASE WHEN started_at IS NOT NULL THEN active_ms ELSE 0 END) AS started_ms, \
+               COUNT(quality) AS rated, TOTAL(quality) AS quality_sum \
+             FROM sessions INDEXED BY sessions_aggregate \
+             WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR created_at >= ?2) \
+               AND (?3 IS NULL OR created_at < ?3) \
+             GROUP BY quality_bucket, latency_bucket, drop_point",
+        )
         .bind(&f.campaign)
         .bind(f.from)
         .bind(f.to)
         .fetch_all(&self.pool)
         .await?;
-        Ok(AggregateCounts {
-            sessions,
-            started,
-            completed,
-            avg_active_ms: (started > 0).then(|| started_ms as f64 / started as f64),
-            avg_quality: (rated > 0).then(|| quality_sum / rated as f64),
-            drop_offs,
-            quality_buckets: histogram(6, QUALITY_BUCKETS)?,
-            latency_buckets: histogram(6 + QUALITY_BUCKETS, LATENCY_BUCKETS)?,
-        })
+        Ok(fold(&groups))
     }
 }
 
-/// The aggregate's filter; binds campaign, from, to.
-const WHERE: &str = "WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR created_at >= ?2) \
-     AND (?3 IS NULL OR created_at < ?3)";
+/// One group of the aggregate query.
+#[derive(sqlx::FromRow)]
+struct AggregateGroup {
+    qb: Option<i64>,
+    lb: Option<i64>,
+    drop_point: Option<String>,
+    sessions: i64,
+    started: i64,
+    completed: i64,
+    started_ms: i64,
+    rated: i64,
+    quality_sum: f64,
+}
+
+/// The groups summed into the counts [`crate::analytics::aggregate::summarize`] takes.
+fn fold(groups: &[AggregateGroup]) -> AggregateCounts {
+    use std::collections::BTreeMap;
+    let mut c = AggregateCounts::default();
+    let (mut started_ms, mut rated, mut quality_sum) = (0i64, 0i64, 0f64);
+    let mut drops: BTreeMap<String, i64> = BTreeMap::new();
+    let mut qb: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut lb: BTreeMap<i64, i64> = BTreeMap::new();
+    for g in groups {
+        c.sessions += g.sessions;
+        c.started += g.started;
+        c.completed += g.completed;
+        started_ms += g.started_ms;
+        rated += g.rated;
+        quality_sum += g.quality_sum;
+        if let Some(d) = &g.drop_point {
+            *drops.entry(d.clone()).or_default() += g.sessions;
+        }
+        if let Some(b) = g.qb {
+            *qb.entry(b).or_default() += g.sessions;
+        }
+        if let Some(b) = g.lb {
+            *lb.entry(b).or_default() += g.sessions;
+        }
+    }
+    c.avg_active_ms = (c.started > 0).then(|| started_ms as f64 / c.started as f64);
+    c.avg_quality = (rated > 0).then(|| quality_sum / rated as f64);
+    c.drop_offs = drops.into_iter().collect();
+    c.quality_buckets = qb.into_iter().collect();
+    c.latency_buckets = lb.into_iter().collect();
+    c
+}
 
 #[cfg(test)]
 mod tests;
