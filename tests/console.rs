@@ -144,6 +144,17 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     click(&mut console, "#script-form button").await;
     wait(&mut console, "document.querySelector('#i-script') && document.querySelector('#i-script').options.length === 1", "script created").await;
 
+    // Editing loads the script back into the form, audio named relative to the prompts.
+    click(&mut console, "#script-form ~ * button, .table-wrap button").await;
+    wait(&mut console, "document.querySelector('#s-name').value === 'Three garden questions' && document.querySelector('#s-prompts').value.includes('| default/q1.wav')", "script loaded for editing").await;
+    click(&mut console, "#script-form button.secondary").await;
+    wait(
+        &mut console,
+        "document.querySelector('#i-script') && document.querySelector('#s-name').value === ''",
+        "edit cancelled",
+    )
+    .await;
+
     // Bulk invites: three.
     fill(&mut console, "#i-count", "3").await;
     click(&mut console, "#make-invites").await;

@@ -103,6 +103,64 @@ async fn campaigns_scripts_and_bulk_invites() {
     .await;
     assert_eq!(scripts["scripts"][0]["id"], sid.as_str());
 
+    // Prompt audio uploaded, then the script replaced to use it.
+    let wav = b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0".to_vec();
+    let up = json_of(
+        srv.admin(Method::PUT, "/v1/prompts/welcome.wav")
+            .body(wav)
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    assert_eq!(up["audio"], "uploads/welcome.wav");
+    let bad = json_of(
+        srv.admin(Method::PUT, "/v1/prompts/welcome.wav")
+            .body("not audio")
+            .send()
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert_eq!(bad["error"]["code"], "invalid_audio");
+    let replaced = json_of(
+        srv.admin(Method::PUT, &format!("/v1/scripts/{sid}"))
+            .json(&json!({"name": "Script v2",
+                          "prompts": [{"id": "hi", "text": "Welcome!", "audio": "uploads/welcome.wav"}],
+                          "recording": {"quality": "ultra"}}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(replaced["id"], sid.as_str());
+    assert_eq!(replaced["campaign_id"], cid.as_str());
+    let got = json_of(
+        srv.admin(Method::GET, &format!("/v1/scripts/{sid}"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(got["name"], "Script v2");
+    assert_eq!(got["recording"]["quality"], "ultra");
+    assert_eq!(got["prompts"][0]["id"], "hi");
+    let moved = json_of(
+        srv.admin(Method::PUT, &format!("/v1/scripts/{sid}"))
+            .json(&json!({"name": "x", "campaign_id": "cmp_default",
+                          "prompts": [{"id": "hi", "text": "Hi", "audio": "q1.wav"}]}))
+            .send()
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert_eq!(moved["error"]["code"], "invalid_script");
+
     // N invites.
     let made = json_of(
         srv.admin(Method::POST, &format!("/v1/campaigns/{cid}/invites"))
@@ -416,6 +474,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/campaigns/cmp_default"),
     ("PATCH", "/v1/campaigns/cmp_default"),
     ("GET", "/v1/campaigns/cmp_default/scripts"),
+    ("POST", "/v1/scripts"),
+    ("GET", "/v1/scripts/scr_default"),
+    ("PUT", "/v1/scripts/scr_default"),
+    ("PUT", "/v1/prompts/q9.wav"),
     ("GET", "/v1/campaigns/cmp_default/invites"),
     ("POST", "/v1/campaigns/cmp_default/invites"),
     ("GET", "/v1/sessions"),

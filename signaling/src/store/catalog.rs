@@ -30,6 +30,8 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn list_campaigns(&self) -> Result<Vec<CampaignRow>>;
     /// Renames / redescribes a campaign; `false` if there is none with the id.
     async fn update_campaign(&self, id: &str, name: &str, description: &str) -> Result<bool>;
+    /// Replaces a script's name, definition and recording settings (same id).
+    async fn replace_script(&self, s: &ScriptRow) -> Result<()>;
     /// The scripts of a campaign (all when `None`), newest first.
     async fn list_scripts(&self, campaign: Option<&str>) -> Result<Vec<ScriptRow>>;
     /// Inserts invites in one transaction (all or none).

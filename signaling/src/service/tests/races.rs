@@ -63,6 +63,9 @@ impl store::CatalogStore for RacedStore {
     async fn update_campaign(&self, id: &str, name: &str, desc: &str) -> store::Result<bool> {
         self.inner.update_campaign(id, name, desc).await
     }
+    async fn replace_script(&self, s: &ScriptRow) -> store::Result<()> {
+        self.inner.replace_script(s).await
+    }
     async fn list_scripts(&self, campaign: Option<&str>) -> store::Result<Vec<ScriptRow>> {
         self.inner.list_scripts(campaign).await
     }

@@ -28,6 +28,16 @@ impl CatalogStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn replace_script(&self, s: &ScriptRow) -> Result<()> {
+        self.write_script(
+            s,
+            " ON CONFLICT(id) DO UPDATE SET name = excluded.name, \
+             definition = excluded.definition, recording_enabled = excluded.recording_enabled, \
+             noise_suppression = excluded.noise_suppression, quality = excluded.quality",
+        )
+        .await
+    }
+
     async fn list_scripts(&self, campaign: Option<&str>) -> Result<Vec<ScriptRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM scripts WHERE (?1 IS NULL OR campaign_id = ?1) \
