@@ -373,4 +373,50 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
         "{agg}"
     );
     shoot(&mut console, "10-analytics").await;
+    // Restart from the console after the session ended: it stays, marked restarted, and
+    // the invite gets a new session (the confirmation is answered yes).
+    console
+        .navigate(&server.url(&format!("/console#/sessions/{session_id}")))
+        .await;
+    wait(
+        &mut console,
+        "!!document.querySelector('.actions button.secondary')",
+        "session page again",
+    )
+    .await;
+    console.eval("window.confirm = () => true; true").await;
+    click(&mut console, ".actions button.secondary").await;
+    wait(
+        &mut console,
+        "[...document.querySelectorAll('.state')].some(e => e.textContent === 'restarted')",
+        "restarted shown",
+    )
+    .await;
+    let old = server.session(&session_id).await;
+    assert_eq!(old["state"], "restarted", "{old:#}");
+    assert_eq!(
+        old["end_reason"], "completed",
+        "the old session keeps its end: {old:#}"
+    );
+    let invites: Value = server
+        .admin(
+            server
+                .http
+                .get(server.url(&format!("/v1/campaigns/{campaign_id}/invites"))),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let restarted_invite = invites["invites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["url"] == url.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(restarted_invite["state"], "created", "{invites:#}");
+    assert_ne!(restarted_invite["session_id"], session_id.as_str());
 }

@@ -67,12 +67,15 @@ impl SessionService {
             if let Err(e) = self.store.upsert_turns(session_id, &rows).await {
                 tracing::error!(session = session_id, error = %e, "storing turns failed");
             }
-            self.refresh_summary(session_id).await;
         }
         self.bus.publish_event(session_id, &event);
         if before != after {
             self.bus
                 .publish_event(session_id, &LiveEvent::Speaking(after));
+        }
+        // After the live line went out: the list's summary may lag it, monitors may not.
+        if !changed.is_empty() {
+            self.refresh_summary(session_id).await;
         }
     }
 
