@@ -103,7 +103,8 @@ impl ListQuery {
     fn into_filter(self) -> Result<SessionFilter, ApiError> {
         let invalid = |m: String| ApiError::bad_request("invalid_query", m);
         let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
-        let state = match nonempty(self.state) {
+        // An empty state is a mistake too (unlike the other parameters, where empty is absent).
+        let state = match self.state {
             None => None,
             Some(state) => Some(state.parse::<LifecycleState>().map_err(|_| {
                 let known: Vec<&str> = LifecycleState::ALL.iter().map(|s| s.as_str()).collect();
