@@ -72,9 +72,13 @@ pub enum BlobError {
 /// Where recordings are kept.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
+    /// Opens a blob for streaming, all of it; `None` if there is none under the key.
+    async fn open(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError> {
+        self.open_range(key, None).await
+    }
     /// Opens a blob for streaming, all of it or `range`; `None` if there is none under the
     /// key.
-    async fn open(
+    async fn open_range(
         &self,
         key: &BlobKey,
         range: Option<ByteRange>,
@@ -99,7 +103,7 @@ impl LocalDiskBlobs {
 
 #[async_trait::async_trait]
 impl BlobStore for LocalDiskBlobs {
-    async fn open(
+    async fn open_range(
         &self,
         key: &BlobKey,
         range: Option<ByteRange>,
@@ -215,15 +219,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = LocalDiskBlobs::new(dir.path().to_path_buf());
         let key = BlobKey::new("ses_one", "ai.wav").unwrap();
-        assert!(blobs.open(&key, None).await.unwrap().is_none());
+        assert!(blobs.open(&key).await.unwrap().is_none());
         std::fs::create_dir_all(dir.path().join("ses_one")).unwrap();
         std::fs::write(dir.path().join("ses_one/ai.wav"), b"RIFF1234").unwrap();
-        let blob = blobs.open(&key, None).await.unwrap().unwrap();
+        let blob = blobs.open(&key).await.unwrap().unwrap();
         assert_eq!(blob.len, 8);
         let chunks: Vec<Bytes> = blob.body.map(|c| c.unwrap()).collect().await;
         assert_eq!(chunks.concat(), b"RIFF1234");
         let part = blobs
-            .open(&key, Some(ByteRange::From(2, Some(4))))
+            .open_range(&key, Some(ByteRange::From(2, Some(4))))
             .await
             .unwrap()
             .unwrap();
@@ -234,7 +238,7 @@ mod tests {
         let chunks: Vec<Bytes> = part.body.map(|c| c.unwrap()).collect().await;
         assert_eq!(chunks.concat(), b"FF1");
         let past = blobs
-            .open(&key, Some(ByteRange::From(8, None)))
+            .open_range(&key, Some(ByteRange::From(8, None)))
             .await
             .unwrap()
             .unwrap();

@@ -319,7 +319,10 @@ async fn get_recording(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(ByteRange::parse);
-    let recording = app.service.recording(&id, track, format, range).await?;
+    let recording = app
+        .service
+        .recording_range(&id, track, format, range)
+        .await?;
     let len = recording.len;
     if recording.unsatisfiable {
         return Ok((

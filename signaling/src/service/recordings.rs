@@ -37,8 +37,18 @@ impl SessionService {
     }
 
     /// One recording of a session (`track` participant, ai or mix; `format` wav or mp3),
-    /// opened for streaming, all of it or `range`. A derived file not made yet is made first.
+    /// opened for streaming. A derived file not made yet is made first.
     pub async fn recording(
+        &self,
+        id: &str,
+        track: Track,
+        format: Format,
+    ) -> Result<Blob, ApiError> {
+        self.recording_range(id, track, format, None).await
+    }
+
+    /// As [`Self::recording`], all of it or `range` (HTTP range requests).
+    pub async fn recording_range(
         &self,
         id: &str,
         track: Track,
@@ -63,7 +73,7 @@ impl SessionService {
         };
         let key =
             BlobKey::new(id, &rec.track.file_name(rec.format)).ok_or_else(recording_not_found)?;
-        match self.blobs.open(&key, range).await {
+        match self.blobs.open_range(&key, range).await {
             Ok(Some(blob)) => Ok(blob),
             // A row without its file: something removed it behind the service's back.
             Ok(None) => Err(ApiError::internal(
@@ -80,7 +90,7 @@ impl SessionService {
         let not_found = || ApiError::not_found("peaks_not_found", "no waveform for this track");
         self.session(id).await?;
         let key = BlobKey::new(id, &format!("{track}.peaks.json")).ok_or_else(not_found)?;
-        match self.blobs.open(&key, None).await {
+        match self.blobs.open(&key).await {
             Ok(Some(blob)) => Ok(blob),
             Ok(None) => Err(not_found()),
             Err(e) => Err(ApiError::internal("opening peaks", e)),
