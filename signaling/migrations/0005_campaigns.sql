@@ -18,6 +18,9 @@ ALTER TABLE sessions ADD COLUMN drop_point TEXT;
 -- stored so that the aggregate groups by them in index order instead of sorting.
 ALTER TABLE sessions ADD COLUMN quality_bucket INTEGER;
 ALTER TABLE sessions ADD COLUMN latency_bucket INTEGER;
+-- 0 until the summary was computed once: sessions from before this migration get theirs
+-- in the background after the next start (SessionService::backfill_summaries).
+ALTER TABLE sessions ADD COLUMN summarized INTEGER NOT NULL DEFAULT 0;
 
 -- The list is ordered by created_at (newest first by default), within a campaign or state,
 -- or by one of the summary columns (the same expressions as the store's ORDER BY), ties
@@ -34,6 +37,7 @@ CREATE INDEX sessions_by_quality ON sessions(COALESCE(quality, -1), id);
 -- no sort).
 CREATE INDEX sessions_aggregate ON sessions(quality_bucket, latency_bucket, drop_point,
     campaign_id, created_at, state, started_at, active_ms, quality);
+CREATE INDEX sessions_unsummarized ON sessions(id) WHERE summarized = 0;
 CREATE INDEX invites_campaign ON invites(campaign_id, created_at);
 CREATE INDEX scripts_campaign ON scripts(campaign_id);
 

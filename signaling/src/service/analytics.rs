@@ -49,6 +49,45 @@ impl SessionService {
         Ok(self.store.set_session_summary(id, &summary).await?)
     }
 
+    /// Computes the summary of every session that has none (those stored before summaries
+    /// existed), in batches; returns how many. Run once in the background at start.
+    pub async fn backfill_summaries(&self) -> usize {
+        let mut done = 0;
+        loop {
+            let ids = match self.store.unsummarized_sessions(500).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing sessions without a summary failed");
+                    return done;
+                }
+            };
+            if ids.is_empty() {
+                break;
+            }
+            let before = done;
+            for id in &ids {
+                if self.try_refresh_summary(id).await.is_ok() {
+                    done += 1;
+                }
+            }
+            if done == before {
+                // Every one of them failed (logged by the caller's next run): stop here.
+                tracing::warn!(
+                    sessions = ids.len(),
+                    "session summaries could not be computed"
+                );
+                break;
+            }
+        }
+        if done > 0 {
+            tracing::info!(
+                sessions = done,
+                "session summaries computed for older sessions"
+            );
+        }
+        done
+    }
+
     /// The aggregate analytics of the sessions the filter selects.
     pub async fn aggregate(&self, filter: &AggregateFilter) -> Result<Aggregate, ApiError> {
         Ok(summarize(&self.store.aggregate_counts(filter).await?))

@@ -38,6 +38,8 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn insert_invites(&self, invites: &[InviteRow]) -> Result<()>;
     /// A campaign's invites, newest first, with their newest session's state.
     async fn list_invites(&self, campaign: &str, limit: i64) -> Result<Vec<InviteStateRow>>;
+    /// Up to `limit` ids of sessions whose summary was never computed.
+    async fn unsummarized_sessions(&self, limit: i64) -> Result<Vec<String>>;
     /// Stores a session's analytics summary.
     async fn set_session_summary(&self, id: &str, summary: &SessionSummary) -> Result<()>;
     /// The counts behind [`crate::analytics::aggregate::summarize`].

@@ -77,3 +77,33 @@ async fn marks_apply_only_to_stuck_sessions() {
     let err = h.service.mark_complete(&p.session_id).await.unwrap_err();
     assert_eq!(err.code, "session_ended");
 }
+
+#[tokio::test]
+async fn sessions_stored_before_summaries_get_theirs_in_the_background() {
+    let h = Harness::new().await;
+    let p = h.participant_in_progress().await;
+    h.media_event(MediaEvent::TurnEnded {
+        session_id: p.session_id.clone(),
+        role: Role::Participant,
+        start_ms: 1_000,
+        end_ms: 2_000,
+    })
+    .await;
+    h.service.admin_end(&p.session_id).await.expect("ended");
+    // As a database from before migration 0005 has it: no summary.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        h.dir.path().join("earshot.db").display()
+    ))
+    .await
+    .expect("second connection");
+    sqlx::query("UPDATE sessions SET summarized = 0, turn_count = 0, active_ms = 0")
+        .execute(&db)
+        .await
+        .expect("reset");
+    assert_eq!(h.row(&p.session_id).await.summary.turn_count, 0);
+    assert_eq!(h.service.backfill_summaries().await, 1);
+    let row = h.row(&p.session_id).await;
+    assert_eq!(row.summary.turn_count, 1);
+    assert_eq!(h.service.backfill_summaries().await, 0, "once");
+}

@@ -79,6 +79,9 @@ impl store::CatalogStore for RacedStore {
     ) -> store::Result<Vec<store::InviteStateRow>> {
         self.inner.list_invites(campaign, limit).await
     }
+    async fn unsummarized_sessions(&self, limit: i64) -> store::Result<Vec<String>> {
+        self.inner.unsummarized_sessions(limit).await
+    }
     async fn set_session_summary(
         &self,
         id: &str,

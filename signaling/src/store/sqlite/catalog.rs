@@ -80,11 +80,20 @@ impl CatalogStore for SqliteStore {
         .await?)
     }
 
+    async fn unsummarized_sessions(&self, limit: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM sessions WHERE summarized = 0 LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn set_session_summary(&self, id: &str, s: &SessionSummary) -> Result<()> {
         sqlx::query(
             "UPDATE sessions SET active_ms = ?, turn_count = ?, word_count = ?, engagement = ?, \
              quality = ?, ai_latency_p50 = ?, ai_latency_p95 = ?, drop_point = ?, \
-             quality_bucket = ?, latency_bucket = ? WHERE id = ?",
+             quality_bucket = ?, latency_bucket = ?, summarized = 1 WHERE id = ?",
         )
         .bind(s.active_ms)
         .bind(s.turn_count)
