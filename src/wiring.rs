@@ -205,6 +205,7 @@ pub(crate) async fn seed_defaults(
         .insert_campaign(&CampaignRow {
             id: defaults::CAMPAIGN_ID.into(),
             name: defaults::CAMPAIGN_NAME.into(),
+            description: String::new(),
             created_at: now_ms(),
         })
         .await?;

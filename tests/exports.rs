@@ -297,6 +297,7 @@ async fn seed(server: &Server) -> Vec<Vec<String>> {
             .insert_campaign(&CampaignRow {
                 id: id.into(),
                 name: id.into(),
+                description: String::new(),
                 created_at: T2020,
             })
             .await
@@ -351,6 +352,7 @@ async fn seed(server: &Server) -> Vec<Vec<String>> {
                 metadata: "{}".into(),
                 version: 1,
                 next_deadline: None,
+                summary: Default::default(),
             })
             .await
             .expect("session");

@@ -11,6 +11,7 @@ pub mod interviewer;
 pub mod jitter;
 pub mod level;
 pub mod metrics;
+pub mod peaks;
 pub mod peer;
 mod port;
 pub mod prompt;

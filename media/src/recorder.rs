@@ -247,7 +247,7 @@ fn open_track(path: &Path) -> Result<hound::WavReader<BufReader<File>>> {
 
 /// A recording WAV's samples read in bulk: whole chunks of bytes converted at once (hound's
 /// per-sample iterator was 7 % of the server's CPU under load, in the end-of-session work).
-struct TrackReader {
+pub(crate) struct TrackReader {
     inner: BufReader<File>,
     bytes_per_sample: usize,
     left: u64,
@@ -255,7 +255,12 @@ struct TrackReader {
 }
 
 impl TrackReader {
-    fn open(path: &Path) -> Result<(Self, u16)> {
+    /// Samples not read yet.
+    pub(crate) fn remaining(&self) -> u64 {
+        self.left
+    }
+
+    pub(crate) fn open(path: &Path) -> Result<(Self, u16)> {
         let reader = open_track(path)?;
         let bits = reader.spec().bits_per_sample;
         let left = u64::from(reader.len());
@@ -271,7 +276,7 @@ impl TrackReader {
     }
 
     /// Reads up to `CHUNK` samples, shifted left by `shift` bits, into `buf`; false at the end.
-    fn read_chunk(&mut self, shift: u16, buf: &mut Vec<i32>) -> Result<bool> {
+    pub(crate) fn read_chunk(&mut self, shift: u16, buf: &mut Vec<i32>) -> Result<bool> {
         buf.clear();
         let n = self.left.min(CHUNK as u64) as usize;
         if n == 0 {

@@ -4,10 +4,12 @@
 //! a root, the folder the media plane writes the session's files into (an object store such
 //! as S3 would be a second implementation, with the files uploaded when they are finished).
 
+use crate::byte_range::ByteRange;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use std::path::PathBuf;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Longest file name a key may carry.
 const MAX_NAME_BYTES: usize = 64;
@@ -45,9 +47,14 @@ impl BlobKey {
     }
 }
 
-/// One blob opened for reading: its length and its bytes as a stream.
+/// One blob opened for reading: its length, the range served (when one was asked for and
+/// can be satisfied) and those bytes (else all of them) as a stream.
 pub struct Blob {
     pub len: u64,
+    /// First and last byte served, inclusive; `None`: the whole blob.
+    pub range: Option<(u64, u64)>,
+    /// A range was asked for that the blob cannot satisfy (the body is empty).
+    pub unsatisfiable: bool,
     pub body: BoxStream<'static, std::io::Result<Bytes>>,
 }
 
@@ -65,8 +72,17 @@ pub enum BlobError {
 /// Where recordings are kept.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Opens a blob for streaming; `None` if there is none under the key.
-    async fn open(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError>;
+    /// Opens a blob for streaming, all of it; `None` if there is none under the key.
+    async fn open(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError> {
+        self.open_range(key, None).await
+    }
+    /// Opens a blob for streaming, all of it or `range`; `None` if there is none under the
+    /// key.
+    async fn open_range(
+        &self,
+        key: &BlobKey,
+        range: Option<ByteRange>,
+    ) -> Result<Option<Blob>, BlobError>;
     /// Deletes every blob of the session; a session with none is fine.
     async fn delete_session(&self, session_id: &str) -> Result<(), BlobError>;
     /// Room left for new blobs in bytes (for readiness), `None` when the store cannot say.
@@ -87,9 +103,13 @@ impl LocalDiskBlobs {
 
 #[async_trait::async_trait]
 impl BlobStore for LocalDiskBlobs {
-    async fn open(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError> {
+    async fn open_range(
+        &self,
+        key: &BlobKey,
+        range: Option<ByteRange>,
+    ) -> Result<Option<Blob>, BlobError> {
         let path = self.root.join(key.session_id()).join(key.name());
-        let file = match tokio::fs::File::open(&path).await {
+        let mut file = match tokio::fs::File::open(&path).await {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -107,8 +127,26 @@ impl BlobStore for LocalDiskBlobs {
                 source,
             })?
             .len();
-        let body = tokio_util::io::ReaderStream::new(file).boxed();
-        Ok(Some(Blob { len, body }))
+        let resolved = range.map(|r| r.resolve(len));
+        let body = match resolved {
+            None => tokio_util::io::ReaderStream::new(file).boxed(),
+            Some(None) => futures_util::stream::empty().boxed(),
+            Some(Some((start, end))) => {
+                file.seek(std::io::SeekFrom::Start(start))
+                    .await
+                    .map_err(|source| BlobError::Io {
+                        context: "seeking in a recording",
+                        source,
+                    })?;
+                tokio_util::io::ReaderStream::new(file.take(end - start + 1)).boxed()
+            }
+        };
+        Ok(Some(Blob {
+            len,
+            range: resolved.flatten(),
+            unsatisfiable: resolved == Some(None),
+            body,
+        }))
     }
 
     async fn delete_session(&self, session_id: &str) -> Result<(), BlobError> {
@@ -188,6 +226,23 @@ mod tests {
         assert_eq!(blob.len, 8);
         let chunks: Vec<Bytes> = blob.body.map(|c| c.unwrap()).collect().await;
         assert_eq!(chunks.concat(), b"RIFF1234");
+        let part = blobs
+            .open_range(&key, Some(ByteRange::From(2, Some(4))))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (part.len, part.range, part.unsatisfiable),
+            (8, Some((2, 4)), false)
+        );
+        let chunks: Vec<Bytes> = part.body.map(|c| c.unwrap()).collect().await;
+        assert_eq!(chunks.concat(), b"FF1");
+        let past = blobs
+            .open_range(&key, Some(ByteRange::From(8, None)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(past.unsatisfiable);
         blobs.delete_session("ses_one").await.unwrap();
         assert!(!dir.path().join("ses_one").exists());
         blobs.delete_session("ses_one").await.unwrap();

@@ -76,6 +76,56 @@ impl PromptDirs {
     }
 }
 
+/// Folder of the first prompts directory that uploaded prompt audio goes to.
+pub const UPLOADS: &str = "uploads";
+/// Longest uploaded file name (bytes).
+pub const MAX_UPLOAD_NAME_BYTES: usize = 100;
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the name must be 1-100 lowercase letters, digits, '_' or '-', then .wav or .flac")]
+    Name,
+    #[error("the body is not a WAV (RIFF/WAVE) or FLAC file matching the name's extension")]
+    Content,
+    #[error("there is no prompts directory to store it in")]
+    NoDirectory,
+    #[error("storing the file failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl PromptDirs {
+    /// Stores uploaded prompt audio as `uploads/<name>` in the first prompts directory
+    /// (replacing a file of that name) and returns the name scripts use for it
+    /// (`uploads/<name>`). Only the container is checked here (a WAV or FLAC header); the
+    /// media plane decodes it when a session plays it.
+    pub async fn store_upload(&self, name: &str, bytes: &[u8]) -> Result<String, UploadError> {
+        let (stem, ext) = name.rsplit_once('.').ok_or(UploadError::Name)?;
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        };
+        if name.len() > MAX_UPLOAD_NAME_BYTES || !plain(stem) || !EXTENSIONS.contains(&ext) {
+            return Err(UploadError::Name);
+        }
+        let header_ok = match ext {
+            "wav" => bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE",
+            _ => bytes.starts_with(b"fLaC"),
+        };
+        if !header_ok {
+            return Err(UploadError::Content);
+        }
+        let root = self.roots.first().ok_or(UploadError::NoDirectory)?;
+        let dir = root.join(UPLOADS);
+        tokio::fs::create_dir_all(&dir).await?;
+        let part = dir.join(format!(".{name}.part"));
+        tokio::fs::write(&part, bytes).await?;
+        tokio::fs::rename(&part, dir.join(name)).await?;
+        Ok(format!("{UPLOADS}/{name}"))
+    }
+}
+
 /// A name made only of plain components, with a prompt file's extension.
 fn check_name(name: &str) -> Result<&Path, PromptError> {
     if name.is_empty()
@@ -102,6 +152,43 @@ fn check_name(name: &str) -> Result<&Path, PromptError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn uploads_are_stored_under_their_plain_name_and_resolve() {
+        let base = tempfile::tempdir().unwrap();
+        let dirs = PromptDirs::new([base.path().join("prompts")]);
+        let wav = b"RIFF\x24\0\0\0WAVEfmt ".to_vec();
+        let name = dirs.store_upload("q-1_b.wav", &wav).await.unwrap();
+        assert_eq!(name, "uploads/q-1_b.wav");
+        assert!(dirs.resolve(&name).await.is_ok());
+        assert_eq!(
+            std::fs::read(base.path().join("prompts/uploads/q-1_b.wav")).unwrap(),
+            wav
+        );
+        for bad in [
+            "../x.wav",
+            "a/b.wav",
+            "Q1.wav",
+            ".wav",
+            "x.mp3",
+            "x",
+            "x.wav.exe",
+        ] {
+            assert!(
+                matches!(dirs.store_upload(bad, &wav).await, Err(UploadError::Name)),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            dirs.store_upload("x.flac", &wav).await,
+            Err(UploadError::Content)
+        ));
+        assert!(matches!(
+            dirs.store_upload("x.wav", b"fLaC").await,
+            Err(UploadError::Content)
+        ));
+        assert!(dirs.store_upload("x.flac", b"fLaC\0\0").await.is_ok());
+    }
 
     #[tokio::test]
     async fn names_resolve_inside_the_directories_only() {

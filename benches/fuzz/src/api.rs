@@ -158,6 +158,7 @@ impl TestApp {
                 .insert_campaign(&CampaignRow {
                     id: "cmp_default".into(),
                     name: "Fuzz".into(),
+                    description: String::new(),
                     created_at: 0,
                 })
                 .await

@@ -1,6 +1,7 @@
 //! The end of a session's recordings: periodic flushes, and the WAVs closed on the finalizer
 //! thread (also for sessions left on disk by a restart) with the mix and MP3s made there at
-//! once, or later when first asked for ([`derive_file`]).
+//! once, or later when first asked for ([`derive_file`]). Each WAV gets its waveform peaks
+//! (`crate::peaks`) once, when it is finished.
 
 use super::{Recording, SessionTask};
 use crate::recorder::{Quality, TrackWriter};
@@ -91,12 +92,12 @@ pub(super) fn finalize_files(
     rec: Recording,
 ) -> Result<Vec<RecordingFile>, crate::recorder::RecorderError> {
     let mut files = Vec::with_capacity(2 + DERIVED.len());
-    files.push(recorded(
-        Track::Participant,
-        Format::Wav,
-        rec.participant.finalize()?,
-    ));
-    files.push(recorded(Track::Ai, Format::Wav, rec.ai.finalize()?));
+    let participant = rec.participant.finalize()?;
+    crate::peaks::store(&participant.path);
+    files.push(recorded(Track::Participant, Format::Wav, participant));
+    let ai = rec.ai.finalize()?;
+    crate::peaks::store(&ai.path);
+    files.push(recorded(Track::Ai, Format::Wav, ai));
     if rec.derive_at_end {
         for (track, format) in DERIVED {
             files.push(derive_file(&rec.dir, rec.quality, track, format)?);
@@ -141,6 +142,9 @@ pub(crate) fn derive_file(
         }
     };
     std::fs::rename(&part, &out)?;
+    if format == Format::Wav {
+        crate::peaks::store(&out);
+    }
     Ok(recorded(
         track,
         format,

@@ -11,7 +11,9 @@
 //! | created, consented | media started, participant ended, progress, admin end/restart, technical, tick |
 //! | in_progress | media started/lost/restored, pause (or `pause_limit_reached`), tab closed, server restarted, progress, turn, activity, finished, participant ended, admin, technical, tick |
 //! | paused | resume, media started, media restored (only after a media-loss pause), progress, turn, finished, participant ended, admin, technical, tick |
-//! | completed, abandoned, admin_ended, restarted | nothing: `session_ended` |
+//! | in_progress, stuck (no activity for [`MARK_STUCK_AFTER_SECS`]) | also mark complete (with a captured turn, else `no_transcript`) / mark abandoned; not stuck: `not_stuck` |
+//! | completed, abandoned, admin_ended | admin restart (the session becomes `restarted`, a new one is issued); anything else `session_ended` |
+//! | restarted | nothing: `session_ended` |
 //!
 //! Server restarted (crash recovery: the session's media died with the old process) pauses an
 //! in-progress session at once with cause `server_restart`. That pause is the server's, not
@@ -27,14 +29,17 @@
 mod types;
 
 pub use types::{
-    ConfigError, Effect, EndReason, Event, Lifecycle, LifecycleConfig, Millis, Pause, PauseCause,
-    Refused, State, StateChange, Transition, codes,
+    ConfigError, Effect, EndReason, Event, Lifecycle, LifecycleConfig, MARK_STUCK_AFTER_SECS,
+    Millis, Pause, PauseCause, Refused, State, StateChange, Transition, codes,
 };
 
 /// Apply `event` at `now` to `session`. On `Err` nothing changed.
 pub fn step(session: &Lifecycle, event: Event, now: Millis) -> Result<Transition, Refused> {
     let before = session.state;
     if before.is_terminal() {
+        if event == Event::AdminRestart && before != State::Restarted {
+            return Ok(restart_ended(session, now));
+        }
         return Err(ended(session, &event));
     }
     let mut m = Machine {
@@ -56,6 +61,26 @@ pub fn step(session: &Lifecycle, event: Event, now: Millis) -> Result<Transition
         changed_state: (before != after).then_some((before, after)),
         cause: m.causes.join("; "),
     })
+}
+
+/// An ended session restarted by an admin ("useful after technical issues"): it keeps its
+/// end time, reason and data, becomes `restarted`, and a new session is issued.
+fn restart_ended(session: &Lifecycle, now: Millis) -> Transition {
+    let mut l = session.clone();
+    let change = StateChange {
+        at: now,
+        from: l.state,
+        to: State::Restarted,
+        cause: format!("restarted by admin after it ended as {}", l.state),
+    };
+    l.state = State::Restarted;
+    l.history.push(change.clone());
+    Transition {
+        cause: change.cause.clone(),
+        changed_state: Some((change.from, State::Restarted)),
+        lifecycle: l,
+        effects: vec![Effect::IssueRestart, Effect::Notify(change)],
+    }
 }
 
 /// When the caller should deliver the next [`Event::Tick`]; `None` if no timer runs.
@@ -333,6 +358,41 @@ impl Machine {
                     now,
                     "restarted by admin".into(),
                 );
+            }
+            (S::InProgress, ev @ (E::MarkComplete | E::MarkAbandoned)) => {
+                let quiet = l.last_activity.map_or(0, |a| now.since(a)) / 1000;
+                if quiet < MARK_STUCK_AFTER_SECS as i64 {
+                    return Err(Refused::new(
+                        codes::NOT_STUCK,
+                        format!(
+                            "the session had activity {quiet} s ago; it counts as stuck after \
+                             {MARK_STUCK_AFTER_SECS} s without"
+                        ),
+                    ));
+                }
+                let complete = ev == E::MarkComplete;
+                if complete && l.turns_captured == 0 {
+                    return Err(Refused::new(
+                        codes::NO_TRANSCRIPT,
+                        "a session without a captured turn can only be marked abandoned",
+                    ));
+                }
+                let (to, what) = if complete {
+                    (S::Completed, "complete")
+                } else {
+                    (S::Abandoned, "abandoned")
+                };
+                let cause = format!("marked {what} by admin (stuck: no activity for {quiet} s)");
+                self.end(to, EndReason::Admin, now, cause);
+            }
+            (_, E::MarkComplete | E::MarkAbandoned) => {
+                return Err(Refused::new(
+                    codes::NOT_STUCK,
+                    format!(
+                        "only a session stuck in progress can be marked, this one is {}",
+                        l.state
+                    ),
+                ));
             }
             (_, E::TechnicalFailure { detail }) => {
                 let cause = format!("technical failure: {detail}");

@@ -793,7 +793,11 @@ fn every_event_in_every_state() {
     fn expect(situation: &str, event: &Event) -> Result<State, &'static str> {
         const INVALID: &str = codes::INVALID_TRANSITION;
         match situation {
-            "completed" | "abandoned" | "admin_ended" | "restarted" => Err(codes::SESSION_ENDED),
+            "completed" | "abandoned" | "admin_ended" => match event {
+                E::AdminRestart => Ok(S::Restarted),
+                _ => Err(codes::SESSION_ENDED),
+            },
+            "restarted" => Err(codes::SESSION_ENDED),
             "created" | "consented" => {
                 let fresh = situation == "created";
                 match event {
@@ -806,6 +810,7 @@ fn every_event_in_every_state() {
                     E::AdminEnd => Ok(S::AdminEnded),
                     E::AdminRestart => Ok(S::Restarted),
                     E::TechnicalFailure { .. } => Ok(S::Abandoned),
+                    E::MarkComplete | E::MarkAbandoned => Err(codes::NOT_STUCK),
                     _ => Err(INVALID),
                 }
             }
@@ -830,6 +835,11 @@ fn every_event_in_every_state() {
                     E::AdminEnd => Ok(S::AdminEnded),
                     E::AdminRestart => Ok(S::Restarted),
                     E::TechnicalFailure { .. } => Ok(S::Abandoned),
+                    // Grace armed at 99 s: the last activity was at 0 s, so it is stuck
+                    // (no turn captured); the others had activity a second ago.
+                    E::MarkComplete if situation == "grace_armed" => Err(codes::NO_TRANSCRIPT),
+                    E::MarkAbandoned if situation == "grace_armed" => Ok(S::Abandoned),
+                    E::MarkComplete | E::MarkAbandoned => Err(codes::NOT_STUCK),
                     _ => Err(INVALID),
                 }
             }
@@ -842,6 +852,7 @@ fn every_event_in_every_state() {
                 E::AdminEnd => Ok(S::AdminEnded),
                 E::AdminRestart => Ok(S::Restarted),
                 E::TechnicalFailure { .. } => Ok(S::Abandoned),
+                E::MarkComplete | E::MarkAbandoned => Err(codes::NOT_STUCK),
                 _ => Err(INVALID),
             },
             other => panic!("unknown situation {other}"),
@@ -873,7 +884,13 @@ fn every_event_in_every_state() {
                     assert_eq!(t.changed_state, changed, "{what}");
                     if state.is_terminal() {
                         assert!(t.lifecycle.end_reason.is_some(), "{what}");
-                        assert_eq!(t.lifecycle.ended_at, Some(now), "{what}");
+                        // An ended session restarted keeps its end.
+                        let end = if l.state.is_terminal() {
+                            l.ended_at
+                        } else {
+                            Some(now)
+                        };
+                        assert_eq!(t.lifecycle.ended_at, end, "{what}");
                         assert_eq!(next_deadline(&t.lifecycle), None, "{what}");
                     }
                 }
@@ -907,5 +924,6 @@ fn a_clock_that_steps_back_never_makes_negative_durations() {
     assert_eq!(t.lifecycle.total_duration_ms(at(-20.0)), Some(0));
 }
 
+mod admin_marks;
 mod never_started;
 mod server_restart;

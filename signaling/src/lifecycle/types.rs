@@ -108,7 +108,8 @@ pub enum EndReason {
     PauseLimit,
     /// No activity in progress for `stuck_secs` (state completed if a turn was captured).
     Stuck,
-    /// Admin ended or restarted the session (the state tells which).
+    /// Admin ended, restarted or marked (complete / abandoned) the session (the state and
+    /// the transition's cause tell which).
     Admin,
     /// The participant ended the interview (WHIP DELETE of their current peer resource: the
     /// page's "End interview" button, or a bot hanging up).
@@ -355,7 +356,14 @@ pub enum Event {
     /// The participant ended the interview: WHIP DELETE of their current peer resource.
     ParticipantEnded,
     AdminEnd,
+    /// Also accepted by an ended session (not one already restarted): the old session keeps
+    /// its data and becomes `restarted`, a new one is issued for the same invite.
     AdminRestart,
+    /// Admin: a session stuck in progress (no activity for [`MARK_STUCK_AFTER_SECS`]) with
+    /// a captured turn ends as `completed`.
+    MarkComplete,
+    /// Admin: a session stuck in progress ends as `abandoned`.
+    MarkAbandoned,
     /// E.g. the AI agent is unreachable.
     TechnicalFailure {
         detail: String,
@@ -384,6 +392,8 @@ impl Event {
             Event::ParticipantEnded,
             Event::AdminEnd,
             Event::AdminRestart,
+            Event::MarkComplete,
+            Event::MarkAbandoned,
             Event::TechnicalFailure {
                 detail: "agent unreachable".into(),
             },
@@ -409,6 +419,8 @@ impl Event {
             Event::ParticipantEnded => "participant_ended",
             Event::AdminEnd => "admin_end",
             Event::AdminRestart => "admin_restart",
+            Event::MarkComplete => "mark_complete",
+            Event::MarkAbandoned => "mark_abandoned",
             Event::TechnicalFailure { .. } => "technical_failure",
             Event::Tick => "tick",
         }
@@ -459,7 +471,15 @@ pub mod codes {
     pub const PAUSE_LIMIT_REACHED: &str = "pause_limit_reached";
     /// Media started before consent was accepted.
     pub const CONSENT_REQUIRED: &str = "consent_required";
+    /// Mark complete / abandoned on a session that is not stuck in progress.
+    pub const NOT_STUCK: &str = "not_stuck";
+    /// Mark complete on a stuck session without a captured turn.
+    pub const NO_TRANSCRIPT: &str = "no_transcript";
 }
+
+/// How long an in-progress session must have shown no activity before an admin may mark it
+/// complete or abandoned (the automatic `stuck_secs` end comes later on its own).
+pub const MARK_STUCK_AFTER_SECS: u64 = 60;
 
 /// A refused event: nothing changed; the stored record stays as it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]

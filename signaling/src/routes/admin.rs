@@ -3,13 +3,14 @@
 //! Every handler takes the [`Admin`] extractor, so a missing or wrong token gets 401.
 
 use super::auth::Admin;
-use super::extract::{body_rejection, path_or_not_found};
+use super::extract::{body_rejection, path_or_not_found, query_time};
 use super::state::AppState;
-use super::views::{detail_view, public_view, transcript_view};
+use super::views::{detail_view, list_view, public_view, transcript_view};
+use crate::byte_range::ByteRange;
 use crate::error::ApiError;
 use crate::ids;
 use crate::lifecycle::State as LifecycleState;
-use crate::store::SessionFilter;
+use crate::store::{SessionCursor, SessionFilter, SessionRow, SessionSort, SortKey};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -28,8 +29,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
         .route("/v1/sessions/{id}/end", post(end_session))
         .route("/v1/sessions/{id}/restart", post(restart_session))
+        .route("/v1/sessions/{id}/mark/{outcome}", post(mark_session))
         .route("/v1/sessions/{id}/transcript", get(get_transcript))
         .route("/v1/sessions/{id}/recordings/{file}", get(get_recording))
+        .route("/v1/sessions/{id}/peaks/{track}", get(get_peaks))
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +83,17 @@ struct ListQuery {
     campaign: Option<String>,
     state: Option<String>,
     limit: Option<i64>,
+    /// Created at or after: RFC 3339 or `YYYY-MM-DD`.
+    from: Option<String>,
+    /// Created before (RFC 3339) or on (`YYYY-MM-DD`, inclusive).
+    to: Option<String>,
+    /// Words that must all occur in one turn of the transcript.
+    q: Option<String>,
+    /// A sort key, `-` first for descending: `created` (default `-created`), `started`,
+    /// `duration`, `turns`, `words`, `quality`.
+    sort: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 /// Most sessions one list returns.
@@ -88,7 +102,9 @@ const MAX_LIST_LIMIT: i64 = 1000;
 impl ListQuery {
     fn into_filter(self) -> Result<SessionFilter, ApiError> {
         let invalid = |m: String| ApiError::bad_request("invalid_query", m);
-        let state = match &self.state {
+        let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        // An empty state is a mistake too (unlike the other parameters, where empty is absent).
+        let state = match self.state {
             None => None,
             Some(state) => Some(state.parse::<LifecycleState>().map_err(|_| {
                 let known: Vec<&str> = LifecycleState::ALL.iter().map(|s| s.as_str()).collect();
@@ -105,12 +121,65 @@ impl ListQuery {
                 "limit must be 1..={MAX_LIST_LIMIT}, got {limit}"
             )));
         }
+        let sort = match nonempty(self.sort) {
+            None => SessionSort::default(),
+            Some(s) => {
+                let (name, ascending) = match s.strip_prefix('-') {
+                    Some(name) => (name, false),
+                    None => (s.as_str(), true),
+                };
+                let key = SortKey::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == name)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = SortKey::ALL.iter().map(|k| k.as_str()).collect();
+                        invalid(format!(
+                            "sort must be one of {} (- first: descending), got {s:?}",
+                            known.join(", ")
+                        ))
+                    })?;
+                SessionSort { key, ascending }
+            }
+        };
+        let after = match nonempty(self.cursor) {
+            None => None,
+            Some(c) => Some(
+                parse_cursor(&c)
+                    .ok_or_else(|| invalid("cursor is not one this API gave".into()))?,
+            ),
+        };
+        let text: Vec<String> = self
+            .q
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(10)
+            .map(String::from)
+            .collect();
         Ok(SessionFilter {
-            campaign: self.campaign,
+            campaign: nonempty(self.campaign),
             state,
             limit: self.limit,
+            from: query_time(self.from, "from", false)?,
+            to: query_time(self.to, "to", true)?,
+            text,
+            sort,
+            after,
         })
     }
+}
+
+/// A page's cursor: the last row's sort value and id, `<value>~<id>`.
+fn cursor_of(sort: SessionSort, row: &SessionRow) -> String {
+    format!("{}~{}", sort.key.value(row), row.id)
+}
+
+fn parse_cursor(c: &str) -> Option<SessionCursor> {
+    let (value, id) = c.split_once('~')?;
+    let value: f64 = value.parse().ok().filter(|v: &f64| v.is_finite())?;
+    ids::is_valid_id("ses", id).then(|| SessionCursor {
+        value,
+        id: id.to_string(),
+    })
 }
 
 async fn list_sessions(
@@ -120,9 +189,16 @@ async fn list_sessions(
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let filter = query.into_filter()?;
+    let limit = filter.limit.unwrap_or(100);
     let rows = app.service.list_sessions(&filter).await?;
-    let sessions: Vec<_> = rows.iter().map(public_view).collect();
-    Ok(axum::Json(serde_json::json!({"sessions": sessions})))
+    let now = app.service.now();
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| cursor_of(filter.sort, r)))
+        .flatten();
+    let sessions: Vec<_> = rows.iter().map(|r| list_view(r, now)).collect();
+    Ok(axum::Json(
+        serde_json::json!({"sessions": sessions, "next_cursor": next}),
+    ))
 }
 
 async fn get_session(
@@ -142,6 +218,26 @@ async fn end_session(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let session = app.service.admin_end(&id).await?;
+    Ok(axum::Json(public_view(&session)))
+}
+
+/// `POST /v1/sessions/{id}/mark/{completed|abandoned}`: ends a session stuck in progress.
+async fn mark_session(
+    _: Admin,
+    State(app): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (id, outcome) = path_or_not_found(path, "session_not_found")?;
+    let session = match outcome.as_str() {
+        "completed" => app.service.mark_complete(&id).await?,
+        "abandoned" => app.service.mark_abandoned(&id).await?,
+        _ => {
+            return Err(ApiError::not_found(
+                "route_not_found",
+                "mark a session `completed` or `abandoned`",
+            ));
+        }
+    };
     Ok(axum::Json(public_view(&session)))
 }
 
@@ -181,10 +277,33 @@ async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /v1/sessions/{id}/peaks/{track}`: the track's stored waveform peaks (JSON).
+async fn get_peaks(
+    _: Admin,
+    State(app): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (id, track) = path_or_not_found(path, "peaks_not_found")?;
+    let track: Track = track
+        .parse()
+        .map_err(|_| ApiError::not_found("peaks_not_found", "track is participant, ai or mix"))?;
+    let peaks = app.service.peaks(&id, track).await?;
+    let len = peaks.len;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(peaks.body),
+    )
+        .into_response())
+}
+
 async fn get_recording(
     _: Admin,
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let (id, file) = path_or_not_found(path, "recording_not_found")?;
     let not_found = || ApiError::not_found("recording_not_found", "no such recording");
@@ -196,13 +315,37 @@ async fn get_recording(
     if !ids::is_valid_id("ses", &id) {
         return Err(not_found());
     }
-    let recording = app.service.recording(&id, track, format).await?;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ByteRange::parse);
+    let recording = app
+        .service
+        .recording_range(&id, track, format, range)
+        .await?;
     let len = recording.len;
+    if recording.unsatisfiable {
+        return Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+        )
+            .into_response());
+    }
+    let (status, served, content_range) = match recording.range {
+        Some((start, end)) => (
+            StatusCode::PARTIAL_CONTENT,
+            end - start + 1,
+            Some(format!("bytes {start}-{end}/{len}")),
+        ),
+        None => (StatusCode::OK, len, None),
+    };
     let body = Body::from_stream(recording.body);
-    Ok((
+    let mut response = (
+        status,
         [
             (header::CONTENT_TYPE, content_type.to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_LENGTH, served.to_string()),
+            (header::ACCEPT_RANGES, "bytes".to_string()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{id}-{track}.{format}\""),
@@ -210,5 +353,9 @@ async fn get_recording(
         ],
         body,
     )
-        .into_response())
+        .into_response();
+    if let Some(v) = content_range.and_then(|v| header::HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    Ok(response)
 }

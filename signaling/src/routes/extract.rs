@@ -19,3 +19,23 @@ pub(super) fn path_or_not_found<T>(
     path.map(|Path(v)| v)
         .map_err(|_| ApiError::not_found(code, "no such resource"))
 }
+
+/// An optional time query parameter `name` (RFC 3339 or `YYYY-MM-DD`; with `end_of_day` a
+/// date includes its whole day) as unix ms; empty is absent; anything else `invalid_query`.
+pub(super) fn query_time(
+    value: Option<String>,
+    name: &str,
+    end_of_day: bool,
+) -> Result<Option<i64>, ApiError> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => crate::timestamps::parse_query_time(&v, end_of_day)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{name} must be RFC 3339 or YYYY-MM-DD, got {v:?}"),
+                )
+            }),
+    }
+}

@@ -3,7 +3,10 @@
 //! its answers with [`views`].
 
 mod admin;
+mod analytics;
 mod auth;
+mod campaigns;
+mod console;
 mod exports;
 mod extract;
 pub mod forwarded;
@@ -23,6 +26,7 @@ pub mod tls;
 pub mod views;
 mod webhooks;
 
+pub use auth::console_cookie_value;
 pub use state::{App, AppState, IceServerView};
 
 use axum::Router;
@@ -35,6 +39,9 @@ pub fn router(app: AppState) -> Router {
         .merge(participant::router())
         .merge(participant_live::router())
         .merge(admin::router())
+        .merge(campaigns::router())
+        .merge(analytics::router())
+        .merge(console::router())
         .merge(scripts::router())
         .merge(live::router())
         .merge(monitor::router())

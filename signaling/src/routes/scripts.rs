@@ -28,7 +28,8 @@ use std::collections::HashSet;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/scripts", post(create_script))
-        .route("/v1/scripts/{id}", get(get_script))
+        .route("/v1/scripts/{id}", get(get_script).put(replace_script))
+        .route("/v1/prompts/{name}", axum::routing::put(upload_prompt))
 }
 
 /// Longest script name (characters).
@@ -307,37 +308,84 @@ pub fn script_view(s: &ScriptRow) -> Result<Value, ApiError> {
     Ok(view)
 }
 
-async fn create_script(
-    _: Admin,
-    State(app): State<AppState>,
+/// A request body checked into the script it describes; `campaign_id` left out is
+/// `fallback_campaign`. An unknown campaign is reported before what is wrong with the script.
+async fn checked_script(
+    app: &AppState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+    fallback_campaign: &str,
+) -> Result<NewScript, ApiError> {
     let body = body.map_err(body_rejection)?;
     let req = parse_body(&body)?;
     let campaign_id = req
         .campaign_id
         .clone()
-        .unwrap_or_else(|| app.default_campaign_id.clone());
-    // An unknown campaign is reported before what is wrong with the script.
+        .unwrap_or_else(|| fallback_campaign.to_string());
     app.service.campaign(&campaign_id).await?;
     let defaults = recording_defaults(&app.service, &app.default_script_id).await;
     let (name, definition, recording) = validate(req, &defaults, &app.prompt_dirs).await?;
-    let row = app
-        .service
-        .create_script(NewScript {
-            campaign_id,
-            name,
-            definition,
-            recording_enabled: recording.enabled,
-            noise_suppression: recording.noise_suppression,
-            quality: recording.quality,
-        })
-        .await?;
+    Ok(NewScript {
+        campaign_id,
+        name,
+        definition,
+        recording_enabled: recording.enabled,
+        noise_suppression: recording.noise_suppression,
+        quality: recording.quality,
+    })
+}
+
+async fn create_script(
+    _: Admin,
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = checked_script(&app, body, &app.default_campaign_id).await?;
+    let row = app.service.create_script(new).await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/scripts/{}", row.id))],
         axum::Json(script_view(&row)?),
     ))
+}
+
+/// `PUT /v1/scripts/{id}`: the script replaced by the body (the same shape as a new one; it
+/// stays in its campaign). Sessions that start from then on use it.
+async fn replace_script(
+    _: Admin,
+    State(app): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = path_or_not_found(id, "script_not_found")?;
+    let old = app.service.script(&id).await?;
+    let new = checked_script(&app, body, &old.campaign_id).await?;
+    if new.campaign_id != old.campaign_id {
+        return Err(invalid(
+            "a script stays in its campaign: campaign_id cannot change",
+        ));
+    }
+    let row = app.service.replace_script(&id, new).await?;
+    Ok(axum::Json(script_view(&row)?))
+}
+
+/// `PUT /v1/prompts/{name}`: prompt audio uploaded (the body, a WAV or FLAC file) ->
+/// `201 {"audio": "uploads/<name>"}`, the name a script's prompt gives as `audio`.
+async fn upload_prompt(
+    _: Admin,
+    State(app): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    use crate::prompt_dirs::UploadError;
+    let name = path_or_not_found(name, "route_not_found")?;
+    let body = body.map_err(body_rejection)?;
+    match app.prompt_dirs.store_upload(&name, &body).await {
+        Ok(audio) => Ok((StatusCode::CREATED, axum::Json(json!({"audio": audio})))),
+        Err(e @ (UploadError::Name | UploadError::Content)) => {
+            Err(ApiError::bad_request("invalid_audio", e.to_string()))
+        }
+        Err(e) => Err(ApiError::internal("storing prompt audio", e)),
+    }
 }
 
 async fn get_script(

@@ -34,6 +34,26 @@ pub fn public_view(s: &SessionRow) -> Value {
     })
 }
 
+/// A row of the sessions list (admin): the public view plus the summary columns (active
+/// duration as of `now`, turns, words, drop-off point, engagement and quality scores, AI
+/// latency p50).
+pub fn list_view(s: &SessionRow, now: crate::lifecycle::Millis) -> Value {
+    let mut view = public_view(s);
+    let active = s
+        .lifecycle()
+        .map_or(s.summary.active_ms, |l| l.active_duration_ms(now));
+    if let Value::Object(m) = &mut view {
+        m.insert("active_duration_ms".into(), json!(active));
+        m.insert("turns".into(), json!(s.summary.turn_count));
+        m.insert("words".into(), json!(s.summary.word_count));
+        m.insert("drop_point".into(), json!(s.summary.drop_point));
+        m.insert("engagement".into(), json!(s.summary.engagement));
+        m.insert("quality".into(), json!(s.summary.quality));
+        m.insert("ai_latency_p50_ms".into(), json!(s.summary.ai_latency_p50));
+    }
+    view
+}
+
 /// Everything about one session (admin): the public view plus client, metadata, durations,
 /// pauses, recordings and transitions.
 pub fn detail_view(d: &SessionDetail) -> Value {

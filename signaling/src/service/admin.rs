@@ -1,4 +1,5 @@
-//! What an admin does with sessions: list them, read one in full, end it, restart it, delete
+//! What an admin does with sessions: list them, read one in full, end it, restart it, mark a
+//! stuck one complete or abandoned, delete
 //! it with everything it left (rows, recordings, live stream), and read the counters behind
 //! `/metrics`.
 
@@ -60,7 +61,20 @@ impl SessionService {
         self.apply(id, Event::AdminEnd).await
     }
 
-    /// Marks the session `restarted`; its effect issues a new one for the same invite.
+    /// Ends a session stuck in progress as `completed` (it must have a captured turn).
+    pub async fn mark_complete(&self, id: &str) -> Result<SessionRow, ApiError> {
+        Self::require_id(id)?;
+        self.apply(id, Event::MarkComplete).await
+    }
+
+    /// Ends a session stuck in progress as `abandoned`.
+    pub async fn mark_abandoned(&self, id: &str) -> Result<SessionRow, ApiError> {
+        Self::require_id(id)?;
+        self.apply(id, Event::MarkAbandoned).await
+    }
+
+    /// Marks the session `restarted` (also one that ended, not one already restarted); its
+    /// effect issues a new one for the same invite.
     pub async fn admin_restart(&self, id: &str) -> Result<Restarted, ApiError> {
         Self::require_id(id)?;
         let old = self.apply(id, Event::AdminRestart).await?;

@@ -1,5 +1,6 @@
 //! The service's two long-running tasks: the media plane's events in, and the lifecycle
-//! ticker (every 500 ms, a round of [`SessionService::fire_due_timers`]).
+//! ticker (every 500 ms, a round of [`SessionService::fire_due_timers`]); and one short one
+//! at start, [`SessionService::backfill_summaries`].
 
 use super::SessionService;
 use crate::media_port::MediaEvent;
@@ -11,8 +12,13 @@ use tokio::sync::mpsc;
 const TICK_EVERY: Duration = Duration::from_millis(500);
 
 impl SessionService {
-    /// Starts the background work: media events and lifecycle timers.
+    /// Starts the background work: media events, lifecycle timers, and once the summaries
+    /// of sessions stored before they existed.
     pub fn spawn(self: Arc<Self>, mut media_events: mpsc::Receiver<MediaEvent>) {
+        let backfill = self.clone();
+        tokio::spawn(async move {
+            backfill.backfill_summaries().await;
+        });
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(ev) = media_events.recv().await {

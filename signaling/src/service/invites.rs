@@ -30,6 +30,21 @@ impl SessionService {
         script_id: String,
         metadata: &BTreeMap<String, String>,
     ) -> Result<InviteRow, ApiError> {
+        let mut made = self
+            .create_invites(campaign_id, script_id, std::slice::from_ref(metadata))
+            .await?;
+        made.pop()
+            .ok_or_else(|| ApiError::internal("creating an invite", "none was made"))
+    }
+
+    /// One invite per metadata map, for a script of the campaign, stored together (all or
+    /// none).
+    pub async fn create_invites(
+        &self,
+        campaign_id: String,
+        script_id: String,
+        metadata: &[BTreeMap<String, String>],
+    ) -> Result<Vec<InviteRow>, ApiError> {
         self.campaign(&campaign_id).await?;
         match self.store.get_script(&script_id).await? {
             Some(s) if s.campaign_id == campaign_id => {}
@@ -40,16 +55,22 @@ impl SessionService {
                 ));
             }
         }
-        let invite = InviteRow {
-            token: ids::new_invite_token(),
-            campaign_id,
-            script_id,
-            metadata: serde_json::to_string(metadata)
-                .map_err(|e| ApiError::internal("encoding metadata", e))?,
-            created_at: self.now().0,
-        };
-        self.store.insert_invite(&invite).await?;
-        Ok(invite)
+        let now = self.now().0;
+        let invites = metadata
+            .iter()
+            .map(|m| {
+                Ok(InviteRow {
+                    token: ids::new_invite_token(),
+                    campaign_id: campaign_id.clone(),
+                    script_id: script_id.clone(),
+                    metadata: serde_json::to_string(m)
+                        .map_err(|e| ApiError::internal("encoding metadata", e))?,
+                    created_at: now,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        self.store.insert_invites(&invites).await?;
+        Ok(invites)
     }
 
     /// The invite with this token (from outside), or `invite_not_found`.

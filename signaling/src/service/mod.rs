@@ -7,7 +7,9 @@
 //!   (compare-and-swap on the row's version) -> effects; session creation.
 //! - `invites`: invites, opening one, consent, the participant's pause and resume.
 //! - `peers`: the participant's WHIP peer (offer, trickle, hang-up) and the peer registry.
-//! - `admin`: lists and details, end, restart, delete, the counters behind `/metrics`.
+//! - `admin`: lists and details, end, restart, mark, delete, the counters behind `/metrics`.
+//! - `catalog`: campaigns, their scripts and invites (the researcher console).
+//! - `analytics`: each session's stored summary, one session's analytics, aggregates.
 //! - `monitors`: silent listen-ins (WHEP) and the live sessions overview.
 //! - `live_state`: what is kept per live session (quality signals, the current prompt and
 //!   the interviewer's words) and the participant's own feed.
@@ -23,7 +25,9 @@
 //!   in-process per-key locks.
 
 pub mod admin;
+mod analytics;
 mod background;
+pub mod catalog;
 pub mod exports;
 pub mod invites;
 mod key_lock;
@@ -196,7 +200,8 @@ impl SessionService {
         self
     }
 
-    fn now(&self) -> Millis {
+    /// The service clock's now.
+    pub fn now(&self) -> Millis {
         self.clock.now()
     }
 

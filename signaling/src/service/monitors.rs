@@ -241,6 +241,7 @@ impl SessionService {
                 campaign: campaign.clone(),
                 state: Some(state),
                 limit: Some(1000),
+                ..SessionFilter::default()
             };
             rows.extend(self.store.list_sessions(&filter).await?);
         }

@@ -4,6 +4,7 @@
 
 use super::SessionService;
 use crate::blob_store::{Blob, BlobKey};
+use crate::byte_range::ByteRange;
 use crate::error::ApiError;
 use crate::media_port::RecordingFile;
 use crate::store::RecordingRow;
@@ -43,6 +44,17 @@ impl SessionService {
         track: Track,
         format: Format,
     ) -> Result<Blob, ApiError> {
+        self.recording_range(id, track, format, None).await
+    }
+
+    /// As [`Self::recording`], all of it or `range` (HTTP range requests).
+    pub async fn recording_range(
+        &self,
+        id: &str,
+        track: Track,
+        format: Format,
+        range: Option<ByteRange>,
+    ) -> Result<Blob, ApiError> {
         let stored = self
             .store
             .recordings(id)
@@ -61,7 +73,7 @@ impl SessionService {
         };
         let key =
             BlobKey::new(id, &rec.track.file_name(rec.format)).ok_or_else(recording_not_found)?;
-        match self.blobs.open(&key).await {
+        match self.blobs.open_range(&key, range).await {
             Ok(Some(blob)) => Ok(blob),
             // A row without its file: something removed it behind the service's back.
             Ok(None) => Err(ApiError::internal(
@@ -69,6 +81,19 @@ impl SessionService {
                 format!("{} of {id} is listed but missing", key.name()),
             )),
             Err(e) => Err(ApiError::internal("opening recording", e)),
+        }
+    }
+
+    /// The waveform peaks the media plane stored beside a finished WAV track
+    /// (`<track>.peaks.json`), opened for streaming.
+    pub async fn peaks(&self, id: &str, track: Track) -> Result<Blob, ApiError> {
+        let not_found = || ApiError::not_found("peaks_not_found", "no waveform for this track");
+        self.session(id).await?;
+        let key = BlobKey::new(id, &format!("{track}.peaks.json")).ok_or_else(not_found)?;
+        match self.blobs.open(&key).await {
+            Ok(Some(blob)) => Ok(blob),
+            Ok(None) => Err(not_found()),
+            Err(e) => Err(ApiError::internal("opening peaks", e)),
         }
     }
 

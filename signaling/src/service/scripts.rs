@@ -19,23 +19,44 @@ pub struct NewScript {
     pub quality: Quality,
 }
 
+impl NewScript {
+    /// The stored row of this script under `id`, created at `created_at`.
+    fn into_row(self, id: String, created_at: i64) -> Result<ScriptRow, ApiError> {
+        Ok(ScriptRow {
+            id,
+            campaign_id: self.campaign_id,
+            name: self.name,
+            definition: serde_json::to_string(&self.definition)
+                .map_err(|e| ApiError::internal("encoding script", e))?,
+            recording_enabled: self.recording_enabled,
+            noise_suppression: self.noise_suppression,
+            quality: self.quality,
+            created_at,
+        })
+    }
+}
+
 impl SessionService {
     /// Stores a new script (its campaign must exist).
     pub async fn create_script(&self, new: NewScript) -> Result<ScriptRow, ApiError> {
         self.campaign(&new.campaign_id).await?;
-        let row = ScriptRow {
-            id: ids::new_id("scr"),
-            campaign_id: new.campaign_id,
-            name: new.name,
-            definition: serde_json::to_string(&new.definition)
-                .map_err(|e| ApiError::internal("encoding script", e))?,
-            recording_enabled: new.recording_enabled,
-            noise_suppression: new.noise_suppression,
-            quality: new.quality,
-            created_at: self.now().0,
-        };
+        let row = new.into_row(ids::new_id("scr"), self.now().0)?;
         self.store.insert_script(&row).await?;
         tracing::info!(script = %row.id, campaign = %row.campaign_id, "script created");
+        Ok(row)
+    }
+
+    /// Replaces a script's name, definition and recording settings (it keeps its id,
+    /// campaign and creation time); sessions that start from then on use it.
+    pub async fn replace_script(&self, id: &str, new: NewScript) -> Result<ScriptRow, ApiError> {
+        let old = self.script(id).await?;
+        let new = NewScript {
+            campaign_id: old.campaign_id,
+            ..new
+        };
+        let row = new.into_row(old.id, old.created_at)?;
+        self.store.replace_script(&row).await?;
+        tracing::info!(script = %row.id, "script replaced");
         Ok(row)
     }
 

@@ -38,6 +38,9 @@ impl SessionService {
             tracing::info!(session = session_id, %from, %to, cause = %t.cause, event = name, "session state changed");
         }
         self.carry_out(&row, &t).await;
+        if t.changed_state.is_some() {
+            self.refresh_summary(session_id).await;
+        }
         Ok(self.store.get_session(session_id).await?.unwrap_or(row))
     }
 
@@ -251,6 +254,7 @@ impl SessionService {
                 .map_err(|e| ApiError::internal("encoding metadata", e))?,
             version: 0,
             next_deadline: lifecycle::next_deadline(&lc).map(|m| m.0),
+            summary: Default::default(),
         };
         self.store.insert_session(&row).await?;
         tracing::info!(session = %row.id, invite = %invite.token, "session created");

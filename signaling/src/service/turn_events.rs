@@ -73,6 +73,10 @@ impl SessionService {
             self.bus
                 .publish_event(session_id, &LiveEvent::Speaking(after));
         }
+        // After the live line went out: the list's summary may lag it, monitors may not.
+        if !changed.is_empty() {
+            self.refresh_summary(session_id).await;
+        }
     }
 
     /// Streams an event that changes no turn (a partial transcript line).

@@ -11,8 +11,11 @@
 //! Each row also carries its `next_deadline` (from [`crate::lifecycle::next_deadline`]) in an
 //! indexed column, so the ticker asks for the sessions that are due instead of scanning.
 
+pub mod catalog;
 pub mod sqlite;
 pub mod webhooks;
+
+pub use catalog::{AggregateFilter, CatalogStore, InviteStateRow};
 
 use earshot_vocab::{Format, Quality, Role, State, Track};
 use serde::{Deserialize, Serialize};
@@ -41,6 +44,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct CampaignRow {
     pub id: String,
     pub name: String,
+    pub description: String,
     pub created_at: i64,
 }
 
@@ -87,6 +91,23 @@ pub struct SessionRow {
     pub version: i64,
     /// When the ticker must deliver the next `Tick` (unix ms); `None` if no timer runs.
     pub next_deadline: Option<i64>,
+    /// The analytics summary the list shows (refreshed by the service).
+    #[sqlx(flatten)]
+    pub summary: SessionSummary,
+}
+
+/// A session's summary for the sessions list and the aggregates (from
+/// [`crate::analytics`]), stored on its row.
+#[derive(Debug, Clone, Default, FromRow, PartialEq)]
+pub struct SessionSummary {
+    pub active_ms: i64,
+    pub turn_count: i64,
+    pub word_count: i64,
+    pub engagement: Option<f64>,
+    pub quality: Option<f64>,
+    pub ai_latency_p50: Option<i64>,
+    pub ai_latency_p95: Option<i64>,
+    pub drop_point: Option<String>,
 }
 
 impl SessionRow {
@@ -172,18 +193,88 @@ pub struct ExportFilter {
     pub ids: Option<Vec<String>>,
 }
 
-/// Filters for listing sessions.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Filters, order and page of a sessions list.
+#[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
     pub campaign: Option<String>,
     pub state: Option<State>,
+    /// Created at or after (unix ms).
+    pub from: Option<i64>,
+    /// Created before (unix ms).
+    pub to: Option<i64>,
+    /// Words that must all occur in the session's transcript (prefix match on each, via the
+    /// full-text index); only letters, digits and `'` are kept of each.
+    pub text: Vec<String>,
+    pub sort: SessionSort,
+    /// Continue after this row of the previous page.
+    pub after: Option<SessionCursor>,
     pub limit: Option<i64>,
+}
+
+/// What a sessions list is ordered by (ties by id, the same direction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    #[default]
+    Created,
+    Started,
+    Duration,
+    Turns,
+    Words,
+    Quality,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 6] = [
+        SortKey::Created,
+        SortKey::Started,
+        SortKey::Duration,
+        SortKey::Turns,
+        SortKey::Words,
+        SortKey::Quality,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Created => "created",
+            SortKey::Started => "started",
+            SortKey::Duration => "duration",
+            SortKey::Turns => "turns",
+            SortKey::Words => "words",
+            SortKey::Quality => "quality",
+        }
+    }
+
+    /// The key's value of a row, as the store compares it (missing values sort as -1).
+    pub fn value(self, s: &SessionRow) -> f64 {
+        match self {
+            SortKey::Created => s.created_at as f64,
+            SortKey::Started => s.started_at.map_or(-1.0, |v| v as f64),
+            SortKey::Duration => s.summary.active_ms as f64,
+            SortKey::Turns => s.summary.turn_count as f64,
+            SortKey::Words => s.summary.word_count as f64,
+            SortKey::Quality => s.summary.quality.unwrap_or(-1.0),
+        }
+    }
+}
+
+/// A sort key and direction; the default is newest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionSort {
+    pub key: SortKey,
+    pub ascending: bool,
+}
+
+/// Where a page ended: the last row's sort value and id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionCursor {
+    pub value: f64,
+    pub id: String,
 }
 
 /// Everything the session service reads and writes. Methods return `Ok(None)` / empty for
 /// what does not exist; errors are storage failures (and version conflicts).
 #[async_trait::async_trait]
-pub trait SessionStore: Send + Sync + 'static {
+pub trait SessionStore: CatalogStore + Send + Sync + 'static {
     /// Inserts a campaign unless one with its id exists.
     async fn insert_campaign(&self, c: &CampaignRow) -> Result<()>;
     async fn get_campaign(&self, id: &str) -> Result<Option<CampaignRow>>;
@@ -203,7 +294,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Inserts a new session row (its `version` and `next_deadline` as given).
     async fn insert_session(&self, s: &SessionRow) -> Result<()>;
     async fn get_session(&self, id: &str) -> Result<Option<SessionRow>>;
-    /// Sessions matching the filter, newest first (limit 1-1000, default 100).
+    /// Sessions matching the filter in its order (limit 1-1000, default 100).
     async fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>>;
     /// One page of a bulk export: up to `limit` sessions matching `f` that come after
     /// `after` (created_at, id) in creation order (keyset paging: each page is one indexed

@@ -4,12 +4,14 @@
 
 mod webhooks;
 
+use super::CatalogStore;
 use super::{
     CampaignRow, ExportFilter, InviteRow, MonitorRow, RecordingRow, Result, ScriptRow,
-    SessionFilter, SessionRow, SessionStore, SessionUpdate, StoreError, TransitionRow, TurnRow,
+    SessionFilter, SessionRow, SessionStore, SessionUpdate, SortKey, StoreError, TransitionRow,
+    TurnRow,
 };
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -77,12 +79,16 @@ fn bind_export_filter<'q, O>(
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
     async fn insert_campaign(&self, c: &CampaignRow) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO campaigns (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(c.created_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO campaigns (id, name, description, created_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.description)
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -113,18 +119,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn insert_invite(&self, i: &InviteRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO invites (token, campaign_id, script_id, metadata, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&i.token)
-        .bind(&i.campaign_id)
-        .bind(&i.script_id)
-        .bind(&i.metadata)
-        .bind(i.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.insert_invites(std::slice::from_ref(i)).await
     }
 
     async fn get_invite(&self, token: &str) -> Result<Option<InviteRow>> {
@@ -179,15 +174,59 @@ impl SessionStore for SqliteStore {
 
     async fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>> {
         let limit = f.limit.unwrap_or(100).clamp(1, 1000);
-        Ok(sqlx::query_as(
-            "SELECT * FROM sessions WHERE (?1 IS NULL OR campaign_id = ?1) \
-             AND (?2 IS NULL OR state = ?2) ORDER BY created_at DESC, rowid DESC LIMIT ?3",
-        )
-        .bind(&f.campaign)
-        .bind(f.state.map(|s| s.as_str()))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        // The sort expression comes from this fixed list, never from input.
+        let key = match f.sort.key {
+            SortKey::Created => "created_at",
+            SortKey::Started => "COALESCE(started_at, -1)",
+            SortKey::Duration => "active_ms",
+            SortKey::Turns => "turn_count",
+            SortKey::Words => "word_count",
+            SortKey::Quality => "COALESCE(quality, -1)",
+        };
+        let (dir, cmp) = if f.sort.ascending {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        // With transcript words, the full-text index drives: its matching sessions (a
+        // small set for a selective word) are joined to their rows, then filtered and
+        // sorted; scanning the list's order and testing each row would read far more.
+        let mut q: QueryBuilder<Sqlite> = match fts_query(&f.text) {
+            Some(matched) => {
+                let mut q = QueryBuilder::new(
+                    "SELECT sessions.* FROM (SELECT DISTINCT t.session_id AS sid FROM turns_fts \
+                     JOIN turns t ON t.rowid = turns_fts.rowid WHERE turns_fts MATCH ",
+                );
+                q.push_bind(matched)
+                    .push(") AS m CROSS JOIN sessions ON sessions.id = m.sid WHERE 1");
+                q
+            }
+            None => QueryBuilder::new("SELECT * FROM sessions WHERE 1"),
+        };
+        if let Some(c) = &f.campaign {
+            q.push(" AND campaign_id = ").push_bind(c);
+        }
+        if let Some(state) = f.state {
+            q.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(from) = f.from {
+            q.push(" AND created_at >= ").push_bind(from);
+        }
+        if let Some(to) = f.to {
+            q.push(" AND created_at < ").push_bind(to);
+        }
+        if let Some(after) = &f.after {
+            q.push(format_args!(" AND ({key} {cmp} "))
+                .push_bind(after.value)
+                .push(format_args!(" OR ({key} = "))
+                .push_bind(after.value)
+                .push(format_args!(" AND id {cmp} "))
+                .push_bind(&after.id)
+                .push("))");
+        }
+        q.push(format_args!(" ORDER BY {key} {dir}, id {dir} LIMIT "))
+            .push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
     async fn export_page(
@@ -440,5 +479,23 @@ impl SessionStore for SqliteStore {
     }
 }
 
+/// An FTS5 query matching turns that hold every word (each as a prefix), or `None` for no
+/// words. Each word keeps only letters, digits and `'` and is quoted, so no input can be
+/// read as FTS5 syntax.
+fn fts_query(words: &[String]) -> Option<String> {
+    let terms: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '\'')
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\"*"))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+mod catalog;
 #[cfg(test)]
 mod tests;

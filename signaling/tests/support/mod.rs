@@ -161,6 +161,7 @@ impl TestServer {
             .insert_campaign(&CampaignRow {
                 id: "cmp_default".into(),
                 name: "Demo".into(),
+                description: String::new(),
                 created_at: 0,
             })
             .await

@@ -240,6 +240,7 @@ async fn seed(store: &SqliteStore) {
         .insert_campaign(&CampaignRow {
             id: "cmp_default".into(),
             name: "Demo".into(),
+            description: String::new(),
             created_at: 0,
         })
         .await
@@ -531,6 +532,7 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
     assert_eq!(h.media.calls_for(&p.session_id), ["open", "pause"]);
 }
 
+mod admin_actions;
 mod limits;
 mod races;
 mod restart;

@@ -57,6 +57,48 @@ impl RacedStore {
 }
 
 #[async_trait::async_trait]
+impl store::CatalogStore for RacedStore {
+    async fn list_campaigns(&self) -> store::Result<Vec<CampaignRow>> {
+        self.inner.list_campaigns().await
+    }
+    async fn update_campaign(&self, id: &str, name: &str, desc: &str) -> store::Result<bool> {
+        self.inner.update_campaign(id, name, desc).await
+    }
+    async fn replace_script(&self, s: &ScriptRow) -> store::Result<()> {
+        self.inner.replace_script(s).await
+    }
+    async fn list_scripts(&self, campaign: Option<&str>) -> store::Result<Vec<ScriptRow>> {
+        self.inner.list_scripts(campaign).await
+    }
+    async fn insert_invites(&self, invites: &[InviteRow]) -> store::Result<()> {
+        self.inner.insert_invites(invites).await
+    }
+    async fn list_invites(
+        &self,
+        campaign: &str,
+        limit: i64,
+    ) -> store::Result<Vec<store::InviteStateRow>> {
+        self.inner.list_invites(campaign, limit).await
+    }
+    async fn unsummarized_sessions(&self, limit: i64) -> store::Result<Vec<String>> {
+        self.inner.unsummarized_sessions(limit).await
+    }
+    async fn set_session_summary(
+        &self,
+        id: &str,
+        summary: &store::SessionSummary,
+    ) -> store::Result<()> {
+        self.inner.set_session_summary(id, summary).await
+    }
+    async fn aggregate_counts(
+        &self,
+        f: &store::AggregateFilter,
+    ) -> store::Result<crate::analytics::aggregate::AggregateCounts> {
+        self.inner.aggregate_counts(f).await
+    }
+}
+
+#[async_trait::async_trait]
 impl SessionStore for RacedStore {
     async fn update_session(
         &self,

@@ -16,6 +16,7 @@ async fn seed(store: &SqliteStore) {
         .insert_campaign(&CampaignRow {
             id: "cmp_a".into(),
             name: "A".into(),
+            description: String::new(),
             created_at: 0,
         })
         .await
@@ -63,6 +64,7 @@ fn session(id: &str, state: State, next_deadline: Option<i64>) -> SessionRow {
         metadata: "{}".into(),
         version: 0,
         next_deadline,
+        summary: Default::default(),
     }
 }
 

@@ -1,0 +1,185 @@
+//! SQL of the console's part of the store ([`CatalogStore`]): campaigns, scripts and
+//! invites of a campaign, session summaries and the aggregate counts.
+
+use super::SqliteStore;
+use crate::analytics::aggregate::{AggregateCounts, latency_bucket, quality_bucket};
+use crate::store::{
+    AggregateFilter, CampaignRow, CatalogStore, InviteRow, InviteStateRow, Result, ScriptRow,
+    SessionSummary,
+};
+
+#[async_trait::async_trait]
+impl CatalogStore for SqliteStore {
+    async fn list_campaigns(&self) -> Result<Vec<CampaignRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM campaigns ORDER BY created_at DESC, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn update_campaign(&self, id: &str, name: &str, description: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE campaigns SET name = ?, description = ? WHERE id = ?")
+            .bind(name)
+            .bind(description)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn replace_script(&self, s: &ScriptRow) -> Result<()> {
+        self.write_script(
+            s,
+            " ON CONFLICT(id) DO UPDATE SET name = excluded.name, \
+             definition = excluded.definition, recording_enabled = excluded.recording_enabled, \
+             noise_suppression = excluded.noise_suppression, quality = excluded.quality",
+        )
+        .await
+    }
+
+    async fn list_scripts(&self, campaign: Option<&str>) -> Result<Vec<ScriptRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM scripts WHERE (?1 IS NULL OR campaign_id = ?1) \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(campaign)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn insert_invites(&self, invites: &[InviteRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for i in invites {
+            sqlx::query(
+                "INSERT INTO invites (token, campaign_id, script_id, metadata, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&i.token)
+            .bind(&i.campaign_id)
+            .bind(&i.script_id)
+            .bind(&i.metadata)
+            .bind(i.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_invites(&self, campaign: &str, limit: i64) -> Result<Vec<InviteStateRow>> {
+        Ok(sqlx::query_as(
+            "SELECT i.*, s.id AS session_id, s.state AS state FROM invites i \
+             LEFT JOIN sessions s ON s.rowid = (SELECT rowid FROM sessions \
+               WHERE invite_token = i.token ORDER BY created_at DESC, rowid DESC LIMIT 1) \
+             WHERE i.campaign_id = ? ORDER BY i.created_at DESC, i.token LIMIT ?",
+        )
+        .bind(campaign)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn unsummarized_sessions(&self, limit: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM sessions WHERE summarized = 0 LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_session_summary(&self, id: &str, s: &SessionSummary) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET active_ms = ?, turn_count = ?, word_count = ?, engagement = ?, \
+             quality = ?, ai_latency_p50 = ?, ai_latency_p95 = ?, drop_point = ?, \
+             quality_bucket = ?, latency_bucket = ?, summarized = 1 WHERE id = ?",
+        )
+        .bind(s.active_ms)
+        .bind(s.turn_count)
+        .bind(s.word_count)
+        .bind(s.engagement)
+        .bind(s.quality)
+        .bind(s.ai_latency_p50)
+        .bind(s.ai_latency_p95)
+        .bind(&s.drop_point)
+        .bind(s.quality.map(quality_bucket))
+        .bind(s.ai_latency_p50.map(latency_bucket))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn aggregate_counts(&self, f: &AggregateFilter) -> Result<AggregateCounts> {
+        // One pass over the covering index `sessions_aggregate`, grouped in its order by the
+        // stored buckets and the drop point (at most 11 x 18 x a few groups, no sort),
+        // folded here.
+        let groups: Vec<AggregateGroup> = sqlx::query_as(
+            "SELECT quality_bucket AS qb, latency_bucket AS lb, drop_point, COUNT(*) AS sessions, \
+               SUM(started_at IS NOT NULL) AS started, SUM(state = 'completed') AS completed, \
+               SUM(CASE WHEN started_at IS NOT NULL THEN active_ms ELSE 0 END) AS started_ms, \
+               COUNT(quality) AS rated, TOTAL(quality) AS quality_sum \
+             FROM sessions INDEXED BY sessions_aggregate \
+             WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR created_at >= ?2) \
+               AND (?3 IS NULL OR created_at < ?3) \
+             GROUP BY quality_bucket, latency_bucket, drop_point",
+        )
+        .bind(&f.campaign)
+        .bind(f.from)
+        .bind(f.to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(fold(&groups))
+    }
+}
+
+/// One group of the aggregate query.
+#[derive(sqlx::FromRow)]
+struct AggregateGroup {
+    qb: Option<i64>,
+    lb: Option<i64>,
+    drop_point: Option<String>,
+    sessions: i64,
+    started: i64,
+    completed: i64,
+    started_ms: i64,
+    rated: i64,
+    quality_sum: f64,
+}
+
+/// The groups summed into the counts [`crate::analytics::aggregate::summarize`] takes.
+fn fold(groups: &[AggregateGroup]) -> AggregateCounts {
+    use std::collections::BTreeMap;
+    let mut c = AggregateCounts::default();
+    let (mut started_ms, mut rated, mut quality_sum) = (0i64, 0i64, 0f64);
+    let mut drops: BTreeMap<String, i64> = BTreeMap::new();
+    let mut qb: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut lb: BTreeMap<i64, i64> = BTreeMap::new();
+    for g in groups {
+        c.sessions += g.sessions;
+        c.started += g.started;
+        c.completed += g.completed;
+        started_ms += g.started_ms;
+        rated += g.rated;
+        quality_sum += g.quality_sum;
+        if let Some(d) = &g.drop_point {
+            *drops.entry(d.clone()).or_default() += g.sessions;
+        }
+        if let Some(b) = g.qb {
+            *qb.entry(b).or_default() += g.sessions;
+        }
+        if let Some(b) = g.lb {
+            *lb.entry(b).or_default() += g.sessions;
+        }
+    }
+    c.avg_active_ms = (c.started > 0).then(|| started_ms as f64 / c.started as f64);
+    c.avg_quality = (rated > 0).then(|| quality_sum / rated as f64);
+    c.drop_offs = drops.into_iter().collect();
+    c.quality_buckets = qb.into_iter().collect();
+    c.latency_buckets = lb.into_iter().collect();
+    c
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,422 @@
+//! End to end, the researcher console (issue 14) in headless Chromium against a real server:
+//! sign in with the admin token, create a campaign and a script, bulk-create invites, run an
+//! interview through one of them (the participant in a second browser), find the session in
+//! the list by a word of its transcript, open it, click a turn and hear the mix play from
+//! there (the audio element's currentTime moves to the turn), see the waveform from stored
+//! peaks, the analysis, the metadata, the exports and the aggregate analytics. Screenshots
+//! of every page at 1280x800 and at a phone's 390x844 go to `CONSOLE_SHOTS_DIR` (default
+//! `/tmp/console-shots`). The API's authorization rules (missing, wrong and participant
+//! tokens refused on every console route) are in `signaling/tests/console_api.rs`.
+
+mod support;
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::browser::Browser;
+use support::{ADMIN_TOKEN, Server, fixture, join_interview};
+
+fn shots_dir() -> PathBuf {
+    let dir = std::env::var("CONSOLE_SHOTS_DIR").unwrap_or_else(|_| "/tmp/console-shots".into());
+    let dir = PathBuf::from(dir);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Screenshots of the page as it is, wide and narrow.
+async fn shoot(b: &mut Browser, name: &str) {
+    let dir = shots_dir();
+    b.set_viewport(390, 844, true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.screenshot(&dir.join(format!("{name}-phone.png"))).await;
+    b.set_viewport(1280, 800, false).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.screenshot(&dir.join(format!("{name}-1280.png"))).await;
+}
+
+/// Sets an input's value as typing would (the page reads `.value`).
+async fn fill(b: &mut Browser, selector: &str, value: &str) {
+    let js = format!(
+        "(() => {{ const e = document.querySelector({sel}); e.value = {val}; e.dispatchEvent(new Event('change')); return true; }})()",
+        sel = serde_json::to_string(selector).unwrap(),
+        val = serde_json::to_string(value).unwrap()
+    );
+    assert_eq!(b.eval(&js).await, Value::Bool(true), "fill {selector}");
+}
+
+async fn click(b: &mut Browser, selector: &str) {
+    let js = format!(
+        "(() => {{ const e = document.querySelector({}); if (!e) return false; e.click(); return true; }})()",
+        serde_json::to_string(selector).unwrap()
+    );
+    assert_eq!(b.eval(&js).await, Value::Bool(true), "click {selector}");
+}
+
+/// Waits until `expr` is truthy (an exception, e.g. while the page loads, counts as false).
+async fn wait(b: &mut Browser, expr: &str, what: &str) {
+    let safe =
+        format!("(() => {{ try {{ return !!({expr}); }} catch (e) {{ return false; }} }})()");
+    assert!(
+        b.wait_for(&safe, Duration::from_secs(20)).await,
+        "{what}: {expr}"
+    );
+}
+
+async fn text(b: &mut Browser, selector: &str) -> String {
+    let js = format!(
+        "(document.querySelector({}) || {{}}).textContent || ''",
+        serde_json::to_string(selector).unwrap()
+    );
+    b.eval(&js).await.as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
+    let server = Server::start(&[("EARSHOT_INTERVIEWER_SILENCE_MS", "1000")]).await;
+    let mut console = Browser::launch(&server.url("/console"), None).await;
+    console.set_viewport(1280, 800, false).await;
+
+    // Sign in: the page asks for the token; a wrong one is refused, the right one works.
+    wait(
+        &mut console,
+        "!document.querySelector('#signin').hidden",
+        "sign-in shown",
+    )
+    .await;
+    shoot(&mut console, "01-signin").await;
+    fill(&mut console, "#token", "not-the-token").await;
+    click(&mut console, "#signin-form button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#signin-error').textContent.includes('not the admin token')",
+        "wrong token refused",
+    )
+    .await;
+    fill(&mut console, "#token", ADMIN_TOKEN).await;
+    click(&mut console, "#signin-form button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#signin').hidden && !!document.querySelector('#sessions')",
+        "signed in, sessions list",
+    )
+    .await;
+    // The token is nowhere the page can read: not in a cookie (HttpOnly), the URL or storage.
+    let leaks = console
+        .eval("document.cookie + location.href + JSON.stringify(sessionStorage) + JSON.stringify(localStorage)")
+        .await;
+    assert!(
+        !leaks.as_str().unwrap_or_default().contains(ADMIN_TOKEN),
+        "{leaks}"
+    );
+
+    // A campaign and a script.
+    console.navigate(&server.url("/console#/campaigns")).await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#campaign-form')",
+        "campaigns page",
+    )
+    .await;
+    fill(&mut console, "#c-name", "Garden study").await;
+    fill(&mut console, "#c-desc", "How people garden, spring wave").await;
+    click(&mut console, "#campaign-form button").await;
+    wait(
+        &mut console,
+        "location.hash.startsWith('#/campaigns/cmp_') && !!document.querySelector('#script-form')",
+        "campaign page",
+    )
+    .await;
+    let campaign_id = console
+        .eval("location.hash.split('/')[2]")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    fill(&mut console, "#s-name", "Three garden questions").await;
+    fill(
+        &mut console,
+        "#s-prompts",
+        "greeting | Hello and welcome to our garden study | default/greeting.wav\n\
+         q1 | Which vegetables grow best in your garden | default/q1.wav\n\
+         goodbye | Thank you and goodbye | default/goodbye.wav",
+    )
+    .await;
+    click(&mut console, "#script-form button").await;
+    wait(&mut console, "document.querySelector('#i-script') && document.querySelector('#i-script').options.length === 1", "script created").await;
+
+    // Editing loads the script back into the form, audio named relative to the prompts.
+    click(&mut console, "#script-form ~ * button, .table-wrap button").await;
+    wait(&mut console, "document.querySelector('#s-name').value === 'Three garden questions' && document.querySelector('#s-prompts').value.includes('| default/q1.wav')", "script loaded for editing").await;
+    click(&mut console, "#script-form button.secondary").await;
+    wait(
+        &mut console,
+        "document.querySelector('#i-script') && document.querySelector('#s-name').value === ''",
+        "edit cancelled",
+    )
+    .await;
+
+    // Bulk invites: three.
+    fill(&mut console, "#i-count", "3").await;
+    click(&mut console, "#make-invites").await;
+    wait(
+        &mut console,
+        "document.querySelectorAll('#invites tbody tr').length === 3",
+        "three invites listed",
+    )
+    .await;
+    shoot(&mut console, "02-campaign").await;
+    let url = console
+        .eval("document.querySelector('#invites tbody a').href")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(url.starts_with(&server.url("/i/")), "{url}");
+
+    // The participant takes the interview in a second browser.
+    let speech = fixture("participant_speech.wav");
+    let mut participant = Browser::launch(&url, Some(&speech)).await;
+    let session_id = join_interview(&mut participant, &server).await;
+    let done = server
+        .wait_session(&session_id, Duration::from_secs(120), |s| {
+            s["state"] == "completed"
+                && s["recordings"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .any(|r| r["track"] == "mix" && r["format"] == "wav")
+                })
+        })
+        .await;
+    assert_eq!(done["state"], "completed", "{done:#}\n{}", server.log());
+    drop(participant);
+    // The campaign's invite list shows the state (via another page: a same-hash navigation
+    // would not reload it).
+    console.navigate(&server.url("/console#/analytics")).await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#aggregate')",
+        "analytics page",
+    )
+    .await;
+    console
+        .navigate(&server.url(&format!("/console#/campaigns/{campaign_id}")))
+        .await;
+    wait(&mut console, "[...document.querySelectorAll('#invites .state')].some(e => e.textContent === 'completed')", "invite state completed").await;
+
+    // Found in the list by a word of its transcript.
+    console.navigate(&server.url("/console#/campaigns")).await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#campaign-form')",
+        "campaigns again",
+    )
+    .await;
+    shoot(&mut console, "03-campaigns").await;
+    console.navigate(&server.url("/console#/sessions")).await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#f-q')",
+        "sessions page",
+    )
+    .await;
+    fill(&mut console, "#f-q", "vegetables").await;
+    click(&mut console, "#filters button[type=submit]").await;
+    wait(&mut console, "location.hash.includes('q=vegetables') && document.querySelectorAll('#sessions tbody a').length === 1", "one session found").await;
+    assert_eq!(text(&mut console, "#sessions tbody a").await, session_id);
+    shoot(&mut console, "04-sessions").await;
+    fill(&mut console, "#f-q", "cucumbers").await;
+    click(&mut console, "#filters button[type=submit]").await;
+    wait(&mut console, "location.hash.includes('q=cucumbers') && document.querySelector('#sessions tbody').textContent.includes('No sessions match')", "nothing for another word").await;
+
+    // The session: click a turn, the mix plays from there.
+    console
+        .navigate(&server.url(&format!("/console#/sessions/{session_id}")))
+        .await;
+    wait(&mut console, "document.querySelectorAll('#turns .turn').length >= 3 && document.querySelector('#player').readyState >= 1", "session page with turns and audio").await;
+    let turn = console
+        .eval("(() => { const t = [...document.querySelectorAll('#turns .turn.ai')].filter(b => Number(b.dataset.start) > 2000); return t.length ? Number(t[0].dataset.start) : null; })()")
+        .await;
+    let start_ms = turn.as_f64().expect("an AI turn after the start");
+    let start_ms = start_ms as i64;
+    click(
+        &mut console,
+        &format!("#turns .turn.ai[data-start='{start_ms}']"),
+    )
+    .await;
+    let at = start_ms as f64 / 1000.0;
+    let js = format!(
+        "(() => {{ const a = document.querySelector('#player'); return a.src.endsWith('/mix.wav') && a.currentTime >= {at} - 0.05 && a.currentTime < {at} + 5; }})()"
+    );
+    wait(&mut console, &js, "the mix plays from the clicked turn").await;
+    // It really plays (time moves on) and the browser could seek the WAV (range requests).
+    let t0 = console
+        .eval("document.querySelector('#player').currentTime")
+        .await
+        .as_f64()
+        .unwrap_or(0.0);
+    wait(
+        &mut console,
+        &format!("document.querySelector('#player').currentTime > {t0} + 0.3"),
+        "playback moves on",
+    )
+    .await;
+    assert!(
+        t0 >= at - 0.05,
+        "currentTime {t0} after clicking the turn at {at}"
+    );
+    let seekable = console
+        .eval("(() => { const s = document.querySelector('#player').seekable; return s.length ? s.end(s.length - 1) : 0; })()")
+        .await;
+    assert!(
+        seekable.as_f64().unwrap_or(0.0) > at,
+        "seekable to {seekable}"
+    );
+    wait(
+        &mut console,
+        "!!document.querySelector('.turn.playing')",
+        "the playing turn is marked",
+    )
+    .await;
+    console
+        .eval("document.querySelector('#player').pause(); true")
+        .await;
+    shoot(&mut console, "05-transcript").await;
+
+    // Audio: the waveform from the stored peaks.
+    click(&mut console, "#tab-audio").await;
+    wait(
+        &mut console,
+        "document.querySelector('#panel-audio').textContent.includes('peaks')",
+        "peaks loaded",
+    )
+    .await;
+    let lit = console
+        .eval("(() => { const c = document.querySelector('#wave'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()")
+        .await;
+    assert!(
+        lit.as_u64().unwrap_or(0) > 1000,
+        "waveform drawn: {lit} pixels"
+    );
+    // Switching the track loads that track.
+    console.eval("(() => { const s = document.querySelector('#track'); s.value = 'participant'; s.dispatchEvent(new Event('change')); return true; })()").await;
+    wait(
+        &mut console,
+        "document.querySelector('#player').src.endsWith('/participant.wav')",
+        "track switched",
+    )
+    .await;
+    shoot(&mut console, "06-audio").await;
+
+    // Analysis, metadata, exports.
+    click(&mut console, "#tab-analysis").await;
+    let analysis = text(&mut console, "#panel-analysis").await;
+    assert!(
+        analysis.contains("Talk ratio") && analysis.contains("AI response latency"),
+        "{analysis}"
+    );
+    let api: Value = server
+        .admin(
+            server
+                .http
+                .get(server.url(&format!("/v1/sessions/{session_id}/analytics"))),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["ai_turns"], 3, "{api}");
+    assert!(
+        analysis.contains(&format!(
+            "{} / {}",
+            api["words_ai"], api["words_participant"]
+        )),
+        "{analysis}"
+    );
+    assert!(
+        console
+            .eval("document.querySelectorAll('#panel-analysis svg').length >= 4")
+            .await
+            == Value::Bool(true)
+    );
+    shoot(&mut console, "07-analysis").await;
+    click(&mut console, "#tab-metadata").await;
+    let meta = text(&mut console, "#panel-metadata").await;
+    assert!(
+        meta.contains("Garden study") && meta.contains(&session_id) && meta.contains("completed"),
+        "{meta}"
+    );
+    shoot(&mut console, "08-metadata").await;
+    click(&mut console, "#tab-exports").await;
+    let downloads = text(&mut console, "#downloads").await;
+    assert!(
+        downloads.contains("mix.wav") && downloads.contains("participant.mp3"),
+        "{downloads}"
+    );
+    shoot(&mut console, "09-exports").await;
+
+    // Aggregate analytics of the campaign: one session, completed.
+    console
+        .navigate(&server.url(&format!("/console#/analytics?campaign={campaign_id}")))
+        .await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#aggregate')",
+        "analytics page",
+    )
+    .await;
+    let agg = text(&mut console, "#aggregate").await;
+    assert!(
+        agg.contains("Sessions1")
+            && agg.contains("Completed1")
+            && agg.contains("Completion rate100.0 %"),
+        "{agg}"
+    );
+    shoot(&mut console, "10-analytics").await;
+    // Restart from the console after the session ended: it stays, marked restarted, and
+    // the invite gets a new session (the confirmation is answered yes).
+    console
+        .navigate(&server.url(&format!("/console#/sessions/{session_id}")))
+        .await;
+    wait(
+        &mut console,
+        "!!document.querySelector('.actions button.secondary')",
+        "session page again",
+    )
+    .await;
+    console.eval("window.confirm = () => true; true").await;
+    click(&mut console, ".actions button.secondary").await;
+    wait(
+        &mut console,
+        "[...document.querySelectorAll('.state')].some(e => e.textContent === 'restarted')",
+        "restarted shown",
+    )
+    .await;
+    let old = server.session(&session_id).await;
+    assert_eq!(old["state"], "restarted", "{old:#}");
+    assert_eq!(
+        old["end_reason"], "completed",
+        "the old session keeps its end: {old:#}"
+    );
+    let invites: Value = server
+        .admin(
+            server
+                .http
+                .get(server.url(&format!("/v1/campaigns/{campaign_id}/invites"))),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let restarted_invite = invites["invites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["url"] == url.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(restarted_invite["state"], "created", "{invites:#}");
+    assert_ne!(restarted_invite["session_id"], session_id.as_str());
+}
