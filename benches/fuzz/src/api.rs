@@ -204,7 +204,12 @@ impl TestApp {
                 default_campaign_id: "cmp_default".into(),
                 default_script_id: "scr_default".into(),
                 prompt_dirs: PromptDirs::new([dir.path().to_path_buf()]),
-                limits: Limits::default(),
+                // Every fuzz case may make a fresh invite and WHIP offer from the one address
+                // of the harness: the per-address offer rate would refuse them after 60.
+                limits: Limits::new(earshot_signaling::routes::limits::HttpLimits {
+                    whip_offers_per_address_per_minute: u32::MAX,
+                    ..Default::default()
+                }),
             });
             (routes::router(app), events)
         });
