@@ -96,8 +96,33 @@ impl Runtime for WatchedRuntime {
     }
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        #[cfg(target_os = "linux")]
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+        let inner = self.inner.wrap_udp_socket(socket)?;
+        // The wrapper (quinn-udp) turns on UDP GRO, and the library then keeps two receive
+        // buffers of 64 coalesced datagrams (192 KiB) per peer. An audio peer receives 50
+        // small packets a second: GRO coalesces nothing worth it, so it is turned off again
+        // and the buffers stay one datagram each.
+        #[cfg(target_os = "linux")]
+        {
+            let off: libc::c_int = 0;
+            // SAFETY: setsockopt on a descriptor the wrapper now owns and keeps open, with a
+            // c_int option of the size given.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_UDP,
+                    libc::UDP_GRO,
+                    (&off as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         Ok(Arc::new(WatchedUdpSocket {
-            inner: self.inner.wrap_udp_socket(socket)?,
+            inner,
             activity: Arc::clone(&self.activity),
         }))
     }
@@ -197,6 +222,7 @@ impl AsyncUdpSocket for WatchedUdpSocket {
     }
 
     fn max_gro_segments(&self) -> usize {
-        self.inner.max_gro_segments()
+        // GRO is off on this socket (see `wrap_udp_socket`): one datagram per receive.
+        1
     }
 }
