@@ -136,6 +136,9 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         ),
     }
     tracing::info!("demo invite (open in a browser): {public_url}/i/{demo}");
+    tracing::info!(
+        "researcher console: {public_url}/console (sign in with the admin token); live monitor: {public_url}/monitor"
+    );
     match tls {
         Some(tls) => earshot_signaling::routes::serve_tls(listener, app, tls, shutdown_signal())
             .await
