@@ -70,6 +70,22 @@ async fn text(b: &mut Browser, selector: &str) -> String {
     b.eval(&js).await.as_str().unwrap_or_default().to_string()
 }
 
+/// The text of the file with extension `ext` the browser saved into `dir` (waits for it).
+async fn downloaded(dir: &std::path::Path, ext: &str) -> String {
+    for _ in 0..100 {
+        let file = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == ext));
+        if let Some(f) = file {
+            return std::fs::read_to_string(f).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no .{ext} download in {}", dir.display());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     let server = Server::start(&[("EARSHOT_INTERVIEWER_SILENCE_MS", "1000")]).await;
@@ -165,6 +181,31 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     )
     .await;
     shoot(&mut console, "02-campaign").await;
+
+    // A webhook endpoint of the campaign: the secret is shown once, the endpoint listed. It
+    // points at this server, which answers 404: the attempts show in its delivery log.
+    let hook_url = server.url("/hook-receiver");
+    fill(&mut console, "#w-url", &hook_url).await;
+    click(&mut console, "#make-webhook").await;
+    wait(
+        &mut console,
+        "(document.querySelector('#webhook-secret') || {}).textContent.startsWith('whsec_')",
+        "webhook secret shown",
+    )
+    .await;
+    wait(
+        &mut console,
+        &format!(
+            "document.querySelector('#webhooks tbody').textContent.includes({})",
+            serde_json::to_string(&hook_url).unwrap()
+        ),
+        "webhook listed",
+    )
+    .await;
+    console
+        .eval("document.querySelector('#webhooks-section').scrollIntoView(); true")
+        .await;
+    shoot(&mut console, "02b-webhook-created").await;
     let url = console
         .eval("document.querySelector('#invites tbody a').href")
         .await
@@ -201,6 +242,45 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
         .navigate(&server.url(&format!("/console#/campaigns/{campaign_id}")))
         .await;
     wait(&mut console, "[...document.querySelectorAll('#invites .state')].some(e => e.textContent === 'completed')", "invite state completed").await;
+    // The endpoint's delivery log: the session.completed attempt answered 404; redeliver it.
+    click(&mut console, "#webhooks tbody button.secondary").await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#deliveries h3')",
+        "delivery log shown",
+    )
+    .await;
+    let attempted = format!(
+        "document.querySelector('#delivery-log') && document.querySelector('#delivery-log').textContent.includes('HTTP 404') && document.querySelector('#delivery-log').textContent.includes({})",
+        serde_json::to_string(&session_id).unwrap()
+    );
+    let mut logged = false;
+    for _ in 0..20 {
+        let shown = console
+            .eval(&format!(
+                "(() => {{ try {{ return !!({attempted}); }} catch (e) {{ return false; }} }})()"
+            ))
+            .await;
+        if shown == Value::Bool(true) {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Refresh the log (the first attempt may still be under way).
+        click(&mut console, "#deliveries .actions button").await;
+    }
+    assert!(logged, "delivery log with the 404 attempt");
+    click(&mut console, "#delivery-log button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#deliveries').textContent.includes('Redelivery queued')",
+        "redelivered",
+    )
+    .await;
+    console
+        .eval("document.querySelector('#webhooks-section').scrollIntoView(); true")
+        .await;
+    shoot(&mut console, "02c-webhook-deliveries").await;
 
     // Found in the list by a word of its transcript.
     console.navigate(&server.url("/console#/campaigns")).await;
@@ -223,6 +303,50 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     wait(&mut console, "location.hash.includes('q=vegetables') && document.querySelectorAll('#sessions tbody a').length === 1", "one session found").await;
     assert_eq!(text(&mut console, "#sessions tbody a").await, session_id);
     shoot(&mut console, "04-sessions").await;
+
+    // Bulk export of the campaign's sessions as CSV: streamed with progress, saved as a
+    // download that holds the session's row.
+    console
+        .navigate(&server.url(&format!("/console#/sessions?campaign={campaign_id}")))
+        .await;
+    wait(
+        &mut console,
+        "document.querySelectorAll('#sessions tbody a').length === 1 && !!document.querySelector('#export-all')",
+        "the campaign's sessions",
+    )
+    .await;
+    let downloads_dir = tempfile::tempdir().unwrap();
+    console.allow_downloads(downloads_dir.path()).await;
+    click(&mut console, "#export-all").await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#export-file') && document.querySelector('#export-status').textContent.includes('1 of 1 rows')",
+        "CSV export complete",
+    )
+    .await;
+    // The page saved it as a download (a blob: URL, which the page's CSP keeps even the
+    // page itself from fetching).
+    let csv = downloaded(downloads_dir.path(), "csv").await;
+    assert!(
+        csv.starts_with("session_id,campaign,") && csv.contains(&session_id),
+        "{csv}"
+    );
+    shoot(&mut console, "04b-export").await;
+    // A selection (the row's checkbox) as JSON Lines.
+    click(&mut console, "#sessions tbody input[type=checkbox]").await;
+    console
+        .eval("(() => { const s = document.querySelector('#x-format'); s.value = 'jsonl'; return true; })()")
+        .await;
+    click(&mut console, "#export-selected").await;
+    wait(
+        &mut console,
+        "document.querySelector('#export-status').textContent.includes('JSON Lines') && document.querySelector('#export-status').textContent.includes('complete')",
+        "selection exported",
+    )
+    .await;
+    let jsonl = downloaded(downloads_dir.path(), "jsonl").await;
+    let line: Value = serde_json::from_str(jsonl.trim()).expect("one JSON line");
+    assert_eq!(line["id"], session_id.as_str(), "{line}");
     fill(&mut console, "#f-q", "cucumbers").await;
     click(&mut console, "#filters button[type=submit]").await;
     wait(&mut console, "location.hash.includes('q=cucumbers') && document.querySelector('#sessions tbody').textContent.includes('No sessions match')", "nothing for another word").await;
@@ -352,6 +476,22 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     assert!(
         downloads.contains("mix.wav") && downloads.contains("participant.mp3"),
         "{downloads}"
+    );
+    let exports = text(&mut console, "#panel-exports").await;
+    assert!(
+        exports.contains("Transcript (PDF)")
+            && exports.contains("Audio ZIP (MP3)")
+            && !exports.contains("exports feature"),
+        "{exports}"
+    );
+    // The PDF link downloads a PDF (read from the page with its cookie), the ZIP a ZIP.
+    let magic = console
+        .eval("Promise.all(['#export-pdf', '#export-wav'].map(s => fetch(document.querySelector(s).href).then(r => r.arrayBuffer()).then(b => String.fromCharCode(...new Uint8Array(b.slice(0, 4))))))")
+        .await;
+    assert_eq!(
+        magic,
+        serde_json::json!(["%PDF", "PK\u{3}\u{4}"]),
+        "{magic}"
     );
     shoot(&mut console, "09-exports").await;
 
