@@ -332,6 +332,32 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
         "{csv}"
     );
     shoot(&mut console, "04b-export").await;
+    // Cancel: the export's body stalls after its first chunk (a stand-in for a large one),
+    // the progress shows what arrived, and Cancel aborts it.
+    console
+        .eval(
+            "(() => { const real = window.fetch; window.fetch = async (url, opts) => { window.fetch = real; \
+             const res = await real(url, opts); const reader = res.body.getReader(); \
+             const body = new ReadableStream({ async start(c) { const { value } = await reader.read(); c.enqueue(value); \
+             opts.signal.addEventListener('abort', () => { reader.cancel(); c.error(new DOMException('aborted', 'AbortError')); }); } }); \
+             return new Response(body, { status: res.status, headers: res.headers }); }; return true; })()",
+        )
+        .await;
+    click(&mut console, "#export-all").await;
+    wait(
+        &mut console,
+        "document.querySelector('#export-status').textContent.includes('received') && !document.querySelector('#export-cancel').hidden && !document.querySelector('#export-file')",
+        "export under way",
+    )
+    .await;
+    shoot(&mut console, "04c-export-progress").await;
+    click(&mut console, "#export-cancel").await;
+    wait(
+        &mut console,
+        "document.querySelector('#export-result').textContent === 'Export cancelled.' && !document.querySelector('#export-all').disabled",
+        "export cancelled",
+    )
+    .await;
     // A selection (the row's checkbox) as JSON Lines.
     click(&mut console, "#sessions tbody input[type=checkbox]").await;
     console
