@@ -34,6 +34,21 @@ async fn shoot(b: &mut Browser, name: &str) {
     b.screenshot(&dir.join(format!("{name}-1280.png"))).await;
 }
 
+/// As [`shoot`], with the element `selector` scrolled into view (its end at the bottom).
+async fn shoot_at(b: &mut Browser, name: &str, selector: &str) {
+    let dir = shots_dir();
+    let scroll = format!(
+        "document.querySelector({}).scrollIntoView({{ block: 'end' }}); true",
+        serde_json::to_string(selector).unwrap()
+    );
+    for (w, h, mobile, tag) in [(390, 844, true, "phone"), (1280, 800, false, "1280")] {
+        b.set_viewport(w, h, mobile).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.eval(&scroll).await;
+        b.screenshot(&dir.join(format!("{name}-{tag}.png"))).await;
+    }
+}
+
 /// Sets an input's value as typing would (the page reads `.value`).
 async fn fill(b: &mut Browser, selector: &str, value: &str) {
     let js = format!(
@@ -202,10 +217,7 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
         "webhook listed",
     )
     .await;
-    console
-        .eval("document.querySelector('#webhooks-section').scrollIntoView(); true")
-        .await;
-    shoot(&mut console, "02b-webhook-created").await;
+    shoot_at(&mut console, "02b-webhook-created", "#webhook-form").await;
     let url = console
         .eval("document.querySelector('#invites tbody a').href")
         .await
@@ -277,10 +289,34 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
         "redelivered",
     )
     .await;
-    console
-        .eval("document.querySelector('#webhooks-section').scrollIntoView(); true")
-        .await;
+    // The page's "Webhooks" link moves there (focus on the section's heading).
+    click(&mut console, ".meta a[href^='#/campaigns/cmp_']").await;
+    wait(
+        &mut console,
+        "document.activeElement && document.activeElement.id === 'webhooks-title'",
+        "jumped to the webhooks",
+    )
+    .await;
     shoot(&mut console, "02c-webhook-deliveries").await;
+    // Deleted after a confirmation (answered no, then yes).
+    console.eval("window.confirm = () => false; true").await;
+    click(&mut console, "#webhooks tbody button.danger").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        console
+            .eval("document.querySelectorAll('#webhooks tbody button.danger').length")
+            .await,
+        1,
+        "kept when the confirmation is answered no"
+    );
+    console.eval("window.confirm = () => true; true").await;
+    click(&mut console, "#webhooks tbody button.danger").await;
+    wait(
+        &mut console,
+        "document.querySelector('#webhooks tbody').textContent.includes('No endpoints yet') && !document.querySelector('#delivery-log')",
+        "webhook deleted",
+    )
+    .await;
 
     // Found in the list by a word of its transcript.
     console.navigate(&server.url("/console#/campaigns")).await;
