@@ -87,6 +87,11 @@ async fn text(b: &mut Browser, selector: &str) -> String {
 
 /// The text of the file with extension `ext` the browser saved into `dir` (waits for it).
 async fn downloaded(dir: &std::path::Path, ext: &str) -> String {
+    String::from_utf8(downloaded_bytes(dir, ext).await).expect("a text download")
+}
+
+/// The bytes of the file with extension `ext` the browser saved into `dir` (waits for it).
+async fn downloaded_bytes(dir: &std::path::Path, ext: &str) -> Vec<u8> {
     for _ in 0..100 {
         let file = std::fs::read_dir(dir)
             .unwrap()
@@ -94,7 +99,7 @@ async fn downloaded(dir: &std::path::Path, ext: &str) -> String {
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == ext));
         if let Some(f) = file {
-            return std::fs::read_to_string(f).unwrap();
+            return std::fs::read(f).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -409,6 +414,24 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     let jsonl = downloaded(downloads_dir.path(), "jsonl").await;
     let line: Value = serde_json::from_str(jsonl.trim()).expect("one JSON line");
     assert_eq!(line["id"], session_id.as_str(), "{line}");
+    // The ZIP of PDFs: its progress counts the PDFs as their entries arrive.
+    console
+        .eval("(() => { const s = document.querySelector('#x-format'); s.value = 'zip'; return true; })()")
+        .await;
+    click(&mut console, "#export-all").await;
+    wait(
+        &mut console,
+        "document.querySelector('#export-status').textContent.includes('1 of 1 PDFs') && document.querySelector('#export-status').textContent.includes('complete')",
+        "ZIP of PDFs exported",
+    )
+    .await;
+    let zip = downloaded_bytes(downloads_dir.path(), "zip").await;
+    assert!(zip.starts_with(b"PK\x03\x04"), "a ZIP");
+    assert!(
+        zip.windows(session_id.len() + 4)
+            .any(|w| w == format!("{session_id}.pdf").as_bytes()),
+        "the session's PDF in the ZIP"
+    );
     fill(&mut console, "#f-q", "cucumbers").await;
     click(&mut console, "#filters button[type=submit]").await;
     wait(&mut console, "location.hash.includes('q=cucumbers') && document.querySelector('#sessions tbody').textContent.includes('No sessions match')", "nothing for another word").await;
