@@ -372,7 +372,7 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
         csv.starts_with("session_id,campaign,") && csv.contains(&session_id),
         "{csv}"
     );
-    shoot(&mut console, "04b-export").await;
+    shoot_at(&mut console, "04b-export", "#sessions").await;
     // Cancel: the export's body stalls after its first chunk (a stand-in for a large one),
     // the progress shows what arrived, and Cancel aborts it.
     console
@@ -391,7 +391,7 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
         "export under way",
     )
     .await;
-    shoot(&mut console, "04c-export-progress").await;
+    shoot_at(&mut console, "04c-export-progress", "#sessions").await;
     click(&mut console, "#export-cancel").await;
     wait(
         &mut console,
