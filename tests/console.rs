@@ -3,7 +3,10 @@
 //! interview through one of them (the participant in a second browser), find the session in
 //! the list by a word of its transcript, open it, click a turn and hear the mix play from
 //! there (the audio element's currentTime moves to the turn), see the waveform from stored
-//! peaks, the analysis, the metadata, the exports and the aggregate analytics. Screenshots
+//! peaks, the analysis, the metadata, the exports (PDF and audio ZIP links) and the aggregate
+//! analytics; bulk exports from the list (CSV, JSON Lines of a selection, ZIP of PDFs, saved
+//! as downloads; one cancelled mid-stream) and a campaign's webhook endpoint (its secret
+//! shown once, its delivery log, redelivery, deletion). Screenshots
 //! of every page at 1280x800 and at a phone's 390x844 go to `CONSOLE_SHOTS_DIR` (default
 //! `/tmp/console-shots`). The API's authorization rules (missing, wrong and participant
 //! tokens refused on every console route) are in `signaling/tests/console_api.rs`.
