@@ -3,7 +3,10 @@
 //! interview through one of them (the participant in a second browser), find the session in
 //! the list by a word of its transcript, open it, click a turn and hear the mix play from
 //! there (the audio element's currentTime moves to the turn), see the waveform from stored
-//! peaks, the analysis, the metadata, the exports and the aggregate analytics. Screenshots
+//! peaks, the analysis, the metadata, the exports (PDF and audio ZIP links) and the aggregate
+//! analytics; bulk exports from the list (CSV, JSON Lines of a selection, ZIP of PDFs, saved
+//! as downloads; one cancelled mid-stream) and a campaign's webhook endpoint (its secret
+//! shown once, its delivery log, redelivery, deletion). Screenshots
 //! of every page at 1280x800 and at a phone's 390x844 go to `CONSOLE_SHOTS_DIR` (default
 //! `/tmp/console-shots`). The API's authorization rules (missing, wrong and participant
 //! tokens refused on every console route) are in `signaling/tests/console_api.rs`.
@@ -32,6 +35,21 @@ async fn shoot(b: &mut Browser, name: &str) {
     b.set_viewport(1280, 800, false).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.screenshot(&dir.join(format!("{name}-1280.png"))).await;
+}
+
+/// As [`shoot`], with the element `selector` scrolled into view (its end at the bottom).
+async fn shoot_at(b: &mut Browser, name: &str, selector: &str) {
+    let dir = shots_dir();
+    let scroll = format!(
+        "document.querySelector({}).scrollIntoView({{ block: 'end' }}); true",
+        serde_json::to_string(selector).unwrap()
+    );
+    for (w, h, mobile, tag) in [(390, 844, true, "phone"), (1280, 800, false, "1280")] {
+        b.set_viewport(w, h, mobile).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.eval(&scroll).await;
+        b.screenshot(&dir.join(format!("{name}-{tag}.png"))).await;
+    }
 }
 
 /// Sets an input's value as typing would (the page reads `.value`).
@@ -68,6 +86,27 @@ async fn text(b: &mut Browser, selector: &str) -> String {
         serde_json::to_string(selector).unwrap()
     );
     b.eval(&js).await.as_str().unwrap_or_default().to_string()
+}
+
+/// The text of the file with extension `ext` the browser saved into `dir` (waits for it).
+async fn downloaded(dir: &std::path::Path, ext: &str) -> String {
+    String::from_utf8(downloaded_bytes(dir, ext).await).expect("a text download")
+}
+
+/// The bytes of the file with extension `ext` the browser saved into `dir` (waits for it).
+async fn downloaded_bytes(dir: &std::path::Path, ext: &str) -> Vec<u8> {
+    for _ in 0..100 {
+        let file = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == ext));
+        if let Some(f) = file {
+            return std::fs::read(f).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no .{ext} download in {}", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,6 +204,28 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     )
     .await;
     shoot(&mut console, "02-campaign").await;
+
+    // A webhook endpoint of the campaign: the secret is shown once, the endpoint listed. It
+    // points at this server, which answers 404: the attempts show in its delivery log.
+    let hook_url = server.url("/hook-receiver");
+    fill(&mut console, "#w-url", &hook_url).await;
+    click(&mut console, "#make-webhook").await;
+    wait(
+        &mut console,
+        "(document.querySelector('#webhook-secret') || {}).textContent.startsWith('whsec_')",
+        "webhook secret shown",
+    )
+    .await;
+    wait(
+        &mut console,
+        &format!(
+            "document.querySelector('#webhooks tbody').textContent.includes({})",
+            serde_json::to_string(&hook_url).unwrap()
+        ),
+        "webhook listed",
+    )
+    .await;
+    shoot_at(&mut console, "02b-webhook-created", "#webhook-form").await;
     let url = console
         .eval("document.querySelector('#invites tbody a').href")
         .await
@@ -201,6 +262,69 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
         .navigate(&server.url(&format!("/console#/campaigns/{campaign_id}")))
         .await;
     wait(&mut console, "[...document.querySelectorAll('#invites .state')].some(e => e.textContent === 'completed')", "invite state completed").await;
+    // The endpoint's delivery log: the session.completed attempt answered 404; redeliver it.
+    click(&mut console, "#webhooks tbody button.secondary").await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#deliveries h3')",
+        "delivery log shown",
+    )
+    .await;
+    let attempted = format!(
+        "document.querySelector('#delivery-log') && document.querySelector('#delivery-log').textContent.includes('HTTP 404') && document.querySelector('#delivery-log').textContent.includes({})",
+        serde_json::to_string(&session_id).unwrap()
+    );
+    let mut logged = false;
+    for _ in 0..20 {
+        let shown = console
+            .eval(&format!(
+                "(() => {{ try {{ return !!({attempted}); }} catch (e) {{ return false; }} }})()"
+            ))
+            .await;
+        if shown == Value::Bool(true) {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Refresh the log (the first attempt may still be under way).
+        click(&mut console, "#deliveries .actions button").await;
+    }
+    assert!(logged, "delivery log with the 404 attempt");
+    click(&mut console, "#delivery-log button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#deliveries').textContent.includes('Redelivery queued')",
+        "redelivered",
+    )
+    .await;
+    // The page's "Webhooks" link moves there (focus on the section's heading).
+    click(&mut console, ".meta a[href^='#/campaigns/cmp_']").await;
+    wait(
+        &mut console,
+        "document.activeElement && document.activeElement.id === 'webhooks-title'",
+        "jumped to the webhooks",
+    )
+    .await;
+    shoot(&mut console, "02c-webhook-deliveries").await;
+    // Deleted after a confirmation (answered no, then yes).
+    console.eval("window.confirm = () => false; true").await;
+    click(&mut console, "#webhooks tbody button.danger").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        console
+            .eval("document.querySelectorAll('#webhooks tbody button.danger').length")
+            .await,
+        1,
+        "kept when the confirmation is answered no"
+    );
+    console.eval("window.confirm = () => true; true").await;
+    click(&mut console, "#webhooks tbody button.danger").await;
+    wait(
+        &mut console,
+        "document.querySelector('#webhooks tbody').textContent.includes('No endpoints yet') && !document.querySelector('#delivery-log')",
+        "webhook deleted",
+    )
+    .await;
 
     // Found in the list by a word of its transcript.
     console.navigate(&server.url("/console#/campaigns")).await;
@@ -223,6 +347,94 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     wait(&mut console, "location.hash.includes('q=vegetables') && document.querySelectorAll('#sessions tbody a').length === 1", "one session found").await;
     assert_eq!(text(&mut console, "#sessions tbody a").await, session_id);
     shoot(&mut console, "04-sessions").await;
+
+    // Bulk export of the campaign's sessions as CSV: streamed with progress, saved as a
+    // download that holds the session's row.
+    console
+        .navigate(&server.url(&format!("/console#/sessions?campaign={campaign_id}")))
+        .await;
+    wait(
+        &mut console,
+        "document.querySelectorAll('#sessions tbody a').length === 1 && !!document.querySelector('#export-all')",
+        "the campaign's sessions",
+    )
+    .await;
+    let downloads_dir = tempfile::tempdir().unwrap();
+    console.allow_downloads(downloads_dir.path()).await;
+    click(&mut console, "#export-all").await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#export-file') && document.querySelector('#export-status').textContent.includes('1 of 1 rows')",
+        "CSV export complete",
+    )
+    .await;
+    // The page saved it as a download (a blob: URL, which the page's CSP keeps even the
+    // page itself from fetching).
+    let csv = downloaded(downloads_dir.path(), "csv").await;
+    assert!(
+        csv.starts_with("session_id,campaign,") && csv.contains(&session_id),
+        "{csv}"
+    );
+    shoot_at(&mut console, "04b-export", "#sessions").await;
+    // Cancel: the export's body stalls after its first chunk (a stand-in for a large one),
+    // the progress shows what arrived, and Cancel aborts it.
+    console
+        .eval(
+            "(() => { const real = window.fetch; window.fetch = async (url, opts) => { window.fetch = real; \
+             const res = await real(url, opts); const reader = res.body.getReader(); \
+             const body = new ReadableStream({ async start(c) { const { value } = await reader.read(); c.enqueue(value); \
+             opts.signal.addEventListener('abort', () => { reader.cancel(); c.error(new DOMException('aborted', 'AbortError')); }); } }); \
+             return new Response(body, { status: res.status, headers: res.headers }); }; return true; })()",
+        )
+        .await;
+    click(&mut console, "#export-all").await;
+    wait(
+        &mut console,
+        "document.querySelector('#export-status').textContent.includes('received') && !document.querySelector('#export-cancel').hidden && !document.querySelector('#export-file')",
+        "export under way",
+    )
+    .await;
+    shoot_at(&mut console, "04c-export-progress", "#sessions").await;
+    click(&mut console, "#export-cancel").await;
+    wait(
+        &mut console,
+        "document.querySelector('#export-result').textContent === 'Export cancelled.' && !document.querySelector('#export-all').disabled",
+        "export cancelled",
+    )
+    .await;
+    // A selection (the row's checkbox) as JSON Lines.
+    click(&mut console, "#sessions tbody input[type=checkbox]").await;
+    console
+        .eval("(() => { const s = document.querySelector('#x-format'); s.value = 'jsonl'; return true; })()")
+        .await;
+    click(&mut console, "#export-selected").await;
+    wait(
+        &mut console,
+        "document.querySelector('#export-status').textContent.includes('JSON Lines') && document.querySelector('#export-status').textContent.includes('complete')",
+        "selection exported",
+    )
+    .await;
+    let jsonl = downloaded(downloads_dir.path(), "jsonl").await;
+    let line: Value = serde_json::from_str(jsonl.trim()).expect("one JSON line");
+    assert_eq!(line["id"], session_id.as_str(), "{line}");
+    // The ZIP of PDFs: its progress counts the PDFs as their entries arrive.
+    console
+        .eval("(() => { const s = document.querySelector('#x-format'); s.value = 'zip'; return true; })()")
+        .await;
+    click(&mut console, "#export-all").await;
+    wait(
+        &mut console,
+        "document.querySelector('#export-status').textContent.includes('1 of 1 PDFs') && document.querySelector('#export-status').textContent.includes('complete')",
+        "ZIP of PDFs exported",
+    )
+    .await;
+    let zip = downloaded_bytes(downloads_dir.path(), "zip").await;
+    assert!(zip.starts_with(b"PK\x03\x04"), "a ZIP");
+    assert!(
+        zip.windows(session_id.len() + 4)
+            .any(|w| w == format!("{session_id}.pdf").as_bytes()),
+        "the session's PDF in the ZIP"
+    );
     fill(&mut console, "#f-q", "cucumbers").await;
     click(&mut console, "#filters button[type=submit]").await;
     wait(&mut console, "location.hash.includes('q=cucumbers') && document.querySelector('#sessions tbody').textContent.includes('No sessions match')", "nothing for another word").await;
@@ -352,6 +564,22 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     assert!(
         downloads.contains("mix.wav") && downloads.contains("participant.mp3"),
         "{downloads}"
+    );
+    let exports = text(&mut console, "#panel-exports").await;
+    assert!(
+        exports.contains("Transcript (PDF)")
+            && exports.contains("Audio ZIP (MP3)")
+            && !exports.contains("exports feature"),
+        "{exports}"
+    );
+    // The PDF link downloads a PDF (read from the page with its cookie), the ZIP a ZIP.
+    let magic = console
+        .eval("Promise.all(['#export-pdf', '#export-wav'].map(s => fetch(document.querySelector(s).href).then(r => r.arrayBuffer()).then(b => String.fromCharCode(...new Uint8Array(b.slice(0, 4))))))")
+        .await;
+    assert_eq!(
+        magic,
+        serde_json::json!(["%PDF", "PK\u{3}\u{4}"]),
+        "{magic}"
     );
     shoot(&mut console, "09-exports").await;
 

@@ -492,6 +492,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/sessions/{id}/mark/abandoned"),
     ("DELETE", "/v1/sessions/{id}"),
     ("GET", "/v1/analytics"),
+    // Exports and webhooks (issue 15), which the console calls as well.
+    ("GET", "/v1/sessions/{id}/export.pdf"),
+    ("GET", "/v1/sessions/{id}/export.json"),
+    ("GET", "/v1/sessions/{id}/audio.zip?format=mp3"),
+    ("GET", "/v1/exports/sessions.csv"),
+    ("GET", "/v1/exports/sessions.jsonl?campaign=cmp_default"),
+    ("GET", "/v1/exports/transcripts.zip?ids={id}"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/whk_x"),
+    ("DELETE", "/v1/webhooks/whk_x"),
+    ("GET", "/v1/webhooks/whk_x/deliveries"),
+    ("POST", "/v1/webhooks/whk_x/deliveries/dlv_x/redeliver"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,6 +612,22 @@ async fn the_console_signs_in_with_a_cookie_that_is_not_the_token() {
         .await
         .unwrap();
     assert_eq!(made.status(), 201);
+    // The console's bulk export reads with the cookie alone (a GET), its count up front.
+    let csv = srv
+        .http
+        .get(format!("{}/v1/exports/sessions.csv", srv.base))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.headers()["x-total-count"], "0");
+    assert!(
+        csv.text()
+            .await
+            .unwrap()
+            .starts_with("session_id,campaign,")
+    );
     let out = srv
         .http
         .post(format!("{}/console/signout", srv.base))

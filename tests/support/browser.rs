@@ -277,6 +277,17 @@ impl Browser {
         assert!(r.get("error").is_none(), "viewport {width}x{height}: {r}");
     }
 
+    /// Saves the page's downloads into `dir` (instead of the profile's default folder).
+    pub async fn allow_downloads(&mut self, dir: &Path) {
+        let r = self
+            .call(
+                "Browser.setDownloadBehavior",
+                json!({"behavior": "allow", "downloadPath": dir.display().to_string()}),
+            )
+            .await;
+        assert!(r.get("error").is_none(), "download behavior: {r}");
+    }
+
     /// Saves a PNG screenshot of the page.
     pub async fn screenshot(&mut self, path: &Path) {
         let r = self
