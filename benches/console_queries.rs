@@ -6,6 +6,9 @@
 //!     cargo bench --bench console_queries            # 100,000 sessions, 50 runs a query
 //!     CONSOLE_BENCH_SESSIONS=20000 cargo bench --bench console_queries
 //!
+//! Run without `--bench` (as `cargo test --all-targets` runs it) it is a smoke check: 2,000
+//! sessions and 3 runs a query, so the test suite only proves the queries work.
+//!
 //! The data: 10 campaigns, sessions spread over a year, states as a real mix (60 % completed,
 //! 25 % abandoned at one of 7 drop points, 5 % in progress, 10 % other), 4 turns each whose
 //! text draws from a 2,000-word vocabulary plus a rare word (`tomatoes`) in 1 % of them, and
@@ -25,6 +28,19 @@ use std::time::Instant;
 const YEAR_MS: i64 = 365 * 24 * 3600 * 1000;
 const T0: i64 = 1_750_000_000_000;
 const RUNS: usize = 50;
+/// Runs a query in a smoke check (`cargo test`).
+const SMOKE_RUNS: usize = 3;
+/// Sessions seeded in a smoke check.
+const SMOKE_SESSIONS: usize = 2_000;
+
+/// `cargo bench` passes `--bench`; `cargo test` does not.
+fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn runs() -> usize {
+    if benching() { RUNS } else { SMOKE_RUNS }
+}
 
 /// xorshift64*: reproducible data without a dependency.
 struct Rng(u64);
@@ -184,21 +200,22 @@ async fn seed(store: &SqliteStore, n: usize) {
     }
 }
 
-/// p50 and p95 (nearest rank) in ms of `RUNS` runs of `query`, after one warm-up.
+/// p50 and p95 (nearest rank) in ms of [`runs`] runs of `query`, after one warm-up.
 async fn measure<F, Fut, T>(name: &str, mut query: F) -> f64
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = T>,
 {
     let _ = query().await;
-    let mut ms: Vec<f64> = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
+    let runs = runs();
+    let mut ms: Vec<f64> = Vec::with_capacity(runs);
+    for _ in 0..runs {
         let t = Instant::now();
         std::hint::black_box(query().await);
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     ms.sort_by(f64::total_cmp);
-    let at = |p: usize| ms[(p * RUNS).div_ceil(100).max(1) - 1];
+    let at = |p: usize| ms[(p * runs).div_ceil(100).max(1) - 1];
     println!("{name:<44} p50 {:>7.2} ms   p95 {:>7.2} ms", at(50), at(95));
     at(95)
 }
@@ -208,7 +225,7 @@ async fn main() {
     let n: usize = std::env::var("CONSOLE_BENCH_SESSIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(if benching() { 100_000 } else { SMOKE_SESSIONS });
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("bench.db"))
         .await
