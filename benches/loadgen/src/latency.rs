@@ -12,7 +12,10 @@
 //! - **agent -> participant**: the agent sends each talk at real-time pace as one unbroken
 //!   sound; the n-th sounding AI packet of a talk carries the n-th agent frame (the server
 //!   plays the talk's audio in order, one 20 ms frame per packet; an underrun sends a silence
-//!   packet, which is not counted). Latency = packet arrival - frame send. The server sends on
+//!   packet, which is not counted). Silence is recognised by its bytes: the server sends one
+//!   encoded packet of digital silence, the same every time (learned from the stream's first
+//!   packet); a size threshold would misjudge the quiet onset of a talk, which Opus' speech
+//!   mode (SILK) codes in a few bytes too. Latency = packet arrival - frame send. The server sends on
 //!   its own 20 ms clock, so a frame may wait up to one frame for its slot: the codec's own
 //!   frame. The slot grid is read from the AI packets themselves (arrival - RTP timestamp,
 //!   minimum over the session), and the latency *beyond* that wait is reported beside the raw
@@ -32,8 +35,8 @@ use super::stats::Distribution;
 const FRAME: Duration = Duration::from_millis(20);
 /// Frames at a stream's start that are not counted (the bridge was connecting).
 const WARMUP_FRAMES: u64 = 50;
-/// AI packets at most this long carry silence (Opus of digital zeros is a few bytes; the
-/// test agent's sound is far above it).
+/// The stream's first packet is taken for the server's silence packet when it is at most this
+/// long (Opus of digital zeros is a few bytes).
 const SILENCE_PACKET_MAX_BYTES: usize = 12;
 /// RTP clock of Opus.
 const CLOCK_RATE: f64 = 48_000.0;
@@ -68,6 +71,8 @@ struct Records {
     /// seen: the server's send slot grid.
     rtp_first: Option<u32>,
     grid: Option<Instant>,
+    /// The server's packet of digital silence (the stream's first packet, when it is small).
+    silence: Option<Vec<u8>>,
 }
 
 /// Latencies paired by one [`Probe::drain`], in milliseconds.
@@ -115,8 +120,11 @@ impl Probe {
     }
 
     /// An AI packet reached the participant.
-    pub fn ai_packet(&self, rtp_timestamp: u32, payload_len: usize, at: Instant) {
+    pub fn ai_packet(&self, rtp_timestamp: u32, payload: &[u8], at: Instant) {
         let mut r = lock(&self.inner);
+        if r.rtp_first.is_none() && payload.len() <= SILENCE_PACKET_MAX_BYTES {
+            r.silence = Some(payload.to_vec());
+        }
         let first = *r.rtp_first.get_or_insert(rtp_timestamp);
         // (The 32-bit clock wraps after 24 h at 48 kHz: far beyond a session.)
         let media =
@@ -124,7 +132,11 @@ impl Probe {
         if let Some(slot0) = at.checked_sub(media) {
             r.grid = Some(r.grid.map_or(slot0, |g| g.min(slot0)));
         }
-        if payload_len <= SILENCE_PACKET_MAX_BYTES {
+        let silent = match &r.silence {
+            Some(silence) => silence.as_slice() == payload,
+            None => payload.len() <= SILENCE_PACKET_MAX_BYTES,
+        };
+        if silent {
             return;
         }
         // The talk this sound belongs to: the latest one begun before it arrived.
@@ -349,6 +361,39 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_onset_is_sound_and_only_the_silence_packet_is_silence() {
+        let t0 = Instant::now();
+        let p = Probe::default();
+        let slot = |k: u32| at(t0, 3.0 + f64::from(k) * 20.0);
+        let silence = [0xf8, 0xff, 0xfe];
+        for k in 0..5u32 {
+            p.ai_packet(k * 960, &silence, at(slot(k), 0.2));
+        }
+        p.talk_started();
+        for j in 0..3 {
+            p.talk_frame_sent(at(t0, 85.0 + j as f64 * 20.0));
+        }
+        // The talk's first packet is as small as silence but other bytes (a quiet onset).
+        p.ai_packet(
+            5 * 960,
+            &[0x0b, 0x41, 0x2c, 0x90, 0x11, 0x7e, 0x01, 0x02, 0x03],
+            at(slot(5), 0.2),
+        );
+        p.ai_packet(6 * 960, &[7; 60], at(slot(6), 0.2));
+        p.ai_packet(7 * 960, &silence, at(slot(7), 0.2));
+        p.ai_packet(8 * 960, &[7; 60], at(slot(8), 0.2));
+        let got = p.drain().agent_to_participant;
+        // Frames sent at 85, 105, 125 ms arrive at 103.2, 123.2 and 163.2 ms (the silence
+        // packet in between is not counted).
+        let want = [18.2, 18.2, 38.2];
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn agent_frames_pair_with_sounding_packets_and_their_slot() {
         let t0 = Instant::now();
         let p = Probe::default();
@@ -356,7 +401,7 @@ mod tests {
         // Silence before the talk.
         let slot = |k: u32| at(t0, 3.0 + f64::from(k) * 20.0);
         for k in 0..10u32 {
-            p.ai_packet(k * 960, 3, at(slot(k), 0.2));
+            p.ai_packet(k * 960, &[1, 2, 3], at(slot(k), 0.2));
         }
         // The agent talks from t0 + 205 ms: frames every 20 ms.
         p.talk_started();
@@ -369,11 +414,11 @@ mod tests {
         let mut k = 10;
         for j in 0..5 {
             if j == 2 {
-                p.ai_packet(k * 960, 3, at(slot(k), 0.2));
+                p.ai_packet(k * 960, &[1, 2, 3], at(slot(k), 0.2));
                 k += 1;
             }
             k += 1;
-            p.ai_packet(k * 960, 80, at(slot(k), 0.2));
+            p.ai_packet(k * 960, &[7; 80], at(slot(k), 0.2));
         }
         let got = p.drain();
         let raw: Vec<f64> = got

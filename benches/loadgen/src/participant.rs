@@ -338,7 +338,7 @@ async fn stream(
                     hub.rx_expected_by_clock.fetch_add(d.expected_by_clock, Ordering::Relaxed);
                     last_packet = p.arrival;
                     if let Some(probe) = probe {
-                        probe.ai_packet(p.timestamp, p.payload.len(), p.arrival);
+                        probe.ai_packet(p.timestamp, &p.payload, p.arrival);
                     }
                 }
                 // A transient ICE disconnect may recover; a lasting one shows as silence.
