@@ -392,8 +392,18 @@ impl ServerPeer {
         if let Some(path) = selected::from_stats(&report) {
             return Some(path);
         }
-        let addr = self.conn.shared.activity.last_sent_to()?;
-        Some(selected::from_sdp(&self.offer.lock().await, addr))
+        // Where the next datagram goes: AI audio leaves every 20 ms.
+        let activity = &self.conn.shared.activity;
+        activity.want_destination();
+        let mut addr = None;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            addr = activity.destination();
+            if addr.is_some() {
+                break;
+            }
+        }
+        Some(selected::from_sdp(&self.offer.lock().await, addr?))
     }
 
     /// What the other side's latest RTCP report block says of the audio this peer sends;

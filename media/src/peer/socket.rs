@@ -27,9 +27,11 @@ pub(crate) struct LinkActivity {
     last_heard_us: AtomicU64,
     /// Drop every outgoing datagram (a cut path, for tests).
     mute_outgoing: AtomicBool,
-    /// Where the last datagram went: once connected, the client's side of the selected pair
-    /// (media and consent answers go there). Uncontended lock, once per packet sent.
-    last_sent_to: std::sync::Mutex<Option<SocketAddr>>,
+    /// Set to have the next datagram's destination noted in `sent_to`: once connected, the
+    /// client's side of the selected pair (media goes there). Asked for once per connection,
+    /// so the send path costs one relaxed load otherwise.
+    destination_wanted: AtomicBool,
+    sent_to: std::sync::Mutex<Option<SocketAddr>>,
 }
 
 impl LinkActivity {
@@ -38,7 +40,8 @@ impl LinkActivity {
             base: Instant::now(),
             last_heard_us: AtomicU64::new(0),
             mute_outgoing: AtomicBool::new(false),
-            last_sent_to: std::sync::Mutex::new(None),
+            destination_wanted: AtomicBool::new(false),
+            sent_to: std::sync::Mutex::new(None),
         })
     }
 
@@ -55,9 +58,17 @@ impl LinkActivity {
         }
     }
 
-    /// The destination of the last datagram sent.
-    pub(crate) fn last_sent_to(&self) -> Option<SocketAddr> {
-        self.last_sent_to.lock().ok().and_then(|a| *a)
+    /// Forgets the noted destination and has the next datagram's noted.
+    pub(crate) fn want_destination(&self) {
+        if let Ok(mut to) = self.sent_to.lock() {
+            *to = None;
+        }
+        self.destination_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// The destination noted since [`Self::want_destination`], once a datagram went out.
+    pub(crate) fn destination(&self) -> Option<SocketAddr> {
+        self.sent_to.lock().ok().and_then(|a| *a)
     }
 
     pub(crate) fn set_mute_outgoing(&self, mute: bool) {
@@ -195,9 +206,13 @@ impl AsyncUdpSocket for WatchedUdpSocket {
         }
         let sent = self.inner.poll_send(cx, transmit);
         if let Poll::Ready(Ok(_)) = sent
-            && let Ok(mut to) = self.activity.last_sent_to.lock()
+            && self.activity.destination_wanted.load(Ordering::Relaxed)
+            && let Ok(mut to) = self.activity.sent_to.lock()
         {
             *to = Some(transmit.destination);
+            self.activity
+                .destination_wanted
+                .store(false, Ordering::Relaxed);
         }
         sent
     }
