@@ -52,7 +52,26 @@ pub struct Config {
     pub agent: AgentConfig,
     pub limits: LimitsConfig,
     pub webhooks: WebhookConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+/// Who may sign in with what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accept the admin token (the bootstrap superuser) as a bearer token and at the
+    /// console's sign-in. Off only once a superuser user exists (the start refuses
+    /// otherwise: nobody could manage the deployment).
+    pub admin_token_enabled: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            admin_token_enabled: true,
+        }
+    }
 }
 
 /// Logging. `EARSHOT_LOG` (a filter) still wins over `filter`.
@@ -240,7 +259,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "media",
     "opus",
@@ -251,6 +270,7 @@ const SECTIONS: [&str; 11] = [
     "agent",
     "limits",
     "webhooks",
+    "auth",
     "log",
 ];
 

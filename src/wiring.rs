@@ -43,6 +43,12 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         .await
         .context("opening the database")?;
     let default_prompts = seed_defaults(&store, &data_dir, &cfg).await?;
+    if !cfg.auth.admin_token_enabled && store.count_superusers().await? == 0 {
+        anyhow::bail!(
+            "[auth] admin_token_enabled = false, but no superuser user exists: nobody could \
+             manage this deployment. Add one first (earshot user add --superuser ...)"
+        );
+    }
     if !cfg.prompts_dir().is_dir() {
         tracing::warn!(dir = %cfg.prompts_dir().display(), "no prompts directory: scripts can name only the built-in prompts");
     }
@@ -93,6 +99,10 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     let app = Arc::new(App {
         service: sessions,
         admin_token: admin_token.clone(),
+        access: Arc::new(earshot_signaling::access::Access::new(
+            store.clone(),
+            cfg.auth.admin_token_enabled,
+        )),
         public_url: public_url.clone(),
         ice_servers: cfg.turn.ice_servers.clone(),
         turn: cfg.turn.shared_secret.as_ref().map(|secret| {

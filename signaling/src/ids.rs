@@ -24,6 +24,12 @@ pub fn new_invite_token() -> String {
     random_part(24)
 }
 
+/// A new secret credential such as `ek_...` (API keys, console sign-ins): 40 random
+/// characters of 36 (about 206 bits), so a fast hash (SHA-256) is enough to store it.
+pub fn new_secret(prefix: &str) -> String {
+    format!("{prefix}_{}", random_part(40))
+}
+
 /// True when `s` could be an ID with `prefix` made by [`new_id`] (or a fixed seed ID such as
 /// `cmp_default`): ASCII lowercase letters, digits and `_`, bounded length.
 pub fn is_valid_id(prefix: &str, s: &str) -> bool {

@@ -8,8 +8,10 @@
 //! in-process implementations beside their ports (`store::SqliteStore`,
 //! `blob_store::LocalDiskBlobs`, `live::Hub`, `clock::SystemClock`).
 
+pub mod access;
 pub mod analytics;
 pub mod attention;
+pub mod audit;
 pub mod blob_store;
 pub mod byte_range;
 pub mod clock;

@@ -1,11 +1,13 @@
-//! Admin routes (campaign owner's token until roles exist): invites, sessions, transcripts,
-//! recordings.
-//! Every handler takes the [`Admin`] extractor, so a missing or wrong token gets 401.
+//! Session routes of the researchers: invites, sessions, transcripts, recordings, admin
+//! actions. Every handler takes the [`Caller`] extractor (a missing or wrong credential gets
+//! 401) and checks its permission on the session's campaign (403 `forbidden`); lists show
+//! only the campaigns the caller may view. Admin actions and downloads are audited.
 
-use super::auth::Admin;
+use super::auth::Caller;
 use super::extract::{body_rejection, path_or_not_found, query_time};
 use super::state::AppState;
 use super::views::{detail_view, list_view, public_view, transcript_view};
+use crate::access::Permission;
 use crate::byte_range::ByteRange;
 use crate::error::ApiError;
 use crate::ids;
@@ -45,7 +47,7 @@ struct CreateInvite {
 }
 
 async fn create_invite(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -63,6 +65,7 @@ async fn create_invite(
     let script_id = req
         .script_id
         .unwrap_or_else(|| app.default_script_id.clone());
+    caller.may_in(Permission::Invite, &campaign_id)?;
     let invite = app
         .service
         .create_invite(campaign_id, script_id, &req.metadata)
@@ -164,6 +167,7 @@ impl ListQuery {
             text,
             sort,
             after,
+            campaigns: None,
         })
     }
 }
@@ -183,12 +187,13 @@ fn parse_cursor(c: &str) -> Option<SessionCursor> {
 }
 
 async fn list_sessions(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let filter = query.into_filter()?;
+    let mut filter = query.into_filter()?;
+    filter.campaigns = caller.campaigns_with(Permission::View);
     let limit = filter.limit.unwrap_or(100);
     let rows = app.service.list_sessions(&filter).await?;
     let now = app.service.now();
@@ -202,52 +207,76 @@ async fn list_sessions(
 }
 
 async fn get_session(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
+    caller.session(&app, &id, Permission::View).await?;
     let detail = app.service.session_detail(&id).await?;
     Ok(axum::Json(detail_view(&detail)))
 }
 
 async fn end_session(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    let session = app.service.admin_end(&id).await?;
+    let campaign = caller
+        .session(&app, &id, Permission::Admin)
+        .await?
+        .campaign_id;
+    let result = app.service.admin_end(&id).await;
+    let session = caller
+        .audited(&app, "session.end", &id, Some(&campaign), result)
+        .await?;
     Ok(axum::Json(public_view(&session)))
 }
 
 /// `POST /v1/sessions/{id}/mark/{completed|abandoned}`: ends a session stuck in progress.
 async fn mark_session(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (id, outcome) = path_or_not_found(path, "session_not_found")?;
-    let session = match outcome.as_str() {
-        "completed" => app.service.mark_complete(&id).await?,
-        "abandoned" => app.service.mark_abandoned(&id).await?,
-        _ => {
-            return Err(ApiError::not_found(
-                "route_not_found",
-                "mark a session `completed` or `abandoned`",
-            ));
-        }
+    if !matches!(outcome.as_str(), "completed" | "abandoned") {
+        return Err(ApiError::not_found(
+            "route_not_found",
+            "mark a session `completed` or `abandoned`",
+        ));
+    }
+    let campaign = caller
+        .session(&app, &id, Permission::Admin)
+        .await?
+        .campaign_id;
+    let result = if outcome == "completed" {
+        app.service.mark_complete(&id).await
+    } else {
+        app.service.mark_abandoned(&id).await
     };
+    let action = format!("session.mark.{outcome}");
+    let session = caller
+        .audited(&app, &action, &id, Some(&campaign), result)
+        .await?;
     Ok(axum::Json(public_view(&session)))
 }
 
 async fn restart_session(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    let r = app.service.admin_restart(&id).await?;
+    let campaign = caller
+        .session(&app, &id, Permission::Admin)
+        .await?
+        .campaign_id;
+    let result = app.service.admin_restart(&id).await;
+    let r = caller
+        .audited(&app, "session.restart", &id, Some(&campaign), result)
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({
@@ -258,28 +287,36 @@ async fn restart_session(
 }
 
 async fn get_transcript(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
+    caller.session(&app, &id, Permission::View).await?;
     let turns = app.service.transcript(&id).await?;
     Ok(axum::Json(transcript_view(&id, &turns)))
 }
 
 async fn delete_session(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    app.service.delete(&id).await?;
+    let campaign = caller
+        .session(&app, &id, Permission::Admin)
+        .await?
+        .campaign_id;
+    let result = app.service.delete(&id).await;
+    caller
+        .audited(&app, "session.delete", &id, Some(&campaign), result)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /v1/sessions/{id}/peaks/{track}`: the track's stored waveform peaks (JSON).
 async fn get_peaks(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -287,6 +324,10 @@ async fn get_peaks(
     let track: Track = track
         .parse()
         .map_err(|_| ApiError::not_found("peaks_not_found", "track is participant, ai or mix"))?;
+    if !ids::is_valid_id("ses", &id) {
+        return Err(ApiError::not_found("peaks_not_found", "no such session"));
+    }
+    caller.session(&app, &id, Permission::View).await?;
     let peaks = app.service.peaks(&id, track).await?;
     let len = peaks.len;
     Ok((
@@ -300,7 +341,7 @@ async fn get_peaks(
 }
 
 async fn get_recording(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: axum::http::HeaderMap,
@@ -315,13 +356,24 @@ async fn get_recording(
     if !ids::is_valid_id("ses", &id) {
         return Err(not_found());
     }
+    let campaign = caller
+        .session(&app, &id, Permission::View)
+        .await?
+        .campaign_id;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(ByteRange::parse);
-    let recording = app
-        .service
-        .recording_range(&id, track, format, range)
+    let result = app.service.recording_range(&id, track, format, range).await;
+    let resource = format!("{id}/{file}");
+    let recording = caller
+        .audited(
+            &app,
+            "recording.download",
+            &resource,
+            Some(&campaign),
+            result,
+        )
         .await?;
     let len = recording.len;
     if recording.unsatisfiable {

@@ -1,10 +1,13 @@
 //! Analytics routes (admin): one session's analytics (`GET /v1/sessions/{id}/analytics`)
 //! and the aggregate of a campaign and date range (`GET /v1/analytics?campaign=&from=&to=`).
-//! The formulas are in `crate::analytics` and README.md ("Analytics").
+//! The formulas are in `crate::analytics` and README.md ("Analytics"). Analytics are the
+//! `export` permission's (analysts'); the aggregate counts only the campaigns the caller
+//! holds it on.
 
-use super::auth::Admin;
+use super::auth::Caller;
 use super::extract::{path_or_not_found, query_time};
 use super::state::AppState;
+use crate::access::Permission;
 use crate::error::ApiError;
 use crate::store::AggregateFilter;
 use axum::Router;
@@ -21,11 +24,12 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn session(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
+    caller.session(&app, &id, Permission::Export).await?;
     Ok(axum::Json(app.service.session_analytics(&id).await?))
 }
 
@@ -38,13 +42,14 @@ struct AggregateQuery {
 }
 
 async fn aggregate(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     query: Result<Query<AggregateQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let filter = AggregateFilter {
         campaign: q.campaign.filter(|c| !c.is_empty()),
+        campaigns: caller.campaigns_with(Permission::Export),
         from: query_time(q.from, "from", false)?,
         to: query_time(q.to, "to", true)?,
     };

@@ -1,14 +1,15 @@
-//! Campaign routes of the researcher console (admin only, like every `/v1` route but the
-//! participant's): campaigns (create, list, read, edit), a campaign's scripts, its invites
-//! with their state, and invites made in bulk: `{"script_id","count"}` in, JSON of links
+//! Campaign routes of the researcher console: campaigns (create: superusers; list: those
+//! the caller has a role on; read: `view`; edit: `edit`), a campaign's scripts (`view`), its
+//! invites with their state (`invite`), and invites made in bulk (`invite`): `{"script_id","count"}` in, JSON of links
 //! out; or a CSV of metadata rows in (`Content-Type: text/csv`, `?script_id=`; the header
 //! row names the metadata keys), the same CSV with `token` and `url` columns added out.
 
-use super::auth::Admin;
+use super::auth::{Admin, Caller};
 use super::extract::{body_rejection, path_or_not_found};
 use super::participant::require_content_type;
 use super::scripts::script_view;
 use super::state::AppState;
+use crate::access::Permission;
 use crate::error::ApiError;
 use crate::service::catalog::MAX_INVITES;
 use crate::store::{CampaignRow, InviteRow, InviteStateRow};
@@ -74,12 +75,14 @@ fn checked(name: &str, description: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn list(_: Admin, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+async fn list(caller: Caller, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let p = &caller.principal;
     let campaigns: Vec<Value> = app
         .service
         .campaigns()
         .await?
         .iter()
+        .filter(|c| p.superuser || p.grants.contains_key(&c.id))
         .map(campaign_view)
         .collect();
     Ok(axum::Json(json!({"campaigns": campaigns})))
@@ -109,22 +112,24 @@ async fn create(
 }
 
 async fn read(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "campaign_not_found")?;
+    caller.may_in(Permission::View, &id)?;
     Ok(axum::Json(campaign_view(&app.service.campaign(&id).await?)))
 }
 
 async fn edit(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "campaign_not_found")?;
+    caller.may_in(Permission::Edit, &id)?;
     let req: CampaignBody = json_body(&headers, body)?;
     let old = app.service.campaign(&id).await?;
     let name = req.name.unwrap_or(old.name);
@@ -138,11 +143,12 @@ async fn edit(
 }
 
 async fn scripts(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "campaign_not_found")?;
+    caller.may_in(Permission::View, &id)?;
     let scripts = app
         .service
         .scripts(Some(&id))
@@ -172,11 +178,12 @@ fn invite_view(app: &AppState, i: &InviteStateRow) -> Value {
 }
 
 async fn invites(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "campaign_not_found")?;
+    caller.may_in(Permission::Invite, &id)?;
     let rows = app.service.invites(&id).await?;
     let invites: Vec<Value> = rows.iter().map(|i| invite_view(&app, i)).collect();
     Ok(axum::Json(json!({"invites": invites})))
@@ -197,7 +204,7 @@ struct BulkQuery {
 
 /// `POST /v1/campaigns/{id}/invites`: N invites (JSON) or one per CSV row (CSV).
 async fn bulk_invites(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<BulkQuery>, QueryRejection>,
@@ -205,6 +212,7 @@ async fn bulk_invites(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "campaign_not_found")?;
+    caller.may_in(Permission::Invite, &id)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let too_many = || {
         ApiError::bad_request(

@@ -1,12 +1,15 @@
-//! Export routes (admin token): one session's PDF transcript, raw JSON and audio ZIP, and bulk
+//! Export routes (the `export` permission, audited): one session's PDF transcript, raw JSON and audio ZIP, and bulk
 //! exports of every session matching the filters (state, campaign, creation date range) as
 //! CSV, JSON Lines or a ZIP of PDFs. Bulk exports stream page by page from the store; the
-//! client reading slowly slows the export, and closing the connection cancels it.
+//! client reading slowly slows the export, and closing the connection cancels it. A bulk
+//! export holds only the sessions of the campaigns the caller may export.
 
-use super::auth::Admin;
+use super::auth::Caller;
 use super::extract::path_or_not_found;
 use super::state::AppState;
 use super::views::export_view;
+use crate::access::Permission;
+use crate::audit::Outcome;
 use crate::error::ApiError;
 use crate::exports::zip_stream::{ByteStream, zip_stream};
 use crate::exports::{self, CSV_COLUMNS};
@@ -64,11 +67,18 @@ fn no_fonts() -> ApiError {
 }
 
 async fn session_pdf(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
+    let campaign = caller
+        .session(&app, &id, Permission::Export)
+        .await?
+        .campaign_id;
+    caller
+        .audit(&app, "export.pdf", &id, Some(&campaign), Outcome::Ok)
+        .await;
     let export = app.service.session_export(&id).await?;
     let fonts = app.service.pdf_fonts().cloned().ok_or_else(no_fonts)?;
     // Subsetting fonts and laying out pages is CPU work: off the async workers.
@@ -84,11 +94,18 @@ async fn session_pdf(
 }
 
 async fn session_json(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
+    let campaign = caller
+        .session(&app, &id, Permission::Export)
+        .await?
+        .campaign_id;
+    caller
+        .audit(&app, "export.json", &id, Some(&campaign), Outcome::Ok)
+        .await;
     let export = app.service.session_export(&id).await?;
     let body = export_view(&export, app.service.public_url()).to_string();
     Ok(attachment(
@@ -105,13 +122,20 @@ struct AudioQuery {
 }
 
 async fn session_audio(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<AudioQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
+    let campaign = caller
+        .session(&app, &id, Permission::Export)
+        .await?
+        .campaign_id;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    caller
+        .audit(&app, "export.audio", &id, Some(&campaign), Outcome::Ok)
+        .await;
     let format = match q.format.as_deref() {
         None | Some("wav") => Format::Wav,
         Some("mp3") => Format::Mp3,
@@ -225,6 +249,7 @@ impl BulkQuery {
             from,
             to,
             ids,
+            campaigns: None,
         })
     }
 }
@@ -280,6 +305,21 @@ fn paged(
     head.chain(pages).boxed()
 }
 
+/// Audits a bulk export, naming its filter as the resource.
+async fn audit_bulk(caller: &Caller, app: &AppState, action: &str, f: &ExportFilter) {
+    let resource = format!(
+        "campaign={} state={} from={} to={} ids={}",
+        f.campaign.as_deref().unwrap_or("*"),
+        f.state.map_or("*", |s| s.as_str()),
+        f.from.map_or("*".into(), |v| v.to_string()),
+        f.to.map_or("*".into(), |v| v.to_string()),
+        f.ids.as_ref().map_or(0, Vec::len),
+    );
+    caller
+        .audit(app, action, &resource, f.campaign.as_deref(), Outcome::Ok)
+        .await;
+}
+
 fn csv_bytes(rows: impl IntoIterator<Item = [String; 7]>) -> Result<Bytes, ApiError> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
@@ -295,11 +335,13 @@ fn csv_bytes(rows: impl IntoIterator<Item = [String; 7]>) -> Result<Bytes, ApiEr
 }
 
 async fn bulk_csv(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     query: Result<Query<BulkQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let filter = bulk_filter(query)?;
+    let mut filter = bulk_filter(query)?;
+    filter.campaigns = caller.campaigns_with(Permission::Export);
+    audit_bulk(&caller, &app, "export.bulk.csv", &filter).await;
     let total = app.service.export_count(&filter).await?;
     let head = csv_bytes([CSV_COLUMNS.map(String::from)])?;
     let stream = paged(app, filter, Some(head), |app, page| {
@@ -317,11 +359,13 @@ async fn bulk_csv(
 }
 
 async fn bulk_jsonl(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     query: Result<Query<BulkQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let filter = bulk_filter(query)?;
+    let mut filter = bulk_filter(query)?;
+    filter.campaigns = caller.campaigns_with(Permission::Export);
+    audit_bulk(&caller, &app, "export.bulk.jsonl", &filter).await;
     let total = app.service.export_count(&filter).await?;
     let stream = paged(app, filter, None, |app, page| {
         let base = app.service.public_url();
@@ -346,11 +390,13 @@ async fn bulk_jsonl(
 }
 
 async fn bulk_pdfs(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     query: Result<Query<BulkQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let filter = bulk_filter(query)?;
+    let mut filter = bulk_filter(query)?;
+    filter.campaigns = caller.campaigns_with(Permission::Export);
+    audit_bulk(&caller, &app, "export.bulk.pdfs", &filter).await;
     let total = app.service.export_count(&filter).await?;
     let fonts = app.service.pdf_fonts().cloned().ok_or_else(no_fonts)?;
     let stream = zip_stream("transcripts.zip", move |zip| {

@@ -143,6 +143,25 @@ impl RateLimiter {
             .map_err(|retry| rate_limited(what, retry))
     }
 
+    /// Refuses with `429 rate_limited` when `key` has no request left now, without taking
+    /// one (for limits on failures: the caller takes one with [`RateLimiter::check`] when
+    /// the request failed).
+    pub fn available(&self, key: &str, what: &str) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let capacity = f64::from(self.per_minute);
+        let per_sec = capacity / 60.0;
+        let Ok(buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        match buckets.get(key).map(|b| refill(*b, now, per_sec, capacity)) {
+            Some(b) if b.tokens < 1.0 => Err(rate_limited(
+                what,
+                Duration::from_secs_f64((1.0 - b.tokens) / per_sec),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Takes one token for `key` at `now`; `Err(wait)` until the next one.
     fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let capacity = f64::from(self.per_minute);

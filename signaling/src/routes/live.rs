@@ -10,10 +10,12 @@
 //! own task, fed by the service's event bus; a monitor that falls behind is told
 //! `{"type":"lagged","missed":n}` and re-synced with a fresh snapshot.
 
-use super::auth::Admin;
+use super::auth::{Caller, ClientAddr, bearer_principal};
 use super::extract::path_or_not_found;
 use super::state::AppState;
 use super::views::snapshot_line;
+use crate::access::Permission;
+use crate::audit::Outcome;
 use crate::error::ApiError;
 use crate::live::{self, LiveSink, Snapshot};
 use crate::service::SessionService;
@@ -67,14 +69,9 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Compares without an early exit, so response timing does not leak how much matched.
-fn token_matches(presented: &str, expected: &str) -> bool {
-    let (a, b) = (presented.as_bytes(), expected.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn live(
-    header_auth: Result<Admin, ApiError>,
+    header_auth: Result<Caller, ApiError>,
+    ClientAddr(client): ClientAddr,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<LiveQuery>, QueryRejection>,
@@ -82,15 +79,21 @@ async fn live(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let query_token = query.ok().and_then(|Query(q)| q.token);
-    let by_protocol = protocol_token(&headers).is_some_and(|t| token_matches(&t, &app.admin_token));
-    let authorized = header_auth.is_ok()
-        || by_protocol
-        || query_token.is_some_and(|t| token_matches(t.trim(), &app.admin_token));
-    if !authorized {
-        return Err(ApiError::unauthorized());
-    }
+    let protocol_token = protocol_token(&headers);
+    let by_protocol = protocol_token.is_some();
+    let caller = match (header_auth, protocol_token.or(query_token)) {
+        (Ok(caller), _) => caller,
+        (Err(_), Some(token)) => Caller {
+            principal: bearer_principal(&app, token.trim()).await?,
+            client,
+        },
+        (Err(e), None) => return Err(e),
+    };
     let id = path_or_not_found(id, "session_not_found")?;
-    app.service.session(&id).await?;
+    let campaign = caller
+        .session(&app, &id, Permission::Listen)
+        .await?
+        .campaign_id;
     let upgrade = upgrade.map_err(|rej| {
         ApiError::new(
             rej.status(),
@@ -101,6 +104,9 @@ async fn live(
     // A place among the session's and the server's monitors, held by the socket's task (and
     // released with it, or at once if the upgrade never happens).
     let slot = app.limits.monitors.acquire(&id)?;
+    caller
+        .audit(&app, "listen.live", &id, Some(&campaign), Outcome::Ok)
+        .await;
     let service = app.service.clone();
     // A client that named subprotocols gets `earshot-live` chosen (browsers fail a socket
     // whose server picks none of those offered).

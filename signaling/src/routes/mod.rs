@@ -4,6 +4,7 @@
 
 mod admin;
 mod analytics;
+mod audit;
 mod auth;
 mod campaigns;
 mod console;
@@ -23,6 +24,7 @@ pub mod scripts;
 mod server;
 mod state;
 pub mod tls;
+mod users;
 pub mod views;
 mod webhooks;
 
@@ -48,6 +50,8 @@ pub fn router(app: AppState) -> Router {
         .merge(metrics::router())
         .merge(exports::router())
         .merge(webhooks::router())
+        .merge(users::router())
+        .merge(audit::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(headers::common))

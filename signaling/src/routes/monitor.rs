@@ -1,5 +1,6 @@
-//! Live monitoring routes (F7) for QA staff, all admin only except the two pages, which hold
-//! no data (their script asks for the admin token and sends it as a bearer token):
+//! Live monitoring routes (F7) for QA staff: the `listen` permission on the session's
+//! campaign (listen-ins audited), except the two pages, which hold no data (their script
+//! asks for a token and sends it as a bearer token):
 //!
 //! - `POST /v1/sessions/{id}/whep`: silent listen-in in the shape of WHEP: an SDP offer in,
 //!   `201 Created` with a receive-only answer and the listen-in's `Location`; `PATCH` on it
@@ -9,12 +10,13 @@
 //! - `GET /monitor` and `GET /monitor/sessions/{id}`: the dashboard and the session monitor
 //!   page (static HTML under the participant page's Content-Security-Policy).
 
-use super::auth::Admin;
+use super::auth::Caller;
 use super::extract::{body_rejection, path_or_not_found};
 use super::headers::{dashboard_page, monitor_page};
 use super::participant::{body_text, parse_sdpfrag, require_content_type};
 use super::state::AppState;
 use super::views::overview_view;
+use crate::access::Permission;
 use crate::error::ApiError;
 use crate::lifecycle::State as LifecycleState;
 use axum::Router;
@@ -57,7 +59,7 @@ struct LiveQuery {
 }
 
 async fn live_sessions(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     query: Result<Query<LiveQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -76,25 +78,40 @@ async fn live_sessions(
     };
     let campaign = q.campaign.filter(|c| !c.is_empty());
     let sessions = app.service.live_overview(campaign, state).await?;
-    let sessions: Vec<_> = sessions.iter().map(overview_view).collect();
+    let visible = caller.campaigns_with(Permission::Listen);
+    let sessions: Vec<_> = sessions
+        .iter()
+        .filter(|s| {
+            visible
+                .as_ref()
+                .is_none_or(|v| v.contains(&s.session.campaign_id))
+        })
+        .map(overview_view)
+        .collect();
     Ok(axum::Json(serde_json::json!({"sessions": sessions})))
 }
 
 /// WHEP offer: `201 Created`, the receive-only answer and the listen-in's `Location`.
 async fn whep_offer(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    app.service.session(&id).await?;
+    let campaign = caller
+        .session(&app, &id, Permission::Listen)
+        .await?
+        .campaign_id;
     require_content_type(&headers, "application/sdp")?;
     let body = body.map_err(body_rejection)?;
     let offer = body_text(&body)?;
     let slot = app.limits.monitors.acquire(&id)?;
-    let started = app.service.start_listen(&id, offer, Box::new(slot)).await?;
+    let result = app.service.start_listen(&id, offer, Box::new(slot)).await;
+    let started = caller
+        .audited(&app, "listen.whep", &id, Some(&campaign), result)
+        .await?;
     let location = format!("/v1/sessions/{id}/whep/{}", started.monitor_id);
     Ok((
         StatusCode::CREATED,
@@ -109,13 +126,14 @@ async fn whep_offer(
 
 /// WHEP PATCH: trickled candidates of the listen-in -> 204.
 async fn whep_trickle(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let (id, monitor) = path_or_not_found(path, "session_not_found")?;
+    caller.session(&app, &id, Permission::Listen).await?;
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
     let body = body.map_err(body_rejection)?;
     let fragment = parse_sdpfrag(body_text(&body)?)?;
@@ -125,11 +143,12 @@ async fn whep_trickle(
 
 /// WHEP DELETE: the monitor stops listening -> 200.
 async fn whep_leave(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let (id, monitor) = path_or_not_found(path, "session_not_found")?;
+    caller.session(&app, &id, Permission::Listen).await?;
     app.service.stop_listen(&id, &monitor).await?;
     Ok(StatusCode::OK)
 }

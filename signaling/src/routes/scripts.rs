@@ -2,9 +2,10 @@
 //! the built-in interviewer's prompts, or an external AI agent dialed over WebSocket — and
 //! how those sessions are recorded.
 
-use super::auth::Admin;
+use super::auth::{Admin, Caller};
 use super::extract::{body_rejection, path_or_not_found};
 use super::state::AppState;
+use crate::access::Permission;
 use crate::error::ApiError;
 use crate::media_port::PromptSpec;
 use crate::prompt_dirs::PromptDirs;
@@ -335,11 +336,12 @@ async fn checked_script(
 }
 
 async fn create_script(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let new = checked_script(&app, body, &app.default_campaign_id).await?;
+    caller.may_in(Permission::Edit, &new.campaign_id)?;
     let row = app.service.create_script(new).await?;
     Ok((
         StatusCode::CREATED,
@@ -351,13 +353,14 @@ async fn create_script(
 /// `PUT /v1/scripts/{id}`: the script replaced by the body (the same shape as a new one; it
 /// stays in its campaign). Sessions that start from then on use it.
 async fn replace_script(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "script_not_found")?;
     let old = app.service.script(&id).await?;
+    caller.may_in(Permission::Edit, &old.campaign_id)?;
     let new = checked_script(&app, body, &old.campaign_id).await?;
     if new.campaign_id != old.campaign_id {
         return Err(invalid(
@@ -389,12 +392,13 @@ async fn upload_prompt(
 }
 
 async fn get_script(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "script_not_found")?;
     let row = app.service.script(&id).await?;
+    caller.may_in(Permission::View, &row.campaign_id)?;
     Ok(axum::Json(script_view(&row)?))
 }
 

@@ -20,7 +20,10 @@ pub struct IceServerView {
 /// Shared state of every route.
 pub struct App {
     pub service: Arc<SessionService>,
+    /// The bootstrap superuser's token (accepted while `access.admin_token_enabled`).
     pub admin_token: String,
+    /// Users, roles, API keys, console sign-ins and the audit log.
+    pub access: Arc<crate::access::Access>,
     /// Base URL for links we hand out, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
     pub ice_servers: Vec<IceServerView>,

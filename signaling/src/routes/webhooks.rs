@@ -1,10 +1,12 @@
-//! Webhook routes (admin token): endpoints (create, list, read, delete), each endpoint's
-//! delivery log with every attempt, and redelivery by hand. The secret is shown once, in the
-//! answer that created the endpoint.
+//! Webhook routes: endpoints (create, list, read, delete), each endpoint's delivery log with
+//! every attempt, and redelivery by hand. The secret is shown once, in the answer that
+//! created the endpoint. An endpoint of a campaign is its owners' (and superusers'); one of
+//! every campaign only superusers'. The list shows the endpoints the caller may manage.
 
-use super::auth::Admin;
+use super::auth::Caller;
 use super::extract::{body_rejection, path_or_not_found};
 use super::state::AppState;
+use crate::access::{Action, Resource};
 use crate::error::ApiError;
 use crate::service::webhooks::{MAX_DELIVERIES, NewEndpoint};
 use crate::store::webhooks::{AttemptRow, DeliveryRow, EndpointRow};
@@ -27,6 +29,25 @@ pub fn router() -> Router<AppState> {
             "/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
             post(redeliver),
         )
+}
+
+/// Owners of the endpoint's campaign, or superusers for one of every campaign.
+fn may_manage(caller: &Caller, campaign: Option<&str>) -> Result<(), ApiError> {
+    match campaign {
+        Some(c) => caller.may(Action::ManageCampaign, Resource::Campaign(c)),
+        None => caller.may(Action::Superuser, Resource::Deployment),
+    }
+}
+
+/// The endpoint `id`, if the caller may manage it.
+async fn managed_endpoint(
+    caller: &Caller,
+    app: &AppState,
+    id: &str,
+) -> Result<EndpointRow, ApiError> {
+    let e = app.service.endpoint(id).await?;
+    may_manage(caller, e.campaign_id.as_deref())?;
+    Ok(e)
 }
 
 fn endpoint_view(e: &EndpointRow) -> Value {
@@ -68,13 +89,14 @@ struct CreateEndpoint {
 }
 
 async fn create(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = body.map_err(body_rejection)?;
     let req: CreateEndpoint = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    may_manage(&caller, req.campaign_id.as_deref())?;
     let e = app
         .service
         .create_endpoint(NewEndpoint {
@@ -90,28 +112,44 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
-async fn list(_: Admin, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+async fn list(caller: Caller, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let rows = app.service.endpoints().await?;
-    let views: Vec<Value> = rows.iter().map(endpoint_view).collect();
+    let views: Vec<Value> = rows
+        .iter()
+        .filter(|e| may_manage(&caller, e.campaign_id.as_deref()).is_ok())
+        .map(endpoint_view)
+        .collect();
     Ok(axum::Json(json!({ "webhooks": views })))
 }
 
 async fn read(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "webhook_not_found")?;
-    Ok(axum::Json(endpoint_view(&app.service.endpoint(&id).await?)))
+    Ok(axum::Json(endpoint_view(
+        &managed_endpoint(&caller, &app, &id).await?,
+    )))
 }
 
 async fn delete(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_or_not_found(id, "webhook_not_found")?;
-    app.service.delete_endpoint(&id).await?;
+    let e = managed_endpoint(&caller, &app, &id).await?;
+    let result = app.service.delete_endpoint(&id).await;
+    caller
+        .audited(
+            &app,
+            "webhook.delete",
+            &id,
+            e.campaign_id.as_deref(),
+            result,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -122,12 +160,13 @@ struct DeliveriesQuery {
 }
 
 async fn deliveries(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "webhook_not_found")?;
+    managed_endpoint(&caller, &app, &id).await?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_DELIVERIES).contains(&limit) {
@@ -142,11 +181,18 @@ async fn deliveries(
 }
 
 async fn redeliver(
-    _: Admin,
+    caller: Caller,
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (id, delivery) = path_or_not_found(path, "delivery_not_found")?;
+    managed_endpoint(&caller, &app, &id).await.map_err(|e| {
+        if e.code == "webhook_not_found" {
+            ApiError::not_found("delivery_not_found", "no such delivery")
+        } else {
+            e
+        }
+    })?;
     let d = app.service.redeliver(&id, &delivery).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(delivery_view(&d, &[]))))
 }

@@ -20,6 +20,8 @@ pub struct InviteStateRow {
 #[derive(Debug, Clone, Default)]
 pub struct AggregateFilter {
     pub campaign: Option<String>,
+    /// Only sessions of these campaigns (what the caller may see), when given.
+    pub campaigns: Option<Vec<String>>,
     pub from: Option<i64>,
     pub to: Option<i64>,
 }

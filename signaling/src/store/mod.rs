@@ -11,6 +11,7 @@
 //! Each row also carries its `next_deadline` (from [`crate::lifecycle::next_deadline`]) in an
 //! indexed column, so the ticker asks for the sessions that are due instead of scanning.
 
+pub mod access;
 pub mod catalog;
 pub mod sqlite;
 pub mod webhooks;
@@ -184,6 +185,8 @@ pub struct SessionUpdate<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct ExportFilter {
     pub campaign: Option<String>,
+    /// Only sessions of these campaigns (what the caller may see), when given.
+    pub campaigns: Option<Vec<String>>,
     pub state: Option<State>,
     /// Created at or after (unix ms).
     pub from: Option<i64>,
@@ -197,6 +200,8 @@ pub struct ExportFilter {
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
     pub campaign: Option<String>,
+    /// Only sessions of these campaigns (what the caller may see), when given.
+    pub campaigns: Option<Vec<String>>,
     pub state: Option<State>,
     /// Created at or after (unix ms).
     pub from: Option<i64>,

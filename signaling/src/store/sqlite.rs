@@ -2,6 +2,7 @@
 //! process. Owns every SQL statement in Earshot; migrations in `signaling/migrations/` run on
 //! open, so an existing database upgrades in place.
 
+mod access;
 mod webhooks;
 
 use super::CatalogStore;
@@ -59,12 +60,18 @@ impl SqliteStore {
     }
 }
 
-/// The bulk export's filters, parameters 1-5 (bound by [`bind_export_filter`]).
+/// The bulk export's filters, parameters 1-6 (bound by [`bind_export_filter`]).
 const EXPORT_WHERE: &str = "(?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR state = ?2) \
      AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4) \
-     AND (?5 IS NULL OR id IN (SELECT value FROM json_each(?5)))";
+     AND (?5 IS NULL OR id IN (SELECT value FROM json_each(?5))) \
+     AND (?6 IS NULL OR campaign_id IN (SELECT value FROM json_each(?6)))";
 
-/// Binds parameters 1-5 of [`EXPORT_WHERE`].
+/// A list of campaign ids as the JSON array `json_each` reads.
+pub(super) fn campaigns_json(campaigns: &Option<Vec<String>>) -> Option<String> {
+    campaigns.as_ref().map(|c| serde_json::json!(c).to_string())
+}
+
+/// Binds parameters 1-6 of [`EXPORT_WHERE`].
 fn bind_export_filter<'q, O>(
     q: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
     f: &'q ExportFilter,
@@ -74,6 +81,7 @@ fn bind_export_filter<'q, O>(
         .bind(f.from)
         .bind(f.to)
         .bind(f.ids.as_ref().map(|ids| serde_json::json!(ids).to_string()))
+        .bind(campaigns_json(&f.campaigns))
 }
 
 #[async_trait::async_trait]
@@ -206,6 +214,11 @@ impl SessionStore for SqliteStore {
         if let Some(c) = &f.campaign {
             q.push(" AND campaign_id = ").push_bind(c);
         }
+        if let Some(c) = campaigns_json(&f.campaigns) {
+            q.push(" AND campaign_id IN (SELECT value FROM json_each(")
+                .push_bind(c)
+                .push("))");
+        }
         if let Some(state) = f.state {
             q.push(" AND state = ").push_bind(state.as_str());
         }
@@ -241,8 +254,8 @@ impl SessionStore for SqliteStore {
         };
         let sql = format!(
             "SELECT * FROM sessions WHERE {EXPORT_WHERE} \
-             AND (?6 IS NULL OR created_at > ?6 OR (created_at = ?6 AND id > ?7)) \
-             ORDER BY created_at, id LIMIT ?8"
+             AND (?7 IS NULL OR created_at > ?7 OR (created_at = ?7 AND id > ?8)) \
+             ORDER BY created_at, id LIMIT ?9"
         );
         Ok(bind_export_filter(sqlx::query_as(&sql), f)
             .bind(after_at)

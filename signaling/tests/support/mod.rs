@@ -203,6 +203,7 @@ impl TestServer {
         let app = Arc::new(App {
             service,
             admin_token: ADMIN_TOKEN.into(),
+            access: Arc::new(earshot_signaling::access::Access::new(store.clone(), true)),
             public_url: format!("http://{addr}"),
             ice_servers: Vec::new(),
             turn: None,

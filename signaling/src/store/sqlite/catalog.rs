@@ -123,11 +123,13 @@ impl CatalogStore for SqliteStore {
              FROM sessions INDEXED BY sessions_aggregate \
              WHERE (?1 IS NULL OR campaign_id = ?1) AND (?2 IS NULL OR created_at >= ?2) \
                AND (?3 IS NULL OR created_at < ?3) \
+               AND (?4 IS NULL OR campaign_id IN (SELECT value FROM json_each(?4))) \
              GROUP BY quality_bucket, latency_bucket, drop_point",
         )
         .bind(&f.campaign)
         .bind(f.from)
         .bind(f.to)
+        .bind(super::campaigns_json(&f.campaigns))
         .fetch_all(&self.pool)
         .await?;
         Ok(fold(&groups))

@@ -221,10 +221,30 @@ async fn the_aggregate_of_a_seeded_set_matches_by_hand() {
     let (_dir, s) = seeded().await;
     let filter = AggregateFilter {
         campaign: Some("cmp_a".into()),
+        campaigns: None,
         from: Some(1000),
         to: Some(9000),
     };
     let a = summarize(&s.aggregate_counts(&filter).await.unwrap());
+    // The same set seen by a caller of cmp_a alone (no campaign named) counts the same; one
+    // of no campaign counts nothing.
+    let scoped = AggregateFilter {
+        campaign: None,
+        campaigns: Some(vec!["cmp_a".into()]),
+        ..filter.clone()
+    };
+    assert_eq!(
+        summarize(&s.aggregate_counts(&scoped).await.unwrap()).sessions,
+        6
+    );
+    let nobody = AggregateFilter {
+        campaigns: Some(vec![]),
+        ..scoped
+    };
+    assert_eq!(
+        summarize(&s.aggregate_counts(&nobody).await.unwrap()).sessions,
+        0
+    );
     assert_eq!(
         (a.sessions, a.started, a.completed, a.abandoned),
         (6, 4, 2, 4)

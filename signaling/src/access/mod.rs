@@ -1,0 +1,442 @@
+//! Users, their roles per campaign, API keys and console sign-ins: turning a credential into
+//! a [`Principal`], and the users' passwords (argon2id) and secrets (SHA-256 of 206-bit random
+//! values). What a principal may do is decided by [`authz::authorize`] alone.
+//!
+//! Console sign-ins live server-side: the cookie holds a random id, the database its hash,
+//! with an absolute expiry ([`SIGNIN_TTL`]) and an idle timeout ([`SIGNIN_IDLE`]); every
+//! sign-in makes a new id and sign-out deletes the row. Failed sign-ins are throttled per
+//! account and per client address (see [`Access::sign_in`]).
+
+pub mod authz;
+
+use crate::audit::AuditLog;
+use crate::error::ApiError;
+use crate::ids;
+use crate::routes::limits::{RateLimiter, address_key};
+use crate::store::access::{ApiKeyRow, ConsoleSessionRow, GrantRow, UserRow};
+use crate::store::sqlite::SqliteStore;
+pub use authz::{Action, Denied, Grant, Permission, Principal, Resource, Role, authorize};
+use sha2::Digest;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A console sign-in lasts at most this long.
+pub const SIGNIN_TTL: Duration = Duration::from_secs(12 * 3600);
+/// A console sign-in unused this long is over.
+pub const SIGNIN_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Failed sign-ins one account may have per minute (a burst of that many, then one per
+/// 12 s); the address limit is wider, for several people behind one NAT.
+pub const SIGNIN_FAILURES_PER_ACCOUNT: u32 = 5;
+pub const SIGNIN_FAILURES_PER_ADDRESS: u32 = 20;
+/// API keys start with this (the rest is random).
+pub const KEY_PREFIX: &str = "ek";
+/// Shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Users, keys, sign-ins and the audit log, over the store.
+pub struct Access {
+    store: SqliteStore,
+    pub audit: AuditLog,
+    /// Whether the configured admin token is accepted (`[auth] admin_token_enabled`).
+    pub admin_token_enabled: bool,
+    failures_per_account: RateLimiter,
+    failures_per_address: RateLimiter,
+}
+
+/// SHA-256 of a secret, hex: what is stored of API keys and console sign-in ids.
+pub fn secret_hash(secret: &str) -> String {
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An argon2id PHC string of `password` (a fresh random salt).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes)
+        .map_err(|e| ApiError::internal("making a password salt", e))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::internal("hashing a password", e))
+}
+
+/// Whether `password` matches the PHC string `hash` (a malformed hash matches nothing).
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// A password hash that matches nothing, verified against when the email is unknown, so
+/// that an unknown account costs the same time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("decoy password, never valid").unwrap_or_default())
+}
+
+/// A new user's details.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password: String,
+    pub superuser: bool,
+}
+
+/// A new API key's details; `None` narrows nothing.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub user_id: String,
+    pub name: String,
+    pub permissions: Option<BTreeSet<Permission>>,
+    pub campaigns: Option<Vec<String>>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_body", message)
+}
+
+/// Checks an email's shape: one `@` with something on both sides, no spaces, 3-254 chars.
+fn valid_email(email: &str) -> bool {
+    (3..=254).contains(&email.len())
+        && !email.chars().any(char::is_whitespace)
+        && email
+            .split_once('@')
+            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('@'))
+}
+
+impl Access {
+    pub fn new(store: SqliteStore, admin_token_enabled: bool) -> Access {
+        Access {
+            audit: AuditLog::new(store.clone()),
+            store,
+            admin_token_enabled,
+            failures_per_account: RateLimiter::new(SIGNIN_FAILURES_PER_ACCOUNT),
+            failures_per_address: RateLimiter::new(SIGNIN_FAILURES_PER_ADDRESS),
+        }
+    }
+
+    /// The store (for the CLI's user commands and start-up checks).
+    pub fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    pub async fn create_user(&self, new: NewUser) -> Result<UserRow, ApiError> {
+        let email = new.email.trim().to_string();
+        if !valid_email(&email) {
+            return Err(invalid("email must look like name@example.org"));
+        }
+        if new.password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(invalid(format!(
+                "password must be at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        if new.name.chars().count() > 200 {
+            return Err(invalid("name is at most 200 characters"));
+        }
+        let row = UserRow {
+            id: ids::new_id("usr"),
+            email,
+            name: new.name,
+            password_hash: hash_password(&new.password)?,
+            superuser: new.superuser,
+            created_at: crate::now_ms(),
+        };
+        if !self.store.insert_user(&row).await? {
+            return Err(ApiError::conflict(
+                "email_taken",
+                "a user with this email exists",
+            ));
+        }
+        Ok(row)
+    }
+
+    pub async fn user(&self, id: &str) -> Result<UserRow, ApiError> {
+        let not_found = || ApiError::not_found("user_not_found", "no user with this id");
+        if !ids::is_valid_id("usr", id) {
+            return Err(not_found());
+        }
+        self.store.get_user(id).await?.ok_or_else(not_found)
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRow>, ApiError> {
+        Ok(self.store.list_users().await?)
+    }
+
+    pub async fn delete_user(&self, id: &str) -> Result<(), ApiError> {
+        self.user(id).await?;
+        self.store.delete_user(id).await?;
+        Ok(())
+    }
+
+    pub async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRow>, ApiError> {
+        Ok(self.store.grants_of_user(user_id).await?)
+    }
+
+    pub async fn grants_of_campaign(&self, campaign_id: &str) -> Result<Vec<GrantRow>, ApiError> {
+        Ok(self.store.grants_of_campaign(campaign_id).await?)
+    }
+
+    /// Gives `user_id` `role` on `campaign_id` (replacing a role they had there).
+    pub async fn put_grant(
+        &self,
+        user_id: &str,
+        campaign_id: &str,
+        role: Role,
+        permissions: &BTreeSet<Permission>,
+    ) -> Result<GrantRow, ApiError> {
+        self.user(user_id).await?;
+        let row = GrantRow {
+            user_id: user_id.to_string(),
+            campaign_id: campaign_id.to_string(),
+            role: role.as_str().to_string(),
+            permissions: if role == Role::Member {
+                Permission::join(permissions)
+            } else {
+                String::new()
+            },
+            created_at: crate::now_ms(),
+        };
+        self.store.put_grant(&row).await?;
+        Ok(row)
+    }
+
+    pub async fn delete_grant(&self, user_id: &str, campaign_id: &str) -> Result<(), ApiError> {
+        if self.store.delete_grant(user_id, campaign_id).await? {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(
+                "grant_not_found",
+                "this user has no role on this campaign",
+            ))
+        }
+    }
+
+    /// Makes a key; returns its row and the key itself (shown once).
+    pub async fn create_key(&self, new: NewKey) -> Result<(ApiKeyRow, String), ApiError> {
+        if new.name.trim().is_empty() || new.name.chars().count() > 200 {
+            return Err(invalid("name must be 1-200 characters"));
+        }
+        let secret = ids::new_secret(KEY_PREFIX);
+        let row = ApiKeyRow {
+            id: ids::new_id("key"),
+            user_id: new.user_id,
+            name: new.name.trim().to_string(),
+            key_hash: secret_hash(&secret),
+            prefix: secret.chars().take(KEY_PREFIX.len() + 7).collect(),
+            permissions: new.permissions.as_ref().map(Permission::join),
+            campaigns: new.campaigns.as_ref().map(|c| c.join(",")),
+            created_at: crate::now_ms(),
+            revoked_at: None,
+        };
+        self.store.insert_api_key(&row).await?;
+        Ok((row, secret))
+    }
+
+    pub async fn key(&self, id: &str) -> Result<ApiKeyRow, ApiError> {
+        let not_found = || ApiError::not_found("key_not_found", "no API key with this id");
+        if !ids::is_valid_id("key", id) {
+            return Err(not_found());
+        }
+        self.store.get_api_key(id).await?.ok_or_else(not_found)
+    }
+
+    pub async fn keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRow>, ApiError> {
+        Ok(self.store.list_api_keys(user_id).await?)
+    }
+
+    /// Revokes a key; revoking one already revoked changes nothing.
+    pub async fn revoke_key(&self, id: &str) -> Result<(), ApiError> {
+        self.key(id).await?;
+        self.store.revoke_api_key(id, crate::now_ms()).await?;
+        Ok(())
+    }
+
+    /// The principal of a user, narrowed by `key` if the call came with one; `None` if the
+    /// user is gone.
+    pub async fn principal_of(
+        &self,
+        user_id: &str,
+        key: Option<&ApiKeyRow>,
+    ) -> Result<Option<Principal>, ApiError> {
+        let Some(user) = self.store.get_user(user_id).await? else {
+            return Ok(None);
+        };
+        let key_permissions = match key.and_then(|k| k.permissions.as_deref()) {
+            Some(list) => Some(Permission::parse_list(list).unwrap_or_default()),
+            None => None,
+        };
+        let key_campaigns: Option<BTreeSet<&str>> = key
+            .and_then(|k| k.campaigns.as_deref())
+            .map(|c| c.split(',').filter(|c| !c.is_empty()).collect());
+        // A key narrowed in any way is no superuser's: a superuser's narrowed key acts as
+        // the owner of the campaigns it names (and of none when it names none).
+        let narrowed = key_permissions.is_some() || key_campaigns.is_some();
+        let superuser = user.superuser && !narrowed;
+        let mut grants = BTreeMap::new();
+        if user.superuser {
+            for c in key_campaigns.iter().flatten() {
+                grants.insert(c.to_string(), Grant::new(Role::Owner, BTreeSet::new()));
+            }
+        }
+        for g in self.store.grants_of_user(user_id).await? {
+            let Some(role) = Role::parse(&g.role) else {
+                continue;
+            };
+            let member = Permission::parse_list(&g.permissions).unwrap_or_default();
+            grants.insert(g.campaign_id, Grant::new(role, member));
+        }
+        if let Some(campaigns) = &key_campaigns {
+            grants.retain(|c, _| campaigns.contains(c.as_str()));
+        }
+        if let Some(permissions) = &key_permissions {
+            for g in grants.values_mut() {
+                g.permissions.retain(|p| permissions.contains(p));
+            }
+        }
+        Ok(Some(Principal {
+            id: user.id,
+            superuser,
+            grants,
+            key_id: key.map(|k| k.id.clone()),
+        }))
+    }
+
+    /// The principal of an API key, or `None` if it is unknown or revoked.
+    pub async fn principal_of_key(&self, secret: &str) -> Result<Option<Principal>, ApiError> {
+        let Some(key) = self.store.live_api_key(&secret_hash(secret)).await? else {
+            return Ok(None);
+        };
+        self.principal_of(&key.user_id.clone(), Some(&key)).await
+    }
+
+    /// The principal of a console sign-in cookie's id, or `None` if it is unknown, expired
+    /// or idle too long.
+    pub async fn principal_of_signin(&self, id: &str) -> Result<Option<Principal>, ApiError> {
+        let now = crate::now_ms();
+        let idle_since = now - i64::try_from(SIGNIN_IDLE.as_millis()).unwrap_or(i64::MAX);
+        let Some(row) = self
+            .store
+            .touch_console_session(&secret_hash(id), now, idle_since)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.principal_of(&row.user_id, None).await
+    }
+
+    /// Signs a user in by email and password: a new sign-in id (for the cookie). Throttled:
+    /// an account or address with too many recent failures gets `429 rate_limited` (with
+    /// `Retry-After`) before the password is even checked. Every attempt is audited.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(String, UserRow), ApiError> {
+        let account = format!("account:{}", email.trim().to_lowercase());
+        let address = client.map(|ip| format!("address:{}", address_key(ip)));
+        self.failures_per_account
+            .available(&account, "failed sign-ins for this account")?;
+        if let Some(address) = &address {
+            self.failures_per_address
+                .available(address, "failed sign-ins from this address")?;
+        }
+        let user = self.store.user_by_email(email.trim()).await?;
+        let hash = user
+            .as_ref()
+            .map_or(decoy_hash(), |u| u.password_hash.as_str());
+        let matches = verify_password(hash, password);
+        match user {
+            Some(user) if matches => {
+                let id = ids::new_secret("cs");
+                let now = crate::now_ms();
+                self.store
+                    .insert_console_session(&ConsoleSessionRow {
+                        id_hash: secret_hash(&id),
+                        user_id: user.id.clone(),
+                        created_at: now,
+                        last_seen_at: now,
+                        expires_at: now + i64::try_from(SIGNIN_TTL.as_millis()).unwrap_or(0),
+                    })
+                    .await?;
+                self.audit
+                    .record(crate::audit::Entry {
+                        actor: &user.id,
+                        action: "signin",
+                        resource: &user.id,
+                        campaign: None,
+                        client,
+                        outcome: crate::audit::Outcome::Ok,
+                    })
+                    .await;
+                Ok((id, user))
+            }
+            found => {
+                let _ = self.failures_per_account.check(&account, "failed sign-ins");
+                if let Some(address) = &address {
+                    let _ = self.failures_per_address.check(address, "failed sign-ins");
+                }
+                let actor = found.map_or_else(|| format!("email:{}", email.trim()), |u| u.id);
+                self.audit
+                    .record(crate::audit::Entry {
+                        actor: &actor,
+                        action: "signin",
+                        resource: &actor,
+                        campaign: None,
+                        client,
+                        outcome: crate::audit::Outcome::Denied,
+                    })
+                    .await;
+                Err(ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "invalid_credentials",
+                    "wrong email or password",
+                ))
+            }
+        }
+    }
+
+    /// Ends a console sign-in (its row is deleted).
+    pub async fn sign_out(&self, id: &str) -> Result<(), ApiError> {
+        self.store.delete_console_session(&secret_hash(id)).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password(&hash, "correct horse battery"));
+        assert!(!verify_password(&hash, "correct horse batterz"));
+        assert!(!verify_password("not a hash", "correct horse battery"));
+    }
+
+    #[test]
+    fn secrets_are_stored_as_sha256() {
+        assert_eq!(
+            secret_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        assert!(valid_email("a@b.org"));
+        assert!(!valid_email("a b@c.org"));
+        assert!(!valid_email("@c.org"));
+        assert!(!valid_email("a@b@c"));
+    }
+}

@@ -1,0 +1,305 @@
+//! SQLite side of users, grants, API keys, console sign-ins and the audit log (tables of
+//! migration 0008). The audit log is only ever inserted into and read: there is no UPDATE or
+//! DELETE of it here, and the table's triggers refuse them anyway.
+
+use super::SqliteStore;
+use crate::store::Result;
+use crate::store::access::{
+    ApiKeyRow, AuditFilter, AuditRow, ConsoleSessionRow, GrantRow, UserRow,
+};
+use sqlx::{QueryBuilder, Sqlite};
+
+impl SqliteStore {
+    /// Inserts a user; `false` if the email is taken.
+    pub async fn insert_user(&self, u: &UserRow) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO users (id, email, name, password_hash, superuser, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(&u.password_hash)
+        .bind(u.superuser)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as("SELECT * FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM users ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Deletes a user with their grants, keys and sign-ins; `false` if there was none.
+    pub async fn delete_user(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Superusers there are (the start refuses to turn the admin token off without one).
+    pub async fn count_superusers(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE superuser = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Sets (inserts or replaces) a user's role on a campaign.
+    pub async fn put_grant(&self, g: &GrantRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO grants (user_id, campaign_id, role, permissions, created_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, campaign_id) DO UPDATE SET \
+             role = excluded.role, permissions = excluded.permissions",
+        )
+        .bind(&g.user_id)
+        .bind(&g.campaign_id)
+        .bind(&g.role)
+        .bind(&g.permissions)
+        .bind(g.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_grant(&self, user_id: &str, campaign_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM grants WHERE user_id = ? AND campaign_id = ?")
+            .bind(user_id)
+            .bind(campaign_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM grants WHERE user_id = ? ORDER BY campaign_id")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn grants_of_campaign(&self, campaign_id: &str) -> Result<Vec<GrantRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM grants WHERE campaign_id = ? ORDER BY created_at, user_id",
+        )
+        .bind(campaign_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, key_hash, prefix, permissions, campaigns, \
+             created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.id)
+        .bind(&k.user_id)
+        .bind(&k.name)
+        .bind(&k.key_hash)
+        .bind(&k.prefix)
+        .bind(&k.permissions)
+        .bind(&k.campaigns)
+        .bind(k.created_at)
+        .bind(k.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The unrevoked key with this hash.
+    pub async fn live_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
+        Ok(sqlx::query_as("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Keys of one user (all users' when `None`), newest first.
+    pub async fn list_api_keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM api_keys WHERE (?1 IS NULL OR user_id = ?1) \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Revokes a key at `at`; `false` if there is none or it was revoked already.
+    pub async fn revoke_api_key(&self, id: &str, at: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn insert_console_session(&self, s: &ConsoleSessionRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, user_id, created_at, last_seen_at, \
+             expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id_hash)
+        .bind(&s.user_id)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The sign-in with this hash if it is neither expired nor idle since `idle_since`; it
+    /// is marked seen at `now`. An expired or idle one is deleted.
+    pub async fn touch_console_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+        idle_since: i64,
+    ) -> Result<Option<ConsoleSessionRow>> {
+        let row: Option<ConsoleSessionRow> = sqlx::query_as(
+            "UPDATE console_sessions SET last_seen_at = ?1 WHERE id_hash = ?2 \
+             AND expires_at > ?1 AND last_seen_at >= ?3 RETURNING *",
+        )
+        .bind(now)
+        .bind(id_hash)
+        .bind(idle_since)
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_none() {
+            self.delete_console_session(id_hash).await?;
+        }
+        Ok(row)
+    }
+
+    pub async fn delete_console_session(&self, id_hash: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM console_sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Appends an audit row (its `seq` is assigned here); returns the `seq`.
+    pub async fn append_audit(&self, r: &AuditRow) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, resource, campaign_id, client, outcome) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        )
+        .bind(r.at)
+        .bind(&r.actor)
+        .bind(&r.action)
+        .bind(&r.resource)
+        .bind(&r.campaign_id)
+        .bind(&r.client)
+        .bind(&r.outcome)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Audit rows matching `f`, newest first.
+    pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM audit_log WHERE 1 = 1");
+        if let Some(campaigns) = &f.campaigns {
+            q.push(" AND campaign_id IN (SELECT value FROM json_each(")
+                .push_bind(serde_json::json!(campaigns).to_string())
+                .push("))");
+        }
+        if let Some(v) = &f.actor {
+            q.push(" AND actor = ").push_bind(v);
+        }
+        if let Some(v) = &f.action {
+            q.push(" AND action = ").push_bind(v);
+        }
+        if let Some(v) = &f.resource {
+            q.push(" AND resource = ").push_bind(v);
+        }
+        if let Some(v) = f.from {
+            q.push(" AND at >= ").push_bind(v);
+        }
+        if let Some(v) = f.to {
+            q.push(" AND at < ").push_bind(v);
+        }
+        if let Some(v) = f.before {
+            q.push(" AND seq < ").push_bind(v);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ").push_bind(f.limit);
+        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::access::AuditRow;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn the_audit_log_refuses_update_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let row = AuditRow {
+            seq: 0,
+            at: 1,
+            actor: "admin-token".into(),
+            action: "session.delete".into(),
+            resource: "ses_x".into(),
+            campaign_id: Some("cmp_default".into()),
+            client: Some("127.0.0.1".into()),
+            outcome: "ok".into(),
+        };
+        let seq = store.append_audit(&row).await.unwrap();
+        for sql in [
+            "UPDATE audit_log SET outcome = 'denied'",
+            "DELETE FROM audit_log",
+        ] {
+            let err = sqlx::query(sql).execute(&store.pool).await.unwrap_err();
+            assert!(
+                err.to_string().contains("audit_log is append-only"),
+                "{err}"
+            );
+        }
+        let rows = store
+            .list_audit(&crate::store::access::AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![AuditRow { seq, ..row }]);
+    }
+}
