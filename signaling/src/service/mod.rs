@@ -175,6 +175,13 @@ impl SessionService {
         }
     }
 
+    /// The same service keeping webhook endpoints and deliveries in `store` (what
+    /// [`SessionService::new`] does with its SQLite store).
+    pub fn with_webhook_store(mut self, store: Arc<dyn WebhookStore>) -> Self {
+        self.webhooks = Some(store);
+        self
+    }
+
     /// The same service drawing PDF transcripts with `fonts`.
     pub fn with_pdf_fonts(mut self, fonts: crate::exports::pdf::PdfFonts) -> Self {
         self.pdf_fonts = Some(fonts);

@@ -195,7 +195,9 @@ impl TestServer {
             recordings_dir,
             silence_ms: 1500,
         };
-        let service = Arc::new(SessionService::with_ports(ports, config));
+        let service = Arc::new(
+            SessionService::with_ports(ports, config).with_webhook_store(Arc::new(store.clone())),
+        );
         let (events, rx) = mpsc::channel(1024);
         service.clone().spawn(rx);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
