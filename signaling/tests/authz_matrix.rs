@@ -160,111 +160,38 @@ struct Fixture {
     target_user: String,
 }
 
-const PASSWORD: &str = "a long enough password";
-
-async fn admin_json(srv: &TestServer, method: Method, path: &str, body: Value) -> Value {
-    let res = srv.admin(method, path).json(&body).send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-async fn user(srv: &TestServer, email: &str) -> String {
-    admin_json(
-        srv,
-        Method::POST,
-        "/v1/users",
-        json!({"email": email, "password": PASSWORD}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn grant(srv: &TestServer, campaign: &str, user: &str, role: &str, perms: &[&str]) {
-    admin_json(
-        srv,
-        Method::PUT,
-        &format!("/v1/campaigns/{campaign}/grants/{user}"),
-        json!({"role": role, "permissions": perms}),
-    )
-    .await;
-}
-
-async fn sign_in(srv: &TestServer, email: &str) -> String {
-    let res = srv
-        .http
-        .post(format!("{}/console/signin", srv.base))
-        .header("x-earshot-console", "1")
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204, "sign-in of {email}");
-    let cookie = res.headers()["set-cookie"].to_str().unwrap();
-    let pair = cookie.split(';').next().unwrap().to_string();
-    let me = srv
-        .http
-        .get(format!("{}/v1/me", srv.base))
-        .header("cookie", &pair)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200, "{pair}: {}", me.text().await.unwrap());
-    pair
-}
-
 async fn fixture() -> Fixture {
     let srv = TestServer::start().await;
-    let campaign =
-        admin_json(&srv, Method::POST, "/v1/campaigns", json!({"name": "A"})).await["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-    let other = admin_json(&srv, Method::POST, "/v1/campaigns", json!({"name": "B"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let script = admin_json(
-        &srv,
-        Method::POST,
-        "/v1/scripts",
-        json!({"name": "S", "campaign_id": campaign,
-               "prompts": [{"id": "q1", "text": "Hi?", "audio": "q1.wav"}]}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let campaign = srv.new_campaign("A").await;
+    let other = srv.new_campaign("B").await;
+    let script = srv.new_script(&campaign).await;
     let mut cookies = Vec::new();
-    let owner_id = user(&srv, "owner@a.org").await;
-    grant(&srv, &campaign, &owner_id, "owner", &[]).await;
-    cookies.push((Who::Owner, sign_in(&srv, "owner@a.org").await));
-    let other_owner = user(&srv, "owner@b.org").await;
-    grant(&srv, &other, &other_owner, "owner", &[]).await;
-    cookies.push((Who::OtherOwner, sign_in(&srv, "owner@b.org").await));
-    let viewer = user(&srv, "viewer@a.org").await;
-    grant(&srv, &campaign, &viewer, "viewer", &[]).await;
-    cookies.push((Who::Viewer, sign_in(&srv, "viewer@a.org").await));
-    let analyst = user(&srv, "analyst@a.org").await;
-    grant(&srv, &campaign, &analyst, "analyst", &[]).await;
-    cookies.push((Who::Analyst, sign_in(&srv, "analyst@a.org").await));
+    let owner_id = srv.new_user("owner@a.org").await;
+    srv.grant(&campaign, &owner_id, "owner", &[]).await;
+    cookies.push((Who::Owner, srv.signed_in_cookie("owner@a.org").await));
+    let other_owner = srv.new_user("owner@b.org").await;
+    srv.grant(&other, &other_owner, "owner", &[]).await;
+    cookies.push((Who::OtherOwner, srv.signed_in_cookie("owner@b.org").await));
+    let viewer = srv.new_user("viewer@a.org").await;
+    srv.grant(&campaign, &viewer, "viewer", &[]).await;
+    cookies.push((Who::Viewer, srv.signed_in_cookie("viewer@a.org").await));
+    let analyst = srv.new_user("analyst@a.org").await;
+    srv.grant(&campaign, &analyst, "analyst", &[]).await;
+    cookies.push((Who::Analyst, srv.signed_in_cookie("analyst@a.org").await));
     let mut members_with = Vec::new();
     let mut members_without = Vec::new();
     for p in PERMISSIONS {
         let with = format!("with-{p}@a.org");
-        let id = user(&srv, &with).await;
-        grant(&srv, &campaign, &id, "member", &[p]).await;
-        members_with.push((p.to_string(), sign_in(&srv, &with).await));
+        let id = srv.new_user(&with).await;
+        srv.grant(&campaign, &id, "member", &[p]).await;
+        members_with.push((p.to_string(), srv.signed_in_cookie(&with).await));
         let without = format!("without-{p}@a.org");
-        let id = user(&srv, &without).await;
+        let id = srv.new_user(&without).await;
         let rest: Vec<&str> = PERMISSIONS.into_iter().filter(|q| *q != p).collect();
-        grant(&srv, &campaign, &id, "member", &rest).await;
-        members_without.push((p.to_string(), sign_in(&srv, &without).await));
+        srv.grant(&campaign, &id, "member", &rest).await;
+        members_without.push((p.to_string(), srv.signed_in_cookie(&without).await));
     }
-    let target_user = user(&srv, "target@a.org").await;
+    let target_user = srv.new_user("target@a.org").await;
     Fixture {
         srv,
         campaign,
@@ -294,27 +221,29 @@ impl Fixture {
         let mut path = row.path.clone();
         let mut body = json!({});
         if path.contains("/v1/webhooks/{id}") {
-            let hook = admin_json(
-                &self.srv,
-                Method::POST,
-                "/v1/webhooks",
-                json!({"url": "http://127.0.0.1:9/x", "events": ["session.completed"],
+            let hook = self
+                .srv
+                .admin_json(
+                    Method::POST,
+                    "/v1/webhooks",
+                    json!({"url": "http://127.0.0.1:9/x", "events": ["session.completed"],
                        "campaign_id": self.campaign}),
-            )
-            .await["id"]
+                )
+                .await["id"]
                 .as_str()
                 .unwrap()
                 .to_string();
             path = path.replace("{id}", &hook);
         }
         if path == "/v1/keys/{id}" {
-            let key = admin_json(
-                &self.srv,
-                Method::POST,
-                "/v1/keys",
-                json!({"name": "k", "user_id": self.owner_id}),
-            )
-            .await["id"]
+            let key = self
+                .srv
+                .admin_json(
+                    Method::POST,
+                    "/v1/keys",
+                    json!({"name": "k", "user_id": self.owner_id}),
+                )
+                .await["id"]
                 .as_str()
                 .unwrap()
                 .to_string();
@@ -322,10 +251,12 @@ impl Fixture {
         }
         if path == "/v1/users/{id}" {
             let email = format!("gone-{}@a.org", session);
-            path = path.replace("{id}", &user(&self.srv, &email).await);
+            path = path.replace("{id}", &self.srv.new_user(&email).await);
         }
         if path.contains("{user}") {
-            grant(&self.srv, &self.campaign, &self.target_user, "viewer", &[]).await;
+            self.srv
+                .grant(&self.campaign, &self.target_user, "viewer", &[])
+                .await;
             path = path.replace("{user}", &self.target_user);
             body = json!({"role": "viewer"});
         }

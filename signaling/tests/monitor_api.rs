@@ -43,13 +43,7 @@ async fn page_monitor(srv: &TestServer, id: &str) -> Monitor {
 }
 
 async fn detail(srv: &TestServer, id: &str) -> Value {
-    srv.admin(Method::GET, &format!("/v1/sessions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    srv.admin_get_json(&format!("/v1/sessions/{id}")).await
 }
 
 /// A consented session whose participant's media connected: `in_progress`.

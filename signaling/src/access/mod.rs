@@ -269,10 +269,10 @@ impl Access {
         let Some(user) = self.store.get_user(user_id).await? else {
             return Ok(None);
         };
-        let key_permissions = match key.and_then(|k| k.permissions.as_deref()) {
-            Some(list) => Some(Permission::parse_list(list).unwrap_or_default()),
-            None => None,
-        };
+        // A stored list that no longer parses narrows to nothing (fail closed).
+        let key_permissions = key
+            .and_then(|k| k.permissions.as_deref())
+            .map(|list| Permission::parse_list(list).unwrap_or_default());
         let key_campaigns: Option<BTreeSet<&str>> = key
             .and_then(|k| k.campaigns.as_deref())
             .map(|c| c.split(',').filter(|c| !c.is_empty()).collect());

@@ -224,9 +224,8 @@ async fn end_session(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let campaign = caller
-        .session(&app, &id, Permission::Admin)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Admin, "session.end")
+        .await?;
     let result = app.service.admin_end(&id).await;
     let session = caller
         .audited(&app, "session.end", &id, Some(&campaign), result)
@@ -247,16 +246,15 @@ async fn mark_session(
             "mark a session `completed` or `abandoned`",
         ));
     }
+    let action = format!("session.mark.{outcome}");
     let campaign = caller
-        .session(&app, &id, Permission::Admin)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Admin, &action)
+        .await?;
     let result = if outcome == "completed" {
         app.service.mark_complete(&id).await
     } else {
         app.service.mark_abandoned(&id).await
     };
-    let action = format!("session.mark.{outcome}");
     let session = caller
         .audited(&app, &action, &id, Some(&campaign), result)
         .await?;
@@ -270,9 +268,8 @@ async fn restart_session(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let campaign = caller
-        .session(&app, &id, Permission::Admin)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Admin, "session.restart")
+        .await?;
     let result = app.service.admin_restart(&id).await;
     let r = caller
         .audited(&app, "session.restart", &id, Some(&campaign), result)
@@ -304,9 +301,8 @@ async fn delete_session(
 ) -> Result<StatusCode, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let campaign = caller
-        .session(&app, &id, Permission::Admin)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Admin, "session.delete")
+        .await?;
     let result = app.service.delete(&id).await;
     caller
         .audited(&app, "session.delete", &id, Some(&campaign), result)
@@ -357,9 +353,8 @@ async fn get_recording(
         return Err(not_found());
     }
     let campaign = caller
-        .session(&app, &id, Permission::View)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::View, "recording.download")
+        .await?;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())

@@ -64,6 +64,24 @@ impl Caller {
         Ok(session)
     }
 
+    /// The campaign of session `id` if the caller holds `permission` on it, as
+    /// [`Caller::session`]; a refusal is audited as `action` with outcome `denied`.
+    pub async fn audited_session(
+        &self,
+        app: &AppState,
+        id: &str,
+        permission: Permission,
+        action: &str,
+    ) -> Result<String, ApiError> {
+        let session = app.service.session(id).await?;
+        if let Err(e) = self.may_in(permission, &session.campaign_id) {
+            self.audit(app, action, id, Some(&session.campaign_id), Outcome::Denied)
+                .await;
+            return Err(e);
+        }
+        Ok(session.campaign_id)
+    }
+
     /// The campaigns whose `permission` the caller holds (`None`: all), for list filters.
     pub fn campaigns_with(&self, permission: Permission) -> Option<Vec<String>> {
         self.principal.campaigns_with(permission)
@@ -173,10 +191,11 @@ pub async fn bearer_principal(app: &AppState, token: &str) -> Result<Principal, 
     {
         return Ok(Principal::admin_token());
     }
-    if token.starts_with(crate::access::KEY_PREFIX) && token.len() <= 128 {
-        if let Some(p) = app.access.principal_of_key(token).await? {
-            return Ok(p);
-        }
+    if token.starts_with(crate::access::KEY_PREFIX)
+        && token.len() <= 128
+        && let Some(p) = app.access.principal_of_key(token).await?
+    {
+        return Ok(p);
     }
     Err(ApiError::unauthorized())
 }

@@ -73,9 +73,8 @@ async fn session_pdf(
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let campaign = caller
-        .session(&app, &id, Permission::Export)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Export, "export.pdf")
+        .await?;
     caller
         .audit(&app, "export.pdf", &id, Some(&campaign), Outcome::Ok)
         .await;
@@ -100,9 +99,8 @@ async fn session_json(
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let campaign = caller
-        .session(&app, &id, Permission::Export)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Export, "export.json")
+        .await?;
     caller
         .audit(&app, "export.json", &id, Some(&campaign), Outcome::Ok)
         .await;
@@ -129,9 +127,8 @@ async fn session_audio(
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let campaign = caller
-        .session(&app, &id, Permission::Export)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Export, "export.audio")
+        .await?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     caller
         .audit(&app, "export.audio", &id, Some(&campaign), Outcome::Ok)

@@ -91,9 +91,8 @@ async fn live(
     };
     let id = path_or_not_found(id, "session_not_found")?;
     let campaign = caller
-        .session(&app, &id, Permission::Listen)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Listen, "listen.live")
+        .await?;
     let upgrade = upgrade.map_err(|rej| {
         ApiError::new(
             rej.status(),

@@ -101,9 +101,8 @@ async fn whep_offer(
 ) -> Result<Response, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
     let campaign = caller
-        .session(&app, &id, Permission::Listen)
-        .await?
-        .campaign_id;
+        .audited_session(&app, &id, Permission::Listen, "listen.whep")
+        .await?;
     require_content_type(&headers, "application/sdp")?;
     let body = body.map_err(body_rejection)?;
     let offer = body_text(&body)?;

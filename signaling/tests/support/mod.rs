@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod access;
+
 use earshot_signaling::blob_store::LocalDiskBlobs;
 use earshot_signaling::clock::SystemClock;
 use earshot_signaling::lifecycle::LifecycleConfig;
