@@ -287,7 +287,13 @@ const OPTIONAL_KEYS: [&str; 8] = [
 ];
 
 /// Variables that are not config keys.
-const RESERVED_ENV: [&str; 3] = ["EARSHOT_ADMIN_TOKEN", "EARSHOT_CONFIG", "EARSHOT_LOG"];
+const RESERVED_ENV: [&str; 4] = [
+    "EARSHOT_ADMIN_TOKEN",
+    "EARSHOT_CONFIG",
+    "EARSHOT_LOG",
+    // `earshot user add`'s password.
+    "EARSHOT_PASSWORD",
+];
 
 impl Config {
     /// Loads the file (if any), applies `EARSHOT_*` overrides from `env`, validates.

@@ -1,6 +1,7 @@
 //! The `earshot` binary: command line, configuration and wiring of the media plane to the
 //! signaling layer. Everything else lives in the `earshot-media` and `earshot-signaling` crates.
 
+mod cli_user;
 mod config;
 mod defaults;
 mod fonts;
@@ -47,6 +48,31 @@ enum Command {
         #[arg(long, env = "EARSHOT_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Manage users (see README "Users, roles and the audit log").
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from EARSHOT_PASSWORD. Prints the new user's id.
+    Add {
+        /// TOML config file (for [server] data_dir).
+        #[arg(long, env = "EARSHOT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (overrides [server] data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// May do everything, as the admin token does.
+        #[arg(long)]
+        superuser: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +104,31 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(wiring::serve(cfg, source))
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
+        Command::User {
+            command:
+                UserCommand::Add {
+                    config,
+                    data_dir,
+                    email,
+                    name,
+                    superuser,
+                },
+        } => {
+            let cfg = config::Config::load(config.as_deref(), std::env::vars())
+                .context("loading configuration")?;
+            let data_dir = data_dir.unwrap_or(cfg.server.data_dir);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(cli_user::add(
+                &data_dir,
+                email,
+                name,
+                superuser,
+                std::env::var(cli_user::PASSWORD_VAR).ok(),
+            ))
+        }
     }
 }
 

@@ -179,3 +179,98 @@ fn the_systemd_unit_verifies() {
         "systemd-analyze warned:\n{stderr}"
     );
 }
+
+/// `earshot user add` makes the first superuser; with it, the admin token can be turned off
+/// (`[auth] admin_token_enabled = false`), which without it refuses to start.
+#[tokio::test]
+async fn user_add_makes_a_superuser_and_the_admin_token_can_then_be_turned_off() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_path = data.path().to_str().expect("utf-8 path").to_string();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
+        cmd.args(args)
+            .env_remove("EARSHOT_CONFIG")
+            .env_remove("EARSHOT_PASSWORD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run earshot")
+    };
+    let off = [
+        ("EARSHOT_AUTH_ADMIN_TOKEN_ENABLED", "false"),
+        ("EARSHOT_ADMIN_TOKEN", support::ADMIN_TOKEN),
+    ];
+    let refused = run(
+        &["serve", "--data-dir", &data_path, "--listen", "127.0.0.1:0"],
+        &off,
+    );
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("no superuser user exists"), "{err}");
+    let no_password = run(
+        &[
+            "user",
+            "add",
+            "--data-dir",
+            &data_path,
+            "--email",
+            "root@example.org",
+        ],
+        &[],
+    );
+    assert!(!no_password.status.success());
+    assert!(String::from_utf8_lossy(&no_password.stderr).contains("EARSHOT_PASSWORD"));
+    let added = run(
+        &[
+            "user",
+            "add",
+            "--data-dir",
+            &data_path,
+            "--email",
+            "root@example.org",
+            "--superuser",
+        ],
+        &[("EARSHOT_PASSWORD", "correct horse battery")],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let id = String::from_utf8_lossy(&added.stdout).trim().to_string();
+    assert!(id.starts_with("usr_"), "{id}");
+
+    let server = support::Server::start_in(data, &off).await;
+    let by_token = server
+        .admin(server.http.get(server.url("/v1/campaigns")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(by_token.status(), 401, "the admin token is off");
+    let signin = server
+        .http
+        .post(server.url("/console/signin"))
+        .header("x-earshot-console", "1")
+        .json(
+            &serde_json::json!({"email": "root@example.org", "password": "correct horse battery"}),
+        )
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signin.status(), 204);
+    let cookie = signin.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let users: serde_json::Value = server
+        .http
+        .get(server.url("/v1/users"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("users")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users["users"][0]["id"], id.as_str());
+    assert_eq!(users["users"][0]["superuser"], true);
+}

@@ -323,7 +323,16 @@ async fn get_peaks(
     if !ids::is_valid_id("ses", &id) {
         return Err(ApiError::not_found("peaks_not_found", "no such session"));
     }
-    caller.session(&app, &id, Permission::View).await?;
+    caller
+        .session(&app, &id, Permission::View)
+        .await
+        .map_err(|e| {
+            if e.code == "session_not_found" {
+                ApiError::not_found("peaks_not_found", "no such session")
+            } else {
+                e
+            }
+        })?;
     let peaks = app.service.peaks(&id, track).await?;
     let len = peaks.len;
     Ok((
@@ -354,7 +363,15 @@ async fn get_recording(
     }
     let campaign = caller
         .audited_session(&app, &id, Permission::View, "recording.download")
-        .await?;
+        .await
+        .map_err(|e| {
+            // An unknown session has no recordings: the route's own code, as before roles.
+            if e.code == "session_not_found" {
+                not_found()
+            } else {
+                e
+            }
+        })?;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
