@@ -376,6 +376,7 @@ async fn main() {
             "aggregate: campaign + one month",
             agg(AggregateFilter {
                 campaign: Some("cmp_bench3".into()),
+                campaigns: None,
                 from: week,
                 to: Some(T0 + YEAR_MS / 2 + 30 * 24 * 3600 * 1000),
             }),
