@@ -648,3 +648,206 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
     assert_eq!(restarted_invite["state"], "created", "{invites:#}");
     assert_ne!(restarted_invite["session_id"], session_id.as_str());
 }
+
+/// Roles in the console: the admin token makes a user and an API key (shown once) on the
+/// Access page, gives a user the owner role on the campaign's page; a viewer signs in with
+/// email and password (a wrong password is refused), sees its role, and no roles section
+/// on a campaign it does not own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_manages_users_keys_and_roles_and_users_sign_in_with_a_password() {
+    let server = Server::start(&[]).await;
+    let post = |path: &str, body: Value| {
+        server
+            .admin(server.http.post(server.url(path)))
+            .json(&body)
+            .send()
+    };
+    let res = post("/v1/campaigns", serde_json::json!({"name": "Study A"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let cid = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = post(
+        "/v1/users",
+        serde_json::json!({"email": "viewer@example.org", "password": "viewer password 1"}),
+    )
+    .await
+    .unwrap();
+    let viewer = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut console = Browser::launch(&server.url("/console"), None).await;
+    console.set_viewport(1280, 800, false).await;
+    wait(
+        &mut console,
+        "!document.querySelector('#signin').hidden",
+        "sign-in shown",
+    )
+    .await;
+    shoot(&mut console, "20-signin-email").await;
+    fill(&mut console, "#token", ADMIN_TOKEN).await;
+    click(&mut console, "#signin-form button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#signin').hidden",
+        "signed in",
+    )
+    .await;
+
+    // Access: a new user and an API key, shown once.
+    console.navigate(&server.url("/console#/access")).await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#user-form')",
+        "access page",
+    )
+    .await;
+    fill(&mut console, "#u-email", "owner@example.org").await;
+    fill(&mut console, "#u-name", "Olga Owner").await;
+    fill(&mut console, "#u-password", "owner password 12").await;
+    click(&mut console, "#user-form button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#users').textContent.includes('owner@example.org')",
+        "user listed",
+    )
+    .await;
+    fill(&mut console, "#k-name", "nightly export").await;
+    let owner_option = "[...document.querySelectorAll('#k-user option')].find(o => o.textContent === 'owner@example.org').value";
+    let owner_id = console
+        .eval(owner_option)
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    fill(&mut console, "#k-user", &owner_id).await;
+    click(&mut console, "#make-key").await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#api-key')",
+        "key shown",
+    )
+    .await;
+    let key = text(&mut console, "#api-key").await;
+    assert!(key.starts_with("ek_") && key.len() == 43, "{key}");
+    assert!(text(&mut console, "#keys").await.contains("nightly export"));
+    assert!(
+        !text(&mut console, "#keys").await.contains(&key),
+        "the list never shows the key"
+    );
+    let audit = text(&mut console, "#audit").await;
+    assert!(
+        audit.contains("user.create") && audit.contains("key.create"),
+        "{audit}"
+    );
+    shoot_at(&mut console, "21-access-key-created", "#key-form").await;
+    assert!(
+        text(&mut console, "#keys")
+            .await
+            .contains("owner@example.org")
+    );
+    shoot_at(&mut console, "21b-access", "#me").await;
+
+    // The campaign's roles: the new user becomes its owner, the viewer its viewer.
+    console
+        .navigate(&server.url(&format!("/console#/campaigns/{cid}")))
+        .await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#grant-form')",
+        "roles section",
+    )
+    .await;
+    let owner_option = "[...document.querySelectorAll('#g-user option')].find(o => o.textContent === 'owner@example.org').value";
+    let owner_id = console
+        .eval(owner_option)
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    fill(&mut console, "#g-user", &owner_id).await;
+    fill(&mut console, "#g-role", "owner").await;
+    click(&mut console, "#grant-form button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#grants') && document.querySelector('#grants').textContent.includes('owner@example.org')",
+        "owner granted",
+    )
+    .await;
+    fill(&mut console, "#g-user", &viewer).await;
+    fill(&mut console, "#g-role", "viewer").await;
+    click(&mut console, "#grant-form button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#grants') && document.querySelector('#grants').textContent.includes('viewer@example.org')",
+        "viewer granted",
+    )
+    .await;
+    shoot_at(&mut console, "22-campaign-roles", "#roles-section").await;
+
+    // The viewer signs in with a password: a wrong one is refused.
+    click(&mut console, "#signout").await;
+    wait(
+        &mut console,
+        "!document.querySelector('#signin').hidden",
+        "signed out",
+    )
+    .await;
+    fill(&mut console, "#email", "viewer@example.org").await;
+    fill(&mut console, "#password", "not the password").await;
+    click(&mut console, "#signin-form button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#signin-error').textContent.includes('Wrong email or password')",
+        "wrong password refused",
+    )
+    .await;
+    fill(&mut console, "#password", "viewer password 1").await;
+    click(&mut console, "#signin-form button").await;
+    wait(
+        &mut console,
+        "document.querySelector('#signin').hidden && !!document.querySelector('#page-title')",
+        "viewer signed in",
+    )
+    .await;
+    console.navigate(&server.url("/console#/access")).await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#me')",
+        "viewer's access page",
+    )
+    .await;
+    let me = text(&mut console, "#me").await;
+    assert!(
+        me.contains(&viewer) && me.contains("Study A") && me.contains("viewer"),
+        "{me}"
+    );
+    assert_eq!(
+        console
+            .eval("!!document.querySelector('#users') || !!document.querySelector('#audit')")
+            .await,
+        Value::Bool(false),
+        "a viewer sees neither users nor the audit log"
+    );
+    shoot(&mut console, "23-viewer-access").await;
+    console
+        .navigate(&server.url(&format!("/console#/campaigns/{cid}")))
+        .await;
+    wait(
+        &mut console,
+        "!!document.querySelector('#e-name')",
+        "viewer's campaign page",
+    )
+    .await;
+    assert_eq!(
+        console
+            .eval("!!document.querySelector('#roles-section')")
+            .await,
+        Value::Bool(false),
+        "no roles section for a viewer"
+    );
+}
