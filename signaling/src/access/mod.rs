@@ -74,6 +74,15 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     })
 }
 
+/// Now, and the time before which an unused sign-in is idle, as unix ms.
+fn signin_window() -> (i64, i64) {
+    let now = crate::now_ms();
+    (
+        now,
+        now - i64::try_from(SIGNIN_IDLE.as_millis()).unwrap_or(i64::MAX),
+    )
+}
+
 /// A password hash that matches nothing, verified against when the email is unknown, so
 /// that an unknown account costs the same time as a wrong password.
 fn decoy_hash() -> &'static str {
@@ -170,8 +179,17 @@ impl Access {
         Ok(self.store.list_users().await?)
     }
 
+    /// Deletes a user; the last superuser is kept while the admin token is off (nobody could
+    /// manage the deployment otherwise): `409 last_superuser`.
     pub async fn delete_user(&self, id: &str) -> Result<(), ApiError> {
-        self.user(id).await?;
+        let user = self.user(id).await?;
+        if user.superuser && !self.admin_token_enabled && self.store.count_superusers().await? <= 1
+        {
+            return Err(ApiError::conflict(
+                "last_superuser",
+                "the admin token is off and this is the last superuser",
+            ));
+        }
         self.store.delete_user(id).await?;
         Ok(())
     }
@@ -320,8 +338,7 @@ impl Access {
     /// The principal of a console sign-in cookie's id, or `None` if it is unknown, expired
     /// or idle too long.
     pub async fn principal_of_signin(&self, id: &str) -> Result<Option<Principal>, ApiError> {
-        let now = crate::now_ms();
-        let idle_since = now - i64::try_from(SIGNIN_IDLE.as_millis()).unwrap_or(i64::MAX);
+        let (now, idle_since) = signin_window();
         let Some(row) = self
             .store
             .touch_console_session(&secret_hash(id), now, idle_since)
@@ -357,7 +374,11 @@ impl Access {
         match user {
             Some(user) if matches => {
                 let id = ids::new_secret("cs");
-                let now = crate::now_ms();
+                let (now, idle_since) = signin_window();
+                // Sign-ins nobody used again would otherwise stay: swept at every new one.
+                self.store
+                    .delete_stale_console_sessions(now, idle_since)
+                    .await?;
                 self.store
                     .insert_console_session(&ConsoleSessionRow {
                         id_hash: secret_hash(&id),
@@ -429,6 +450,86 @@ mod tests {
         assert_eq!(
             secret_hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    async fn access_with(admin_token_enabled: bool) -> (tempfile::TempDir, Access) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        (dir, Access::new(store, admin_token_enabled))
+    }
+
+    fn new_user(email: &str, superuser: bool) -> NewUser {
+        NewUser {
+            email: email.into(),
+            name: String::new(),
+            password: "a long enough password".into(),
+            superuser,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_superuser_stays_while_the_admin_token_is_off() {
+        let (_dir, access) = access_with(false).await;
+        let root = access
+            .create_user(new_user("root@a.org", true))
+            .await
+            .unwrap();
+        let err = access.delete_user(&root.id).await.unwrap_err();
+        assert_eq!((err.status.as_u16(), err.code), (409, "last_superuser"));
+        let second = access
+            .create_user(new_user("two@a.org", true))
+            .await
+            .unwrap();
+        access.delete_user(&root.id).await.unwrap();
+        assert_eq!(access.users().await.unwrap().len(), 1);
+        assert_eq!(
+            access.delete_user(&second.id).await.unwrap_err().code,
+            "last_superuser"
+        );
+        let (_dir2, with_token) = access_with(true).await;
+        let only = with_token
+            .create_user(new_user("r@a.org", true))
+            .await
+            .unwrap();
+        with_token.delete_user(&only.id).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stale_sign_ins_are_swept_at_the_next_sign_in() {
+        let (_dir, access) = access_with(true).await;
+        let user = access
+            .create_user(new_user("u@a.org", false))
+            .await
+            .unwrap();
+        let (old, _) = access
+            .sign_in("u@a.org", "a long enough password", None)
+            .await
+            .unwrap();
+        // Make the first sign-in idle: seen 31 minutes ago.
+        let idle = crate::now_ms() - 31 * 60 * 1000;
+        sqlx::query("UPDATE console_sessions SET last_seen_at = ?")
+            .bind(idle)
+            .execute(&access.store.pool_for_tests())
+            .await
+            .unwrap();
+        let (new, _) = access
+            .sign_in("U@a.org", "a long enough password", None)
+            .await
+            .unwrap();
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM console_sessions")
+            .fetch_all(&access.store.pool_for_tests())
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![(user.id.clone(),)],
+            "only the new sign-in is left"
+        );
+        assert!(access.principal_of_signin(&old).await.unwrap().is_none());
+        assert_eq!(
+            access.principal_of_signin(&new).await.unwrap().unwrap().id,
+            user.id
         );
     }
 

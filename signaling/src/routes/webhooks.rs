@@ -97,13 +97,24 @@ async fn create(
     let req: CreateEndpoint = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
     may_manage(&caller, req.campaign_id.as_deref())?;
-    let e = app
+    let campaign = req.campaign_id.clone();
+    let result = app
         .service
         .create_endpoint(NewEndpoint {
             url: req.url,
             events: req.events,
             campaign_id: req.campaign_id,
         })
+        .await;
+    let resource = result.as_ref().map_or(String::new(), |e| e.id.clone());
+    let e = caller
+        .audited(
+            &app,
+            "webhook.create",
+            &resource,
+            campaign.as_deref(),
+            result,
+        )
         .await?;
     let mut view = endpoint_view(&e);
     if let Value::Object(m) = &mut view {

@@ -10,6 +10,12 @@ use crate::store::access::{
 use sqlx::{QueryBuilder, Sqlite};
 
 impl SqliteStore {
+    /// The pool, for tests that change rows behind the store's back.
+    #[cfg(test)]
+    pub(crate) fn pool_for_tests(&self) -> sqlx::SqlitePool {
+        self.pool.clone()
+    }
+
     /// Inserts a user; `false` if the email is taken.
     pub async fn insert_user(&self, u: &UserRow) -> Result<bool> {
         let done = sqlx::query(
@@ -167,6 +173,17 @@ impl SqliteStore {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes the sign-ins that expired or went idle (before `idle_since`) by `now`.
+    pub async fn delete_stale_console_sessions(&self, now: i64, idle_since: i64) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM console_sessions WHERE expires_at <= ? OR last_seen_at < ?")
+                .bind(now)
+                .bind(idle_since)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn insert_console_session(&self, s: &ConsoleSessionRow) -> Result<()> {
