@@ -2,7 +2,7 @@
 //! Earshot: TLS at nginx, the API, WHIP and the live WebSocket through it, media direct; the
 //! client address Earshot records is the one nginx saw (trusted via `[server]
 //! trusted_proxies`), never one the client claims in its own `X-Forwarded-For`, and a direct
-//! request's header is ignored.
+//! request's header is ignored; the audit log records the same address.
 
 mod support;
 
@@ -183,5 +183,40 @@ async fn the_nginx_recipe_forwards_the_api_whip_and_websockets_and_the_client_ad
         .expect("open")
         .expect("frame");
     assert!(first.into_text().expect("text").contains("\"type\""));
+
+    // The audit log names the address nginx saw: for a failed sign-in whose client claimed
+    // another address, and for that listen-in.
+    let r = http
+        .post(format!("{}/console/signin", nginx.base()))
+        .header("x-earshot-console", "1")
+        .header("x-forwarded-for", "203.0.113.7")
+        .json(&serde_json::json!({"email": "nobody@example.org", "password": "wrong wrong wrong"}))
+        .send()
+        .await
+        .expect("sign-in");
+    assert_eq!(r.status(), 401);
+    let audit: serde_json::Value = server
+        .admin(server.http.get(server.url("/v1/audit")))
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    let client_of = |action: &str| {
+        audit["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["action"] == action)
+            .map(|e| e["client"].clone())
+    };
+    assert_eq!(client_of("signin"), Some(CLIENT_IP.into()), "{audit:#}");
+    // The WSS helper connects from 127.0.0.1 (not CLIENT_IP): that is what nginx saw.
+    assert_eq!(
+        client_of("listen.live"),
+        Some("127.0.0.1".into()),
+        "{audit:#}"
+    );
     p.hang_up().await;
 }
