@@ -256,6 +256,14 @@ async fn main() {
             },
         ),
         (
+            // A caller with roles on two campaigns (of ten): what a non-superuser's list is.
+            "list: the caller's 2 campaigns",
+            SessionFilter {
+                campaigns: Some(vec!["cmp_bench3".into(), "cmp_bench7".into()]),
+                ..base.clone()
+            },
+        ),
+        (
             "list: state abandoned",
             SessionFilter {
                 state: Some(State::Abandoned),
@@ -361,6 +369,16 @@ async fn main() {
         }
     };
     worst = worst.max(measure("aggregate: everything", agg(AggregateFilter::default())).await);
+    worst = worst.max(
+        measure(
+            "aggregate: the caller's 2 campaigns",
+            agg(AggregateFilter {
+                campaigns: Some(vec!["cmp_bench3".into(), "cmp_bench7".into()]),
+                ..Default::default()
+            }),
+        )
+        .await,
+    );
     worst = worst.max(
         measure(
             "aggregate: campaign",
