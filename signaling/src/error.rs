@@ -61,7 +61,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong admin token (Authorization: Bearer <token>)",
+            "missing, wrong or expired credentials (Authorization: Bearer <admin token or API key>, or the console sign-in)",
         )
     }
     /// `503 server_busy`: the server holds all the `what` it may (sessions, monitors).
