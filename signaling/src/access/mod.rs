@@ -8,17 +8,18 @@
 //! account and per client address (see [`Access::sign_in`]).
 
 pub mod authz;
+mod secrets;
+mod signin;
 
 use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::ids;
-use crate::routes::limits::{RateLimiter, address_key};
-use crate::store::access::{ApiKeyRow, ConsoleSessionRow, GrantRow, UserRow};
+use crate::routes::limits::RateLimiter;
+use crate::store::access::{ApiKeyRow, GrantRow, UserRow};
 use crate::store::sqlite::SqliteStore;
 pub use authz::{Action, Denied, Grant, Permission, Principal, Resource, Role, authorize};
-use sha2::Digest;
+pub use secrets::{hash_password, secret_hash, verify_password};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::time::Duration;
 
 /// A console sign-in lasts at most this long.
@@ -42,52 +43,6 @@ pub struct Access {
     pub admin_token_enabled: bool,
     failures_per_account: RateLimiter,
     failures_per_address: RateLimiter,
-}
-
-/// SHA-256 of a secret, hex: what is stored of API keys and console sign-in ids.
-pub fn secret_hash(secret: &str) -> String {
-    sha2::Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// An argon2id PHC string of `password` (a fresh random salt).
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt_bytes: [u8; 16] = rand::random();
-    let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| ApiError::internal("making a password salt", e))?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ApiError::internal("hashing a password", e))
-}
-
-/// Whether `password` matches the PHC string `hash` (a malformed hash matches nothing).
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-}
-
-/// Now, and the time before which an unused sign-in is idle, as unix ms.
-fn signin_window() -> (i64, i64) {
-    let now = crate::now_ms();
-    (
-        now,
-        now - i64::try_from(SIGNIN_IDLE.as_millis()).unwrap_or(i64::MAX),
-    )
-}
-
-/// A password hash that matches nothing, verified against when the email is unknown, so
-/// that an unknown account costs the same time as a wrong password.
-fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| hash_password("decoy password, never valid").unwrap_or_default())
 }
 
 /// A new user's details.
@@ -334,124 +289,11 @@ impl Access {
         };
         self.principal_of(&key.user_id.clone(), Some(&key)).await
     }
-
-    /// The principal of a console sign-in cookie's id, or `None` if it is unknown, expired
-    /// or idle too long.
-    pub async fn principal_of_signin(&self, id: &str) -> Result<Option<Principal>, ApiError> {
-        let (now, idle_since) = signin_window();
-        let Some(row) = self
-            .store
-            .touch_console_session(&secret_hash(id), now, idle_since)
-            .await?
-        else {
-            return Ok(None);
-        };
-        self.principal_of(&row.user_id, None).await
-    }
-
-    /// Signs a user in by email and password: a new sign-in id (for the cookie). Throttled:
-    /// an account or address with too many recent failures gets `429 rate_limited` (with
-    /// `Retry-After`) before the password is even checked. Every attempt is audited.
-    pub async fn sign_in(
-        &self,
-        email: &str,
-        password: &str,
-        client: Option<IpAddr>,
-    ) -> Result<(String, UserRow), ApiError> {
-        let account = format!("account:{}", email.trim().to_lowercase());
-        let address = client.map(|ip| format!("address:{}", address_key(ip)));
-        self.failures_per_account
-            .available(&account, "failed sign-ins for this account")?;
-        if let Some(address) = &address {
-            self.failures_per_address
-                .available(address, "failed sign-ins from this address")?;
-        }
-        let user = self.store.user_by_email(email.trim()).await?;
-        let hash = user
-            .as_ref()
-            .map_or(decoy_hash(), |u| u.password_hash.as_str());
-        let matches = verify_password(hash, password);
-        match user {
-            Some(user) if matches => {
-                let id = ids::new_secret("cs");
-                let (now, idle_since) = signin_window();
-                // Sign-ins nobody used again would otherwise stay: swept at every new one.
-                self.store
-                    .delete_stale_console_sessions(now, idle_since)
-                    .await?;
-                self.store
-                    .insert_console_session(&ConsoleSessionRow {
-                        id_hash: secret_hash(&id),
-                        user_id: user.id.clone(),
-                        created_at: now,
-                        last_seen_at: now,
-                        expires_at: now + i64::try_from(SIGNIN_TTL.as_millis()).unwrap_or(0),
-                    })
-                    .await?;
-                self.audit
-                    .record(crate::audit::Entry {
-                        actor: &user.id,
-                        action: "signin",
-                        resource: &user.id,
-                        campaign: None,
-                        client,
-                        outcome: crate::audit::Outcome::Ok,
-                    })
-                    .await;
-                Ok((id, user))
-            }
-            found => {
-                let _ = self.failures_per_account.check(&account, "failed sign-ins");
-                if let Some(address) = &address {
-                    let _ = self.failures_per_address.check(address, "failed sign-ins");
-                }
-                let actor = found.map_or_else(|| format!("email:{}", email.trim()), |u| u.id);
-                self.audit
-                    .record(crate::audit::Entry {
-                        actor: &actor,
-                        action: "signin",
-                        resource: &actor,
-                        campaign: None,
-                        client,
-                        outcome: crate::audit::Outcome::Denied,
-                    })
-                    .await;
-                Err(ApiError::new(
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    "invalid_credentials",
-                    "wrong email or password",
-                ))
-            }
-        }
-    }
-
-    /// Ends a console sign-in (its row is deleted).
-    pub async fn sign_out(&self, id: &str) -> Result<(), ApiError> {
-        self.store.delete_console_session(&secret_hash(id)).await?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_verify_only_themselves() {
-        let hash = hash_password("correct horse battery").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password(&hash, "correct horse battery"));
-        assert!(!verify_password(&hash, "correct horse batterz"));
-        assert!(!verify_password("not a hash", "correct horse battery"));
-    }
-
-    #[test]
-    fn secrets_are_stored_as_sha256() {
-        assert_eq!(
-            secret_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
 
     async fn access_with(admin_token_enabled: bool) -> (tempfile::TempDir, Access) {
         let dir = tempfile::tempdir().unwrap();
