@@ -657,6 +657,7 @@ mod tests {
         let c = Config::load(Some(&path), env(&[])).expect("example config is valid");
         assert_eq!(c.opus.bitrate, 48_000);
         assert!(c.turn.ice_servers.is_empty());
+        assert!(c.auth.admin_token_enabled);
         // Every limit the example lists is the default.
         let (example, default) = (&c.limits, LimitsConfig::default());
         assert_eq!(format!("{example:?}"), format!("{default:?}"));
