@@ -27,8 +27,10 @@ pub const SIGNIN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// A console sign-in unused this long is over.
 pub const SIGNIN_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Failed sign-ins one account may have per minute (a burst of that many, then one per
-/// 12 s); the address limit is wider, for several people behind one NAT.
+/// 12 s), and per hour (then one per 3 min: the wait grows as the guessing goes on); the
+/// per-minute address limit is wider, for several people behind one NAT.
 pub const SIGNIN_FAILURES_PER_ACCOUNT: u32 = 5;
+pub const SIGNIN_FAILURES_PER_ACCOUNT_HOURLY: u32 = 20;
 pub const SIGNIN_FAILURES_PER_ADDRESS: u32 = 20;
 /// API keys start with this (the rest is random).
 pub const KEY_PREFIX: &str = "ek";
@@ -42,6 +44,7 @@ pub struct Access {
     /// Whether the configured admin token is accepted (`[auth] admin_token_enabled`).
     pub admin_token_enabled: bool,
     failures_per_account: RateLimiter,
+    failures_per_account_hourly: RateLimiter,
     failures_per_address: RateLimiter,
 }
 
@@ -83,6 +86,10 @@ impl Access {
             store,
             admin_token_enabled,
             failures_per_account: RateLimiter::new(SIGNIN_FAILURES_PER_ACCOUNT),
+            failures_per_account_hourly: RateLimiter::with_window(
+                SIGNIN_FAILURES_PER_ACCOUNT_HOURLY,
+                Duration::from_secs(3600),
+            ),
             failures_per_address: RateLimiter::new(SIGNIN_FAILURES_PER_ADDRESS),
         }
     }

@@ -47,6 +47,8 @@ impl Access {
         let address = client.map(|ip| format!("address:{}", address_key(ip)));
         self.failures_per_account
             .available(&account, "failed sign-ins for this account")?;
+        self.failures_per_account_hourly
+            .available(&account, "failed sign-ins for this account")?;
         if let Some(address) = &address {
             self.failures_per_address
                 .available(address, "failed sign-ins from this address")?;
@@ -87,6 +89,9 @@ impl Access {
             }
             found => {
                 let _ = self.failures_per_account.check(&account, "failed sign-ins");
+                let _ = self
+                    .failures_per_account_hourly
+                    .check(&account, "failed sign-ins");
                 if let Some(address) = &address {
                     let _ = self.failures_per_address.check(address, "failed sign-ins");
                 }

@@ -115,10 +115,12 @@ pub fn address_key(ip: IpAddr) -> String {
 /// rather than let the map grow.
 const MAX_KEYS: usize = 100_000;
 
-/// A token bucket per key: `per_minute` requests at once, refilled evenly over a minute.
+/// A token bucket per key: `capacity` requests at once, refilled evenly over `window` (a
+/// minute for [`RateLimiter::new`]).
 #[derive(Debug)]
 pub struct RateLimiter {
-    per_minute: u32,
+    capacity: u32,
+    window: Duration,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -130,10 +132,22 @@ struct Bucket {
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter::with_window(per_minute, Duration::from_secs(60))
+    }
+
+    /// `capacity` at once, refilled evenly over `window` (at least a millisecond).
+    pub fn with_window(capacity: u32, window: Duration) -> RateLimiter {
         RateLimiter {
-            per_minute: per_minute.max(1),
+            capacity: capacity.max(1),
+            window: window.max(Duration::from_millis(1)),
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The bucket's size and its refill rate per second.
+    fn rate(&self) -> (f64, f64) {
+        let capacity = f64::from(self.capacity);
+        (capacity, capacity / self.window.as_secs_f64())
     }
 
     /// Takes one request for `key` now, or refuses with `429 rate_limited`; `what` names the
@@ -148,8 +162,7 @@ impl RateLimiter {
     /// the request failed).
     pub fn available(&self, key: &str, what: &str) -> Result<(), ApiError> {
         let now = Instant::now();
-        let capacity = f64::from(self.per_minute);
-        let per_sec = capacity / 60.0;
+        let (capacity, per_sec) = self.rate();
         let Ok(buckets) = self.buckets.lock() else {
             return Ok(());
         };
@@ -164,8 +177,7 @@ impl RateLimiter {
 
     /// Takes one token for `key` at `now`; `Err(wait)` until the next one.
     fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let capacity = f64::from(self.per_minute);
-        let per_sec = capacity / 60.0;
+        let (capacity, per_sec) = self.rate();
         let Ok(mut buckets) = self.buckets.lock() else {
             // A panic while holding the lock: limiting nobody beats refusing everybody.
             return Ok(());
@@ -303,6 +315,18 @@ mod tests {
         let e = limiter.check("a", "offers").expect_err("limited");
         assert_eq!((e.status.as_u16(), e.code), (429, "rate_limited"));
         assert!(e.retry_after.is_some_and(|s| s >= 1));
+    }
+
+    #[test]
+    fn a_window_of_an_hour_refills_over_the_hour() {
+        let limiter = RateLimiter::with_window(20, Duration::from_secs(3600));
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            assert_eq!(limiter.take("a", t0), Ok(()));
+        }
+        let wait = limiter.take("a", t0).expect_err("burst used");
+        assert!((179.9..=180.0).contains(&wait.as_secs_f64()), "{wait:?}");
+        assert_eq!(limiter.take("a", t0 + Duration::from_secs(180)), Ok(()));
     }
 
     #[test]
