@@ -9,6 +9,10 @@ use crate::store::access::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
+/// How stale a sign-in's `last_seen_at` may get before a use writes it again (the idle
+/// timeout is minutes; this keeps it exact to the minute).
+const TOUCH_EVERY_MS: i64 = 60_000;
+
 impl SqliteStore {
     /// The pool, for tests that change rows behind the store's back.
     #[cfg(test)]
@@ -202,7 +206,8 @@ impl SqliteStore {
     }
 
     /// The sign-in with this hash if it is neither expired nor idle since `idle_since`; it
-    /// is marked seen at `now`. An expired or idle one is deleted.
+    /// is marked seen at `now` (written at most once a [`TOUCH_EVERY_MS`]: a console playing
+    /// audio makes many range requests). An expired or idle one is deleted.
     pub async fn touch_console_session(
         &self,
         id_hash: &str,
@@ -210,18 +215,31 @@ impl SqliteStore {
         idle_since: i64,
     ) -> Result<Option<ConsoleSessionRow>> {
         let row: Option<ConsoleSessionRow> = sqlx::query_as(
-            "UPDATE console_sessions SET last_seen_at = ?1 WHERE id_hash = ?2 \
-             AND expires_at > ?1 AND last_seen_at >= ?3 RETURNING *",
+            "SELECT * FROM console_sessions WHERE id_hash = ?1 AND expires_at > ?2 \
+             AND last_seen_at >= ?3",
         )
-        .bind(now)
         .bind(id_hash)
+        .bind(now)
         .bind(idle_since)
         .fetch_optional(&self.pool)
         .await?;
-        if row.is_none() {
-            self.delete_console_session(id_hash).await?;
+        match row {
+            None => {
+                self.delete_console_session(id_hash).await?;
+                Ok(None)
+            }
+            Some(mut row) => {
+                if now - row.last_seen_at >= TOUCH_EVERY_MS {
+                    sqlx::query("UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?")
+                        .bind(now)
+                        .bind(id_hash)
+                        .execute(&self.pool)
+                        .await?;
+                    row.last_seen_at = now;
+                }
+                Ok(Some(row))
+            }
         }
-        Ok(row)
     }
 
     pub async fn delete_console_session(&self, id_hash: &str) -> Result<bool> {
@@ -284,6 +302,53 @@ impl SqliteStore {
 mod tests {
     use crate::store::access::AuditRow;
     use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn a_sign_in_is_written_seen_at_most_once_a_minute_and_ends_when_idle() {
+        use crate::store::access::{ConsoleSessionRow, UserRow};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let user = UserRow {
+            id: "usr_a".into(),
+            email: "a@b.org".into(),
+            name: String::new(),
+            password_hash: String::new(),
+            superuser: false,
+            created_at: 0,
+        };
+        assert!(store.insert_user(&user).await.unwrap());
+        let t0 = 1_000_000;
+        let row = ConsoleSessionRow {
+            id_hash: "h".into(),
+            user_id: "usr_a".into(),
+            created_at: t0,
+            last_seen_at: t0,
+            expires_at: t0 + 3_600_000,
+        };
+        store.insert_console_session(&row).await.unwrap();
+        let seen = |now| {
+            let store = store.clone();
+            async move {
+                store
+                    .touch_console_session("h", now, now - 1_800_000)
+                    .await
+                    .unwrap()
+                    .map(|r| r.last_seen_at)
+            }
+        };
+        assert_eq!(
+            seen(t0 + 30_000).await,
+            Some(t0),
+            "not written within the minute"
+        );
+        assert_eq!(seen(t0 + 61_000).await, Some(t0 + 61_000));
+        // Idle for more than 30 minutes since it was last written: over, and deleted.
+        assert_eq!(seen(t0 + 61_000 + 1_800_001).await, None);
+        assert!(
+            !store.delete_console_session("h").await.unwrap(),
+            "already gone"
+        );
+    }
 
     #[tokio::test]
     async fn the_audit_log_refuses_update_and_delete() {
