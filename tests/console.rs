@@ -656,30 +656,48 @@ async fn a_researcher_runs_a_campaign_and_reviews_its_session_in_the_console() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_manages_users_keys_and_roles_and_users_sign_in_with_a_password() {
     let server = Server::start(&[]).await;
-    let post = |path: &str, body: Value| {
-        server
-            .admin(server.http.post(server.url(path)))
-            .json(&body)
-            .send()
+    // A POST that must succeed (with the admin token when `admin`); one field of
+    // its JSON answer.
+    let call = |path: String, body: Value, admin: bool, key: &'static str| {
+        let req = server.http.post(server.url(&path)).json(&body);
+        let req = if admin { server.admin(req) } else { req };
+        async move {
+            let res = req.send().await.unwrap();
+            assert!(res.status().is_success(), "{path}: {}", res.status());
+            res.json::<Value>().await.unwrap()[key]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
     };
-    let res = post("/v1/campaigns", serde_json::json!({"name": "Study A"}))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let cid = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let res = post(
-        "/v1/users",
-        serde_json::json!({"email": "viewer@example.org", "password": "viewer password 1"}),
+    let cid = call(
+        "/v1/campaigns".into(),
+        serde_json::json!({"name": "Study A"}),
+        true,
+        "id",
     )
-    .await
-    .unwrap();
-    let viewer = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
+    let viewer = call(
+        "/v1/users".into(),
+        serde_json::json!({"email": "viewer@example.org", "password": "viewer password 1"}),
+        true,
+        "id",
+    )
+    .await;
+    // A consented session of the campaign, for the viewer to review.
+    let script = serde_json::json!({"name": "S", "campaign_id": cid,
+        "prompts": [{"id": "q1", "text": "Hi?", "audio": "default/q1.wav"}]});
+    let sid = call("/v1/scripts".into(), script, true, "id").await;
+    let invite = serde_json::json!({"campaign_id": cid, "script_id": sid});
+    let token = call("/v1/invites".into(), invite, true, "token").await;
+    let consent = serde_json::json!({"accept": true});
+    let session = call(
+        format!("/v1/invites/{token}/consent"),
+        consent,
+        false,
+        "session_id",
+    )
+    .await;
     let mut console = Browser::launch(&server.url("/console"), None).await;
     console.set_viewport(1280, 800, false).await;
     wait(
@@ -834,6 +852,17 @@ async fn the_console_manages_users_keys_and_roles_and_users_sign_in_with_a_passw
         "a viewer sees neither users nor the audit log"
     );
     shoot(&mut console, "23-viewer-access").await;
+    // The viewer reviews the session (its analysis included), read-only.
+    console
+        .navigate(&server.url(&format!("/console#/sessions/{session}")))
+        .await;
+    wait(
+        &mut console,
+        "document.querySelector('#view').textContent.includes('Talk ratio') && !!document.querySelector('#export-links')",
+        "viewer's session page",
+    )
+    .await;
+    assert!(text(&mut console, "#view").await.contains(&session));
     console
         .navigate(&server.url(&format!("/console#/campaigns/{cid}")))
         .await;

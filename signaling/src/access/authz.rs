@@ -143,13 +143,19 @@ impl Principal {
     /// The campaigns whose `permission` this principal holds; `None` means every campaign
     /// (a superuser). What list routes filter by.
     pub fn campaigns_with(&self, permission: Permission) -> Option<Vec<String>> {
+        self.campaigns_with_any(&[permission])
+    }
+
+    /// The campaigns where this principal holds any of `permissions`; `None` means every
+    /// campaign (a superuser).
+    pub fn campaigns_with_any(&self, permissions: &[Permission]) -> Option<Vec<String>> {
         if self.superuser {
             return None;
         }
         Some(
             self.grants
                 .iter()
-                .filter(|(_, g)| g.permissions.contains(&permission))
+                .filter(|(_, g)| permissions.iter().any(|p| g.permissions.contains(p)))
                 .map(|(c, _)| c.clone())
                 .collect(),
         )

@@ -1,8 +1,8 @@
 //! Analytics routes (admin): one session's analytics (`GET /v1/sessions/{id}/analytics`)
 //! and the aggregate of a campaign and date range (`GET /v1/analytics?campaign=&from=&to=`).
-//! The formulas are in `crate::analytics` and README.md ("Analytics"). Analytics are the
-//! `export` permission's (analysts'); the aggregate counts only the campaigns the caller
-//! holds it on.
+//! The formulas are in `crate::analytics` and README.md ("Analytics"). A session's analytics
+//! are part of viewing it (`view`); the aggregate counts the campaigns where the caller may
+//! view or export (viewers and analysts alike).
 
 use super::auth::Caller;
 use super::extract::{path_or_not_found, query_time};
@@ -29,7 +29,7 @@ async fn session(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    caller.session(&app, &id, Permission::Export).await?;
+    caller.session(&app, &id, Permission::View).await?;
     Ok(axum::Json(app.service.session_analytics(&id).await?))
 }
 
@@ -49,7 +49,9 @@ async fn aggregate(
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let filter = AggregateFilter {
         campaign: q.campaign.filter(|c| !c.is_empty()),
-        campaigns: caller.campaigns_with(Permission::Export),
+        campaigns: caller
+            .principal
+            .campaigns_with_any(&[Permission::View, Permission::Export]),
         from: query_time(q.from, "from", false)?,
         to: query_time(q.to, "to", true)?,
     };
