@@ -23,9 +23,13 @@ use super::{FRAME, Output, SessionCore, ToAgent};
 /// or pace steadily (loopback, a LAN), and a jittery one shows itself by its first underrun.
 const START_MARGIN_MAX: Duration = Duration::from_millis(20);
 const START_MARGIN_STEP: Duration = Duration::from_millis(10);
-/// A turn's queue ran dry for at most this many ticks and then the agent's audio went on: an
-/// underrun (the audio came late), not a pause between sentences.
+/// A turn's queue ran dry for at most this many ticks and then the agent's audio went on with at
+/// least [`UNDERRUN_MIN_SAMPLES`]: an underrun (the audio came late), not a pause between
+/// sentences.
 const UNDERRUN_MAX_TICKS: u32 = 2;
+/// Late audio shorter than this is not counted: when the agent pauses, the bridge pushes out the
+/// resampler's tail (its 5 ms delay) 50 ms later, which is the end of a talk, not late audio.
+const UNDERRUN_MIN_SAMPLES: usize = FRAME / 2;
 /// No new agent audio for this long: play what is queued even if it is shorter than a frame.
 const AGENT_IDLE_START: Duration = Duration::from_millis(100);
 /// The AI turn ends after its queue has been empty for this many ticks (200 ms), so that short
@@ -70,8 +74,12 @@ impl AgentSide {
 
     /// Audio arrived while a turn is playing after its queue ran dry for a tick or two: the
     /// audio came late, so later turns wait longer before they start.
-    fn note_late_audio(&mut self, turn_playing: bool) -> bool {
-        if !turn_playing || self.idle_ticks == 0 || self.idle_ticks > UNDERRUN_MAX_TICKS {
+    fn note_late_audio(&mut self, turn_playing: bool, samples: usize) -> bool {
+        if !turn_playing
+            || samples < UNDERRUN_MIN_SAMPLES
+            || self.idle_ticks == 0
+            || self.idle_ticks > UNDERRUN_MAX_TICKS
+        {
             return false;
         }
         self.underruns += 1;
@@ -210,7 +218,7 @@ impl SessionCore {
                 tracing::info!(session = %self.id, %stream_sid, "agent stream started");
             }
             FromAgent::Audio(pcm) => {
-                if agent.note_late_audio(self.ai_turn.is_some()) {
+                if agent.note_late_audio(self.ai_turn.is_some(), pcm.len()) {
                     tracing::debug!(
                         session = %self.id,
                         underruns = agent.underruns,
