@@ -5,12 +5,17 @@
 //! and `[PHONE]`, the search index does not find the address; then the participant asks for
 //! deletion with their deletion token, an admin fulfils it, and the session's folder of
 //! recordings written by the media plane is gone from the disk.
+//!
+//! A second test drives the pages in a real headless Chromium: the consent step states the
+//! campaign's retention period; after the interview (here: declined) the end screen links to
+//! the deletion page, whose button files the request.
 
 mod support;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
+use support::browser::{Browser, visible};
 use support::participant::Participant;
 use support::{ADMIN_TOKEN, Server};
 use tokio::net::TcpListener;
@@ -227,4 +232,71 @@ async fn masked_live_and_stored_then_deleted_on_request() {
     assert_eq!(list["deletion_requests"][0]["state"], "fulfilled");
     participant.peer.close().await;
     let _ = agent.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_state_retention_and_lead_to_a_deletion_request() {
+    let server = Server::start(&[]).await;
+    let http = &server.http;
+    let campaign = ok_json(
+        server
+            .admin(http.post(server.url("/v1/campaigns")))
+            .json(&json!({"name": "Thirty days", "audio_retention_days": 30})),
+        201,
+    )
+    .await;
+    let script = ok_json(
+        server
+            .admin(http.post(server.url("/v1/scripts")))
+            .json(&json!({"name": "s", "campaign_id": campaign["id"],
+                          "prompts": [{"id": "q1", "text": "Hi?", "audio": "default/q1.wav"}]})),
+        201,
+    )
+    .await;
+    let invite = ok_json(
+        server
+            .admin(http.post(server.url("/v1/invites")))
+            .json(&json!({"campaign_id": campaign["id"], "script_id": script["id"]})),
+        201,
+    )
+    .await;
+    let url = invite["url"].as_str().expect("url");
+    let mut browser = Browser::launch(url, None).await;
+    let wait = Duration::from_secs(20);
+    assert!(browser.wait_for(&visible("#consent-retention"), wait).await);
+    let said = browser
+        .eval("document.querySelector('#consent-retention').textContent")
+        .await;
+    assert!(
+        said.as_str()
+            .is_some_and(|t| t.contains("kept for 30 days")),
+        "{said}"
+    );
+    browser.click("#decline").await;
+    assert!(
+        browser.wait_for(&visible("#deletion-link"), wait).await,
+        "the end screen offers deletion"
+    );
+    let link = browser
+        .eval("document.querySelector('#deletion-link').getAttribute('href')")
+        .await;
+    let link = link.as_str().expect("href").to_string();
+    assert!(link.starts_with("/delete/dtk_"), "{link}");
+    browser.navigate(&server.url(&link)).await;
+    assert!(browser.wait_for(&visible("#ask"), wait).await);
+    browser.click("#ask").await;
+    assert!(
+        browser
+            .wait_for("window.earshotDeletion.state === 'pending'", wait)
+            .await,
+        "the request was filed"
+    );
+    let list = ok_json(
+        server.admin(http.get(server.url("/v1/deletion-requests"))),
+        200,
+    )
+    .await;
+    let requests = list["deletion_requests"].as_array().expect("list");
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["state"], "pending");
 }
