@@ -300,3 +300,91 @@ async fn the_pages_state_retention_and_lead_to_a_deletion_request() {
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0]["state"], "pending");
 }
+
+/// Sets an input's value as typing would.
+async fn fill(b: &mut Browser, selector: &str, value: &str) {
+    let js = format!(
+        "(() => {{ const e = document.querySelector({}); e.value = {}; return true; }})()",
+        serde_json::to_string(selector).expect("selector"),
+        serde_json::to_string(value).expect("value")
+    );
+    assert_eq!(b.eval(&js).await, json!(true), "fill {selector}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_sets_a_campaigns_privacy_and_shows_the_retention_panel() {
+    let server = Server::start(&[]).await;
+    let campaign = ok_json(
+        server
+            .admin(server.http.post(server.url("/v1/campaigns")))
+            .json(&json!({"name": "Console privacy"})),
+        201,
+    )
+    .await;
+    let cid = campaign["id"].as_str().expect("id").to_string();
+    let mut b = Browser::launch(&server.url("/console"), None).await;
+    let wait = Duration::from_secs(20);
+    assert!(b.wait_for(&visible("#token"), wait).await);
+    fill(&mut b, "#token", ADMIN_TOKEN).await;
+    b.click("#signin-form button").await;
+    assert!(b.wait_for(&visible("#nav"), wait).await, "signed in");
+    b.navigate(&server.url(&format!("/console#/campaigns/{cid}")))
+        .await;
+    assert!(b.wait_for(&visible("#privacy-form"), wait).await);
+    b.eval("document.querySelector('#p-action').value = 'mask'; true")
+        .await;
+    fill(&mut b, "#p-audio", "14").await;
+    fill(
+        &mut b,
+        "#p-patterns",
+        r#"[{"name": "EMPLOYEE_ID", "regex": "\\bE\\d{5}\\b"}]"#,
+    )
+    .await;
+    b.click("#privacy-form button").await;
+    assert!(
+        b.wait_for(
+            "document.querySelector('#privacy-form .ok').textContent === 'Saved.'",
+            wait
+        )
+        .await,
+        "saved"
+    );
+    let c = ok_json(
+        server.admin(server.http.get(server.url(&format!("/v1/campaigns/{cid}")))),
+        200,
+    )
+    .await;
+    assert_eq!(c["pii_action"], "mask");
+    assert_eq!(c["audio_retention_days"], 14);
+    assert_eq!(c["pii_patterns"][0]["name"], "EMPLOYEE_ID");
+    // A bad pattern is refused with the API's message, and nothing changes.
+    fill(&mut b, "#p-patterns", r#"[{"name": "X", "regex": "("}]"#).await;
+    b.click("#privacy-form button").await;
+    assert!(
+        b.wait_for(
+            "document.querySelector('#privacy-form .error').textContent.includes('pattern')",
+            wait
+        )
+        .await,
+        "refused"
+    );
+    let again = ok_json(
+        server.admin(server.http.get(server.url(&format!("/v1/campaigns/{cid}")))),
+        200,
+    )
+    .await;
+    assert_eq!(again, c);
+    // The Privacy panel: the sweep that ran at start, and no deletion requests.
+    b.navigate(&server.url("/console#/privacy")).await;
+    assert!(b.wait_for(&visible("#retention"), wait).await);
+    let panel = b
+        .eval("document.querySelector('#retention').textContent + '|' + document.querySelector('#deletion-requests').textContent")
+        .await;
+    let panel = panel.as_str().expect("text");
+    assert!(panel.contains("Last sweep"), "{panel}");
+    assert!(
+        !panel.contains("not yet"),
+        "the sweep ran at start: {panel}"
+    );
+    assert!(panel.contains("No requests."), "{panel}");
+}
