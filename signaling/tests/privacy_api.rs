@@ -702,4 +702,13 @@ async fn every_new_route_refuses_the_wrong_caller() {
         json_of(res, 404).await["error"]["code"],
         "deletion_request_not_found"
     );
+    // Deleting the session the admin way fulfils its pending request too.
+    let res = srv
+        .admin(Method::DELETE, &format!("/v1/sessions/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let fact = srv.store.deletion_request(&rid).await.unwrap().unwrap();
+    assert_eq!(fact.fulfilled_by.as_deref(), Some("admin"));
 }
