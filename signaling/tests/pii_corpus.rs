@@ -80,6 +80,22 @@ fn corpus_recall_and_precision_per_kind() {
     for m in &misses {
         println!("{m}");
     }
+    // Cost per line (informational: this is the unoptimized test build).
+    let texts: Vec<&str> = corpus
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t').map(|(t, _)| t))
+        .collect();
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        for t in &texts {
+            std::hint::black_box(detector.find(t));
+        }
+    }
+    println!(
+        "{:.1} us per line (test build)",
+        started.elapsed().as_secs_f64() * 1e6 / (10 * texts.len()) as f64
+    );
     assert!(failed.is_empty(), "below the bar: {failed:?}");
     assert_eq!(
         scores.len(),

@@ -251,6 +251,39 @@ async fn privacy_settings_are_validated_and_shown() {
             .unwrap();
         assert_eq!(json_of(res, 400).await["error"]["code"], code, "{body}");
     }
+    // A create with a bad setting makes no campaign.
+    let count = |v: Value| v["campaigns"].as_array().unwrap().len();
+    let before = count(
+        json_of(
+            srv.admin(Method::GET, "/v1/campaigns")
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await,
+    );
+    let res = srv
+        .admin(Method::POST, "/v1/campaigns")
+        .json(&json!({"name": "Bad", "audio_retention_days": -5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(res, 400).await["error"]["code"],
+        "invalid_retention"
+    );
+    let after = count(
+        json_of(
+            srv.admin(Method::GET, "/v1/campaigns")
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await,
+    );
+    assert_eq!(after, before);
     // Nothing changed.
     let again = json_of(
         srv.admin(Method::GET, &format!("/v1/campaigns/{cid}"))

@@ -417,6 +417,8 @@ fn phone_end(text: &str, start: usize, end: usize) -> Option<usize> {
 /// most one single-digit group (a country code, a trunk prefix), and dotted numbers with
 /// no single-digit group but the first (`555.123.4567`, `06.12.34.56.78`, not `120.0.6099.1`).
 fn phone_groups(part: &str) -> bool {
+    // The `(0)` of `+44 (0)20 ...` is a trunk prefix shown for national callers, not a group.
+    let part = part.replace("(0)", " ");
     let groups: Vec<&str> = part
         .split(|c: char| !c.is_ascii_digit())
         .filter(|g| !g.is_empty())
@@ -500,6 +502,10 @@ mod tests {
         assert_eq!(
             kinds("my SSN is 123-45-6789."),
             vec![("SSN".into(), "123-45-6789")]
+        );
+        assert_eq!(
+            kinds("call +33 (0)1 23 45 67 89 for Paris"),
+            vec![("PHONE".into(), "+33 (0)1 23 45 67 89")]
         );
         assert_eq!(
             kinds("card 4111 1111 1111 1111 expires"),
