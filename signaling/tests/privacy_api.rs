@@ -252,17 +252,18 @@ async fn privacy_settings_are_validated_and_shown() {
         assert_eq!(json_of(res, 400).await["error"]["code"], code, "{body}");
     }
     // A create with a bad setting makes no campaign.
-    let count = |v: Value| v["campaigns"].as_array().unwrap().len();
-    let before = count(
-        json_of(
+    let campaigns = || async {
+        let list = json_of(
             srv.admin(Method::GET, "/v1/campaigns")
                 .send()
                 .await
                 .unwrap(),
             200,
         )
-        .await,
-    );
+        .await;
+        list["campaigns"].as_array().unwrap().len()
+    };
+    let before = campaigns().await;
     let res = srv
         .admin(Method::POST, "/v1/campaigns")
         .json(&json!({"name": "Bad", "audio_retention_days": -5}))
@@ -273,17 +274,7 @@ async fn privacy_settings_are_validated_and_shown() {
         json_of(res, 400).await["error"]["code"],
         "invalid_retention"
     );
-    let after = count(
-        json_of(
-            srv.admin(Method::GET, "/v1/campaigns")
-                .send()
-                .await
-                .unwrap(),
-            200,
-        )
-        .await,
-    );
-    assert_eq!(after, before);
+    assert_eq!(campaigns().await, before);
     // Nothing changed.
     let again = json_of(
         srv.admin(Method::GET, &format!("/v1/campaigns/{cid}"))
