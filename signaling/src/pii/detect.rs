@@ -23,8 +23,9 @@
 //!   ("version 1.2.3.4", "build", "release", "firmware", ...) it is a version number, not an
 //!   address. IPv6: what [`std::net::Ipv6Addr`] parses, with at least one `::` or 7 colons.
 //! - Spoken digits (`zero`/`oh` .. `nine`, `double`, `triple`, `plus`, numerals) are read as
-//!   one digit string and checked as phone, SSN or card by the same rules; spoken e-mails
-//!   need a spoken or written dot in the domain ending with a common top-level domain.
+//!   one digit string and checked as phone, SSN or card by the same rules; spoken IPv4 is four
+//!   parts of digits joined by "dot" (each 0-255), with the same version-word rule; spoken
+//!   e-mails need a spoken or written dot in the domain ending with a common top-level domain.
 
 use super::spoken;
 use regex::{Regex, RegexBuilder};
@@ -239,6 +240,11 @@ impl Detector {
                 && !preceded_by(text, m.start(), VERSION_WORDS, 3)
             {
                 all.push(finding(PiiKind::Ip, m.start(), m.end()));
+            }
+        }
+        for (start, end) in spoken::ipv4s(text) {
+            if !preceded_by(text, start, VERSION_WORDS, 3) {
+                all.push(finding(PiiKind::Ip, start, end));
             }
         }
         for m in b.ipv6.find_iter(text) {

@@ -1,6 +1,8 @@
 //! Spoken forms in transcripts: e-mail addresses said aloud ("john dot smith at example dot
-//! com") and digit sequences said digit by digit ("five five five, one two three ...",
-//! "double seven", "plus four four"). The digits are read into a string that
+//! com"), digit sequences said digit by digit ("five five five, one two three ...",
+//! "double seven", "plus four four") and IPv4 addresses said as digits and "dot" ("one nine
+//! two dot one six eight dot oh dot one"; numbers said as words beyond digits, "twenty", are
+//! not read). The digits are read into a string that
 //! [`super::detect`] checks by the same rules as written numbers.
 
 use super::detect::{Finding, PiiKind};
@@ -114,6 +116,14 @@ static DIGIT_RUN: LazyLock<Regex> = LazyLock::new(|| {
     .expect("spoken digits pattern")
 });
 
+static SPOKEN_IPV4: LazyLock<Regex> = LazyLock::new(|| {
+    let octet = format!(r"(?:(?:{DIGIT_WORDS})(?:\s+(?:{DIGIT_WORDS})){{0,2}}|\d{{1,3}})");
+    Regex::new(&format!(
+        r"(?i)\b{octet}\s+dot\s+{octet}\s+dot\s+{octet}\s+dot\s+{octet}\b"
+    ))
+    .expect("spoken IPv4 pattern")
+});
+
 static TOKEN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)[a-z]+|\d+").expect("token pattern"));
 
@@ -131,6 +141,46 @@ pub(super) fn emails(text: &str) -> Vec<Finding> {
             }
         })
         .collect()
+}
+
+/// IPv4 addresses said as digits (words or numerals) and "dot", each part 0-255;
+/// `(start, end)`.
+pub(super) fn ipv4s(text: &str) -> Vec<(usize, usize)> {
+    SPOKEN_IPV4
+        .find_iter(text)
+        .filter(|m| {
+            let parts: Vec<String> = m
+                .as_str()
+                .split(|c: char| c.is_whitespace())
+                .collect::<Vec<_>>()
+                .split(|w| w.eq_ignore_ascii_case("dot"))
+                .map(|words| words.iter().map(|w| word_digits(w)).collect::<String>())
+                .collect();
+            parts.len() == 4
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.parse::<u16>().is_ok_and(|n| n <= 255))
+        })
+        .map(|m| (m.start(), m.end()))
+        .collect()
+}
+
+/// The digits a word or numeral stands for ("seven" -> "7", "42" -> "42", else nothing).
+fn word_digits(word: &str) -> String {
+    let digit = match word.to_lowercase().as_str() {
+        "zero" | "oh" => '0',
+        "one" => '1',
+        "two" => '2',
+        "three" => '3',
+        "four" => '4',
+        "five" => '5',
+        "six" => '6',
+        "seven" => '7',
+        "eight" => '8',
+        "nine" => '9',
+        _ => return word.chars().filter(char::is_ascii_digit).collect(),
+    };
+    digit.to_string()
 }
 
 /// A digit sequence said aloud: its byte range, its digits, and whether it began with
@@ -166,23 +216,11 @@ pub(super) fn digit_runs(text: &str) -> Vec<DigitRun> {
                     repeat = 3;
                     continue;
                 }
-                "zero" | "oh" => "0",
-                "one" => "1",
-                "two" => "2",
-                "three" => "3",
-                "four" => "4",
-                "five" => "5",
-                "six" => "6",
-                "seven" => "7",
-                "eight" => "8",
-                "nine" => "9",
-                numeral => {
-                    digits.push_str(&numeral.repeat(repeat));
-                    repeat = 1;
-                    continue;
+                word => {
+                    spoken |= word.starts_with(|c: char| c.is_alphabetic());
+                    word_digits(word)
                 }
             };
-            spoken = true;
             digits.push_str(&digit.repeat(repeat));
             repeat = 1;
         }
@@ -209,6 +247,19 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].digits, "4477009001 23".replace(' ', ""));
         assert!(runs[0].plus);
+    }
+
+    #[test]
+    fn reads_spoken_ipv4() {
+        let text = "it was one nine two dot one six eight dot oh dot one two, I think";
+        let found = ipv4s(text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            &text[found[0].0..found[0].1],
+            "one nine two dot one six eight dot oh dot one two"
+        );
+        assert!(ipv4s("three dot nine nine nine dot one dot two").is_empty());
+        assert!(ipv4s("10.0.0.1 dot").is_empty());
     }
 
     #[test]
