@@ -4,6 +4,7 @@
 
 use earshot_signaling::lifecycle::LifecycleConfig;
 use earshot_signaling::routes::IceServerView;
+use earshot_signaling::service::retention::RetentionConfig;
 use earshot_signaling::webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -52,6 +53,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub limits: LimitsConfig,
     pub webhooks: WebhookConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
 }
 
@@ -240,7 +242,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "media",
     "opus",
@@ -251,6 +253,7 @@ const SECTIONS: [&str; 11] = [
     "agent",
     "limits",
     "webhooks",
+    "retention",
     "log",
 ];
 
@@ -416,6 +419,7 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.limits.validate()?;
         self.webhooks.validate().map_err(ConfigError::Invalid)?;
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         let o = &self.opus;
         if !(6_000..=510_000).contains(&o.bitrate) {
             return bad(format!(
@@ -678,6 +682,10 @@ mod tests {
                 "limits.max_monitors",
             ),
             (&[("EARSHOT_LIMITS_NOPE", "5")], "nope"),
+            (
+                &[("EARSHOT_RETENTION_SWEEP_SECS", "0")],
+                "retention.sweep_secs",
+            ),
             (
                 &[("EARSHOT_AGENT_CA_FILE", "/nonexistent/ca.pem")],
                 "agent.ca_file",

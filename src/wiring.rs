@@ -78,6 +78,9 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         .spawn_webhook_worker(cfg.webhooks.clone())
         .map_err(|e| anyhow::anyhow!("starting the webhook worker: {}", e.message))?;
     sessions.recover_after_restart().await;
+    sessions
+        .clone()
+        .spawn_retention_sweep(std::time::Duration::from_secs(cfg.retention.sweep_secs));
     sessions.clone().spawn(media_events);
     tokio::spawn(
         crate::reload::Reloader {

@@ -48,23 +48,14 @@ fn now_ms() -> i64 {
 }
 
 /// JS: the element exists and neither it nor an ancestor is `hidden`.
-fn visible(selector: &str) -> String {
-    format!(
-        "(() => {{ const e = document.querySelector('{selector}'); return !!e && !e.closest('[hidden]'); }})()"
-    )
-}
+use support::browser::visible;
 
 fn text_of(selector: &str) -> String {
     format!("(document.querySelector('{selector}') || {{}}).textContent || ''")
 }
 
 async fn click(browser: &mut Browser, selector: &str) {
-    let ok = browser
-        .eval(&format!(
-            "(() => {{ const e = document.querySelector('{selector}'); if (!e) return false; e.click(); return true; }})()"
-        ))
-        .await;
-    assert_eq!(ok, json!(true), "{selector} exists to be clicked");
+    browser.click(selector).await;
 }
 
 /// A participant with the speech fixture as microphone: consent, mic check, Start, connected.

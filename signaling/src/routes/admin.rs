@@ -257,13 +257,27 @@ async fn restart_session(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TranscriptQuery {
+    /// The originals of masked or redacted turns, where the server's vault kept them.
+    #[serde(default)]
+    original: bool,
+}
+
 async fn get_transcript(
     _: Admin,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    query: Result<Query<TranscriptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    let turns = app.service.transcript(&id).await?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let turns = if query.original {
+        app.service.original_transcript(&id).await?
+    } else {
+        app.service.transcript(&id).await?
+    };
     Ok(axum::Json(transcript_view(&id, &turns)))
 }
 

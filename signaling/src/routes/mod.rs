@@ -19,6 +19,7 @@ mod metrics;
 mod monitor;
 mod participant;
 mod participant_live;
+mod privacy;
 pub mod scripts;
 mod server;
 mod state;
@@ -48,6 +49,7 @@ pub fn router(app: AppState) -> Router {
         .merge(metrics::router())
         .merge(exports::router())
         .merge(webhooks::router())
+        .merge(privacy::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(headers::common))

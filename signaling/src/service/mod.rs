@@ -21,6 +21,9 @@
 //! - `background`: the two long-running tasks.
 //! - `exports`: what a session's exports are made of, bulk exports page by page.
 //! - `webhooks`: webhook endpoints, their delivery log, redelivery, the worker's start.
+//! - `privacy`: campaigns' privacy settings, the PII policy on live and stored lines,
+//!   sealed originals; `retention`: the retention sweep; `deletion`: participants'
+//!   deletion tokens and requests.
 //! - `media_specs`: what the media plane is told about a session; `key_lock`: the
 //!   in-process per-key locks.
 
@@ -28,6 +31,7 @@ pub mod admin;
 mod analytics;
 mod background;
 pub mod catalog;
+pub mod deletion;
 pub mod exports;
 pub mod invites;
 mod key_lock;
@@ -36,7 +40,9 @@ mod media_events;
 mod media_specs;
 pub mod monitors;
 pub mod peers;
+pub mod privacy;
 mod recordings;
+pub mod retention;
 pub mod scripts;
 mod steps;
 mod timers;
@@ -117,6 +123,16 @@ pub struct SessionService {
     public_url: String,
     /// The fonts PDF transcripts are drawn with (shipped by the binary).
     pdf_fonts: Option<crate::exports::pdf::PdfFonts>,
+    /// Campaigns' privacy settings, sweeps and deletion requests (see `privacy`).
+    privacy: Option<Arc<dyn crate::store::privacy::PrivacyStore>>,
+    /// Seals originals of changed turns; [`crate::pii::RefuseVault`] keeps none.
+    vault: Arc<dyn crate::pii::TextVault>,
+    /// Campaigns' privacy settings with their detectors compiled, by campaign id.
+    policies: DashMap<String, Arc<privacy::ActivePolicy>>,
+    /// The campaign of each session with transcript lines since it was last forgotten.
+    session_campaigns: DashMap<String, String>,
+    /// The retention sweep's counters (`/metrics`).
+    retention: retention::RetentionCounters,
 }
 
 fn session_not_found() -> ApiError {
@@ -134,6 +150,7 @@ impl SessionService {
         silence_ms: u32,
     ) -> Self {
         let webhooks: Arc<dyn WebhookStore> = Arc::new(store.clone());
+        let privacy: Arc<dyn crate::store::privacy::PrivacyStore> = Arc::new(store.clone());
         let ports = Ports {
             store: Arc::new(store),
             media,
@@ -148,6 +165,7 @@ impl SessionService {
         };
         let mut service = Self::with_ports(ports, config);
         service.webhooks = Some(webhooks);
+        service.privacy = Some(privacy);
         service
     }
 
@@ -172,6 +190,11 @@ impl SessionService {
             wake: Arc::default(),
             public_url: String::new(),
             pdf_fonts: None,
+            privacy: None,
+            vault: Arc::new(crate::pii::RefuseVault),
+            policies: DashMap::new(),
+            session_campaigns: DashMap::new(),
+            retention: retention::RetentionCounters::default(),
         }
     }
 

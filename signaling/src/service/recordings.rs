@@ -65,6 +65,13 @@ impl SessionService {
         let derived = track == Track::Mix || format == Format::Mp3;
         let rec = match stored {
             Some(rec) => rec,
+            None if self.recordings_deleted_at(id).await?.is_some() => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::GONE,
+                    "recordings_deleted",
+                    "the retention policy deleted this session's recordings",
+                ));
+            }
             None if derived => self
                 .derive_recording(id, track, format)
                 .await?

@@ -12,6 +12,7 @@
 //! indexed column, so the ticker asks for the sessions that are due instead of scanning.
 
 pub mod catalog;
+pub mod privacy;
 pub mod sqlite;
 pub mod webhooks;
 

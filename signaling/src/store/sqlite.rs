@@ -2,6 +2,7 @@
 //! process. Owns every SQL statement in Earshot; migrations in `signaling/migrations/` run on
 //! open, so an existing database upgrades in place.
 
+mod privacy;
 mod webhooks;
 
 use super::CatalogStore;
