@@ -277,11 +277,11 @@ fn recording(c: &mut Criterion) {
     ] {
         let path = dir.path().join(format!("{name}.wav"));
         g.bench_function(name, |b| {
-            let mut w = TrackWriter::create(&path, preset).expect("wav");
+            let mut w = TrackWriter::create(&path, preset, None).expect("wav");
             let mut i = 0usize;
             b.iter(|| {
                 if i > 0 && i.is_multiple_of(WAV_RESTART_FRAMES) {
-                    w = TrackWriter::create(&path, preset).expect("wav");
+                    w = TrackWriter::create(&path, preset, None).expect("wav");
                 }
                 let pos = (i % WAV_RESTART_FRAMES * FRAME) as u64;
                 w.write_at(pos, &participant[i % participant.len()])
@@ -297,20 +297,20 @@ fn recording(c: &mut Criterion) {
     let mix = dir.path().join("mix.wav");
     common::write_track(&p_wav, &participant, FILE_SECONDS);
     common::write_track(&a_wav, &ai, FILE_SECONDS);
-    mix_wavs(&p_wav, &a_wav, &mix).expect("mix");
+    mix_wavs(&p_wav, &a_wav, &mix, None).expect("mix");
     let frames = (FILE_SECONDS * FRAMES_PER_SECOND) as u64;
     g.sample_size(10);
     let out = dir.path().join("mix_out.wav");
     g.bench_function("mix_two_tracks", |b| {
         per_frame(b, frames, || {
-            black_box(mix_wavs(&p_wav, &a_wav, &out).expect("mix"));
+            black_box(mix_wavs(&p_wav, &a_wav, &out, None).expect("mix"));
         });
     });
     for kbps in [64u32, 128] {
         let mp3 = dir.path().join(format!("mix_{kbps}.mp3"));
         g.bench_function(format!("mp3_encode_{kbps}kbps"), |b| {
             per_frame(b, frames, || {
-                black_box(encode_mp3(&mix, &mp3, kbps).expect("mp3"));
+                black_box(encode_mp3(&mix, &mp3, kbps, None).expect("mp3"));
             });
         });
     }

@@ -14,8 +14,6 @@ pub(crate) const FIXED_LEN: usize = 32;
 const SLOT_LEN: usize = 1 + MAX_KEY_ID_LEN + 24 + 32 + 16;
 /// Bytes before the first chunk.
 pub const HEADER_LEN: usize = FIXED_LEN + SLOT_LEN;
-/// Length of a WAV header rebuilt by [`wav_header`].
-pub const WAV_HEADER_LEN: u64 = 44;
 
 /// What a sealed file's plaintext is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,24 +34,43 @@ pub fn is_sealed(head: &[u8]) -> bool {
     head.starts_with(MAGIC)
 }
 
-/// The canonical 44-byte header of a PCM WAV holding `data_len` bytes of samples.
-pub fn wav_header(channels: u8, bits: u8, sample_rate: u32, data_len: u64) -> [u8; 44] {
+/// The header of an integer PCM WAV holding `data_len` bytes of samples, byte for byte as
+/// the `hound` crate writes it (so a sealed recording reads back identical to a plain one):
+/// a 16-byte `PCMWAVEFORMAT` for at most 16 bits and 2 channels (44 bytes in all), else
+/// `WAVE_FORMAT_EXTENSIBLE` (68 bytes).
+pub fn wav_header(channels: u8, bits: u8, sample_rate: u32, data_len: u64) -> Vec<u8> {
+    const SUBTYPE_PCM: [u8; 16] = [
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xaa, 0x00, 0x38, 0x9b,
+        0x71,
+    ];
+    let extensible = channels > 2 || bits > 16;
     let data = u32::try_from(data_len).unwrap_or(u32::MAX);
-    let block_align = u16::from(channels) * u16::from(bits).div_ceil(8);
-    let mut h = [0u8; 44];
-    h[0..4].copy_from_slice(b"RIFF");
-    h[4..8].copy_from_slice(&data.saturating_add(36).to_le_bytes());
-    h[8..12].copy_from_slice(b"WAVE");
-    h[12..16].copy_from_slice(b"fmt ");
-    h[16..20].copy_from_slice(&16u32.to_le_bytes());
-    h[20..22].copy_from_slice(&1u16.to_le_bytes());
-    h[22..24].copy_from_slice(&u16::from(channels).to_le_bytes());
-    h[24..28].copy_from_slice(&sample_rate.to_le_bytes());
-    h[28..32].copy_from_slice(&(sample_rate * u32::from(block_align)).to_le_bytes());
-    h[32..34].copy_from_slice(&block_align.to_le_bytes());
-    h[34..36].copy_from_slice(&u16::from(bits).to_le_bytes());
-    h[36..40].copy_from_slice(b"data");
-    h[40..44].copy_from_slice(&data.to_le_bytes());
+    let bytes_per_sample = u32::from(bits).div_ceil(8);
+    let bytes_per_sec = sample_rate * bytes_per_sample * u32::from(channels);
+    let block_align = (bytes_per_sample * u32::from(channels)) as u16;
+    let mut h = Vec::with_capacity(68);
+    h.extend_from_slice(b"RIFF");
+    let header_after_size: u32 = if extensible { 60 } else { 36 };
+    h.extend_from_slice(&data.saturating_add(header_after_size).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&(if extensible { 40u32 } else { 16 }).to_le_bytes());
+    h.extend_from_slice(&(if extensible { 0xfffeu16 } else { 1 }).to_le_bytes());
+    h.extend_from_slice(&u16::from(channels).to_le_bytes());
+    h.extend_from_slice(&sample_rate.to_le_bytes());
+    h.extend_from_slice(&bytes_per_sec.to_le_bytes());
+    h.extend_from_slice(&block_align.to_le_bytes());
+    if extensible {
+        h.extend_from_slice(&((bytes_per_sample * 8) as u16).to_le_bytes());
+        h.extend_from_slice(&22u16.to_le_bytes());
+        h.extend_from_slice(&u16::from(bits).to_le_bytes());
+        let mask = (0..u32::from(channels.min(18))).fold(0u32, |m, c| m | (1 << c));
+        h.extend_from_slice(&mask.to_le_bytes());
+        h.extend_from_slice(&SUBTYPE_PCM);
+    } else {
+        h.extend_from_slice(&u16::from(bits).to_le_bytes());
+    }
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data.to_le_bytes());
     h
 }
 

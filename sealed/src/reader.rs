@@ -3,7 +3,7 @@
 
 use crate::MAX_CHUNK_PLAINTEXT;
 use crate::error::{Result, SealError};
-use crate::header::{Content, FIXED_LEN, HEADER_LEN, Header, WAV_HEADER_LEN, wav_header};
+use crate::header::{Content, FIXED_LEN, HEADER_LEN, Header, wav_header};
 use crate::keyring::KeyRing;
 use crate::writer::{CHUNK_OVERHEAD, LAST_FLAG, TAG_LEN, chunk_aad};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -159,17 +159,13 @@ impl<R: Read + Seek> SealedReader<R> {
                 channels,
                 bits,
                 sample_rate,
-            } => wav_header(channels, bits, sample_rate, self.body_len).to_vec(),
+            } => wav_header(channels, bits, sample_rate, self.body_len),
         }
     }
 
     /// Length of the plaintext as presented (with the WAV header for PCM).
     pub fn plaintext_len(&self) -> u64 {
-        self.body_len
-            + match self.header.content {
-                Content::Bytes => 0,
-                Content::Pcm { .. } => WAV_HEADER_LEN,
-            }
+        self.body_len + self.prefix().len() as u64
     }
 
     /// The presented plaintext's bytes `start..end` (end exclusive, clamped to the length).

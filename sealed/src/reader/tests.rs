@@ -111,7 +111,7 @@ fn pcm_reads_as_a_wav_whose_header_is_not_stored() {
     assert!(!disk.windows(4).any(|w| w == b"RIFF" || w == b"WAVE"));
     let (wav, _) = read_all(&path, &ring).unwrap();
     assert_eq!(wav.len(), 44 + samples.len());
-    assert_eq!(&wav[..44], &wav_header(1, 16, 48_000, samples.len() as u64));
+    assert_eq!(wav[..44], wav_header(1, 16, 48_000, samples.len() as u64));
     assert_eq!(&wav[44..], &samples[..]);
     let r = SealedReader::open(File::open(&path).unwrap(), &ring).unwrap();
     assert_eq!((r.content(), r.body_len()), (PCM, samples.len() as u64));
