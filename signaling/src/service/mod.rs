@@ -175,6 +175,14 @@ impl SessionService {
         }
     }
 
+    /// The same service opening recordings sealed at rest with `keys` (the production
+    /// service's local-disk blob store; `None`: sealed recordings do not open).
+    pub fn with_recording_keys(mut self, keys: Option<Arc<earshot_sealed::KeyRing>>) -> Self {
+        self.blobs =
+            Arc::new(LocalDiskBlobs::new(self.config.recordings_dir.clone()).with_keys(keys));
+        self
+    }
+
     /// The same service drawing PDF transcripts with `fonts`.
     pub fn with_pdf_fonts(mut self, fonts: crate::exports::pdf::PdfFonts) -> Self {
         self.pdf_fonts = Some(fonts);
