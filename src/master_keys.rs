@@ -187,6 +187,8 @@ pub fn remove(cfg: &EncryptionConfig, data_dir: &Path, id: &str) -> anyhow::Resu
     let path = key_file(cfg, data_dir)?;
     let mut ring =
         read_ring(&path)?.with_context(|| format!("no key file at {}", path.display()))?;
+    // In memory first: the current key or an unknown id are refused before any file is read.
+    ring.remove(id)?;
     let mut still = 0usize;
     for file in recording_files(data_dir)? {
         if earshot_sealed::key_id_of(&file)?.as_deref() == Some(id) {
@@ -199,7 +201,6 @@ pub fn remove(cfg: &EncryptionConfig, data_dir: &Path, id: &str) -> anyhow::Resu
              rewrap` (with the server restarted on the new key) first"
         );
     }
-    ring.remove(id)?;
     save_ring(&path, &ring)
 }
 
