@@ -21,7 +21,7 @@ use criterion::{Bencher, Criterion, criterion_group, criterion_main};
 use earshot_media::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
 use earshot_media::denoise::Denoiser;
 use earshot_media::jitter::{JitterBuffer, JitterOutput};
-use earshot_media::recorder::{Quality, TrackWriter, encode_mp3, mix_wavs};
+use earshot_media::recorder::{Quality, Sealing, TrackWriter, encode_mp3, mix_wavs};
 use earshot_media::resample::StreamResampler;
 use earshot_media::vad::{VadConfig, VoiceActivity};
 
@@ -270,18 +270,24 @@ fn recording(c: &mut Criterion) {
     let ai = common::ai_frames();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g = c.benchmark_group("recording");
+    // Encryption at rest (README "Encryption at rest"): the same work on sealed files.
+    let sealing = Sealing {
+        keys: std::sync::Arc::new(earshot_sealed::KeyRing::generate("k1").expect("key")),
+        seal_new: true,
+    };
 
-    for (name, preset) in [
-        ("wav_write_16bit", Quality::Standard),
-        ("wav_write_24bit", Quality::Ultra),
+    for (name, preset, seal) in [
+        ("wav_write_16bit", Quality::Standard, None),
+        ("wav_write_24bit", Quality::Ultra, None),
+        ("wav_write_16bit_sealed", Quality::Standard, Some(&sealing)),
     ] {
         let path = dir.path().join(format!("{name}.wav"));
         g.bench_function(name, |b| {
-            let mut w = TrackWriter::create(&path, preset, None).expect("wav");
+            let mut w = TrackWriter::create(&path, preset, seal).expect("wav");
             let mut i = 0usize;
             b.iter(|| {
                 if i > 0 && i.is_multiple_of(WAV_RESTART_FRAMES) {
-                    w = TrackWriter::create(&path, preset, None).expect("wav");
+                    w = TrackWriter::create(&path, preset, seal).expect("wav");
                 }
                 let pos = (i % WAV_RESTART_FRAMES * FRAME) as u64;
                 w.write_at(pos, &participant[i % participant.len()])
@@ -314,6 +320,23 @@ fn recording(c: &mut Criterion) {
             });
         });
     }
+    // The same from sealed tracks to sealed outputs.
+    let sealed_p = dir.path().join("sealed_participant.wav");
+    let sealed_a = dir.path().join("sealed_ai.wav");
+    let sealed_mix = dir.path().join("sealed_mix.wav");
+    mix_wavs(&p_wav, &p_wav, &sealed_p, Some(&sealing)).expect("seal");
+    mix_wavs(&a_wav, &a_wav, &sealed_a, Some(&sealing)).expect("seal");
+    g.bench_function("mix_two_tracks_sealed", |b| {
+        per_frame(b, frames, || {
+            black_box(mix_wavs(&sealed_p, &sealed_a, &sealed_mix, Some(&sealing)).expect("mix"));
+        });
+    });
+    let sealed_mp3 = dir.path().join("sealed_mix_128.mp3");
+    g.bench_function("mp3_encode_128kbps_sealed", |b| {
+        per_frame(b, frames, || {
+            black_box(encode_mp3(&sealed_mix, &sealed_mp3, 128, Some(&sealing)).expect("mp3"));
+        });
+    });
     g.finish();
     remove(dir.path());
 }

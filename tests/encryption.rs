@@ -150,6 +150,15 @@ async fn recordings_are_encrypted_at_rest_survive_a_kill_and_a_key_rotation() {
         }
     }
     assert!(downloads[0].starts_with(b"RIFF") && downloads[3].len() > 1000);
+    let on_disk: u64 = FILES
+        .iter()
+        .map(|f| std::fs::metadata(folder.join(f)).expect("size").len())
+        .sum();
+    let plain: u64 = downloads.iter().map(|d| d.len() as u64).sum();
+    eprintln!(
+        "six recordings: {on_disk} bytes on disk for {plain} bytes of WAV/MP3 (+{} bytes)",
+        on_disk as i64 - plain as i64
+    );
     let (r, ms) = speech_r(&downloads[0], work.path());
     eprintln!("participant.wav: {ms:.0} ms, speech r={r:.3}");
     assert!(
