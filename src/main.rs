@@ -196,6 +196,16 @@ fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
             }
         }
     };
+    let keys = if cfg.encryption.master_keys.is_some() {
+        "from encryption.master_keys (masked)".to_string()
+    } else {
+        let path = cfg.encryption.key_file_path(&cfg.server.data_dir);
+        match (path.exists(), cfg.encryption.enabled) {
+            (true, _) => format!("from {}", path.display()),
+            (false, true) => format!("none yet: `serve` generates one into {}", path.display()),
+            (false, false) => "none (encryption off: recordings are plain)".to_string(),
+        }
+    };
     let mut out = std::io::stdout().lock();
     write!(
         out,
@@ -203,7 +213,8 @@ fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
          # public URL (invite links)    {}\n\
          # media host candidates on     {}\n\
          # prompts directory            {}\n\
-         # admin token                  {token}\n",
+         # admin token                  {token}\n\
+         # master keys (recordings)     {keys}\n",
         env!("CARGO_PKG_VERSION"),
         cfg.public_url(),
         std::iter::once(cfg.media_ip())
