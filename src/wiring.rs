@@ -86,7 +86,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             data_dir.join("recordings"),
             cfg.interviewer.silence_ms,
         )
-        .with_recording_keys(recording_keys)
+        .with_key_ring(recording_keys)
         .with_max_sessions(cfg.limits.max_sessions)
         .with_public_url(&public_url)
         .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),

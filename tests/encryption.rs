@@ -150,6 +150,25 @@ async fn recordings_are_encrypted_at_rest_survive_a_kill_and_a_key_rotation() {
         }
     }
     assert!(downloads[0].starts_with(b"RIFF") && downloads[3].len() > 1000);
+    // The waveform peaks are sealed too, and served as their JSON.
+    let peaks_disk = std::fs::read(folder.join("participant.peaks.json")).expect("peaks");
+    assert!(peaks_disk.starts_with(b"EARSHOTS"));
+    let peaks: serde_json::Value = server
+        .admin(
+            server
+                .http
+                .get(server.url(&format!("/v1/sessions/{id}/peaks/participant"))),
+        )
+        .send()
+        .await
+        .expect("peaks")
+        .json()
+        .await
+        .expect("peaks json");
+    assert!(
+        peaks["peaks"].as_array().is_some_and(|p| p.len() > 100),
+        "{peaks}"
+    );
     let on_disk: u64 = FILES
         .iter()
         .map(|f| std::fs::metadata(folder.join(f)).expect("size").len())

@@ -117,6 +117,8 @@ pub struct SessionService {
     public_url: String,
     /// The fonts PDF transcripts are drawn with (shipped by the binary).
     pdf_fonts: Option<crate::exports::pdf::PdfFonts>,
+    /// The master key ring of encryption at rest (see [`Self::key_ring`]).
+    key_ring: Option<Arc<earshot_sealed::KeyRing>>,
 }
 
 fn session_not_found() -> ApiError {
@@ -172,15 +174,26 @@ impl SessionService {
             wake: Arc::default(),
             public_url: String::new(),
             pdf_fonts: None,
+            key_ring: None,
         }
     }
 
-    /// The same service opening recordings sealed at rest with `keys` (the production
-    /// service's local-disk blob store; `None`: sealed recordings do not open).
-    pub fn with_recording_keys(mut self, keys: Option<Arc<earshot_sealed::KeyRing>>) -> Self {
-        self.blobs =
-            Arc::new(LocalDiskBlobs::new(self.config.recordings_dir.clone()).with_keys(keys));
+    /// The same service with the master key ring of encryption at rest: recordings sealed
+    /// at rest open with it (the production service's local-disk blob store; `None`: sealed
+    /// recordings do not open), and [`Self::key_ring`] hands it to what seals fields.
+    pub fn with_key_ring(mut self, keys: Option<Arc<earshot_sealed::KeyRing>>) -> Self {
+        self.blobs = Arc::new(
+            LocalDiskBlobs::new(self.config.recordings_dir.clone()).with_keys(keys.clone()),
+        );
+        self.key_ring = keys;
         self
+    }
+
+    /// The master key ring (`[encryption]`), for sealing sensitive fields with
+    /// `KeyRing::seal_field` / `open_field` (see the `earshot-sealed` crate doc); `None` when
+    /// the deployment has none (encryption off and no key file).
+    pub fn key_ring(&self) -> Option<&Arc<earshot_sealed::KeyRing>> {
+        self.key_ring.as_ref()
     }
 
     /// The same service drawing PDF transcripts with `fonts`.
