@@ -169,6 +169,23 @@ async fn recordings_are_encrypted_at_rest_survive_a_kill_and_a_key_rotation() {
         peaks["peaks"].as_array().is_some_and(|p| p.len() > 100),
         "{peaks}"
     );
+    // The session lists each recording with the size its download has.
+    let listed = server.session(&id).await;
+    for (name, plain) in FILES.iter().zip(&downloads) {
+        let row = listed["recordings"]
+            .as_array()
+            .and_then(|r| {
+                r.iter().find(|r| {
+                    format!(
+                        "{}.{}",
+                        r["track"].as_str().unwrap_or(""),
+                        r["format"].as_str().unwrap_or("")
+                    ) == *name
+                })
+            })
+            .unwrap_or_else(|| panic!("{name} listed: {listed:#}"));
+        assert_eq!(row["bytes"], plain.len() as u64, "{name}");
+    }
     let on_disk: u64 = FILES
         .iter()
         .map(|f| std::fs::metadata(folder.join(f)).expect("size").len())

@@ -238,7 +238,7 @@ impl TrackWriter {
             ..
         } = self;
         writer.finalize()?;
-        let bytes = std::fs::metadata(&path)?.len();
+        let bytes = crate::track_file::plain_len(&path)?;
         Ok(TrackInfo {
             path,
             duration_ms: samples_to_ms(written),
@@ -352,7 +352,7 @@ pub fn mix_wavs(a: &Path, b: &Path, out: &Path, sealing: Option<&Sealing>) -> Re
         total += ba.len().max(bb.len()) as u64;
     }
     writer.finalize()?;
-    let bytes = std::fs::metadata(out)?.len();
+    let bytes = crate::track_file::plain_len(out)?;
     Ok(TrackInfo {
         path: out.to_path_buf(),
         duration_ms: samples_to_ms(total),
@@ -461,7 +461,7 @@ pub fn encode_mp3(
         tracing::warn!(path = %mp3.display(), "mp3: no LAME tag written; players may add ~50 ms");
         out.finish(None)?;
     }
-    let bytes = std::fs::metadata(mp3)?.len();
+    let bytes = crate::track_file::plain_len(mp3)?;
     Ok(TrackInfo {
         path: mp3.to_path_buf(),
         duration_ms: samples_to_ms(total),

@@ -51,6 +51,15 @@ pub fn is_sealed_file(path: &Path) -> Result<bool> {
     Ok(earshot_sealed::is_sealed(&head[..got]))
 }
 
+/// The length of the file at `path` as it is read (a sealed file: its plaintext's, WAV
+/// header included): the size a download of it has.
+pub(crate) fn plain_len(path: &Path) -> Result<u64> {
+    match earshot_sealed::plaintext_len(path).map_err(|e| sealed_err(path, e))? {
+        Some(len) => Ok(len),
+        None => Ok(std::fs::metadata(path)?.len()),
+    }
+}
+
 fn sealed_err(path: &Path, e: earshot_sealed::SealError) -> RecorderError {
     RecorderError::Sealed(format!("{}: {e}", path.display()))
 }

@@ -154,15 +154,7 @@ impl Header {
         }
         let mut fixed = [0u8; FIXED_LEN];
         fixed.copy_from_slice(&bytes[..FIXED_LEN]);
-        let content = match fixed[9] {
-            0 => Content::Bytes,
-            1 => Content::Pcm {
-                channels: fixed[10],
-                bits: fixed[11],
-                sample_rate: u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]),
-            },
-            k => return Err(SealError::Corrupt(format!("unknown content kind {k}"))),
-        };
+        let content = content_of(&fixed)?;
         let key_id = slot_key_id(bytes)?;
         let slot = &bytes[FIXED_LEN..HEADER_LEN];
         let nonce_at = 1 + MAX_KEY_ID_LEN;
@@ -187,6 +179,19 @@ impl Header {
             data_key,
         })
     }
+}
+
+/// What the content is, from a header's fixed part.
+pub(crate) fn content_of(fixed: &[u8; FIXED_LEN]) -> Result<Content> {
+    Ok(match fixed[9] {
+        0 => Content::Bytes,
+        1 => Content::Pcm {
+            channels: fixed[10],
+            bits: fixed[11],
+            sample_rate: u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]),
+        },
+        k => return Err(SealError::Corrupt(format!("unknown content kind {k}"))),
+    })
 }
 
 /// Reads a file's first bytes, as many as a header has or the file holds.

@@ -65,7 +65,7 @@ mod writer;
 pub use error::SealError;
 pub use header::{Content, HEADER_LEN, MAGIC, is_sealed, wav_header};
 pub use keyring::{KeyRing, MAX_KEY_ID_LEN};
-pub use reader::{ChunkSource, SealedReader};
+pub use reader::{ChunkSource, SealedReader, plaintext_len};
 pub use writer::{SealedWriter, key_id_of, rewrap_file};
 
 /// Largest plaintext of one chunk; a writer seals its buffer when it gets this big.

@@ -90,6 +90,43 @@ pub(crate) fn open_chunk<R: Read + Seek>(
         })
 }
 
+/// The length the sealed file at `path` reads as (with the rebuilt WAV header for PCM), from
+/// its header and the chunks' length words, without a key: for sizes, not for trust (nothing
+/// is authenticated). `None`: the file is not sealed.
+pub fn plaintext_len(path: &std::path::Path) -> Result<Option<u64>> {
+    let mut file = std::fs::File::open(path)?;
+    let head = crate::header::read_up_to_header(&mut file)?;
+    if !crate::is_sealed(&head) {
+        return Ok(None);
+    }
+    let fixed: [u8; FIXED_LEN] = head
+        .get(..FIXED_LEN)
+        .and_then(|f| f.try_into().ok())
+        .ok_or_else(|| SealError::Corrupt("header cut short".into()))?;
+    let (chunks, _) = scan(&mut file)?;
+    let content = crate::header::content_of(&fixed)?;
+    let body = whole_frames(content, chunks.iter().map(|c| c.plain_len).sum());
+    Ok(Some(match content {
+        Content::Bytes => body,
+        Content::Pcm {
+            channels,
+            bits,
+            sample_rate,
+        } => wav_header(channels, bits, sample_rate, body).len() as u64 + body,
+    }))
+}
+
+/// `len` bytes of content cut to whole sample frames (PCM; bytes are kept whole).
+fn whole_frames(content: Content, len: u64) -> u64 {
+    match content {
+        Content::Bytes => len,
+        Content::Pcm { channels, bits, .. } => {
+            let align = (u64::from(channels) * u64::from(bits).div_ceil(8)).max(1);
+            len - len % align
+        }
+    }
+}
+
 /// A sealed file opened for reading. Its plaintext, as a reader presents it, is the content
 /// itself ([`Content::Bytes`]) or a WAV file: the rebuilt 44-byte header, then the samples
 /// ([`Content::Pcm`]).
@@ -115,13 +152,7 @@ impl<R: Read + Seek> SealedReader<R> {
             let cipher = XChaCha20Poly1305::new((&*header.data_key).into());
             open_chunk(&mut inner, &cipher, &header.fixed, last)?;
         }
-        let mut body_len: u64 = chunks.iter().map(|c| c.plain_len).sum();
-        if let Content::Pcm { channels, bits, .. } = header.content {
-            let align = u64::from(channels) * u64::from(bits).div_ceil(8);
-            if align > 0 {
-                body_len -= body_len % align;
-            }
-        }
+        let body_len = whole_frames(header.content, chunks.iter().map(|c| c.plain_len).sum());
         Ok(SealedReader {
             inner,
             header,
@@ -250,7 +281,11 @@ impl<R: Read + Seek> ChunkSource<R> {
         let plain = open_chunk(&mut self.inner, &self.cipher, &self.fixed, &chunk)?;
         let from = (self.pos - chunk.plain_start) as usize;
         let to = ((self.end - chunk.plain_start) as usize).min(plain.len());
-        self.pending = plain[from..to].to_vec();
+        self.pending = if from == 0 && to == plain.len() {
+            plain
+        } else {
+            plain[from..to].to_vec()
+        };
         self.pos += (to - from) as u64;
         Ok(())
     }

@@ -115,6 +115,7 @@ fn pcm_reads_as_a_wav_whose_header_is_not_stored() {
     assert_eq!(&wav[44..], &samples[..]);
     let r = SealedReader::open(File::open(&path).unwrap(), &ring).unwrap();
     assert_eq!((r.content(), r.body_len()), (PCM, samples.len() as u64));
+    assert_eq!(plaintext_len(&path).unwrap(), Some(wav.len() as u64));
     // A range across the rebuilt header and the samples.
     let mut part = Vec::new();
     r.range(40, 50).read_to_end(&mut part).unwrap();
