@@ -117,7 +117,12 @@ impl TrackWriter {
         sealing: Option<&Sealing>,
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if path.exists() && is_sealed_file(&path)? {
+        // A sealed file shorter than its header holds no audio (a crash as it was made): it
+        // is replaced below like any file that is not a readable track.
+        if path.exists()
+            && is_sealed_file(&path)?
+            && std::fs::metadata(&path)?.len() >= earshot_sealed::HEADER_LEN as u64
+        {
             let (writer, written) = PcmSink::append_sealed(&path, sealing)?;
             let bits = match &writer {
                 PcmSink::Sealed { bits, .. } => *bits,

@@ -806,4 +806,20 @@ fn a_killed_sealed_track_loses_at_most_the_last_second_and_continues() {
     let err = TrackWriter::open(&path, Quality::High, Some(&other)).unwrap_err();
     assert!(err.to_string().contains("does not open"), "{err}");
     assert_eq!(unseal(&path, &keys).0.len(), wav.len(), "left as it was");
+
+    // A sealed file cut inside its header (a crash as it was created) holds no audio: replaced.
+    let cut = dir.path().join("cut.wav");
+    std::fs::write(&cut, &std::fs::read(&path).expect("read")[..100]).expect("write");
+    let w = TrackWriter::open(&cut, Quality::High, Some(&sealing)).expect("replaced");
+    assert_eq!(w.position(), 0);
+    // A plain track from before encryption was on is continued plain.
+    let plain = dir.path().join("plain.wav");
+    let mut w = TrackWriter::create(&plain, Quality::High, None).expect("plain");
+    w.write_at(0, &[7; 4800]).expect("write");
+    w.finalize().expect("finalize");
+    let mut w = TrackWriter::open(&plain, Quality::High, Some(&sealing)).expect("continue");
+    w.write_at(4800, &[8; 4800]).expect("write");
+    w.finalize().expect("finalize");
+    let (_, samples) = read_wav(&plain);
+    assert_eq!(samples.len(), 9600);
 }
