@@ -247,6 +247,83 @@ mod tests {
         assert!(!empty.path().join("master_keys").exists());
     }
 
+    /// A sealed file under `ring`'s current key in a session folder of `data_dir`.
+    fn sealed_file(data_dir: &Path, name: &str, ring: &KeyRing) -> PathBuf {
+        use std::io::Write;
+        let dir = data_dir.join("recordings").join("ses_one");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        let mut w =
+            earshot_sealed::SealedWriter::create(&path, ring, earshot_sealed::Content::Bytes)
+                .expect("create");
+        w.write_all(b"audio").expect("write");
+        w.finish().expect("finish");
+        path
+    }
+
+    #[test]
+    fn rotation_rewraps_every_file_and_an_old_key_goes_only_when_unused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = EncryptionConfig::default();
+        let ring = load(&cfg, dir.path())
+            .expect("generated")
+            .0
+            .expect("ring")
+            .keys;
+        let sealed = sealed_file(dir.path(), "ai.wav", &ring);
+        std::fs::write(dir.path().join("recordings/ses_one/old.wav"), b"RIFF").expect("plain");
+        // A key added by hand (no rewrap): k1 is still needed, so it stays.
+        let path = dir.path().join("master_keys");
+        let mut by_hand =
+            KeyRing::parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+        by_hand.add_current("k2").expect("add");
+        save_ring(&path, &by_hand).expect("save");
+        let err = remove(&cfg, dir.path(), "k1").unwrap_err().to_string();
+        assert!(
+            err.contains("1 recording file(s) are still sealed"),
+            "{err}"
+        );
+        assert!(err.contains("rewrap"), "{err}");
+        // rewrap, then k1 can go and the file still opens.
+        let done = rewrap(&cfg, dir.path()).expect("rewrap");
+        assert_eq!(
+            done,
+            Rewrapped {
+                rewrapped: 1,
+                current: 0,
+                plain: 1
+            }
+        );
+        remove(&cfg, dir.path(), "k1").expect("removed");
+        let ring = ring_of(&cfg, dir.path()).expect("ring");
+        assert_eq!(ring.ids().collect::<Vec<_>>(), ["k2"]);
+        let r =
+            earshot_sealed::SealedReader::open(std::fs::File::open(&sealed).expect("open"), &ring)
+                .expect("opens under k2");
+        assert_eq!(r.key_id(), "k2");
+        // rotate: a new key k3, every file under it.
+        let (id, done) = rotate(&cfg, dir.path(), None).expect("rotate");
+        assert_eq!((id.as_str(), done.rewrapped, done.plain), ("k3", 1, 1));
+        assert!(
+            remove(&cfg, dir.path(), "k3").is_err(),
+            "the current key stays"
+        );
+        // A file under a key the ring does not have: every other file is done, then an error.
+        let stranger = KeyRing::generate("zz").expect("ring");
+        sealed_file(dir.path(), "stranger.wav", &stranger);
+        let err = format!("{:#}", rewrap(&cfg, dir.path()).unwrap_err());
+        assert!(
+            err.contains("stranger.wav") && err.contains("\"zz\""),
+            "{err}"
+        );
+        // Keys from the environment are not the key file's to change.
+        let inline = EncryptionConfig {
+            master_keys: Some(format!("k1:{}", "A".repeat(43) + "=")),
+            ..EncryptionConfig::default()
+        };
+        assert!(rotate(&inline, dir.path(), None).is_err());
+    }
+
     #[test]
     fn next_ids_count_up() {
         let mut ring = KeyRing::generate("k1").expect("ring");
