@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+#[path = "config/encryption.rs"]
+pub mod encryption;
 #[path = "config/limits.rs"]
 mod limits;
 #[path = "config/report.rs"]
 pub mod report;
 
+pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
 pub use report::Sources;
 
@@ -54,6 +57,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub webhooks: WebhookConfig,
     pub retention: RetentionConfig,
+    pub encryption: EncryptionConfig,
     pub log: LogConfig,
 }
 
@@ -242,7 +246,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "media",
     "opus",
@@ -254,11 +258,12 @@ const SECTIONS: [&str; 12] = [
     "limits",
     "webhooks",
     "retention",
+    "encryption",
     "log",
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 8] = [
+const OPTIONAL_KEYS: [&str; 10] = [
     "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
@@ -267,6 +272,8 @@ const OPTIONAL_KEYS: [&str; 8] = [
     "server.tls_key",
     "media.bind_ip",
     "turn.shared_secret",
+    "encryption.key_file",
+    "encryption.master_keys",
 ];
 
 /// Variables that are not config keys.
@@ -465,6 +472,9 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return bad(format!("log.filter {:?}: {e}", self.log.filter));
+        }
+        if let Err(e) = self.encryption.validate() {
+            return bad(e);
         }
         if let Some(ca) = &self.agent.ca_file
             && let Err(e) = earshot_media::agent::tls::client_config(Some(ca))
@@ -682,6 +692,19 @@ mod tests {
                 "limits.max_monitors",
             ),
             (&[("EARSHOT_LIMITS_NOPE", "5")], "nope"),
+            (&[("EARSHOT_ENCRYPTION_NOPE", "1")], "nope"),
+            (
+                &[("EARSHOT_ENCRYPTION_MASTER_KEYS", "k1:c2hvcnQ=")],
+                "encryption.master_keys",
+            ),
+            (
+                &[("EARSHOT_ENCRYPTION_MASTER_KEYS", "no-colon")],
+                "encryption.master_keys",
+            ),
+            (
+                &[("EARSHOT_ENCRYPTION_KEY_FILE", "/nonexistent/master_keys")],
+                "encryption.key_file",
+            ),
             (
                 &[("EARSHOT_RETENTION_SWEEP_SECS", "0")],
                 "retention.sweep_secs",

@@ -13,4 +13,4 @@ pub mod vault;
 
 pub use detect::{Detector, Finding, PiiKind};
 pub use policy::{CustomPattern, PiiAction, PiiPolicy, PolicyError};
-pub use vault::{RefuseVault, TextVault};
+pub use vault::{KeyRingVault, RefuseVault, TextVault};

@@ -133,6 +133,8 @@ pub struct SessionService {
     session_campaigns: DashMap<String, String>,
     /// The retention sweep's counters (`/metrics`).
     retention: retention::RetentionCounters,
+    /// The master key ring of encryption at rest (see [`Self::key_ring`]).
+    key_ring: Option<Arc<earshot_sealed::KeyRing>>,
 }
 
 fn session_not_found() -> ApiError {
@@ -195,7 +197,30 @@ impl SessionService {
             policies: DashMap::new(),
             session_campaigns: DashMap::new(),
             retention: retention::RetentionCounters::default(),
+            key_ring: None,
         }
+    }
+
+    /// The same service with the master key ring of encryption at rest: recordings sealed
+    /// at rest open with it (the production service's local-disk blob store; `None`: sealed
+    /// recordings do not open), and the originals of masked transcript lines are sealed with
+    /// it ([`crate::pii::KeyRingVault`]; without a ring none are kept).
+    pub fn with_key_ring(mut self, keys: Option<Arc<earshot_sealed::KeyRing>>) -> Self {
+        self.blobs = Arc::new(
+            LocalDiskBlobs::new(self.config.recordings_dir.clone()).with_keys(keys.clone()),
+        );
+        if let Some(keys) = &keys {
+            self.vault = Arc::new(crate::pii::KeyRingVault(keys.clone()));
+        }
+        self.key_ring = keys;
+        self
+    }
+
+    /// The master key ring (`[encryption]`), for sealing sensitive fields with
+    /// `KeyRing::seal_field` / `open_field` (see the `earshot-sealed` crate doc); `None` when
+    /// the deployment has none (encryption off and no key file).
+    pub fn key_ring(&self) -> Option<&Arc<earshot_sealed::KeyRing>> {
+        self.key_ring.as_ref()
     }
 
     /// The same service drawing PDF transcripts with `fonts`.
