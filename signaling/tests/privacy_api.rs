@@ -10,7 +10,7 @@ mod support;
 use earshot_signaling::clock::ManualClock;
 use earshot_signaling::lifecycle::Millis;
 use earshot_signaling::media_port::MediaEvent;
-use earshot_signaling::pii::{RefuseVault, TextVault};
+use earshot_signaling::pii::{KeyRingVault, RefuseVault, TextVault};
 use earshot_signaling::store::privacy::PrivacyStore;
 use earshot_signaling::store::{RecordingRow, SessionStore, TurnRow};
 use earshot_vocab::{Format, Role, Track};
@@ -24,22 +24,11 @@ use support::{HANG, TestServer, json_of};
 const DAY: Duration = Duration::from_secs(86_400);
 const EMAIL: &str = "jane.doe@example.com";
 
-/// A vault for tests: reversible, bound to its context, never the plain bytes.
-struct XorVault;
-
-impl TextVault for XorVault {
-    fn seal(&self, plain: &str, context: &str) -> Vec<u8> {
-        let mut out = context.as_bytes().to_vec();
-        out.push(0);
-        out.extend(plain.bytes().map(|b| b ^ 0x5a));
-        out
-    }
-    fn open(&self, sealed: &[u8], context: &str) -> Option<String> {
-        let rest = sealed
-            .strip_prefix(context.as_bytes())?
-            .strip_prefix(&[0])?;
-        String::from_utf8(rest.iter().map(|b| b ^ 0x5a).collect()).ok()
-    }
+/// The production vault: originals sealed with a master key ring (`earshot-sealed`).
+fn key_ring_vault() -> Arc<dyn TextVault> {
+    Arc::new(KeyRingVault(Arc::new(
+        earshot_sealed::KeyRing::generate("test-key").expect("key ring"),
+    )))
 }
 
 /// A campaign with `privacy` fields and a script; returns (campaign id, script id).
@@ -113,7 +102,7 @@ async fn search(srv: &TestServer, q: &str) -> usize {
 async fn masked_everywhere_with_the_original_sealed_for_owners() {
     let srv = TestServer::start_with(
         Arc::new(ManualClock::starting_at(Millis(1_780_000_000_000))),
-        Arc::new(XorVault),
+        key_ring_vault(),
     )
     .await;
     let (cid, sid) = campaign(
@@ -142,6 +131,10 @@ async fn masked_everywhere_with_the_original_sealed_for_owners() {
     let originals = srv.store.turn_originals(&id).await.unwrap();
     assert_eq!(originals.len(), 1);
     assert!(!String::from_utf8_lossy(&originals[0].1).contains(EMAIL));
+    assert!(
+        !originals[0].1.windows(4).any(|w| w == b"jane"),
+        "no plaintext in the sealed original"
+    );
     // The search index holds the masked line only.
     assert_eq!(search(&srv, "jane").await, 0);
     assert_eq!(search(&srv, "4567").await, 0);

@@ -77,7 +77,11 @@ mod tests {
             vault.open(&sealed, "ses_1/1").as_deref(),
             Some("jane@example.com")
         );
-        assert_eq!(vault.open(&sealed, "ses_1/2"), None, "another turn's context");
+        assert_eq!(
+            vault.open(&sealed, "ses_1/2"),
+            None,
+            "another turn's context"
+        );
         assert_eq!(vault.open(&[], "ses_1/1"), None);
     }
 
