@@ -106,6 +106,8 @@ const NOT_LOCAL: &[&str] = &[
     "consultant",
     "contractor",
     "employee",
+    // "I was number two at acme dot com".
+    "number",
 ];
 
 static SPOKEN_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
@@ -142,14 +144,18 @@ static TOKEN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)[a-z]+|\d+").expect("token pattern"));
 
 /// Spoken e-mail addresses in `text`: not when the local part starts with a word that is no
-/// name ([`NOT_LOCAL`]), nor when the domain is a company's name with a possessive ("acme dot
+/// name ([`NOT_LOCAL`]) or a number ("between one and two at acme dot com"), nor when the domain is a company's name with a possessive ("acme dot
 /// com's checkout team").
 pub(super) fn emails(text: &str) -> Vec<Finding> {
     SPOKEN_EMAIL
         .captures_iter(text)
         .filter(|c| {
             let first = c[1].split_whitespace().next().unwrap_or_default();
-            !NOT_LOCAL.contains(&first.to_lowercase().as_str())
+            let number = first.chars().all(|c| c.is_ascii_digit())
+                || DIGIT_WORDS
+                    .split('|')
+                    .any(|w| w.eq_ignore_ascii_case(first));
+            !number && !NOT_LOCAL.contains(&first.to_lowercase().as_str())
         })
         .filter_map(|c| c.get(0))
         .filter(|m| !text[m.end()..].starts_with(['\'', '\u{2019}']))
@@ -288,6 +294,8 @@ mod tests {
             0
         );
         assert_eq!(emails("the storefront at acme dot com's checkout").len(), 0);
+        assert_eq!(emails("between 1 and 2 at google dot com").len(), 0);
+        assert_eq!(emails("I was number two at acme dot com").len(), 0);
         let text = "it's david seven three at hotmail dot com";
         let found = emails(text);
         assert_eq!(found.len(), 1);
