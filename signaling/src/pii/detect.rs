@@ -18,14 +18,17 @@
 //!   (not 00) and serial (not 0000); nine plain or spoken digits only within six words after
 //!   "social" or "SSN".
 //! - Card: 13-19 digits (plain, 4-4-4-4, or Amex 4-6-5 / 4-6-4) starting 2-6 that pass the
-//!   Luhn check. Numbers failing Luhn are not cards (order numbers).
+//!   Luhn check. Numbers failing Luhn are not cards (order numbers); nor are numbers after
+//!   `+` (international phone numbers) or after "IMEI" (`DEVICE_WORDS`: IMEIs pass Luhn).
 //! - IPv4: a dotted quad of 0-255 not part of a longer dotted number; after a version word
 //!   ("version 1.2.3.4", "build", "release", "firmware", ...) it is a version number, not an
 //!   address. IPv6: what [`std::net::Ipv6Addr`] parses, with at least one `::` or 7 colons.
 //! - Spoken digits (`zero`/`oh` .. `nine`, `double`, `triple`, `plus`, numerals) are read as
 //!   one digit string and checked as phone, SSN or card by the same rules; spoken IPv4 is four
 //!   parts of digits joined by "dot" (each 0-255), with the same version-word rule; spoken
-//!   e-mails need a spoken or written dot in the domain ending with a common top-level domain.
+//!   e-mails need a spoken or written dot in the domain ending with a common top-level domain;
+//!   their local part may end in spoken digits, must not start with a word that is no name
+//!   ("worked", "lead"), and a possessive after the domain ("acme dot com's") is a company.
 
 use super::spoken;
 use regex::{Regex, RegexBuilder};
@@ -120,6 +123,9 @@ const VERSION_WORDS: &[&str] = &[
     "version", "v", "build", "release", "firmware", "patch", "update", "upgrade", "upgraded",
     "updated", "versions", "ios", "android", "chrome", "firefox", "macos", "windows",
 ];
+
+/// Words after which a Luhn-valid number identifies a device, not a card (IMEIs pass Luhn).
+const DEVICE_WORDS: &[&str] = &["imei", "imeisv", "meid"];
 
 /// Words after which nine digits are a social security number.
 const SSN_WORDS: &[&str] = &["social", "ssn", "ss"];
@@ -231,7 +237,8 @@ impl Detector {
             }
         }
         for m in b.card.find_iter(text) {
-            if is_card(&digits(m.as_str())) && !glued(text, m.start(), m.end()) {
+            if is_card_at(text, m.start(), &digits(m.as_str())) && !glued(text, m.start(), m.end())
+            {
                 all.push(finding(PiiKind::Card, m.start(), m.end()));
             }
         }
@@ -314,11 +321,18 @@ fn is_card(d: &str) -> bool {
     (13..=19).contains(&d.len()) && matches!(d.as_bytes()[0], b'2'..=b'6') && luhn(d)
 }
 
+/// The digits `d` said or written at `start` are a card number: [`is_card`], and not after
+/// a device word ([`DEVICE_WORDS`]).
+fn is_card_at(text: &str, start: usize, d: &str) -> bool {
+    is_card(d) && !preceded_by(text, start, DEVICE_WORDS, 3)
+}
+
 fn valid_ssn(area: &str, group: &str, serial: &str) -> bool {
     area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000"
 }
 
-/// The match touches more digits or a decimal part (`12.5`, `1,299`) on either side.
+/// The match touches more digits or a decimal part (`12.5`, `1,299`) on either side, or
+/// follows a currency sign, `#`, or `+` (then it is an international phone number).
 fn glued(text: &str, start: usize, end: usize) -> bool {
     let before = text[..start].chars().next_back();
     let mut after = text[end..].chars();
@@ -328,7 +342,7 @@ fn glued(text: &str, start: usize, end: usize) -> bool {
         || digit(a1)
         || (matches!(a1, Some('.' | ',' | ':')) && digit(a2))
         || matches!(a1, Some('%'))
-        || matches!(before, Some('$' | '€' | '£' | '#'))
+        || matches!(before, Some('$' | '€' | '£' | '#' | '+'))
         || (matches!(before, Some('.' | ',' | ':')) && digit(text[..start].chars().rev().nth(1)))
 }
 
@@ -468,7 +482,7 @@ fn classify_spoken(text: &str, start: usize, d: &str, plus: bool) -> Option<PiiK
     if d.len() == 9 && preceded_by(text, start, SSN_WORDS, SSN_WINDOW) {
         return valid_ssn(&d[..3], &d[3..5], &d[5..]).then_some(PiiKind::Ssn);
     }
-    if is_card(d) {
+    if is_card_at(text, start, d) {
         return Some(PiiKind::Card);
     }
     if preceded_by(text, start, NUMBER_WORDS, 3) {
@@ -517,6 +531,11 @@ mod tests {
             kinds("card 4111 1111 1111 1111 expires"),
             vec![("CARD".into(), "4111 1111 1111 1111")]
         );
+        // Thirteen digits passing Luhn, but written with `+`: a phone number.
+        assert_eq!(
+            kinds("or just +4915112345678."),
+            vec![("PHONE".into(), "+4915112345678")]
+        );
         assert_eq!(
             kinds("server 10.0.0.12 and fe80::1ff:fe23:4567:890a."),
             vec![
@@ -536,6 +555,7 @@ mod tests {
             "growth was 12.5% in 2023",
             "the meeting is at 10:30:45",
             "invalid SSN 000-12-3456",
+            "the phone's IMEI was 356938035643809",
         ] {
             assert_eq!(kinds(text), vec![], "{text}");
         }

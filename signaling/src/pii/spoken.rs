@@ -95,11 +95,27 @@ const NOT_LOCAL: &[&str] = &[
     "things",
     "everything",
     "anything",
+    // Job titles: "I was the lead at shopify dot com".
+    "lead",
+    "engineer",
+    "developer",
+    "designer",
+    "manager",
+    "director",
+    "analyst",
+    "consultant",
+    "contractor",
+    "employee",
+    // "I was number two at acme dot com".
+    "number",
 ];
 
 static SPOKEN_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    let local =
-        r"([a-z0-9][a-z0-9._-]*(?:\s+(?:dot|underscore|dash|hyphen)\s+[a-z0-9][a-z0-9_-]*)*)";
+    // Words joined by spoken dots or underscores, then digits said one by one ("david
+    // seven three").
+    let local = format!(
+        r"([a-z0-9][a-z0-9._-]*(?:\s+(?:dot|underscore|dash|hyphen)\s+[a-z0-9][a-z0-9_-]*)*(?:\s+(?:{DIGIT_WORDS}|double|triple))*)"
+    );
     let domain = format!(
         r"[a-z0-9][a-z0-9-]*(?:(?:\s+dot\s+|\.)[a-z0-9][a-z0-9-]*)*(?:\s+dot\s+|\.)(?:{TLDS})"
     );
@@ -127,18 +143,26 @@ static SPOKEN_IPV4: LazyLock<Regex> = LazyLock::new(|| {
 static TOKEN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)[a-z]+|\d+").expect("token pattern"));
 
-/// Spoken e-mail addresses in `text`.
+/// Spoken e-mail addresses in `text`: not when the local part starts with a word that is no
+/// name ([`NOT_LOCAL`]) or a number ("between one and two at acme dot com"), nor when the domain is a company's name with a possessive ("acme dot
+/// com's checkout team").
 pub(super) fn emails(text: &str) -> Vec<Finding> {
     SPOKEN_EMAIL
         .captures_iter(text)
-        .filter(|c| !NOT_LOCAL.contains(&c[1].to_lowercase().as_str()))
-        .map(|c| {
-            let m = c.get(0).expect("whole match");
-            Finding {
-                kind: PiiKind::Email,
-                start: m.start(),
-                end: m.end(),
-            }
+        .filter(|c| {
+            let first = c[1].split_whitespace().next().unwrap_or_default();
+            let number = first.chars().all(|c| c.is_ascii_digit())
+                || DIGIT_WORDS
+                    .split('|')
+                    .any(|w| w.eq_ignore_ascii_case(first));
+            !number && !NOT_LOCAL.contains(&first.to_lowercase().as_str())
+        })
+        .filter_map(|c| c.get(0))
+        .filter(|m| !text[m.end()..].starts_with(['\'', '\u{2019}']))
+        .map(|m| Finding {
+            kind: PiiKind::Email,
+            start: m.start(),
+            end: m.end(),
         })
         .collect()
 }
@@ -265,6 +289,20 @@ mod tests {
     #[test]
     fn spoken_email_needs_an_address_like_local_part() {
         assert_eq!(emails("I worked at acme dot com for years").len(), 0);
+        assert_eq!(
+            emails("I was the lead at shopify dot com for years").len(),
+            0
+        );
+        assert_eq!(emails("the storefront at acme dot com's checkout").len(), 0);
+        assert_eq!(emails("between 1 and 2 at google dot com").len(), 0);
+        assert_eq!(emails("I was number two at acme dot com").len(), 0);
+        let text = "it's david seven three at hotmail dot com";
+        let found = emails(text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            &text[found[0].start..found[0].end],
+            "david seven three at hotmail dot com"
+        );
         assert_eq!(
             emails("write to jane underscore doe at mail dot example dot org").len(),
             1
