@@ -1011,6 +1011,8 @@ async fn paused_session_survives_a_killed_server() {
     let vars = env(&[
         ("EARSHOT_LIFECYCLE_PAUSE_EXPIRY_SECS", "15"),
         ("EARSHOT_LIFECYCLE_RESUME_PROMPT_SECS", "60"),
+        // The participant track is read from disk around the kill: a plain file.
+        ("EARSHOT_ENCRYPTION_ENABLED", "false"),
     ]);
     let server = Server::start(&vars).await;
     let (token, _url) = server.invite().await;

@@ -115,9 +115,8 @@ impl Server {
             .env("EARSHOT_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("EARSHOT_MEDIA_BIND_IP", ip)
             .env("EARSHOT_LOG", "info,earshot_media=debug")
-            // Tests that read recordings from disk read plain files; `tests/encryption.rs`
-            // turns encryption at rest (the production default) on.
-            .env("EARSHOT_ENCRYPTION_ENABLED", "false")
+            // Encryption at rest stays at the production default (on); the tests that read
+            // recordings from disk as a killed server leaves them turn it off.
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
