@@ -21,7 +21,7 @@ use criterion::{Bencher, Criterion, criterion_group, criterion_main};
 use earshot_media::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
 use earshot_media::denoise::Denoiser;
 use earshot_media::jitter::{JitterBuffer, JitterOutput};
-use earshot_media::recorder::{Quality, TrackWriter, encode_mp3, mix_wavs};
+use earshot_media::recorder::{Quality, Sealing, TrackWriter, encode_mp3, mix_wavs};
 use earshot_media::resample::StreamResampler;
 use earshot_media::vad::{VadConfig, VoiceActivity};
 
@@ -270,18 +270,24 @@ fn recording(c: &mut Criterion) {
     let ai = common::ai_frames();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g = c.benchmark_group("recording");
+    // Encryption at rest (README "Encryption at rest"): the same work on sealed files.
+    let sealing = Sealing {
+        keys: std::sync::Arc::new(earshot_sealed::KeyRing::generate("k1").expect("key")),
+        seal_new: true,
+    };
 
-    for (name, preset) in [
-        ("wav_write_16bit", Quality::Standard),
-        ("wav_write_24bit", Quality::Ultra),
+    for (name, preset, seal) in [
+        ("wav_write_16bit", Quality::Standard, None),
+        ("wav_write_24bit", Quality::Ultra, None),
+        ("wav_write_16bit_sealed", Quality::Standard, Some(&sealing)),
     ] {
         let path = dir.path().join(format!("{name}.wav"));
         g.bench_function(name, |b| {
-            let mut w = TrackWriter::create(&path, preset).expect("wav");
+            let mut w = TrackWriter::create(&path, preset, seal).expect("wav");
             let mut i = 0usize;
             b.iter(|| {
                 if i > 0 && i.is_multiple_of(WAV_RESTART_FRAMES) {
-                    w = TrackWriter::create(&path, preset).expect("wav");
+                    w = TrackWriter::create(&path, preset, seal).expect("wav");
                 }
                 let pos = (i % WAV_RESTART_FRAMES * FRAME) as u64;
                 w.write_at(pos, &participant[i % participant.len()])
@@ -297,23 +303,40 @@ fn recording(c: &mut Criterion) {
     let mix = dir.path().join("mix.wav");
     common::write_track(&p_wav, &participant, FILE_SECONDS);
     common::write_track(&a_wav, &ai, FILE_SECONDS);
-    mix_wavs(&p_wav, &a_wav, &mix).expect("mix");
+    mix_wavs(&p_wav, &a_wav, &mix, None).expect("mix");
     let frames = (FILE_SECONDS * FRAMES_PER_SECOND) as u64;
     g.sample_size(10);
     let out = dir.path().join("mix_out.wav");
     g.bench_function("mix_two_tracks", |b| {
         per_frame(b, frames, || {
-            black_box(mix_wavs(&p_wav, &a_wav, &out).expect("mix"));
+            black_box(mix_wavs(&p_wav, &a_wav, &out, None).expect("mix"));
         });
     });
     for kbps in [64u32, 128] {
         let mp3 = dir.path().join(format!("mix_{kbps}.mp3"));
         g.bench_function(format!("mp3_encode_{kbps}kbps"), |b| {
             per_frame(b, frames, || {
-                black_box(encode_mp3(&mix, &mp3, kbps).expect("mp3"));
+                black_box(encode_mp3(&mix, &mp3, kbps, None).expect("mp3"));
             });
         });
     }
+    // The same from sealed tracks to sealed outputs.
+    let sealed_p = dir.path().join("sealed_participant.wav");
+    let sealed_a = dir.path().join("sealed_ai.wav");
+    let sealed_mix = dir.path().join("sealed_mix.wav");
+    mix_wavs(&p_wav, &p_wav, &sealed_p, Some(&sealing)).expect("seal");
+    mix_wavs(&a_wav, &a_wav, &sealed_a, Some(&sealing)).expect("seal");
+    g.bench_function("mix_two_tracks_sealed", |b| {
+        per_frame(b, frames, || {
+            black_box(mix_wavs(&sealed_p, &sealed_a, &sealed_mix, Some(&sealing)).expect("mix"));
+        });
+    });
+    let sealed_mp3 = dir.path().join("sealed_mix_128.mp3");
+    g.bench_function("mp3_encode_128kbps_sealed", |b| {
+        per_frame(b, frames, || {
+            black_box(encode_mp3(&sealed_mix, &sealed_mp3, 128, Some(&sealing)).expect("mp3"));
+        });
+    });
     g.finish();
     remove(dir.path());
 }

@@ -58,9 +58,9 @@ impl SessionSim {
             denoiser: Denoiser::new(true),
             vad: VoiceActivity::new(VadConfig::default()),
             encoder: OpusEncoder::new(OpusSettings::default()).expect("encoder"),
-            participant: TrackWriter::create(dir.join("participant.wav"), Quality::Standard)
+            participant: TrackWriter::create(dir.join("participant.wav"), Quality::Standard, None)
                 .expect("wav"),
-            ai: TrackWriter::create(dir.join("ai.wav"), Quality::Standard).expect("wav"),
+            ai: TrackWriter::create(dir.join("ai.wav"), Quality::Standard, None).expect("wav"),
             dir: dir.to_path_buf(),
             t0: Instant::now(),
             frame: 0,
@@ -109,11 +109,12 @@ impl SessionSim {
     fn finish(self) {
         let p = self.participant.finalize().expect("finalize");
         let a = self.ai.finalize().expect("finalize");
-        let mix = mix_wavs(&p.path, &a.path, &self.dir.join("mix.wav")).expect("mix");
+        let mix = mix_wavs(&p.path, &a.path, &self.dir.join("mix.wav"), None).expect("mix");
         let kbps = Quality::Standard.mp3_bitrate_kbps();
         for (name, wav) in [("participant", p), ("ai", a), ("mix", mix)] {
             black_box(
-                encode_mp3(&wav.path, &self.dir.join(format!("{name}.mp3")), kbps).expect("mp3"),
+                encode_mp3(&wav.path, &self.dir.join(format!("{name}.mp3")), kbps, None)
+                    .expect("mp3"),
             );
         }
     }

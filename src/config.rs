@@ -4,16 +4,20 @@
 
 use earshot_signaling::lifecycle::LifecycleConfig;
 use earshot_signaling::routes::IceServerView;
+use earshot_signaling::service::retention::RetentionConfig;
 use earshot_signaling::webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+#[path = "config/encryption.rs"]
+pub mod encryption;
 #[path = "config/limits.rs"]
 mod limits;
 #[path = "config/report.rs"]
 pub mod report;
 
+pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
 pub use report::Sources;
 
@@ -53,6 +57,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub webhooks: WebhookConfig,
     pub auth: AuthConfig,
+    pub retention: RetentionConfig,
+    pub encryption: EncryptionConfig,
     pub log: LogConfig,
 }
 
@@ -259,7 +265,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 14] = [
     "server",
     "media",
     "opus",
@@ -271,11 +277,13 @@ const SECTIONS: [&str; 12] = [
     "limits",
     "webhooks",
     "auth",
+    "retention",
+    "encryption",
     "log",
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 8] = [
+const OPTIONAL_KEYS: [&str; 10] = [
     "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
@@ -284,6 +292,8 @@ const OPTIONAL_KEYS: [&str; 8] = [
     "server.tls_key",
     "media.bind_ip",
     "turn.shared_secret",
+    "encryption.key_file",
+    "encryption.master_keys",
 ];
 
 /// Variables that are not config keys.
@@ -442,6 +452,7 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.limits.validate()?;
         self.webhooks.validate().map_err(ConfigError::Invalid)?;
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         let o = &self.opus;
         if !(6_000..=510_000).contains(&o.bitrate) {
             return bad(format!(
@@ -487,6 +498,9 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return bad(format!("log.filter {:?}: {e}", self.log.filter));
+        }
+        if let Err(e) = self.encryption.validate() {
+            return bad(e);
         }
         if let Some(ca) = &self.agent.ca_file
             && let Err(e) = earshot_media::agent::tls::client_config(Some(ca))
@@ -705,6 +719,23 @@ mod tests {
                 "limits.max_monitors",
             ),
             (&[("EARSHOT_LIMITS_NOPE", "5")], "nope"),
+            (&[("EARSHOT_ENCRYPTION_NOPE", "1")], "nope"),
+            (
+                &[("EARSHOT_ENCRYPTION_MASTER_KEYS", "k1:c2hvcnQ=")],
+                "encryption.master_keys",
+            ),
+            (
+                &[("EARSHOT_ENCRYPTION_MASTER_KEYS", "no-colon")],
+                "encryption.master_keys",
+            ),
+            (
+                &[("EARSHOT_ENCRYPTION_KEY_FILE", "/nonexistent/master_keys")],
+                "encryption.key_file",
+            ),
+            (
+                &[("EARSHOT_RETENTION_SWEEP_SECS", "0")],
+                "retention.sweep_secs",
+            ),
             (
                 &[("EARSHOT_AGENT_CA_FILE", "/nonexistent/ca.pem")],
                 "agent.ca_file",

@@ -5,13 +5,14 @@ mod cli_user;
 mod config;
 mod defaults;
 mod fonts;
+mod master_keys;
 mod reload;
 mod rlimit;
 mod secrets;
 mod wiring;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -48,10 +49,51 @@ enum Command {
         #[arg(long, env = "EARSHOT_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The master keys of encryption at rest (README "Encryption at rest").
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Manage users (see README "Users, roles and the audit log").
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+/// Where the `keys` commands find the configuration and the data directory (as `serve`).
+#[derive(Args)]
+struct Place {
+    /// TOML config file (as for `serve`).
+    #[arg(long, env = "EARSHOT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides [server] data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new current master key to the key file, then rewrap every recording's data key
+    /// under it (headers only). Restart the server afterwards so new recordings use it.
+    Rotate {
+        #[command(flatten)]
+        place: Place,
+        /// The new key's id (default: the next k<n>).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Rewrap every recording's data key under the current key (finishes an interrupted
+    /// rotation, or follows a new first key in EARSHOT_ENCRYPTION_MASTER_KEYS).
+    Rewrap {
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Remove a key that is not current from the key file; refused while any recording is
+    /// still sealed under it.
+    Remove {
+        #[command(flatten)]
+        place: Place,
+        /// The key's id.
+        id: String,
     },
 }
 
@@ -129,7 +171,48 @@ fn main() -> anyhow::Result<()> {
                 std::env::var(cli_user::PASSWORD_VAR).ok(),
             ))
         }
+        Command::Keys(command) => keys(command),
     }
+}
+
+/// `earshot keys ...`: what was done on standard output (a command's output, not a log).
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let place = match &command {
+        KeysCommand::Rotate { place, .. }
+        | KeysCommand::Rewrap { place }
+        | KeysCommand::Remove { place, .. } => place,
+    };
+    let cfg = config::Config::load(place.config.as_deref(), std::env::vars())
+        .context("loading configuration")?;
+    let data_dir = place
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| cfg.server.data_dir.clone());
+    let enc = &cfg.encryption;
+    let said = |r: master_keys::Rewrapped| {
+        format!(
+            "{} recording file(s) rewrapped, {} already under the current key, {} plain",
+            r.rewrapped, r.current, r.plain
+        )
+    };
+    let out = match command {
+        KeysCommand::Rotate { id, .. } => {
+            let (id, done) = master_keys::rotate(enc, &data_dir, id)?;
+            format!(
+                "key {id} added and made current; {}. Restart the server so new recordings \
+                 use it; the old key can then be removed with `earshot keys remove`.",
+                said(done)
+            )
+        }
+        KeysCommand::Rewrap { .. } => said(master_keys::rewrap(enc, &data_dir)?),
+        KeysCommand::Remove { id, .. } => {
+            master_keys::remove(enc, &data_dir, &id)?;
+            format!("key {id} removed")
+        }
+    };
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{out}").context("writing the report")?;
+    Ok(())
 }
 
 /// Logs to standard output as text or JSON lines; `EARSHOT_LOG` overrides the filter.
@@ -164,6 +247,16 @@ fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
             }
         }
     };
+    let keys = if cfg.encryption.master_keys.is_some() {
+        "from encryption.master_keys (masked)".to_string()
+    } else {
+        let path = cfg.encryption.key_file_path(&cfg.server.data_dir);
+        match (path.exists(), cfg.encryption.enabled) {
+            (true, _) => format!("from {}", path.display()),
+            (false, true) => format!("none yet: `serve` generates one into {}", path.display()),
+            (false, false) => "none (encryption off: recordings are plain)".to_string(),
+        }
+    };
     let mut out = std::io::stdout().lock();
     write!(
         out,
@@ -171,7 +264,8 @@ fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
          # public URL (invite links)    {}\n\
          # media host candidates on     {}\n\
          # prompts directory            {}\n\
-         # admin token                  {token}\n",
+         # admin token                  {token}\n\
+         # master keys (recordings)     {keys}\n",
         env!("CARGO_PKG_VERSION"),
         cfg.public_url(),
         std::iter::once(cfg.media_ip())

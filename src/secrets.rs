@@ -103,7 +103,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Writes a new file readable by the owner only (created with that mode: never readable by
 /// others, not even for a moment).
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -118,7 +118,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Sets `mode` on an existing file or directory (a no-op off Unix).
-fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -39,6 +39,18 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         .with_context(|| format!("preparing data directory {}", data_dir.display()))?;
     let (admin_token, token_source) =
         secrets::admin_token(&data_dir, std::env::var(secrets::ADMIN_TOKEN_VAR).ok())?;
+    let (sealing, key_source) = crate::master_keys::load(&cfg.encryption, &data_dir)?;
+    match &key_source {
+        crate::master_keys::KeySource::Generated(path) => {
+            tracing::warn!(file = %path.display(), "encryption at rest: a master key was generated; back this file up (recordings cannot be read without it)")
+        }
+        source => tracing::info!(
+            ?source,
+            sealing_new_recordings = cfg.encryption.enabled,
+            current_key = sealing.as_ref().map(|s| s.keys.current_id().to_owned()),
+            "encryption at rest"
+        ),
+    }
     let store = SqliteStore::open(&data_dir.join("earshot.db"))
         .await
         .context("opening the database")?;
@@ -61,7 +73,11 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         _ => None,
     };
     let cfg = with_public_ip_from_stun(cfg).await?;
-    let (engine, media_events) = Engine::new(engine_config(&cfg));
+    let recording_keys = sealing.as_ref().map(|s| s.keys.clone());
+    let (engine, media_events) = Engine::new(EngineConfig {
+        sealing,
+        ..engine_config(&cfg)
+    });
     // Decode and Opus-encode the built-in prompts now, not while the first participant waits.
     if let Err(e) = engine.preload_prompts(&default_prompts).await {
         tracing::warn!(error = %e, "built-in prompts not preloaded");
@@ -76,6 +92,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             data_dir.join("recordings"),
             cfg.interviewer.silence_ms,
         )
+        .with_key_ring(recording_keys)
         .with_max_sessions(cfg.limits.max_sessions)
         .with_public_url(&public_url)
         .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),
@@ -84,6 +101,9 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         .spawn_webhook_worker(cfg.webhooks.clone())
         .map_err(|e| anyhow::anyhow!("starting the webhook worker: {}", e.message))?;
     sessions.recover_after_restart().await;
+    sessions
+        .clone()
+        .spawn_retention_sweep(std::time::Duration::from_secs(cfg.retention.sweep_secs));
     sessions.clone().spawn(media_events);
     tokio::spawn(
         crate::reload::Reloader {
@@ -280,5 +300,7 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
         // The system's roots and the operator's CA file, read once (validated at load).
         agent_tls: earshot_media::agent::tls::client_config(cfg.agent.ca_file.as_deref()).ok(),
         derive_at_end: cfg.recording.derive == "at_end",
+        // The key ring is read once at start (`master_keys::load`), not on reload.
+        sealing: None,
     }
 }

@@ -349,6 +349,16 @@ async fn admin_routes_refuse_missing_wrong_and_non_bearer_credentials() {
             Method::POST,
             "/v1/webhooks/whk_abcdefghijklmnopqrst/deliveries/dlv_abcdef/redeliver".into(),
         ),
+        (Method::GET, "/v1/retention".into()),
+        (Method::GET, "/v1/deletion-requests".into()),
+        (
+            Method::POST,
+            "/v1/deletion-requests/del_abcdefghijklmnopqrst/fulfil".into(),
+        ),
+        (
+            Method::GET,
+            format!("/v1/sessions/{id}/transcript?original=true"),
+        ),
     ];
     for (method, path) in &routes {
         for cred in &bad_credentials {
@@ -482,6 +492,14 @@ async fn unknown_and_malformed_invite_tokens_are_404_on_every_participant_route(
         assert_error(&r, 404, "invite_not_found");
 
         let r = whip(&server, t, Some("application/sdp"), OFFER.into()).await;
+        assert_error(&r, 404, "invite_not_found");
+
+        let r = send(
+            server
+                .http
+                .post(server.url(&format!("/v1/invites/{t}/deletion-token"))),
+        )
+        .await;
         assert_error(&r, 404, "invite_not_found");
 
         let peer = format!("/v1/invites/{t}/whip/peer_abcdefghijklmnopqrst");

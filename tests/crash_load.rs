@@ -32,6 +32,9 @@ fn env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("EARSHOT_LIMITS_WHIP_OFFERS_PER_ADDRESS_PER_MINUTE", "1000"),
         ("EARSHOT_LIMITS_MAX_SESSIONS", "100"),
+        // The WAV files a killed server leaves are read from disk as they are: plain files
+        // (a sealed recording's crash case is `tests/encryption.rs`).
+        ("EARSHOT_ENCRYPTION_ENABLED", "false"),
     ]
 }
 

@@ -48,23 +48,14 @@ fn now_ms() -> i64 {
 }
 
 /// JS: the element exists and neither it nor an ancestor is `hidden`.
-fn visible(selector: &str) -> String {
-    format!(
-        "(() => {{ const e = document.querySelector('{selector}'); return !!e && !e.closest('[hidden]'); }})()"
-    )
-}
+use support::browser::visible;
 
 fn text_of(selector: &str) -> String {
     format!("(document.querySelector('{selector}') || {{}}).textContent || ''")
 }
 
 async fn click(browser: &mut Browser, selector: &str) {
-    let ok = browser
-        .eval(&format!(
-            "(() => {{ const e = document.querySelector('{selector}'); if (!e) return false; e.click(); return true; }})()"
-        ))
-        .await;
-    assert_eq!(ok, json!(true), "{selector} exists to be clicked");
+    browser.click(selector).await;
 }
 
 /// A participant with the speech fixture as microphone: consent, mic check, Start, connected.
@@ -1020,6 +1011,8 @@ async fn paused_session_survives_a_killed_server() {
     let vars = env(&[
         ("EARSHOT_LIFECYCLE_PAUSE_EXPIRY_SECS", "15"),
         ("EARSHOT_LIFECYCLE_RESUME_PROMPT_SECS", "60"),
+        // The participant track is read from disk around the kill: a plain file.
+        ("EARSHOT_ENCRYPTION_ENABLED", "false"),
     ]);
     let server = Server::start(&vars).await;
     let (token, _url) = server.invite().await;

@@ -75,7 +75,7 @@ pub fn voice_inputs() -> Vec<(f32, f32)> {
 
 /// Writes `frames` (looped) as a WAV track of `seconds` seconds.
 pub fn write_track(path: &Path, frames: &[[i16; FRAME]], seconds: usize) {
-    let mut w = TrackWriter::create(path, Quality::Standard).expect("create wav");
+    let mut w = TrackWriter::create(path, Quality::Standard, None).expect("create wav");
     for i in 0..seconds * FRAMES_PER_SECOND {
         w.write_at((i * FRAME) as u64, &frames[i % frames.len()])
             .expect("write wav");

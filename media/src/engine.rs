@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub agent_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Make the mix and MP3s when a session ends (else on first request).
     pub derive_at_end: bool,
+    /// Encryption at rest of recordings (`None`: plain files).
+    pub sealing: Option<crate::recorder::Sealing>,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +41,7 @@ impl Default for EngineConfig {
             agent_retry: Duration::from_secs(10),
             agent_tls: None,
             derive_at_end: true,
+            sealing: None,
         }
     }
 }
@@ -482,7 +485,7 @@ impl Engine {
     ) -> Result<RecordingFile, EngineError> {
         let queued = self.metrics.finalize_queued();
         let result = crate::finalizer::run(move || {
-            crate::session::derive_file(&req.dir, req.quality, track, format)
+            crate::session::derive_file(&req.dir, req.quality, track, format, req.sealing.as_ref())
         })
         .await;
         let written = match &result {

@@ -19,5 +19,6 @@ pub mod recorder;
 pub mod request;
 pub mod resample;
 pub mod session;
+pub mod track_file;
 pub mod units;
 pub mod vad;

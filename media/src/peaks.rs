@@ -4,7 +4,7 @@
 //! ...]}`, each pair the lowest and highest sample of its stretch, scaled to 16 bits. One
 //! peak per 50 ms (2400 samples), or fewer for long recordings: at most [`MAX_PEAKS`].
 
-use crate::recorder::{RecorderError, TrackReader};
+use crate::recorder::{RecorderError, Sealing, TrackReader};
 use crate::units::SAMPLE_RATE;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -31,9 +31,10 @@ pub fn peaks_path(wav: &Path) -> PathBuf {
     wav.with_file_name(format!("{stem}.peaks.json"))
 }
 
-/// Reads `wav` (48 kHz mono, 16 or 24 bit) and computes its peaks.
-pub fn compute(wav: &Path) -> Result<Peaks, RecorderError> {
-    let (mut reader, bits) = TrackReader::open(wav)?;
+/// Reads `wav` (48 kHz mono, 16 or 24 bit; plain, or sealed and opened with `sealing`'s
+/// keys) and computes its peaks.
+pub fn compute(wav: &Path, sealing: Option<&Sealing>) -> Result<Peaks, RecorderError> {
+    let (mut reader, bits) = TrackReader::open(wav, sealing)?;
     let total = reader.remaining();
     let per = MIN_SAMPLES_PER_PEAK.max(total.div_ceil(MAX_PEAKS));
     let down = u32::from(bits.saturating_sub(16));
@@ -68,13 +69,13 @@ fn clamp16(v: i32) -> i16 {
 
 /// Computes the peaks of `wav` and writes them beside it (under a temporary name, then
 /// renamed). A failure is logged, never an error of the recording: the waveform is an aid.
-pub fn store(wav: &Path) {
+pub fn store(wav: &Path, sealing: Option<&Sealing>) {
     let out = peaks_path(wav);
     let part = out.with_extension("json.part");
-    let result = compute(wav).and_then(|p| {
+    let result = compute(wav, sealing).and_then(|p| {
         let json = serde_json::to_vec(&p)
             .map_err(|e| RecorderError::Unsupported(format!("encoding peaks: {e}")))?;
-        std::fs::write(&part, json)?;
+        crate::track_file::write_whole(&part, &json, sealing)?;
         std::fs::rename(&part, &out)?;
         Ok(())
     });
@@ -110,7 +111,7 @@ mod tests {
             w.write_sample(300i16).unwrap();
         }
         w.finalize().unwrap();
-        store(&wav);
+        store(&wav, None);
         let stored: Peaks =
             serde_json::from_slice(&std::fs::read(dir.path().join("mix.peaks.json")).unwrap())
                 .unwrap();

@@ -39,6 +39,7 @@ impl Engine {
             dir: r.dir,
             quality: r.quality,
             derive_at_end: self.config().derive_at_end,
+            sealing: self.config().sealing,
         }
     }
 }

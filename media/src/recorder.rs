@@ -5,13 +5,16 @@
 //! never going backwards), crash safety (the WAV header is rewritten at least once per second of
 //! audio, so a killed process leaves a playable file losing at most the last second), quality
 //! presets, and streaming file conversions that never hold a whole track in memory.
-//! Everything is 48 kHz mono; 16-bit WAV, or 24-bit for [`Quality::Ultra`].
+//! Everything is 48 kHz mono; 16-bit WAV, or 24-bit for [`Quality::Ultra`]. Files are plain
+//! or sealed (encrypted at rest) as [`Sealing`] says; `crate::track_file` owns the difference.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use mp3lame_encoder::{Builder, FlushGap, MonoPcm};
+
+use crate::track_file::{ByteSink, PcmSink, PcmSource};
+pub use crate::track_file::{Sealing, is_sealed_file};
 
 /// Recording sample rate.
 pub use crate::units::SAMPLE_RATE;
@@ -34,6 +37,9 @@ pub enum RecorderError {
     Unsupported(String),
     #[error("track would exceed {MAX_TRACK_SAMPLES} samples")]
     TooLong,
+    /// An encrypted recording that cannot be opened or written (no key, wrong key, tampered).
+    #[error("encrypted recording: {0}")]
+    Sealed(String),
 }
 
 pub type Result<T, E = RecorderError> = std::result::Result<T, E>;
@@ -53,7 +59,7 @@ fn samples_to_ms(samples: u64) -> u64 {
     samples * 1000 / u64::from(SAMPLE_RATE)
 }
 
-fn wav_spec(bits: u16) -> hound::WavSpec {
+pub(crate) fn wav_spec(bits: u16) -> hound::WavSpec {
     hound::WavSpec {
         channels: 1,
         sample_rate: SAMPLE_RATE,
@@ -65,7 +71,7 @@ fn wav_spec(bits: u16) -> hound::WavSpec {
 /// One track's WAV file, written on the session timeline.
 pub struct TrackWriter {
     path: PathBuf,
-    writer: hound::WavWriter<BufWriter<File>>,
+    writer: PcmSink,
     bits: u16,
     written: u64,
     since_flush: u64,
@@ -82,11 +88,15 @@ impl std::fmt::Debug for TrackWriter {
 }
 
 impl TrackWriter {
-    /// Create (or truncate) the WAV file at `path`.
-    pub fn create(path: impl AsRef<Path>, preset: Quality) -> Result<Self> {
+    /// Create (or truncate) the WAV file at `path`, sealed if `sealing` seals new files.
+    pub fn create(
+        path: impl AsRef<Path>,
+        preset: Quality,
+        sealing: Option<&Sealing>,
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let bits = preset.wav_bits();
-        let writer = hound::WavWriter::create(&path, wav_spec(bits))?;
+        let writer = PcmSink::create(&path, bits, sealing)?;
         Ok(Self {
             path,
             writer,
@@ -98,9 +108,35 @@ impl TrackWriter {
 
     /// Continue the WAV at `path` if one is there (a session resumed after a restart of the
     /// process: the flushed audio stays and new audio follows it on the same timeline), else
-    /// create it. A file that is not a readable WAV is replaced.
-    pub fn open(path: impl AsRef<Path>, preset: Quality) -> Result<Self> {
+    /// create it. A file that is not a readable WAV is replaced. A sealed one is continued
+    /// sealed (its torn last chunk dropped); one that does not open (no key, a wrong key) is
+    /// an error and is left as it is.
+    pub fn open(
+        path: impl AsRef<Path>,
+        preset: Quality,
+        sealing: Option<&Sealing>,
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        // A sealed file shorter than its header holds no audio (a crash as it was made): it
+        // is replaced below like any file that is not a readable track.
+        if path.exists()
+            && is_sealed_file(&path)?
+            && std::fs::metadata(&path)?.len() >= earshot_sealed::HEADER_LEN as u64
+        {
+            let (writer, written) = PcmSink::append_sealed(&path, sealing)?;
+            let bits = match &writer {
+                PcmSink::Sealed { bits, .. } => *bits,
+                PcmSink::Plain(w) => w.spec().bits_per_sample,
+            };
+            tracing::info!(path = %path.display(), written, "recorder: continuing an existing sealed track");
+            return Ok(Self {
+                path,
+                writer,
+                bits,
+                written,
+                since_flush: 0,
+            });
+        }
         if path.exists() {
             // A killed process leaves a header that counts only what was flushed; the samples
             // written after it are on disk too and belong to the track.
@@ -121,7 +157,7 @@ impl TrackWriter {
                         tracing::info!(path = %path.display(), written, "recorder: continuing an existing track");
                         return Ok(Self {
                             path,
-                            writer,
+                            writer: PcmSink::Plain(writer),
                             bits: spec.bits_per_sample,
                             written,
                             since_flush: 0,
@@ -134,7 +170,7 @@ impl TrackWriter {
                 }
             }
         }
-        Self::create(path, preset)
+        Self::create(path, preset, sealing)
     }
 
     pub fn path(&self) -> &Path {
@@ -181,15 +217,7 @@ impl TrackWriter {
     }
 
     fn put(&mut self, pcm: &[i16]) -> Result<()> {
-        if self.bits == 24 {
-            for &s in pcm {
-                self.writer.write_sample(i32::from(s) << 8)?;
-            }
-        } else {
-            for &s in pcm {
-                self.writer.write_sample(s)?;
-            }
-        }
+        self.writer.write_i16(pcm, self.bits)?;
         self.written += pcm.len() as u64;
         self.since_flush += pcm.len() as u64;
         if self.since_flush >= FLUSH_EVERY_SAMPLES {
@@ -198,8 +226,8 @@ impl TrackWriter {
         Ok(())
     }
 
-    /// Rewrite the header and push buffered samples to the OS: after this, the file on disk
-    /// is a valid WAV holding everything written so far.
+    /// Rewrite the header and push buffered samples to the OS (sealed: seal them as a chunk):
+    /// after this, the file on disk holds everything written so far.
     pub fn flush(&mut self) -> Result<()> {
         self.writer.flush()?;
         self.since_flush = 0;
@@ -215,7 +243,7 @@ impl TrackWriter {
             ..
         } = self;
         writer.finalize()?;
-        let bytes = std::fs::metadata(&path)?.len();
+        let bytes = crate::track_file::plain_len(&path)?;
         Ok(TrackInfo {
             path,
             duration_ms: samples_to_ms(written),
@@ -224,10 +252,11 @@ impl TrackWriter {
     }
 }
 
-/// Open a recording WAV, checking it is 48 kHz mono integer PCM of 16 or 24 bits.
-fn open_track(path: &Path) -> Result<hound::WavReader<BufReader<File>>> {
-    let reader = hound::WavReader::open(path)?;
-    let spec = reader.spec();
+/// Open a recording WAV (plain or sealed), checking it is 48 kHz mono integer PCM of 16 or 24
+/// bits.
+fn open_track(path: &Path, sealing: Option<&Sealing>) -> Result<PcmSource> {
+    let reader = crate::track_file::open_pcm(path, sealing)?;
+    let spec = reader.spec;
     if spec.channels != 1
         || spec.sample_rate != SAMPLE_RATE
         || spec.sample_format != hound::SampleFormat::Int
@@ -248,7 +277,7 @@ fn open_track(path: &Path) -> Result<hound::WavReader<BufReader<File>>> {
 /// A recording WAV's samples read in bulk: whole chunks of bytes converted at once (hound's
 /// per-sample iterator was 7 % of the server's CPU under load, in the end-of-session work).
 pub(crate) struct TrackReader {
-    inner: BufReader<File>,
+    inner: Box<dyn Read + Send>,
     bytes_per_sample: usize,
     left: u64,
     bytes: Vec<u8>,
@@ -260,13 +289,13 @@ impl TrackReader {
         self.left
     }
 
-    pub(crate) fn open(path: &Path) -> Result<(Self, u16)> {
-        let reader = open_track(path)?;
-        let bits = reader.spec().bits_per_sample;
-        let left = u64::from(reader.len());
+    pub(crate) fn open(path: &Path, sealing: Option<&Sealing>) -> Result<(Self, u16)> {
+        let reader = open_track(path, sealing)?;
+        let bits = reader.spec.bits_per_sample;
+        let left = reader.frames;
         Ok((
             Self {
-                inner: reader.into_inner(),
+                inner: reader.bytes,
                 bytes_per_sample: usize::from(bits / 8),
                 left,
                 bytes: Vec::with_capacity(CHUNK * 3),
@@ -304,14 +333,15 @@ impl TrackReader {
 }
 
 /// Sum two tracks sample-aligned into `out` (saturating). The longer track decides the length;
-/// the output has the larger bit depth of the two.
-pub fn mix_wavs(a: &Path, b: &Path, out: &Path) -> Result<TrackInfo> {
-    let (mut ra, bits_a) = TrackReader::open(a)?;
-    let (mut rb, bits_b) = TrackReader::open(b)?;
+/// the output has the larger bit depth of the two. Sealed inputs open with `sealing`'s keys;
+/// the output is sealed if it seals new files.
+pub fn mix_wavs(a: &Path, b: &Path, out: &Path, sealing: Option<&Sealing>) -> Result<TrackInfo> {
+    let (mut ra, bits_a) = TrackReader::open(a, sealing)?;
+    let (mut rb, bits_b) = TrackReader::open(b, sealing)?;
     let bits = bits_a.max(bits_b);
     let max = (1i32 << (bits - 1)) - 1;
     let min = -(1i32 << (bits - 1));
-    let mut writer = hound::WavWriter::create(out, wav_spec(bits))?;
+    let mut writer = PcmSink::create(out, bits, sealing)?;
     let (mut ba, mut bb) = (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK));
     let mut total = 0u64;
     loop {
@@ -327,7 +357,7 @@ pub fn mix_wavs(a: &Path, b: &Path, out: &Path) -> Result<TrackInfo> {
         total += ba.len().max(bb.len()) as u64;
     }
     writer.finalize()?;
-    let bytes = std::fs::metadata(out)?.len();
+    let bytes = crate::track_file::plain_len(out)?;
     Ok(TrackInfo {
         path: out.to_path_buf(),
         duration_ms: samples_to_ms(total),
@@ -365,9 +395,15 @@ fn lame_err(what: &str, e: impl std::fmt::Display) -> RecorderError {
 
 /// Encode a recording WAV to a CBR mono MP3 at 48 kHz. A LAME/Xing tag at the start records
 /// the encoder delay and padding, so gapless-aware decoders return exactly the WAV's samples.
-pub fn encode_mp3(wav: &Path, mp3: &Path, bitrate_kbps: u32) -> Result<TrackInfo> {
+/// Sealing as for [`mix_wavs`].
+pub fn encode_mp3(
+    wav: &Path,
+    mp3: &Path,
+    bitrate_kbps: u32,
+    sealing: Option<&Sealing>,
+) -> Result<TrackInfo> {
     let brate = lame_bitrate(bitrate_kbps)?;
-    let (mut reader, bits) = TrackReader::open(wav)?;
+    let (mut reader, bits) = TrackReader::open(wav, sealing)?;
     let shift = bits - 16;
 
     let mut builder = Builder::new().ok_or_else(|| lame_err("init", "out of memory"))?;
@@ -398,13 +434,7 @@ pub fn encode_mp3(wav: &Path, mp3: &Path, bitrate_kbps: u32) -> Result<TrackInfo
         .map_err(|e| lame_err("lame tag", e))?;
     let mut encoder = builder.build().map_err(|e| lame_err("build", e))?;
 
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(mp3)?;
-    let mut out = BufWriter::new(file);
+    let mut out = ByteSink::create(mp3, sealing)?;
     let mut wide: Vec<i32> = Vec::with_capacity(CHUNK);
     let mut pcm: Vec<i16> = Vec::with_capacity(CHUNK);
     let mut encoded: Vec<u8> = Vec::with_capacity(mp3lame_encoder::max_required_buffer_size(CHUNK));
@@ -431,14 +461,12 @@ pub fn encode_mp3(wav: &Path, mp3: &Path, bitrate_kbps: u32) -> Result<TrackInfo
     encoded.clear();
     encoded.reserve(encoder.lame_tag_size());
     if encoder.lame_tag_encode_to_vec(&mut encoded).is_some() {
-        out.seek(SeekFrom::Start(0))?;
-        out.write_all(&encoded)?;
+        out.finish(Some(&encoded))?;
     } else {
         tracing::warn!(path = %mp3.display(), "mp3: no LAME tag written; players may add ~50 ms");
+        out.finish(None)?;
     }
-    out.flush()?;
-    drop(out);
-    let bytes = std::fs::metadata(mp3)?.len();
+    let bytes = crate::track_file::plain_len(mp3)?;
     Ok(TrackInfo {
         path: mp3.to_path_buf(),
         duration_ms: samples_to_ms(total),

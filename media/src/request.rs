@@ -21,6 +21,8 @@ pub struct RecordingRequest {
     /// Make the mix and the MP3s when the session ends; otherwise only when first asked for
     /// ([`Engine::derive_recording`]).
     pub derive_at_end: bool,
+    /// Encryption at rest of the files (`None`: plain files, and sealed ones do not open).
+    pub sealing: Option<crate::recorder::Sealing>,
 }
 
 /// A prompt's audio, decoded to 48 kHz and encoded to the 20 ms Opus packets it is sent as:

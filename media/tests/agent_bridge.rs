@@ -337,6 +337,7 @@ async fn join(
             start_at: 0,
             noise_suppression: true,
             recording: Some(RecordingRequest {
+                sealing: None,
                 dir: dir.to_path_buf(),
                 quality: Quality::High,
                 derive_at_end: true,
@@ -1346,6 +1347,7 @@ async fn builtin_interviewer_reports_turns_and_transcript_lines() {
             start_at: 0,
             noise_suppression: true,
             recording: Some(RecordingRequest {
+                sealing: None,
                 dir: dir.path().join("rec"),
                 quality: Quality::Standard,
                 derive_at_end: true,

@@ -216,6 +216,7 @@ async fn a_listener_that_offers_a_microphone_is_answered_send_only_and_never_hea
             start_at: 0,
             noise_suppression: false,
             recording: Some(earshot_media::engine::RecordingRequest {
+                sealing: None,
                 dir: rec_dir.clone(),
                 quality: earshot_vocab::Quality::Standard,
                 derive_at_end: true,

@@ -30,7 +30,7 @@ fn write_at_fills_gaps_and_trims_overlaps() {
     let dir = tempfile::tempdir().expect("tempdir");
     for preset in [Quality::Standard, Quality::Ultra] {
         let path = dir.path().join(format!("{preset:?}.wav"));
-        let mut w = TrackWriter::create(&path, preset).expect("create");
+        let mut w = TrackWriter::create(&path, preset, None).expect("create");
         w.write_at(0, &[1, 2, 3]).expect("write");
         w.write_at(5, &[4, 5]).expect("gap of 2"); // positions 3, 4 become silence
         w.write_at(5, &[9, 9, 6, 7]).expect("overlap"); // 5, 6 already written: trimmed
@@ -61,7 +61,7 @@ fn write_at_fills_gaps_and_trims_overlaps() {
 fn killed_writer_leaves_a_playable_file_missing_at_most_one_second() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("crash.wav");
-    let mut w = TrackWriter::create(&path, Quality::High).expect("create");
+    let mut w = TrackWriter::create(&path, Quality::High, None).expect("create");
     let total = 48_000 * 5 / 2; // 2.5 s in 20 ms frames, with one 100 ms gap
     let signal: Vec<i16> = (0..total).map(|i| (i % 20_000) as i16 - 10_000).collect();
     for (k, frame) in signal.chunks(960).enumerate() {
@@ -91,12 +91,12 @@ fn a_killed_track_is_continued_on_the_same_timeline_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("resume.wav");
     let first: Vec<i16> = (0..96_000).map(|i| (i % 1000) as i16).collect();
-    let mut w = TrackWriter::create(&path, Quality::High).expect("create");
+    let mut w = TrackWriter::create(&path, Quality::High, None).expect("create");
     w.write_at(0, &first).expect("write");
     w.flush().expect("flush");
     std::mem::forget(w); // killed: no finalize
 
-    let mut w = TrackWriter::open(&path, Quality::High).expect("open existing");
+    let mut w = TrackWriter::open(&path, Quality::High, None).expect("open existing");
     assert_eq!(
         w.position(),
         96_000,
@@ -120,13 +120,13 @@ fn a_killed_track_is_continued_on_the_same_timeline_after_a_restart() {
 
     // Killed again, this time with audio written after the last flush (the header counts
     // only what was flushed): the samples on disk are recovered, not dropped.
-    let mut w = TrackWriter::open(&path, Quality::High).expect("open again");
+    let mut w = TrackWriter::open(&path, Quality::High, None).expect("open again");
     let before = w.position();
     w.write_at(before, &vec![-777i16; 48_000 + 9_600])
         .expect("write");
     // hound flushes its header every second of audio: 1.2 s written means 0.2 s after it.
     std::mem::forget(w);
-    let w = TrackWriter::open(&path, Quality::High).expect("open after the kill");
+    let w = TrackWriter::open(&path, Quality::High, None).expect("open after the kill");
     let recovered = w.position() - before;
     assert!(
         recovered > 48_000 + 4_800,
@@ -140,7 +140,7 @@ fn a_killed_track_is_continued_on_the_same_timeline_after_a_restart() {
     // A file that is not a WAV is replaced, not an error.
     let junk = dir.path().join("junk.wav");
     std::fs::write(&junk, b"not a wav").expect("write junk");
-    let w = TrackWriter::open(&junk, Quality::High).expect("replaces junk");
+    let w = TrackWriter::open(&junk, Quality::High, None).expect("replaces junk");
     assert_eq!(w.position(), 0);
 }
 
@@ -154,18 +154,18 @@ fn mix_puts_each_sound_at_its_own_time() {
     );
     let a_sound = tone(440.0, 12_000.0, 24_000, 48_000);
     let b_sound = tone(1000.0, 9_000.0, 24_000, 48_000);
-    let mut a = TrackWriter::create(&pa, Quality::Standard).expect("a");
+    let mut a = TrackWriter::create(&pa, Quality::Standard, None).expect("a");
     a.write_at(24_000, &a_sound).expect("a write"); // 0.5 s .. 1.0 s
     a.write_at(96_000, &[32_000; 480]).expect("a loud"); // 2.0 s, to test saturation
     let a_info = a.finalize().expect("a fin");
-    let mut b = TrackWriter::create(&pb, Quality::Ultra).expect("b");
+    let mut b = TrackWriter::create(&pb, Quality::Ultra, None).expect("b");
     b.write_at(72_000, &b_sound).expect("b write"); // 1.5 s .. 2.0 s
     b.write_at(96_000, &[32_000; 480]).expect("b loud");
     b.write_at(119_520, &[5; 480]).expect("b tail"); // ends at 2.5 s
     b.finalize().expect("b fin");
     assert_eq!(a_info.duration_ms, 2010);
 
-    let info = mix_wavs(&pa, &pb, &pm).expect("mix");
+    let info = mix_wavs(&pa, &pb, &pm, None).expect("mix");
     assert_eq!(
         info.duration_ms, 2500,
         "the longer track decides the length"
@@ -242,10 +242,10 @@ fn mp3_decodes_to_the_wav_duration() {
             .zip(tone(1_250.0, 3_000.0, n, 48_000))
             .map(|(a, b)| a + b)
             .collect();
-        let mut w = TrackWriter::create(&wav, preset).expect("create");
+        let mut w = TrackWriter::create(&wav, preset, None).expect("create");
         w.write_at(0, &signal).expect("write");
         let wav_info = w.finalize().expect("finalize");
-        let info = encode_mp3(&wav, &mp3, preset.mp3_bitrate_kbps()).expect("encode mp3");
+        let info = encode_mp3(&wav, &mp3, preset.mp3_bitrate_kbps(), None).expect("encode mp3");
         assert_eq!(info.duration_ms, wav_info.duration_ms);
         assert!(info.bytes > 0 && info.bytes == std::fs::metadata(&mp3).expect("meta").len());
         let expected_bytes = preset.mp3_bitrate_kbps() as f64 * 1000.0 / 8.0 * n as f64 / 48_000.0;
@@ -285,10 +285,10 @@ fn mp3_keeps_speech_at_the_standard_bitrate() {
     .expect("speech fixture");
     let dir = tempfile::tempdir().expect("tempdir");
     let (wav, mp3) = (dir.path().join("s.wav"), dir.path().join("s.mp3"));
-    let mut w = TrackWriter::create(&wav, Quality::Standard).expect("create");
+    let mut w = TrackWriter::create(&wav, Quality::Standard, None).expect("create");
     w.write_at(0, &speech).expect("write");
     w.finalize().expect("finalize");
-    encode_mp3(&wav, &mp3, Quality::Standard.mp3_bitrate_kbps()).expect("encode mp3");
+    encode_mp3(&wav, &mp3, Quality::Standard.mp3_bitrate_kbps(), None).expect("encode mp3");
     let (pcm, _) = decode_mp3(&mp3);
     let n = pcm.len().min(speech.len());
     assert!(
@@ -315,17 +315,19 @@ fn mp3_keeps_speech_at_the_standard_bitrate() {
 async fn derived_recordings_are_made_on_request_from_the_two_tracks() {
     use earshot_media::engine::{Engine, EngineConfig, RecordingRequest};
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = TrackWriter::create(dir.path().join("participant.wav"), Quality::Standard)
+    let mut p = TrackWriter::create(dir.path().join("participant.wav"), Quality::Standard, None)
         .expect("participant");
     p.write_at(0, &tone(440.0, 8_000.0, 48_000, 48_000))
         .expect("write");
     p.finalize().expect("finalize");
-    let mut a = TrackWriter::create(dir.path().join("ai.wav"), Quality::Standard).expect("ai");
+    let mut a =
+        TrackWriter::create(dir.path().join("ai.wav"), Quality::Standard, None).expect("ai");
     a.write_at(48_000, &tone(880.0, 8_000.0, 24_000, 48_000))
         .expect("write");
     a.finalize().expect("finalize");
     let (engine, _events) = Engine::new(EngineConfig::default());
     let req = RecordingRequest {
+        sealing: None,
         dir: dir.path().to_path_buf(),
         quality: Quality::Standard,
         derive_at_end: false,
@@ -382,15 +384,16 @@ async fn derived_recordings_are_made_on_request_from_the_two_tracks() {
 fn mp3_rejects_bad_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wav = dir.path().join("x.wav");
-    let mut w = TrackWriter::create(&wav, Quality::Standard).expect("create");
+    let mut w = TrackWriter::create(&wav, Quality::Standard, None).expect("create");
     w.write_at(0, &[0; 960]).expect("write");
     w.finalize().expect("fin");
-    assert!(encode_mp3(&wav, &dir.path().join("x.mp3"), 65).is_err());
+    assert!(encode_mp3(&wav, &dir.path().join("x.mp3"), 65, None).is_err());
     assert!(
         encode_mp3(
             &dir.path().join("missing.wav"),
             &dir.path().join("y.mp3"),
-            64
+            64,
+            None
         )
         .is_err()
     );
@@ -405,8 +408,8 @@ fn mp3_rejects_bad_inputs() {
     s.write_sample(0i16).expect("w");
     s.write_sample(0i16).expect("w");
     s.finalize().expect("fin");
-    assert!(encode_mp3(&stereo, &dir.path().join("z.mp3"), 64).is_err());
-    assert!(mix_wavs(&stereo, &wav, &dir.path().join("m.wav")).is_err());
+    assert!(encode_mp3(&stereo, &dir.path().join("z.mp3"), 64, None).is_err());
+    assert!(mix_wavs(&stereo, &wav, &dir.path().join("m.wav"), None).is_err());
 }
 
 fn write_test_wav(path: &Path, rate: u32, channels: u16, seconds: f64) -> usize {
@@ -668,4 +671,155 @@ fn prompts_below_8_khz_are_refused() {
             Err(e) => panic!("{rate} Hz: {e}"),
         }
     }
+}
+
+/// The plaintext a sealed file reads as (a WAV with its rebuilt header, or the bytes).
+fn unseal(path: &Path, keys: &earshot_sealed::KeyRing) -> (Vec<u8>, bool) {
+    let r = earshot_sealed::SealedReader::open(File::open(path).expect("open"), keys)
+        .expect("sealed file opens");
+    let finished = r.is_finished();
+    let len = r.plaintext_len();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut r.range(0, len), &mut out).expect("decrypts");
+    (out, finished)
+}
+
+#[test]
+fn sealed_recordings_read_back_byte_identical_to_plain_ones() {
+    use earshot_media::recorder::Sealing;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Arc::new(earshot_sealed::KeyRing::generate("k1").expect("key"));
+    let sealing = Sealing {
+        keys: keys.clone(),
+        seal_new: true,
+    };
+    for preset in [Quality::Standard, Quality::Ultra] {
+        let mut made = Vec::new();
+        for (name, s) in [("plain", None), ("sealed", Some(&sealing))] {
+            let d = dir.path().join(format!("{name}-{preset:?}"));
+            std::fs::create_dir_all(&d).expect("dir");
+            let (p, a, m) = (
+                d.join("participant.wav"),
+                d.join("ai.wav"),
+                d.join("mix.wav"),
+            );
+            let mut wp = TrackWriter::create(&p, preset, s).expect("participant");
+            let mut wa = TrackWriter::create(&a, preset, s).expect("ai");
+            let voice = tone(440.0, 9000.0, 48_000 * 3, 48_000);
+            for (i, frame) in voice.chunks(960).enumerate() {
+                wp.write_at(i as u64 * 960, frame).expect("write");
+            }
+            wa.write_at(24_000, &tone(660.0, 7000.0, 48_000, 48_000))
+                .expect("ai");
+            wp.finalize().expect("finalize");
+            wa.finalize().expect("finalize");
+            mix_wavs(&p, &a, &m, s).expect("mix");
+            let mp3 = d.join("mix.mp3");
+            encode_mp3(&m, &mp3, preset.mp3_bitrate_kbps(), s).expect("mp3");
+            let peaks = earshot_media::peaks::compute(&m, s).expect("peaks");
+            made.push((d, peaks));
+        }
+        let (plain_dir, plain_peaks) = &made[0];
+        let (sealed_dir, sealed_peaks) = &made[1];
+        assert_eq!(plain_peaks, sealed_peaks);
+        for file in ["participant.wav", "ai.wav", "mix.wav", "mix.mp3"] {
+            let plain = std::fs::read(plain_dir.join(file)).expect("plain");
+            let disk = std::fs::read(sealed_dir.join(file)).expect("sealed");
+            assert!(earshot_sealed::is_sealed(&disk), "{file} sealed");
+            for magic in [b"RIFF", b"WAVE", b"LAME", b"Xing", b"Info"] {
+                assert!(
+                    !disk.windows(4).any(|w| w == magic),
+                    "{file}: {magic:?} on disk"
+                );
+            }
+            let (back, finished) = unseal(&sealed_dir.join(file), &keys);
+            assert!(finished, "{file}");
+            assert_eq!(back.len(), plain.len(), "{file} {preset:?}");
+            assert!(
+                back == plain,
+                "{file} {preset:?} differs from the plain file"
+            );
+        }
+        // No temporary file left beside them.
+        let mut names: Vec<String> = std::fs::read_dir(sealed_dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ai.wav", "mix.mp3", "mix.wav", "participant.wav"]);
+    }
+}
+
+#[test]
+fn a_killed_sealed_track_loses_at_most_the_last_second_and_continues() {
+    use earshot_media::recorder::Sealing;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Arc::new(earshot_sealed::KeyRing::generate("k1").expect("key"));
+    let sealing = Sealing {
+        keys: keys.clone(),
+        seal_new: true,
+    };
+    let path = dir.path().join("participant.wav");
+    let mut w = TrackWriter::create(&path, Quality::High, Some(&sealing)).expect("create");
+    // 2.5 s in 20 ms frames, never flushed by hand: the writer seals a chunk every second.
+    let voice: Vec<i16> = (0..120_000).map(|i| (i % 2000) as i16 - 1000).collect();
+    for (i, frame) in voice.chunks(960).enumerate() {
+        w.write_at(i as u64 * 960, frame).expect("write");
+    }
+    std::mem::forget(w); // killed
+    let (wav, finished) = unseal(&path, &keys);
+    assert!(!finished);
+    let kept = (wav.len() - 44) / 2;
+    assert!(
+        (120_000 - 48_000..=120_000).contains(&kept),
+        "{kept} of 120000 samples kept"
+    );
+    let samples: Vec<i16> = wav[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert_eq!(samples, voice[..kept]);
+    // A torn chunk at the end (the kill in the middle of a write) is dropped on reopening.
+    std::io::Write::write_all(
+        &mut File::options().append(true).open(&path).expect("append"),
+        &[0x40, 0, 0, 0, 1, 2, 3],
+    )
+    .expect("torn");
+    let mut w = TrackWriter::open(&path, Quality::High, Some(&sealing)).expect("reopen");
+    assert_eq!(w.position(), kept as u64);
+    w.write_at(kept as u64, &[5; 480]).expect("more");
+    w.finalize().expect("finalize");
+    let (wav, finished) = unseal(&path, &keys);
+    assert!(finished);
+    assert_eq!((wav.len() - 44) / 2, kept + 480);
+    // Without the key, or with another, the track is an error, never garbage audio.
+    let other = Sealing {
+        keys: Arc::new(earshot_sealed::KeyRing::generate("k1").expect("key")),
+        seal_new: true,
+    };
+    let err = earshot_media::peaks::compute(&path, Some(&other)).unwrap_err();
+    assert!(err.to_string().contains("does not open"), "{err}");
+    let err = earshot_media::peaks::compute(&path, None).unwrap_err();
+    assert!(err.to_string().contains("no master key"), "{err}");
+    let err = TrackWriter::open(&path, Quality::High, Some(&other)).unwrap_err();
+    assert!(err.to_string().contains("does not open"), "{err}");
+    assert_eq!(unseal(&path, &keys).0.len(), wav.len(), "left as it was");
+
+    // A sealed file cut inside its header (a crash as it was created) holds no audio: replaced.
+    let cut = dir.path().join("cut.wav");
+    std::fs::write(&cut, &std::fs::read(&path).expect("read")[..100]).expect("write");
+    let w = TrackWriter::open(&cut, Quality::High, Some(&sealing)).expect("replaced");
+    assert_eq!(w.position(), 0);
+    // A plain track from before encryption was on is continued plain.
+    let plain = dir.path().join("plain.wav");
+    let mut w = TrackWriter::create(&plain, Quality::High, None).expect("plain");
+    w.write_at(0, &[7; 4800]).expect("write");
+    w.finalize().expect("finalize");
+    let mut w = TrackWriter::open(&plain, Quality::High, Some(&sealing)).expect("continue");
+    w.write_at(4800, &[8; 4800]).expect("write");
+    w.finalize().expect("finalize");
+    let (_, samples) = read_wav(&plain);
+    assert_eq!(samples.len(), 9600);
 }

@@ -3,12 +3,16 @@
 //! session. [`LocalDiskBlobs`] is the one implementation today: one folder per session under
 //! a root, the folder the media plane writes the session's files into (an object store such
 //! as S3 would be a second implementation, with the files uploaded when they are finished).
+//! Files sealed at rest (`earshot-sealed`, told by their first bytes) are decrypted as they
+//! stream out: a blob's length, ranges and bytes are always those of the plain file.
 
 use crate::byte_range::ByteRange;
 use bytes::Bytes;
+use earshot_sealed::{ChunkSource, KeyRing, SealedReader};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Longest file name a key may carry.
@@ -67,6 +71,10 @@ pub enum BlobError {
         context: &'static str,
         source: std::io::Error,
     },
+    /// An encrypted blob that does not open: no key ring, its key not in the ring, a wrong
+    /// key, or a tampered file. Never served as bytes.
+    #[error("encrypted recording cannot be opened: {0}")]
+    Sealed(String),
 }
 
 /// Where recordings are kept.
@@ -89,16 +97,97 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn free_bytes(&self) -> Result<Option<u64>, BlobError>;
 }
 
-/// Recordings on the local disk: `<root>/<session id>/<name>`.
+/// Recordings on the local disk: `<root>/<session id>/<name>`, sealed ones opened with the
+/// key ring.
 #[derive(Debug, Clone)]
 pub struct LocalDiskBlobs {
     root: PathBuf,
+    keys: Option<Arc<KeyRing>>,
 }
 
 impl LocalDiskBlobs {
     pub fn new(root: PathBuf) -> LocalDiskBlobs {
-        LocalDiskBlobs { root }
+        LocalDiskBlobs { root, keys: None }
     }
+
+    /// The same store opening sealed blobs with `keys`.
+    pub fn with_keys(mut self, keys: Option<Arc<KeyRing>>) -> LocalDiskBlobs {
+        self.keys = keys;
+        self
+    }
+}
+
+/// Opens the sealed file at `path` and streams the plaintext's `range` (resolved against the
+/// plaintext's length) a chunk at a time, each decrypted on a blocking thread.
+async fn open_sealed(
+    path: PathBuf,
+    keys: Option<Arc<KeyRing>>,
+    range: Option<ByteRange>,
+) -> Result<Blob, BlobError> {
+    let opened = tokio::task::spawn_blocking(move || {
+        let keys = keys.ok_or_else(|| {
+            BlobError::Sealed("the file is encrypted and no master key is configured".into())
+        })?;
+        let file = std::fs::File::open(&path).map_err(|source| BlobError::Io {
+            context: "opening a recording",
+            source,
+        })?;
+        let reader = SealedReader::open(file, &keys).map_err(|e| match e {
+            earshot_sealed::SealError::Io(source) => BlobError::Io {
+                context: "reading a recording",
+                source,
+            },
+            other => BlobError::Sealed(other.to_string()),
+        })?;
+        if !reader.is_finished() {
+            tracing::warn!(file = %path.display(), "serving an unfinished encrypted recording (still being written, or cut by a crash)");
+        }
+        let len = reader.plaintext_len();
+        let resolved = range.map(|r| r.resolve(len));
+        let (start, end) = match resolved {
+            None => (0, len),
+            Some(None) => (0, 0),
+            Some(Some((a, b))) => (a, b + 1),
+        };
+        Ok::<_, BlobError>((len, resolved, reader.range(start, end)))
+    })
+    .await
+    .map_err(|e| BlobError::Io {
+        context: "opening a recording",
+        source: std::io::Error::other(e),
+    })??;
+    let (len, resolved, source) = opened;
+    Ok(Blob {
+        len,
+        range: resolved.flatten(),
+        unsatisfiable: resolved == Some(None),
+        body: decrypted_stream(source),
+    })
+}
+
+/// The pieces of `source`, each decrypted off the async threads; a chunk that does not open
+/// ends the stream with an error (the client sees a cut download, never altered audio).
+fn decrypted_stream(
+    source: ChunkSource<std::fs::File>,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    futures_util::stream::unfold(Some(source), |state| async move {
+        let mut source = state?;
+        let step = tokio::task::spawn_blocking(move || {
+            let piece = source.next_piece();
+            (source, piece)
+        })
+        .await;
+        match step {
+            Ok((source, Ok(Some(piece)))) => Some((Ok(Bytes::from(piece)), Some(source))),
+            Ok((_, Ok(None))) => None,
+            Ok((_, Err(e))) => {
+                tracing::error!(error = %e, "decrypting a recording failed mid-stream");
+                Some((Err(std::io::Error::from(e)), None))
+            }
+            Err(e) => Some((Err(std::io::Error::other(e)), None)),
+        }
+    })
+    .boxed()
 }
 
 #[async_trait::async_trait]
@@ -127,6 +216,29 @@ impl BlobStore for LocalDiskBlobs {
                 source,
             })?
             .len();
+        let mut head = [0u8; 8];
+        let mut got = 0;
+        while got < head.len() {
+            match file.read(&mut head[got..]).await {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(source) => {
+                    return Err(BlobError::Io {
+                        context: "reading a recording",
+                        source,
+                    });
+                }
+            }
+        }
+        if earshot_sealed::is_sealed(&head[..got]) {
+            return open_sealed(path, self.keys.clone(), range).await.map(Some);
+        }
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|source| BlobError::Io {
+                context: "seeking in a recording",
+                source,
+            })?;
         let resolved = range.map(|r| r.resolve(len));
         let body = match resolved {
             None => tokio_util::io::ReaderStream::new(file).boxed(),
@@ -247,5 +359,69 @@ mod tests {
         assert!(!dir.path().join("ses_one").exists());
         blobs.delete_session("ses_one").await.unwrap();
         assert!(blobs.delete_session("../x").await.is_err());
+    }
+
+    async fn read(blob: Blob) -> Vec<u8> {
+        let chunks: Vec<Bytes> = blob.body.map(|c| c.unwrap()).collect().await;
+        chunks.concat()
+    }
+
+    #[tokio::test]
+    async fn sealed_blobs_stream_out_as_their_plaintext() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Arc::new(KeyRing::generate("k1").unwrap());
+        std::fs::create_dir_all(dir.path().join("ses_one")).unwrap();
+        let plain: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let mut w = earshot_sealed::SealedWriter::create(
+            &dir.path().join("ses_one/mix.mp3"),
+            &ring,
+            earshot_sealed::Content::Bytes,
+        )
+        .unwrap();
+        for piece in plain.chunks(70_000) {
+            w.write_all(piece).unwrap();
+            w.flush().unwrap();
+        }
+        w.finish().unwrap();
+        let key = BlobKey::new("ses_one", "mix.mp3").unwrap();
+        let blobs = LocalDiskBlobs::new(dir.path().to_path_buf()).with_keys(Some(ring.clone()));
+        let whole = blobs.open(&key).await.unwrap().unwrap();
+        assert_eq!((whole.len, whole.range), (plain.len() as u64, None));
+        assert_eq!(read(whole).await, plain);
+        for (range, want) in [
+            (ByteRange::From(69_990, Some(140_010)), (69_990, 140_010)),
+            (ByteRange::From(5, Some(5)), (5, 5)),
+            (ByteRange::Suffix(10), (299_990, 299_999)),
+        ] {
+            let part = blobs.open_range(&key, Some(range)).await.unwrap().unwrap();
+            assert_eq!((part.len, part.range), (plain.len() as u64, Some(want)));
+            assert_eq!(read(part).await, plain[want.0 as usize..=want.1 as usize]);
+        }
+        let past = blobs
+            .open_range(&key, Some(ByteRange::From(300_000, None)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(past.unsatisfiable);
+        // No key ring, or another key under the same id: an error, never bytes.
+        let keyless = LocalDiskBlobs::new(dir.path().to_path_buf());
+        assert!(
+            matches!(keyless.open(&key).await, Err(BlobError::Sealed(m)) if m.contains("no master key"))
+        );
+        let other = LocalDiskBlobs::new(dir.path().to_path_buf())
+            .with_keys(Some(Arc::new(KeyRing::generate("k1").unwrap())));
+        assert!(
+            matches!(other.open(&key).await, Err(BlobError::Sealed(m)) if m.contains("does not open"))
+        );
+        // A tampered chunk ends the stream with an error.
+        let path = dir.path().join("ses_one/mix.mp3");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let blob = blobs.open(&key).await.unwrap().unwrap();
+        let results: Vec<std::io::Result<Bytes>> = blob.body.collect().await;
+        assert!(results.last().unwrap().is_err());
     }
 }

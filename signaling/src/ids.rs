@@ -30,6 +30,12 @@ pub fn new_secret(prefix: &str) -> String {
     format!("{prefix}_{}", random_part(40))
 }
 
+/// A new deletion token (`dtk_` and 32 random characters): a participant's proof that a
+/// session is theirs to ask to delete. Only its SHA-256 is stored.
+pub fn new_deletion_token() -> String {
+    format!("dtk_{}", random_part(32))
+}
+
 /// True when `s` could be an ID with `prefix` made by [`new_id`] (or a fixed seed ID such as
 /// `cmp_default`): ASCII lowercase letters, digits and `_`, bounded length.
 pub fn is_valid_id(prefix: &str, s: &str) -> bool {

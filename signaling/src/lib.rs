@@ -21,6 +21,7 @@ pub mod exports;
 pub mod ids;
 pub mod lifecycle;
 pub mod live;
+pub mod pii;
 pub mod prompt_dirs;
 pub mod routes;
 pub mod script_definition;

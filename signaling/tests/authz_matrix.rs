@@ -235,6 +235,40 @@ impl Fixture {
                 .to_string();
             path = path.replace("{id}", &hook);
         }
+        if path == "/v1/deletion-requests/{id}/fulfil" {
+            // A real request: the session ends, its participant asks for its deletion.
+            self.srv
+                .admin_json(
+                    Method::POST,
+                    &format!("/v1/sessions/{session}/end"),
+                    json!({}),
+                )
+                .await;
+            let base = &self.srv.base;
+            let deletion: Value = self
+                .srv
+                .http
+                .post(format!("{base}/v1/invites/{token}/deletion-token"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let request: Value = self
+                .srv
+                .http
+                .post(format!("{base}/v1/deletion-requests"))
+                .json(&json!({"token": deletion["token"]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = request["id"].as_str().expect("a deletion request id");
+            path = path.replace("{id}", id);
+        }
         if path == "/v1/keys/{id}" {
             let key = self
                 .srv

@@ -11,36 +11,12 @@ use earshot_signaling::store::{RecordingRow, SessionStore};
 use earshot_vocab::{Format, Role, Track};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::TestServer;
-
-async fn json_of(res: reqwest::Response, status: u16) -> Value {
-    assert_eq!(res.status(), status, "status");
-    res.json().await.expect("JSON body")
-}
+use support::{TestServer, json_of};
 
 /// A campaign with a script; returns (campaign id, script id).
 async fn campaign_with_script(srv: &TestServer, name: &str) -> (String, String) {
-    let c = json_of(
-        srv.admin(Method::POST, "/v1/campaigns")
-            .json(&json!({"name": name, "description": "spring wave"}))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
-    let cid = c["id"].as_str().unwrap().to_string();
-    let s = json_of(
-        srv.admin(Method::POST, "/v1/scripts")
-            .json(&json!({"name": "Script", "campaign_id": cid,
-                          "prompts": [{"id": "q1", "text": "Hi?", "audio": "q1.wav"}]}))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
-    (cid, s["id"].as_str().unwrap().to_string())
+    srv.campaign_with_script(json!({"name": name, "description": "spring wave"}))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,9 +50,9 @@ impl Sources {
 }
 
 /// Key names whose values are secrets: printed as `"********"` (`credential`, `password`,
-/// `token` and anything ending in `secret`, e.g. `shared_secret`; not `credential_ttl_secs`).
+/// `token`, `master_keys` and anything ending in `secret`, e.g. `shared_secret`; not `credential_ttl_secs`).
 fn is_secret(key: &str) -> bool {
-    ["credential", "password", "token"].contains(&key) || key.ends_with("secret")
+    ["credential", "password", "token", "master_keys"].contains(&key) || key.ends_with("secret")
 }
 
 /// `value` with every secret (at any depth) masked.

@@ -191,6 +191,15 @@ impl Browser {
         r["result"]["result"]["value"].clone()
     }
 
+    /// Clicks the first element matching `selector`, which must exist.
+    pub async fn click(&mut self, selector: &str) {
+        let js = format!(
+            "(() => {{ const e = document.querySelector({}); if (!e) return false; e.click(); return true; }})()",
+            serde_json::to_string(selector).expect("selector")
+        );
+        assert_eq!(self.eval(&js).await, Value::Bool(true), "click {selector}");
+    }
+
     /// Waits until the JS expression is truthy.
     pub async fn wait_for(&mut self, expr: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -307,4 +316,12 @@ impl Drop for Browser {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A JS expression: an element matches `selector` and is not inside a `[hidden]` one.
+pub fn visible(selector: &str) -> String {
+    format!(
+        "(() => {{ const e = document.querySelector({}); return !!e && !e.closest('[hidden]'); }})()",
+        serde_json::to_string(selector).expect("selector")
+    )
 }

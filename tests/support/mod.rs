@@ -115,6 +115,8 @@ impl Server {
             .env("EARSHOT_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("EARSHOT_MEDIA_BIND_IP", ip)
             .env("EARSHOT_LOG", "info,earshot_media=debug")
+            // Encryption at rest stays at the production default (on); the tests that read
+            // recordings from disk as a killed server leaves them turn it off.
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

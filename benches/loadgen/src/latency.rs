@@ -14,8 +14,9 @@
 //!   plays the talk's audio in order, one 20 ms frame per packet; an underrun sends a silence
 //!   packet, which is not counted). Silence is recognised by its bytes: the server sends one
 //!   encoded packet of digital silence, the same every time (learned from the stream's first
-//!   packet); a size threshold would misjudge the quiet onset of a talk, which Opus' speech
-//!   mode (SILK) codes in a few bytes too. Latency = packet arrival - frame send. The server sends on
+//!   packet, which comes before the agent's first talk); a size threshold would misjudge both
+//!   ways: Opus' speech mode (SILK) codes a quiet onset in a few bytes, and its music mode
+//!   (CELT, fullband) codes digital silence in about 50 bytes. Latency = packet arrival - frame send. The server sends on
 //!   its own 20 ms clock, so a frame may wait up to one frame for its slot: the codec's own
 //!   frame. The slot grid is read from the AI packets themselves (arrival - RTP timestamp,
 //!   minimum over the session), and the latency *beyond* that wait is reported beside the raw
@@ -35,8 +36,8 @@ use super::stats::Distribution;
 const FRAME: Duration = Duration::from_millis(20);
 /// Frames at a stream's start that are not counted (the bridge was connecting).
 const WARMUP_FRAMES: u64 = 50;
-/// The stream's first packet is taken for the server's silence packet when it is at most this
-/// long (Opus of digital zeros is a few bytes).
+/// Only when the stream's first packet came after a talk had begun (so it cannot be taken for
+/// the silence packet): packets at most this long count as silence.
 const SILENCE_PACKET_MAX_BYTES: usize = 12;
 /// RTP clock of Opus.
 const CLOCK_RATE: f64 = 48_000.0;
@@ -71,7 +72,8 @@ struct Records {
     /// seen: the server's send slot grid.
     rtp_first: Option<u32>,
     grid: Option<Instant>,
-    /// The server's packet of digital silence (the stream's first packet, when it is small).
+    /// The server's packet of digital silence (the stream's first packet, when it arrived
+    /// before the first talk began).
     silence: Option<Vec<u8>>,
 }
 
@@ -122,7 +124,7 @@ impl Probe {
     /// An AI packet reached the participant.
     pub fn ai_packet(&self, rtp_timestamp: u32, payload: &[u8], at: Instant) {
         let mut r = lock(&self.inner);
-        if r.rtp_first.is_none() && payload.len() <= SILENCE_PACKET_MAX_BYTES {
+        if r.rtp_first.is_none() && r.talks.is_empty() {
             r.silence = Some(payload.to_vec());
         }
         let first = *r.rtp_first.get_or_insert(rtp_timestamp);
@@ -391,6 +393,30 @@ mod tests {
             got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn a_long_silence_packet_is_learned_too() {
+        // Opus' music mode (CELT, fullband) codes 20 ms of digital zeros in about 50 bytes:
+        // the silence packet is whatever came before the first talk, not a small packet.
+        let t0 = Instant::now();
+        let p = Probe::default();
+        let slot = |k: u32| at(t0, 3.0 + f64::from(k) * 20.0);
+        let silence = [0x78u8; 52];
+        for k in 0..5u32 {
+            p.ai_packet(k * 960, &silence, at(slot(k), 0.2));
+        }
+        p.talk_started();
+        p.talk_frame_sent(at(t0, 85.0));
+        p.talk_frame_sent(at(t0, 105.0));
+        // The first tick after the talk began still sends silence: not counted.
+        p.ai_packet(5 * 960, &silence, at(slot(5), 0.2));
+        p.ai_packet(6 * 960, &[7; 90], at(slot(6), 0.2));
+        p.ai_packet(7 * 960, &[7; 90], at(slot(7), 0.2));
+        let got = p.drain().agent_to_participant;
+        // Frames sent at 85 and 105 ms arrive at 123.2 and 143.2 ms.
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got.iter().all(|g| (g - 38.2).abs() < 1e-6), "{got:?}");
     }
 
     #[test]

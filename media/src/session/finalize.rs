@@ -83,8 +83,9 @@ pub(crate) fn finalize_orphan(
         dir: req.dir.clone(),
         quality: req.quality,
         derive_at_end: req.derive_at_end,
-        participant: TrackWriter::open(participant, req.quality)?,
-        ai: TrackWriter::open(ai, req.quality)?,
+        sealing: req.sealing.clone(),
+        participant: TrackWriter::open(participant, req.quality, req.sealing.as_ref())?,
+        ai: TrackWriter::open(ai, req.quality, req.sealing.as_ref())?,
     })
 }
 
@@ -92,15 +93,16 @@ pub(super) fn finalize_files(
     rec: Recording,
 ) -> Result<Vec<RecordingFile>, crate::recorder::RecorderError> {
     let mut files = Vec::with_capacity(2 + DERIVED.len());
+    let sealing = rec.sealing.as_ref();
     let participant = rec.participant.finalize()?;
-    crate::peaks::store(&participant.path);
+    crate::peaks::store(&participant.path, sealing);
     files.push(recorded(Track::Participant, Format::Wav, participant));
     let ai = rec.ai.finalize()?;
-    crate::peaks::store(&ai.path);
+    crate::peaks::store(&ai.path, sealing);
     files.push(recorded(Track::Ai, Format::Wav, ai));
     if rec.derive_at_end {
         for (track, format) in DERIVED {
-            files.push(derive_file(&rec.dir, rec.quality, track, format)?);
+            files.push(derive_file(&rec.dir, rec.quality, track, format, sealing)?);
         }
     }
     Ok(files)
@@ -121,18 +123,21 @@ pub(crate) fn derive_file(
     quality: Quality,
     track: Track,
     format: Format,
+    sealing: Option<&crate::recorder::Sealing>,
 ) -> Result<RecordingFile, crate::recorder::RecorderError> {
     use crate::recorder::{RecorderError, encode_mp3, mix_wavs};
     let wav = |t: Track| dir.join(t.file_name(Format::Wav));
     let out = dir.join(track.file_name(format));
     let part = dir.join(format!("{}.part", track.file_name(format)));
     let info = match (track, format) {
-        (Track::Mix, Format::Wav) => mix_wavs(&wav(Track::Participant), &wav(Track::Ai), &part)?,
+        (Track::Mix, Format::Wav) => {
+            mix_wavs(&wav(Track::Participant), &wav(Track::Ai), &part, sealing)?
+        }
         (_, Format::Mp3) => {
             if track == Track::Mix && !wav(Track::Mix).exists() {
-                derive_file(dir, quality, Track::Mix, Format::Wav)?;
+                derive_file(dir, quality, Track::Mix, Format::Wav, sealing)?;
             }
-            encode_mp3(&wav(track), &part, quality.mp3_bitrate_kbps())?
+            encode_mp3(&wav(track), &part, quality.mp3_bitrate_kbps(), sealing)?
         }
         (Track::Participant | Track::Ai, Format::Wav) => {
             return Err(RecorderError::Unsupported(format!(
@@ -143,7 +148,7 @@ pub(crate) fn derive_file(
     };
     std::fs::rename(&part, &out)?;
     if format == Format::Wav {
-        crate::peaks::store(&out);
+        crate::peaks::store(&out, sealing);
     }
     Ok(recorded(
         track,

@@ -74,6 +74,7 @@ struct Recording {
     dir: PathBuf,
     quality: Quality,
     derive_at_end: bool,
+    sealing: Option<crate::recorder::Sealing>,
     participant: TrackWriter,
     ai: TrackWriter,
 }
@@ -115,14 +116,17 @@ impl SessionTask {
                     detail: e.to_string(),
                 };
                 std::fs::create_dir_all(&req.dir).map_err(|e| err(&e))?;
-                let participant = TrackWriter::open(req.dir.join("participant.wav"), req.quality)
+                let sealing = req.sealing.as_ref();
+                let participant =
+                    TrackWriter::open(req.dir.join("participant.wav"), req.quality, sealing)
+                        .map_err(|e| err(&e))?;
+                let ai = TrackWriter::open(req.dir.join("ai.wav"), req.quality, sealing)
                     .map_err(|e| err(&e))?;
-                let ai =
-                    TrackWriter::open(req.dir.join("ai.wav"), req.quality).map_err(|e| err(&e))?;
                 Some(Recording {
                     dir: req.dir,
                     quality: req.quality,
                     derive_at_end: req.derive_at_end,
+                    sealing: req.sealing,
                     participant,
                     ai,
                 })

@@ -7,7 +7,8 @@ use super::auth::Caller;
 use super::extract::{body_rejection, path_or_not_found, query_time};
 use super::state::AppState;
 use super::views::{detail_view, list_view, public_view, transcript_view};
-use crate::access::Permission;
+use crate::access::{Action, Permission, Resource};
+use crate::audit::Outcome;
 use crate::byte_range::ByteRange;
 use crate::error::ApiError;
 use crate::ids;
@@ -283,14 +284,49 @@ async fn restart_session(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TranscriptQuery {
+    /// The originals of masked or redacted turns, where the server's vault kept them.
+    #[serde(default)]
+    original: bool,
+}
+
 async fn get_transcript(
     caller: Caller,
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    query: Result<Query<TranscriptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "session_not_found")?;
-    caller.session(&app, &id, Permission::View).await?;
-    let turns = app.service.transcript(&id).await?;
+    let session = caller.session(&app, &id, Permission::View).await?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let turns = if query.original {
+        // The originals of masked lines are the campaign owners' only, and each read of
+        // them is audited.
+        let owner = caller.may(
+            Action::ManageCampaign,
+            Resource::Campaign(&session.campaign_id),
+        );
+        let outcome = if owner.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Denied
+        };
+        caller
+            .audit(
+                &app,
+                "transcript.originals",
+                &id,
+                Some(&session.campaign_id),
+                outcome,
+            )
+            .await;
+        owner?;
+        app.service.original_transcript(&id).await?
+    } else {
+        app.service.transcript(&id).await?
+    };
     Ok(axum::Json(transcript_view(&id, &turns)))
 }
 

@@ -11,7 +11,9 @@ use super::scripts::script_view;
 use super::state::AppState;
 use crate::access::Permission;
 use crate::error::ApiError;
+use crate::pii::CustomPattern;
 use crate::service::catalog::MAX_INVITES;
+use crate::service::privacy::{Privacy, PrivacyPatch};
 use crate::store::{CampaignRow, InviteRow, InviteStateRow};
 use crate::timestamps::rfc3339;
 use axum::Router;
@@ -45,11 +47,64 @@ const MAX_DESCRIPTION: usize = 2000;
 struct CampaignBody {
     name: Option<String>,
     description: Option<String>,
+    // Privacy settings (see `service::privacy`), checked there.
+    pii_action: Option<String>,
+    pii_delay_days: Option<i64>,
+    pii_keep_originals: Option<bool>,
+    pii_patterns: Option<Value>,
+    audio_retention_days: Option<i64>,
+    deletion_requests: Option<String>,
 }
 
-fn campaign_view(c: &CampaignRow) -> Value {
+impl CampaignBody {
+    /// The privacy fields of the body (absent: unchanged).
+    fn privacy_patch(&mut self) -> Result<Option<PrivacyPatch>, ApiError> {
+        let patterns = match self.pii_patterns.take() {
+            None => None,
+            Some(v) => Some(
+                serde_json::from_value::<Vec<CustomPattern>>(v).map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_pii_pattern",
+                        format!("pii_patterns must be a list of {{\"name\",\"regex\"}}: {e}"),
+                    )
+                })?,
+            ),
+        };
+        let patch = PrivacyPatch {
+            pii_action: self.pii_action.take(),
+            pii_delay_days: self.pii_delay_days.take(),
+            pii_keep_originals: self.pii_keep_originals.take(),
+            pii_patterns: patterns,
+            audio_retention_days: self.audio_retention_days.take(),
+            deletion_requests: self.deletion_requests.take(),
+        };
+        let any = patch.pii_action.is_some()
+            || patch.pii_delay_days.is_some()
+            || patch.pii_keep_originals.is_some()
+            || patch.pii_patterns.is_some()
+            || patch.audio_retention_days.is_some()
+            || patch.deletion_requests.is_some();
+        Ok(any.then_some(patch))
+    }
+}
+
+fn campaign_view(c: &CampaignRow, p: &Privacy) -> Value {
     json!({"id": c.id, "name": c.name, "description": c.description,
-           "created_at": rfc3339(c.created_at)})
+           "created_at": rfc3339(c.created_at),
+           "pii_action": p.pii.action.as_str(),
+           "pii_delay_days": p.pii.delay_days,
+           "pii_keep_originals": p.pii.keep_originals,
+           "pii_patterns": p.pii.patterns,
+           "audio_retention_days": p.audio_retention_days,
+           "deletion_requests": if p.auto_delete_requests { "automatic" } else { "manual" }})
+}
+
+/// A campaign's view with its privacy settings.
+async fn full_view(app: &AppState, c: &CampaignRow) -> Result<Value, ApiError> {
+    Ok(campaign_view(
+        c,
+        &app.service.campaign_privacy(&c.id).await?,
+    ))
 }
 
 /// A JSON body of type `T`, or the API's error for it.
@@ -77,14 +132,12 @@ fn checked(name: &str, description: &str) -> Result<(), ApiError> {
 
 async fn list(caller: Caller, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let p = &caller.principal;
-    let campaigns: Vec<Value> = app
-        .service
-        .campaigns()
-        .await?
-        .iter()
-        .filter(|c| p.superuser || p.grants.contains_key(&c.id))
-        .map(campaign_view)
-        .collect();
+    let mut campaigns: Vec<Value> = Vec::new();
+    for c in app.service.campaigns().await? {
+        if p.superuser || p.grants.contains_key(&c.id) {
+            campaigns.push(full_view(&app, &c).await?);
+        }
+    }
     Ok(axum::Json(json!({"campaigns": campaigns})))
 }
 
@@ -94,7 +147,11 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: CampaignBody = json_body(&headers, body)?;
+    let mut req: CampaignBody = json_body(&headers, body)?;
+    let privacy = match req.privacy_patch()? {
+        Some(patch) => Some(Privacy::default().patched(patch)?),
+        None => None,
+    };
     let name = req.name.unwrap_or_default();
     let description = req.description.unwrap_or_default();
     checked(&name, &description)?;
@@ -102,11 +159,14 @@ async fn create(
         .service
         .create_campaign(name.trim().to_string(), description)
         .await?;
+    if let Some(privacy) = &privacy {
+        app.service.set_campaign_privacy(&c.id, privacy).await?;
+    }
     let location = format!("/v1/campaigns/{}", c.id);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        axum::Json(campaign_view(&c)),
+        axum::Json(full_view(&app, &c).await?),
     )
         .into_response())
 }
@@ -118,7 +178,8 @@ async fn read(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "campaign_not_found")?;
     caller.may_in(Permission::View, &id)?;
-    Ok(axum::Json(campaign_view(&app.service.campaign(&id).await?)))
+    let c = app.service.campaign(&id).await?;
+    Ok(axum::Json(full_view(&app, &c).await?))
 }
 
 async fn edit(
@@ -130,8 +191,12 @@ async fn edit(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = path_or_not_found(id, "campaign_not_found")?;
     caller.may_in(Permission::Edit, &id)?;
-    let req: CampaignBody = json_body(&headers, body)?;
+    let mut req: CampaignBody = json_body(&headers, body)?;
     let old = app.service.campaign(&id).await?;
+    let privacy = match req.privacy_patch()? {
+        Some(patch) => Some(app.service.campaign_privacy(&id).await?.patched(patch)?),
+        None => None,
+    };
     let name = req.name.unwrap_or(old.name);
     let description = req.description.unwrap_or(old.description);
     checked(&name, &description)?;
@@ -139,7 +204,10 @@ async fn edit(
         .service
         .update_campaign(&id, name.trim(), &description)
         .await?;
-    Ok(axum::Json(campaign_view(&c)))
+    if let Some(privacy) = &privacy {
+        app.service.set_campaign_privacy(&id, privacy).await?;
+    }
+    Ok(axum::Json(full_view(&app, &c).await?))
 }
 
 async fn scripts(

@@ -7,7 +7,8 @@
 //! The participant page (`GET /i/{token}`, whose URL holds the invite token) also gets a
 //! Content-Security-Policy that allows only its own inline script and style, by a fresh nonce
 //! per response, and calls to its own origin; and it may not be framed. The monitoring pages
-//! (`/monitor`, `/monitor/sessions/{id}`) and the console (`/console`) are served the same way.
+//! (`/monitor`, `/monitor/sessions/{id}`), the console (`/console`) and the participant's
+//! deletion page (`/delete/{token}`) are served the same way.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -20,6 +21,9 @@ const MONITOR_PAGE: &str = include_str!("../../assets/monitor_session.html");
 /// The researcher console (issue 14); it holds no data: it signs in with the admin token
 /// (a cookie) and calls the admin API.
 const CONSOLE_PAGE: &str = include_str!("../../assets/console.html");
+/// The participant's deletion page (`GET /delete/{token}`); it holds no data: its script
+/// posts the token from its URL.
+const DELETION_PAGE: &str = include_str!("../../assets/deletion.html");
 
 /// Adds the headers every response carries (see the module doc).
 pub(super) async fn common(mut response: Response) -> Response {
@@ -76,6 +80,11 @@ pub(super) fn console_page() -> Response {
     page(CONSOLE_PAGE, StatusCode::OK)
 }
 
+/// The participant's deletion page (`GET /delete/{token}`), under the same policy.
+pub(super) fn deletion_page() -> Response {
+    page(DELETION_PAGE, StatusCode::OK)
+}
+
 fn page(template: &str, status: StatusCode) -> Response {
     let nonce = new_nonce();
     let html = template
@@ -98,7 +107,13 @@ mod tests {
     /// browser, so it is caught here.
     #[test]
     fn the_page_has_only_what_its_policy_allows() {
-        for page in [PARTICIPANT_PAGE, DASHBOARD_PAGE, MONITOR_PAGE, CONSOLE_PAGE] {
+        for page in [
+            PARTICIPANT_PAGE,
+            DASHBOARD_PAGE,
+            MONITOR_PAGE,
+            CONSOLE_PAGE,
+            DELETION_PAGE,
+        ] {
             only_what_the_policy_allows(&page.to_ascii_lowercase());
         }
     }

@@ -70,6 +70,35 @@ async fn metrics(
             .map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
     }
+    let retention = app.service.retention_counters();
+    for (name, help, counter) in [
+        (
+            "earshot_retention_sweeps_total",
+            "Retention sweeps run.",
+            &retention.sweeps,
+        ),
+        (
+            "earshot_retention_recordings_deleted_total",
+            "Sessions whose recordings the retention sweep deleted.",
+            &retention.recordings_deleted,
+        ),
+        (
+            "earshot_retention_transcripts_redacted_total",
+            "Sessions whose transcript the retention sweep redacted.",
+            &retention.transcripts_redacted,
+        ),
+        (
+            "earshot_retention_failures_total",
+            "Sessions (or whole sweeps) the retention sweep could not handle.",
+            &retention.failures,
+        ),
+    ] {
+        let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
+        );
+    }
     out.push_str(&app.service.media_metrics());
     if let Some(axum::Extension(http)) = http {
         http.render(&mut out);

@@ -20,6 +20,7 @@ mod metrics;
 mod monitor;
 mod participant;
 mod participant_live;
+mod privacy;
 pub mod scripts;
 mod server;
 mod state;
@@ -52,6 +53,7 @@ pub fn router(app: AppState) -> Router {
         .merge(webhooks::router())
         .merge(users::router())
         .merge(audit::router())
+        .merge(privacy::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(headers::common))

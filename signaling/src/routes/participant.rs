@@ -80,6 +80,7 @@ async fn invite_view(
     let token = path_or_not_found(token, "invite_not_found")?;
     let invite = app.service.invite(&token).await?;
     let overview = app.service.invite_overview(&invite).await?;
+    let privacy = app.service.campaign_privacy(&invite.campaign_id).await?;
     let mut ice_servers = app.ice_servers.clone();
     if let (Some(turn), Some(session)) = (&app.turn, &overview.session) {
         let now = std::time::SystemTime::now()
@@ -92,6 +93,9 @@ async fn invite_view(
         "campaign": {"name": overview.campaign.map(|c| c.name).unwrap_or_default()},
         "recording": overview.script.map(|s| s.recording_enabled).unwrap_or(true),
         "monitoring": true,
+        // How long recordings are kept after the interview (0: until the team deletes them),
+        // stated at the consent step.
+        "audio_retention_days": privacy.audio_retention_days,
         "ice_servers": ice_servers,
         "session": overview.session.as_ref().map(public_view),
     })))

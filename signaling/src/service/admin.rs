@@ -90,8 +90,14 @@ impl SessionService {
         })
     }
 
-    /// Deletes every row and file of the session, irrevocably.
+    /// Deletes every row and file of the session, irrevocably (an admin's request).
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        self.delete_by(id, "admin").await
+    }
+
+    /// Deletes every row and file of the session; `by` fulfils its pending deletion
+    /// requests (`admin`, `policy`).
+    pub(super) async fn delete_by(&self, id: &str, by: &str) -> Result<(), ApiError> {
         Self::require_id(id)?;
         let _guard = self.lock(id).await;
         self.session(id).await?;
@@ -106,7 +112,8 @@ impl SessionService {
             .delete_session(id)
             .await
             .map_err(|e| ApiError::internal("deleting recordings", e))?;
-        tracing::info!(session = id, "session deleted");
+        tracing::info!(target: "audit", session = id, "session deleted");
+        self.deletion_done(id, by).await;
         Ok(())
     }
 

@@ -133,5 +133,6 @@ impl SessionService {
     pub(super) fn forget_live(&self, session_id: &str) {
         self.signals.remove(session_id);
         self.interview_now.remove(session_id);
+        self.session_campaigns.remove(session_id);
     }
 }

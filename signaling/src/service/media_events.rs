@@ -75,12 +75,16 @@ impl SessionService {
                 end_ms,
             } => {
                 let text = turns::clip(&text, turns::MAX_LINE_BYTES);
+                // Monitors and the participant's captions never see what the campaign's
+                // PII policy masks or redacts; the turn log gets the line as said and
+                // applies the policy when it stores it.
+                let live = self.scrub_live(&session_id, text).await;
                 if role == Role::Ai {
-                    self.caption_arrived(&session_id, text);
+                    self.caption_arrived(&session_id, &live);
                 }
                 let event = LiveEvent::Transcript {
                     role,
-                    text,
+                    text: &live,
                     is_final,
                     start_ms,
                     end_ms,

@@ -21,6 +21,9 @@
 //! - `background`: the two long-running tasks.
 //! - `exports`: what a session's exports are made of, bulk exports page by page.
 //! - `webhooks`: webhook endpoints, their delivery log, redelivery, the worker's start.
+//! - `privacy`: campaigns' privacy settings, the PII policy on live and stored lines,
+//!   sealed originals; `retention`: the retention sweep; `deletion`: participants'
+//!   deletion tokens and requests.
 //! - `media_specs`: what the media plane is told about a session; `key_lock`: the
 //!   in-process per-key locks.
 
@@ -28,6 +31,7 @@ pub mod admin;
 mod analytics;
 mod background;
 pub mod catalog;
+pub mod deletion;
 pub mod exports;
 pub mod invites;
 mod key_lock;
@@ -36,7 +40,9 @@ mod media_events;
 mod media_specs;
 pub mod monitors;
 pub mod peers;
+pub mod privacy;
 mod recordings;
+pub mod retention;
 pub mod scripts;
 mod steps;
 mod timers;
@@ -117,6 +123,18 @@ pub struct SessionService {
     public_url: String,
     /// The fonts PDF transcripts are drawn with (shipped by the binary).
     pdf_fonts: Option<crate::exports::pdf::PdfFonts>,
+    /// Campaigns' privacy settings, sweeps and deletion requests (see `privacy`).
+    privacy: Option<Arc<dyn crate::store::privacy::PrivacyStore>>,
+    /// Seals originals of changed turns; [`crate::pii::RefuseVault`] keeps none.
+    vault: Arc<dyn crate::pii::TextVault>,
+    /// Campaigns' privacy settings with their detectors compiled, by campaign id.
+    policies: DashMap<String, Arc<privacy::ActivePolicy>>,
+    /// The campaign of each session with transcript lines since it was last forgotten.
+    session_campaigns: DashMap<String, String>,
+    /// The retention sweep's counters (`/metrics`).
+    retention: retention::RetentionCounters,
+    /// The master key ring of encryption at rest (see [`Self::key_ring`]).
+    key_ring: Option<Arc<earshot_sealed::KeyRing>>,
 }
 
 fn session_not_found() -> ApiError {
@@ -134,6 +152,7 @@ impl SessionService {
         silence_ms: u32,
     ) -> Self {
         let webhooks: Arc<dyn WebhookStore> = Arc::new(store.clone());
+        let privacy: Arc<dyn crate::store::privacy::PrivacyStore> = Arc::new(store.clone());
         let ports = Ports {
             store: Arc::new(store),
             media,
@@ -148,6 +167,7 @@ impl SessionService {
         };
         let mut service = Self::with_ports(ports, config);
         service.webhooks = Some(webhooks);
+        service.privacy = Some(privacy);
         service
     }
 
@@ -172,6 +192,12 @@ impl SessionService {
             wake: Arc::default(),
             public_url: String::new(),
             pdf_fonts: None,
+            privacy: None,
+            vault: Arc::new(crate::pii::RefuseVault),
+            policies: DashMap::new(),
+            session_campaigns: DashMap::new(),
+            retention: retention::RetentionCounters::default(),
+            key_ring: None,
         }
     }
 
@@ -180,6 +206,28 @@ impl SessionService {
     pub fn with_webhook_store(mut self, store: Arc<dyn WebhookStore>) -> Self {
         self.webhooks = Some(store);
         self
+    }
+
+    /// The same service with the master key ring of encryption at rest: recordings sealed
+    /// at rest open with it (the production service's local-disk blob store; `None`: sealed
+    /// recordings do not open), and the originals of masked transcript lines are sealed with
+    /// it ([`crate::pii::KeyRingVault`]; without a ring none are kept).
+    pub fn with_key_ring(mut self, keys: Option<Arc<earshot_sealed::KeyRing>>) -> Self {
+        self.blobs = Arc::new(
+            LocalDiskBlobs::new(self.config.recordings_dir.clone()).with_keys(keys.clone()),
+        );
+        if let Some(keys) = &keys {
+            self.vault = Arc::new(crate::pii::KeyRingVault(keys.clone()));
+        }
+        self.key_ring = keys;
+        self
+    }
+
+    /// The master key ring (`[encryption]`), for sealing sensitive fields with
+    /// `KeyRing::seal_field` / `open_field` (see the `earshot-sealed` crate doc); `None` when
+    /// the deployment has none (encryption off and no key file).
+    pub fn key_ring(&self) -> Option<&Arc<earshot_sealed::KeyRing>> {
+        self.key_ring.as_ref()
     }
 
     /// The same service drawing PDF transcripts with `fonts`.

@@ -14,6 +14,23 @@ fn recording_not_found() -> ApiError {
     ApiError::not_found("recording_not_found", "no such recording")
 }
 
+/// A blob store failure as the API says it: an encrypted file that does not open is
+/// `500 recording_unreadable` naming why (which key it needs, or that it was tampered with);
+/// anything else is internal.
+fn blob_error(context: &str, e: crate::blob_store::BlobError) -> ApiError {
+    match e {
+        crate::blob_store::BlobError::Sealed(why) => {
+            tracing::error!(%why, "{context}");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "recording_unreadable",
+                format!("the recording is encrypted and cannot be opened: {why}"),
+            )
+        }
+        other => ApiError::internal(context, other),
+    }
+}
+
 impl SessionService {
     /// Stores the row of a file the media plane finished.
     pub(super) async fn store_recording(&self, session_id: &str, file: RecordingFile) {
@@ -65,6 +82,13 @@ impl SessionService {
         let derived = track == Track::Mix || format == Format::Mp3;
         let rec = match stored {
             Some(rec) => rec,
+            None if self.recordings_deleted_at(id).await?.is_some() => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::GONE,
+                    "recordings_deleted",
+                    "the retention policy deleted this session's recordings",
+                ));
+            }
             None if derived => self
                 .derive_recording(id, track, format)
                 .await?
@@ -80,7 +104,7 @@ impl SessionService {
                 "opening recording",
                 format!("{} of {id} is listed but missing", key.name()),
             )),
-            Err(e) => Err(ApiError::internal("opening recording", e)),
+            Err(e) => Err(blob_error("opening recording", e)),
         }
     }
 
@@ -93,7 +117,7 @@ impl SessionService {
         match self.blobs.open(&key).await {
             Ok(Some(blob)) => Ok(blob),
             Ok(None) => Err(not_found()),
-            Err(e) => Err(ApiError::internal("opening peaks", e)),
+            Err(e) => Err(blob_error("opening peaks", e)),
         }
     }
 

@@ -63,9 +63,15 @@ impl SessionService {
             return;
         };
         if !changed.is_empty() {
-            let rows: Vec<_> = changed.iter().map(Turn::to_row).collect();
+            let mut rows: Vec<_> = changed.iter().map(Turn::to_row).collect();
+            // The campaign's PII policy, when it applies as lines are stored.
+            let originals = self.protect_rows(session_id, &mut rows).await;
             if let Err(e) = self.store.upsert_turns(session_id, &rows).await {
                 tracing::error!(session = session_id, error = %e, "storing turns failed");
+            } else if let (false, Some(privacy)) = (originals.is_empty(), &self.privacy)
+                && let Err(e) = privacy.set_turn_originals(session_id, &originals).await
+            {
+                tracing::error!(session = session_id, error = %e, "storing originals failed");
             }
         }
         self.bus.publish_event(session_id, &event);
@@ -105,7 +111,8 @@ impl SessionService {
         let Some(session) = self.store.get_session(id).await? else {
             return Ok(None);
         };
-        let turns = self.stored_turns(id).await?;
+        let mut turns = self.stored_turns(id).await?;
+        self.scrub_turns_live(id, &mut turns).await;
         Ok(Some(LiveSnapshot {
             ended: session.state.is_terminal(),
             session,

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod privacy;
 pub mod sqlite;
 pub mod webhooks;
 

@@ -3,6 +3,7 @@
 //! open, so an existing database upgrades in place.
 
 mod access;
+mod privacy;
 mod webhooks;
 
 use super::CatalogStore;

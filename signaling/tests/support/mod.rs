@@ -7,12 +7,13 @@
 pub mod access;
 
 use earshot_signaling::blob_store::LocalDiskBlobs;
-use earshot_signaling::clock::SystemClock;
+use earshot_signaling::clock::{Clock, SystemClock};
 use earshot_signaling::lifecycle::LifecycleConfig;
 use earshot_signaling::live::Hub;
 use earshot_signaling::media_port::{
     MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
 };
+use earshot_signaling::pii::{RefuseVault, TextVault};
 use earshot_signaling::prompt_dirs::PromptDirs;
 use earshot_signaling::routes::limits::Limits;
 use earshot_signaling::routes::{self, App, AppState};
@@ -153,6 +154,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        TestServer::start_with(Arc::new(SystemClock), Arc::new(RefuseVault)).await
+    }
+
+    /// A server on `clock` (tests move time instead of sleeping) sealing originals with
+    /// `vault`.
+    pub async fn start_with(clock: Arc<dyn Clock>, vault: Arc<dyn TextVault>) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("earshot.db"))
             .await
@@ -190,7 +197,7 @@ impl TestServer {
             media: media.clone(),
             blobs: Arc::new(LocalDiskBlobs::new(recordings_dir.clone())),
             bus: hub.clone(),
-            clock: Arc::new(SystemClock),
+            clock,
         };
         let config = ServiceConfig {
             lifecycle: LifecycleConfig::default(),
@@ -198,7 +205,10 @@ impl TestServer {
             silence_ms: 1500,
         };
         let service = Arc::new(
-            SessionService::with_ports(ports, config).with_webhook_store(Arc::new(store.clone())),
+            SessionService::with_ports(ports, config)
+                .with_webhook_store(Arc::new(store.clone()))
+                .with_privacy_store(Arc::new(store.clone()))
+                .with_vault(vault),
         );
         let (events, rx) = mpsc::channel(1024);
         service.clone().spawn(rx);
@@ -269,6 +279,32 @@ impl TestServer {
         (token, id)
     }
 
+    /// A campaign made with `body` (the create body) and a script of it; returns (campaign
+    /// id, script id).
+    pub async fn campaign_with_script(&self, body: Value) -> (String, String) {
+        let c = json_of(
+            self.admin(reqwest::Method::POST, "/v1/campaigns")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+            201,
+        )
+        .await;
+        let cid = c["id"].as_str().unwrap().to_string();
+        let s = json_of(
+            self.admin(reqwest::Method::POST, "/v1/scripts")
+                .json(&json!({"name": "Script", "campaign_id": cid,
+                              "prompts": [{"id": "q1", "text": "Hi?", "audio": "q1.wav"}]}))
+                .send()
+                .await
+                .unwrap(),
+            201,
+        )
+        .await;
+        (cid, s["id"].as_str().unwrap().to_string())
+    }
+
     pub async fn send(&self, ev: MediaEvent) {
         self.events.send(ev).await.unwrap();
     }
@@ -304,6 +340,12 @@ impl TestServer {
             Err(e) => panic!("unexpected error {e}"),
         }
     }
+}
+
+/// The JSON body of a response with `status`.
+pub async fn json_of(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status, "status");
+    res.json().await.expect("JSON body")
 }
 
 pub struct Monitor {

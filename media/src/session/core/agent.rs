@@ -13,9 +13,23 @@ use earshot_vocab::media_port::MediaEvent;
 
 use super::{FRAME, Output, SessionCore, ToAgent};
 
-/// Agent audio waits at least this long before a turn starts playing, so that an agent pacing
-/// its audio in real time does not run dry on the next tick (network and tick jitter).
-const AGENT_JITTER_MARGIN: Duration = Duration::from_millis(10);
+/// How much longer than a frame's own wait an AI turn's first frame may wait for the next one,
+/// raised by [`START_MARGIN_STEP`] after each underrun up to this. A turn starts on the first
+/// tick that finds a whole frame queued, plus this margin since it arrived: an agent pacing
+/// its audio in real time then has the margin to spare on every later frame (network and tick
+/// jitter). It starts at zero, because every margin above zero costs a whole frame (20 ms) of
+/// latency on the turns whose audio happens to arrive within the margin before a tick; most
+/// agents send faster than real time (the queue holds two frames at once and nothing waits)
+/// or pace steadily (loopback, a LAN), and a jittery one shows itself by its first underrun.
+const START_MARGIN_MAX: Duration = Duration::from_millis(20);
+const START_MARGIN_STEP: Duration = Duration::from_millis(10);
+/// A turn's queue ran dry for at most this many ticks and then the agent's audio went on with at
+/// least [`UNDERRUN_MIN_SAMPLES`]: an underrun (the audio came late), not a pause between
+/// sentences.
+const UNDERRUN_MAX_TICKS: u32 = 2;
+/// Late audio shorter than this is not counted: when the agent pauses, the bridge pushes out the
+/// resampler's tail (its 5 ms delay) 50 ms later, which is the end of a talk, not late audio.
+const UNDERRUN_MIN_SAMPLES: usize = FRAME / 2;
 /// No new agent audio for this long: play what is queued even if it is shorter than a frame.
 const AGENT_IDLE_START: Duration = Duration::from_millis(100);
 /// The AI turn ends after its queue has been empty for this many ticks (200 ms), so that short
@@ -36,6 +50,11 @@ pub(crate) struct AgentSide {
     last_audio_at: Option<Instant>,
     /// Ticks of the current AI turn played with an empty queue.
     idle_ticks: u32,
+    /// The wait for jitter before a turn starts (see [`START_MARGIN_MAX`]); learned from
+    /// underruns, kept for the session.
+    start_margin: Duration,
+    /// Underruns seen in this session.
+    pub(super) underruns: u32,
 }
 
 impl AgentSide {
@@ -48,7 +67,24 @@ impl AgentSide {
             waiting_since: None,
             last_audio_at: None,
             idle_ticks: 0,
+            start_margin: Duration::ZERO,
+            underruns: 0,
         }
+    }
+
+    /// Audio arrived while a turn is playing after its queue ran dry for a tick or two: the
+    /// audio came late, so later turns wait longer before they start.
+    fn note_late_audio(&mut self, turn_playing: bool, samples: usize) -> bool {
+        if !turn_playing
+            || samples < UNDERRUN_MIN_SAMPLES
+            || self.idle_ticks == 0
+            || self.idle_ticks > UNDERRUN_MAX_TICKS
+        {
+            return false;
+        }
+        self.underruns += 1;
+        self.start_margin = (self.start_margin + START_MARGIN_STEP).min(START_MARGIN_MAX);
+        true
     }
 
     /// Enough audio is queued to start an AI turn without running dry.
@@ -59,7 +95,7 @@ impl AgentSide {
         }
         let waited = self
             .waiting_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= AGENT_JITTER_MARGIN);
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.start_margin);
         let idle = self
             .last_audio_at
             .is_none_or(|t| now.saturating_duration_since(t) >= AGENT_IDLE_START);
@@ -182,6 +218,14 @@ impl SessionCore {
                 tracing::info!(session = %self.id, %stream_sid, "agent stream started");
             }
             FromAgent::Audio(pcm) => {
+                if agent.note_late_audio(self.ai_turn.is_some(), pcm.len()) {
+                    tracing::debug!(
+                        session = %self.id,
+                        underruns = agent.underruns,
+                        start_margin_ms = agent.start_margin.as_millis() as u64,
+                        "agent audio came after its slot; later AI turns start later"
+                    );
+                }
                 if self.ai_turn.is_none() && agent.queue.is_empty() {
                     agent.waiting_since = Some(now);
                 }

@@ -357,6 +357,91 @@ fn agent_audio_plays_and_a_clear_cuts_it_off_at_once_echoing_its_marks() {
     assert_eq!(sent(&out), 25, "silence is still sent every tick");
 }
 
+/// One tick of a paced agent: its 20 ms of audio (if any) arrives `before` the tick, then
+/// the tick runs; returns what the tick put out.
+fn paced_tick(h: &mut Harness, audio: Option<&[i16]>, before: Duration) -> Vec<Output> {
+    if let Some(pcm) = audio {
+        h.now += TICK - before;
+        h.input(Input::Agent(Some(FromAgent::Audio(pcm.to_vec()))));
+        h.now += before;
+    } else {
+        h.now += TICK;
+    }
+    h.input(Input::Tick { scheduled: h.now });
+    h.take()
+}
+
+#[test]
+fn a_paced_agent_plays_on_the_next_tick_until_it_comes_late_then_turns_wait_a_margin() {
+    let mut h = Harness::new(Vec::new(), Some(agent_request()));
+    h.input(Input::PeerConnected);
+    h.steps(5, None);
+    h.take();
+    let tone = tone_prompt("a", 2.0).audio.pcm;
+    let frames: Vec<&[i16]> = tone.chunks_exact(FRAME).collect();
+    // The first frame arrives 5 ms before a tick: that tick plays it (no wait beyond the
+    // frame's own slot).
+    let out = paced_tick(&mut h, Some(frames[0]), Duration::from_millis(5));
+    assert_eq!(
+        turns(&out, Role::Ai).len(),
+        1,
+        "the AI turn starts on this tick"
+    );
+    assert!(
+        ai_recorded_loud(&out) > FRAME / 2,
+        "the first frame is played at once"
+    );
+    for f in &frames[1..10] {
+        let out = paced_tick(&mut h, Some(f), Duration::from_millis(5));
+        assert!(
+            ai_recorded_loud(&out) > FRAME / 2,
+            "each frame plays on its tick"
+        );
+    }
+    assert_eq!(h.core.agent.as_ref().map(|a| a.underruns), Some(0));
+    // The resampler's 5 ms tail, pushed out by the bridge when the agent pauses, comes after
+    // a dry tick: the end of a talk, not late audio.
+    paced_tick(&mut h, None, Duration::ZERO);
+    paced_tick(&mut h, Some(&frames[9][..240]), Duration::from_millis(5));
+    assert_eq!(h.core.agent.as_ref().map(|a| a.underruns), Some(0));
+    // One frame comes 25 ms late: the tick before it runs dry (an underrun) ...
+    let out = paced_tick(&mut h, None, Duration::ZERO);
+    assert_eq!(
+        ai_recorded_loud(&out),
+        0,
+        "nothing to play: the frame is late"
+    );
+    paced_tick(&mut h, Some(frames[10]), Duration::from_millis(15));
+    assert_eq!(h.core.agent.as_ref().map(|a| a.underruns), Some(1));
+    // ... and the turn ends (hangover), then the next turn's first frame, arriving 5 ms
+    // before a tick, waits a tick (the 10 ms margin) and plays on the one after.
+    for _ in 0..15 {
+        paced_tick(&mut h, None, Duration::ZERO);
+    }
+    let out = paced_tick(&mut h, Some(frames[20]), Duration::from_millis(5));
+    assert_eq!(
+        ai_recorded_loud(&out),
+        0,
+        "the first frame waits for the margin"
+    );
+    assert!(turns(&out, Role::Ai).is_empty(), "no turn yet");
+    let out = paced_tick(&mut h, Some(frames[21]), Duration::from_millis(5));
+    assert!(
+        ai_recorded_loud(&out) > FRAME / 2,
+        "it plays one tick later"
+    );
+    assert_eq!(turns(&out, Role::Ai).len(), 1);
+    // Arriving 15 ms before a tick is within the margin: plays on that tick.
+    for _ in 0..15 {
+        paced_tick(&mut h, Some(frames[22]), Duration::from_millis(5));
+    }
+    for _ in 0..15 {
+        paced_tick(&mut h, None, Duration::ZERO);
+    }
+    let out = paced_tick(&mut h, Some(frames[30]), Duration::from_millis(15));
+    assert!(ai_recorded_loud(&out) > FRAME / 2, "15 ms ahead is enough");
+}
+
 #[test]
 fn pause_stops_the_timeline_and_the_agent_and_resume_continues_both() {
     let mut h = Harness::new(Vec::new(), Some(agent_request()));
