@@ -13,14 +13,15 @@ use earshot_vocab::media_port::MediaEvent;
 
 use super::{FRAME, Output, SessionCore, ToAgent};
 
-/// How much longer than a frame's own wait an AI turn's first frame may wait for the next one,
-/// raised by [`START_MARGIN_STEP`] after each underrun up to this. A turn starts on the first
-/// tick that finds a whole frame queued, plus this margin since it arrived: an agent pacing
+/// An AI turn starts on the first tick that finds a whole frame queued once that frame has
+/// waited this margin since it arrived (two frames queued start it at once): an agent pacing
 /// its audio in real time then has the margin to spare on every later frame (network and tick
-/// jitter). It starts at zero, because every margin above zero costs a whole frame (20 ms) of
-/// latency on the turns whose audio happens to arrive within the margin before a tick; most
-/// agents send faster than real time (the queue holds two frames at once and nothing waits)
-/// or pace steadily (loopback, a LAN), and a jittery one shows itself by its first underrun.
+/// jitter). The margin costs a whole frame (20 ms) of latency on the turns whose audio
+/// happens to arrive within it before a tick. Starting at zero was tried: a paced test agent
+/// on a loaded machine then ran dry 80 ms into a turn (a 30 ms hole, `tests/e2e_agent.rs`),
+/// so it starts at 10 ms and is raised by [`START_MARGIN_STEP`] after each underrun, up to
+/// [`START_MARGIN_MAX`].
+const START_MARGIN_INITIAL: Duration = Duration::from_millis(10);
 const START_MARGIN_MAX: Duration = Duration::from_millis(20);
 const START_MARGIN_STEP: Duration = Duration::from_millis(10);
 /// A turn's queue ran dry for at most this many ticks and then the agent's audio went on with at
@@ -50,7 +51,7 @@ pub(crate) struct AgentSide {
     last_audio_at: Option<Instant>,
     /// Ticks of the current AI turn played with an empty queue.
     idle_ticks: u32,
-    /// The wait for jitter before a turn starts (see [`START_MARGIN_MAX`]); learned from
+    /// The wait for jitter before a turn starts (see [`START_MARGIN_INITIAL`]); raised by
     /// underruns, kept for the session.
     start_margin: Duration,
     /// Underruns seen in this session.
@@ -67,7 +68,7 @@ impl AgentSide {
             waiting_since: None,
             last_audio_at: None,
             idle_ticks: 0,
-            start_margin: Duration::ZERO,
+            start_margin: START_MARGIN_INITIAL,
             underruns: 0,
         }
     }

@@ -372,26 +372,30 @@ fn paced_tick(h: &mut Harness, audio: Option<&[i16]>, before: Duration) -> Vec<O
 }
 
 #[test]
-fn a_paced_agent_plays_on_the_next_tick_until_it_comes_late_then_turns_wait_a_margin() {
+fn a_paced_agent_waits_a_margin_before_a_turn_and_a_longer_one_after_it_came_late() {
     let mut h = Harness::new(Vec::new(), Some(agent_request()));
     h.input(Input::PeerConnected);
     h.steps(5, None);
     h.take();
     let tone = tone_prompt("a", 2.0).audio.pcm;
     let frames: Vec<&[i16]> = tone.chunks_exact(FRAME).collect();
-    // The first frame arrives 5 ms before a tick: that tick plays it (no wait beyond the
-    // frame's own slot).
+    // The first frame arrives 5 ms before a tick: within the 10 ms margin, so it waits that
+    // tick and plays on the next.
     let out = paced_tick(&mut h, Some(frames[0]), Duration::from_millis(5));
+    assert_eq!(
+        ai_recorded_loud(&out),
+        0,
+        "the first frame waits for the margin"
+    );
+    assert!(turns(&out, Role::Ai).is_empty(), "no turn yet");
+    let out = paced_tick(&mut h, Some(frames[1]), Duration::from_millis(5));
     assert_eq!(
         turns(&out, Role::Ai).len(),
         1,
         "the AI turn starts on this tick"
     );
-    assert!(
-        ai_recorded_loud(&out) > FRAME / 2,
-        "the first frame is played at once"
-    );
-    for f in &frames[1..10] {
+    assert!(ai_recorded_loud(&out) > FRAME / 2, "played one tick later");
+    for f in &frames[2..10] {
         let out = paced_tick(&mut h, Some(f), Duration::from_millis(5));
         assert!(
             ai_recorded_loud(&out) > FRAME / 2,
@@ -401,45 +405,37 @@ fn a_paced_agent_plays_on_the_next_tick_until_it_comes_late_then_turns_wait_a_ma
     assert_eq!(h.core.agent.as_ref().map(|a| a.underruns), Some(0));
     // The resampler's 5 ms tail, pushed out by the bridge when the agent pauses, comes after
     // a dry tick: the end of a talk, not late audio.
-    paced_tick(&mut h, None, Duration::ZERO);
+    for _ in 0..2 {
+        paced_tick(&mut h, None, Duration::ZERO);
+    }
     paced_tick(&mut h, Some(&frames[9][..240]), Duration::from_millis(5));
     assert_eq!(h.core.agent.as_ref().map(|a| a.underruns), Some(0));
-    // One frame comes 25 ms late: the tick before it runs dry (an underrun) ...
+    // A turn whose first frame arrives 15 ms before a tick plays on that tick.
+    for _ in 0..15 {
+        paced_tick(&mut h, None, Duration::ZERO);
+    }
+    let out = paced_tick(&mut h, Some(frames[20]), Duration::from_millis(15));
+    assert!(ai_recorded_loud(&out) > FRAME / 2, "15 ms ahead is enough");
+    // One frame of it comes 25 ms late: the tick before runs dry (an underrun) ...
     let out = paced_tick(&mut h, None, Duration::ZERO);
     assert_eq!(
         ai_recorded_loud(&out),
         0,
         "nothing to play: the frame is late"
     );
-    paced_tick(&mut h, Some(frames[10]), Duration::from_millis(15));
+    paced_tick(&mut h, Some(frames[21]), Duration::from_millis(15));
     assert_eq!(h.core.agent.as_ref().map(|a| a.underruns), Some(1));
-    // ... and the turn ends (hangover), then the next turn's first frame, arriving 5 ms
-    // before a tick, waits a tick (the 10 ms margin) and plays on the one after.
-    for _ in 0..15 {
-        paced_tick(&mut h, None, Duration::ZERO);
-    }
-    let out = paced_tick(&mut h, Some(frames[20]), Duration::from_millis(5));
-    assert_eq!(
-        ai_recorded_loud(&out),
-        0,
-        "the first frame waits for the margin"
-    );
-    assert!(turns(&out, Role::Ai).is_empty(), "no turn yet");
-    let out = paced_tick(&mut h, Some(frames[21]), Duration::from_millis(5));
-    assert!(
-        ai_recorded_loud(&out) > FRAME / 2,
-        "it plays one tick later"
-    );
-    assert_eq!(turns(&out, Role::Ai).len(), 1);
-    // Arriving 15 ms before a tick is within the margin: plays on that tick.
-    for _ in 0..15 {
-        paced_tick(&mut h, Some(frames[22]), Duration::from_millis(5));
-    }
+    // ... so the next turn's first frame, again 15 ms before a tick, waits (margin 20 ms).
     for _ in 0..15 {
         paced_tick(&mut h, None, Duration::ZERO);
     }
     let out = paced_tick(&mut h, Some(frames[30]), Duration::from_millis(15));
-    assert!(ai_recorded_loud(&out) > FRAME / 2, "15 ms ahead is enough");
+    assert_eq!(ai_recorded_loud(&out), 0, "the margin grew to 20 ms");
+    let out = paced_tick(&mut h, Some(frames[31]), Duration::from_millis(15));
+    assert!(
+        ai_recorded_loud(&out) > FRAME / 2,
+        "it plays one tick later"
+    );
 }
 
 #[test]
