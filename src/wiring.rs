@@ -93,6 +93,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             cfg.interviewer.silence_ms,
         )
         .with_key_ring(recording_keys)
+        .with_audit_log(earshot_signaling::audit::AuditLog::new(store.clone()))
         .with_max_sessions(cfg.limits.max_sessions)
         .with_public_url(&public_url)
         .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),

@@ -460,6 +460,26 @@ async fn the_sweep_deletes_and_redacts_exactly_what_is_due() {
         json_of(gone, 410).await["error"]["code"],
         "recordings_deleted"
     );
+    // Audited: what the sweep deleted, by `retention`.
+    let deleted: Vec<String> = report.recordings_deleted.clone();
+    assert!(!deleted.is_empty());
+    let mut audited = Vec::new();
+    for c in [&a, &b, &d] {
+        audited.extend(
+            audit_rows(&srv, c)
+                .await
+                .into_iter()
+                .filter(|(actor, action, _)| actor == "retention" && action == "recordings.delete")
+                .map(|(_, _, session)| session),
+        );
+    }
+    audited.sort();
+    let mut want = deleted.clone();
+    want.sort();
+    assert_eq!(
+        audited, want,
+        "one audit row per session whose recordings went"
+    );
     // Idempotent: the same sweep again does nothing.
     let again = srv.app.service.sweep_retention().await.unwrap();
     assert!(again.recordings_deleted.is_empty() && again.transcripts_redacted.is_empty());
@@ -654,6 +674,50 @@ async fn an_automatic_campaign_deletes_on_request() {
     let rid = filed["id"].as_str().unwrap();
     let fact = srv.store.deletion_request(rid).await.unwrap().unwrap();
     assert_eq!(fact.fulfilled_by.as_deref(), Some("policy"));
+    // The audit log keeps the facts (who, what, which), not the content.
+    let rows = audit_rows(&srv, &cid).await;
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "policy".to_string(),
+                "deletion.fulfil".to_string(),
+                rid.to_string()
+            ),
+            (
+                "participant".to_string(),
+                "deletion.request".to_string(),
+                id.clone()
+            ),
+            (
+                "admin-token".to_string(),
+                "session.end".to_string(),
+                id.clone()
+            ),
+        ],
+        "newest first"
+    );
+}
+
+/// The audit rows of campaign `cid` as (actor, action, resource), newest first.
+async fn audit_rows(srv: &TestServer, cid: &str) -> Vec<(String, String, String)> {
+    let page = json_of(
+        srv.admin(Method::GET, &format!("/v1/audit?campaign={cid}"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (field("actor"), field("action"), field("resource"))
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

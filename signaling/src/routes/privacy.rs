@@ -9,11 +9,11 @@
 //! nothing for a forged request to ride on).
 
 use super::auth::{Admin, Caller};
-use crate::access::Permission;
-use crate::audit::Outcome;
 use super::extract::path_or_not_found;
 use super::headers::deletion_page;
 use super::state::AppState;
+use crate::access::Permission;
+use crate::audit::Outcome;
 use crate::error::{ApiError, json_rejection};
 use crate::store::privacy::DeletionRequestRow;
 use crate::timestamps::rfc3339;

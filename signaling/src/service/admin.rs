@@ -112,7 +112,7 @@ impl SessionService {
             .delete_session(id)
             .await
             .map_err(|e| ApiError::internal("deleting recordings", e))?;
-        tracing::info!(target: "audit", session = id, "session deleted");
+        tracing::info!(session = id, by, "session deleted");
         self.deletion_done(id, by).await;
         Ok(())
     }

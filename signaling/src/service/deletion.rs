@@ -86,8 +86,13 @@ impl SessionService {
             fulfilled_by: None,
         };
         store.insert_deletion_request(&row).await?;
-        tracing::info!(target: "audit", request = %row.id, session = %row.session_id,
-            "participant asked for deletion");
+        self.audit_system(
+            "participant",
+            "deletion.request",
+            &row.session_id,
+            Some(&row.campaign_id),
+        )
+        .await;
         if self
             .campaign_privacy(&row.campaign_id)
             .await?
@@ -141,8 +146,11 @@ impl SessionService {
         store
             .fulfil_requests(&request.session_id, self.now().0, by)
             .await?;
-        tracing::info!(target: "audit", request = id, session = %request.session_id, by,
-            "deletion request fulfilled");
+        if by == "policy" {
+            // A caller's fulfilment is audited by its route.
+            self.audit_system("policy", "deletion.fulfil", id, Some(&request.campaign_id))
+                .await;
+        }
         store
             .deletion_request(id)
             .await?

@@ -135,6 +135,9 @@ pub struct SessionService {
     retention: retention::RetentionCounters,
     /// The master key ring of encryption at rest (see [`Self::key_ring`]).
     key_ring: Option<Arc<earshot_sealed::KeyRing>>,
+    /// Where what the service does on its own (retention, deletion by policy, a participant's
+    /// request) is audited; routes audit what callers do.
+    audit: Option<crate::audit::AuditLog>,
 }
 
 fn session_not_found() -> ApiError {
@@ -198,6 +201,7 @@ impl SessionService {
             session_campaigns: DashMap::new(),
             retention: retention::RetentionCounters::default(),
             key_ring: None,
+            audit: None,
         }
     }
 
@@ -221,6 +225,36 @@ impl SessionService {
         }
         self.key_ring = keys;
         self
+    }
+
+    /// The same service auditing what it does on its own (see [`Self::audit_system`]).
+    pub fn with_audit_log(mut self, audit: crate::audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Appends an audit row for an action no caller made: `actor` is `retention`, `policy`
+    /// or `participant` (a deletion request), with no client address. Also logged.
+    pub(crate) async fn audit_system(
+        &self,
+        actor: &str,
+        action: &str,
+        resource: &str,
+        campaign: Option<&str>,
+    ) {
+        tracing::info!(target: "audit", actor, action, resource, campaign, "audited");
+        if let Some(audit) = &self.audit {
+            audit
+                .record(crate::audit::Entry {
+                    actor,
+                    action,
+                    resource,
+                    campaign,
+                    client: None,
+                    outcome: crate::audit::Outcome::Ok,
+                })
+                .await;
+        }
     }
 
     /// The master key ring (`[encryption]`), for sealing sensitive fields with

@@ -308,9 +308,19 @@ impl SessionService {
             store.set_turn_originals(session_id, &originals).await?;
         }
         store.mark_pii_applied(session_id, self.now().0).await?;
-        tracing::info!(target: "audit", session = session_id, campaign = campaign_id,
-            action = p.privacy.pii.action.as_str(), turns = changed.len(),
-            "transcript redacted by retention policy");
+        tracing::info!(
+            session = session_id,
+            pii_action = p.privacy.pii.action.as_str(),
+            turns = changed.len(),
+            "transcript redacted by the campaign's policy"
+        );
+        self.audit_system(
+            "retention",
+            "transcript.redact",
+            session_id,
+            Some(campaign_id),
+        )
+        .await;
         Ok(changed.len())
     }
 

@@ -156,8 +156,13 @@ impl SessionService {
             .await
             .map_err(|e| ApiError::internal("deleting recordings", e))?;
         store.mark_recordings_deleted(&due.session_id, now).await?;
-        tracing::info!(target: "audit", session = %due.session_id, campaign = %due.campaign_id,
-            due_at = due.due_at, "recordings deleted by retention policy");
+        self.audit_system(
+            "retention",
+            "recordings.delete",
+            &due.session_id,
+            Some(&due.campaign_id),
+        )
+        .await;
         Ok(true)
     }
 

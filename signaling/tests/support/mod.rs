@@ -208,6 +208,7 @@ impl TestServer {
             SessionService::with_ports(ports, config)
                 .with_webhook_store(Arc::new(store.clone()))
                 .with_privacy_store(Arc::new(store.clone()))
+                .with_audit_log(earshot_signaling::audit::AuditLog::new(store.clone()))
                 .with_vault(vault),
         );
         let (events, rx) = mpsc::channel(1024);
