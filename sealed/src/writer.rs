@@ -1,7 +1,7 @@
 //! Writing sealed files: [`SealedWriter`] (create, or continue one a crash left), chunk
 //! sealing, and [`rewrap_file`] for key rotation.
 
-use crate::MAX_CHUNK_PLAINTEXT;
+use crate::WRITE_CHUNK_PLAINTEXT;
 use crate::error::{Result, SealError, random};
 use crate::header::{Content, FIXED_LEN, HEADER_LEN, Header, slot_key_id};
 use crate::keyring::KeyRing;
@@ -67,7 +67,7 @@ impl SealedWriter {
             fixed: header.fixed,
             cipher: XChaCha20Poly1305::new((&*header.data_key).into()),
             counter,
-            buf: Vec::new(),
+            buf: Vec::with_capacity(WRITE_CHUNK_PLAINTEXT),
             len,
             content: header.content,
         }
@@ -167,11 +167,11 @@ impl SealedWriter {
 
 impl Write for SealedWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let room = MAX_CHUNK_PLAINTEXT - self.buf.len();
+        let room = WRITE_CHUNK_PLAINTEXT - self.buf.len();
         let n = data.len().min(room);
         self.buf.extend_from_slice(&data[..n]);
         self.len += n as u64;
-        if self.buf.len() >= MAX_CHUNK_PLAINTEXT {
+        if self.buf.len() >= WRITE_CHUNK_PLAINTEXT {
             self.seal(false)?;
         }
         Ok(n)
