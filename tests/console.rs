@@ -879,4 +879,38 @@ async fn the_console_manages_users_keys_and_roles_and_users_sign_in_with_a_passw
         Value::Bool(false),
         "no roles section for a viewer"
     );
+    // The monitoring pages use the console's sign-in: no token to paste. (A viewer has no
+    // `listen`: the board is empty and the live stream is refused, but the pages open.)
+    console.navigate(&server.url("/monitor")).await;
+    wait(
+        &mut console,
+        "!document.querySelector('#board').hidden && document.querySelector('#signin').hidden \
+         && !document.querySelector('#empty').hidden",
+        "the live board by the console's sign-in",
+    )
+    .await;
+    console
+        .navigate(&server.url(&format!("/monitor/sessions/{session}")))
+        .await;
+    wait(
+        &mut console,
+        "!document.querySelector('#view').hidden && document.querySelector('#signin').hidden",
+        "the session's monitor page by the console's sign-in",
+    )
+    .await;
+    // Signing out there ends the console's sign-in too.
+    click(&mut console, "#signout").await;
+    wait(
+        &mut console,
+        "!document.querySelector('#signin').hidden",
+        "signed out",
+    )
+    .await;
+    console.navigate(&server.url("/monitor")).await;
+    wait(
+        &mut console,
+        "!document.querySelector('#signin').hidden && document.querySelector('#board').hidden",
+        "no sign-in left",
+    )
+    .await;
 }
