@@ -130,13 +130,17 @@ impl PcmSink {
                 }
             }
             PcmSink::Sealed { writer, bits } => {
+                // Through a buffer on the stack: this runs for every frame of every track.
+                const STEP: usize = 480;
                 let width = usize::from(*bits / 8);
                 let shift = *bits - 16;
-                let mut bytes = Vec::with_capacity(pcm.len() * width);
-                for &s in pcm {
-                    bytes.extend_from_slice(&(i32::from(s) << shift).to_le_bytes()[..width]);
+                let mut bytes = [0u8; STEP * 3];
+                for part in pcm.chunks(STEP) {
+                    for (dst, &s) in bytes.chunks_exact_mut(width).zip(part) {
+                        dst.copy_from_slice(&(i32::from(s) << shift).to_le_bytes()[..width]);
+                    }
+                    writer.write_all(&bytes[..part.len() * width])?;
                 }
-                writer.write_all(&bytes)?;
             }
         }
         Ok(())

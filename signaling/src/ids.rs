@@ -24,16 +24,10 @@ pub fn new_invite_token() -> String {
     random_part(24)
 }
 
-/// A new secret credential such as `ek_...` (API keys, console sign-ins): 40 random
+/// A new secret credential such as `ek_...` (API keys, console sign-ins, deletion tokens): 40 random
 /// characters of 36 (about 206 bits), so a fast hash (SHA-256) is enough to store it.
 pub fn new_secret(prefix: &str) -> String {
     format!("{prefix}_{}", random_part(40))
-}
-
-/// A new deletion token (`dtk_` and 32 random characters): a participant's proof that a
-/// session is theirs to ask to delete. Only its SHA-256 is stored.
-pub fn new_deletion_token() -> String {
-    format!("dtk_{}", random_part(32))
 }
 
 /// True when `s` could be an ID with `prefix` made by [`new_id`] (or a fixed seed ID such as

@@ -56,7 +56,7 @@ impl SessionService {
                 "the interview has not ended",
             ));
         }
-        let token = ids::new_deletion_token();
+        let token = ids::new_secret("dtk");
         store
             .set_deletion_token(&session.id, &token_hash(&token))
             .await?;
