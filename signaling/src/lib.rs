@@ -22,6 +22,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod live;
 pub mod pii;
+pub mod placement;
 pub mod prompt_dirs;
 pub mod routes;
 pub mod script_definition;
