@@ -21,6 +21,7 @@ pub mod exports;
 pub mod ids;
 pub mod lifecycle;
 pub mod live;
+pub mod media_rpc;
 pub mod pii;
 pub mod placement;
 pub mod prompt_dirs;

@@ -30,6 +30,9 @@ pub struct NodeAnnouncement {
     pub missed_deadlines: u64,
     /// The node takes no new sessions; its live ones finish.
     pub draining: bool,
+    /// The sessions whose media the node holds (so any API node can route a command).
+    #[serde(default)]
+    pub session_ids: Vec<String>,
 }
 
 impl NodeAnnouncement {
@@ -83,8 +86,7 @@ impl NodeTable {
             announcement,
             heard_at: now,
         };
-        self.nodes
-            .insert(heard.announcement.node_id.clone(), heard);
+        self.nodes.insert(heard.announcement.node_id.clone(), heard);
     }
 
     /// Forgets a node that said it is leaving.
@@ -94,9 +96,7 @@ impl NodeTable {
 
     /// Whether `node_id` was heard recently enough to count as alive.
     pub fn is_healthy(&self, node_id: &str, now: Millis) -> bool {
-        self.nodes
-            .get(node_id)
-            .is_some_and(|n| self.fresh(n, now))
+        self.nodes.get(node_id).is_some_and(|n| self.fresh(n, now))
     }
 
     /// The healthy nodes, by id.
@@ -135,6 +135,13 @@ impl NodeTable {
             })
     }
 
+    /// The healthy node that says it holds `session_id`'s media.
+    pub fn holder_of(&self, session_id: &str, now: Millis) -> Option<&str> {
+        self.healthy(now)
+            .find(|n| n.announcement.session_ids.iter().any(|s| s == session_id))
+            .map(|n| n.announcement.node_id.as_str())
+    }
+
     /// Counts the room the table's healthy nodes have left (for readiness and metrics).
     pub fn room(&self, now: Millis) -> u32 {
         self.healthy(now)
@@ -161,6 +168,7 @@ mod tests {
             cpu,
             missed_deadlines: 0,
             draining: false,
+            session_ids: Vec::new(),
         }
     }
 
@@ -254,6 +262,19 @@ mod tests {
         t.forget("a");
         assert_eq!(chosen(&t, 0).as_deref(), Some("b"));
         assert_eq!(t.room(Millis(0)), 99);
+    }
+
+    #[test]
+    fn a_session_is_found_on_the_healthy_node_that_holds_it() {
+        let mut a = node("a", 1, 0.0);
+        a.session_ids = vec!["ses_1".into()];
+        let mut t = NodeTable::new(1000);
+        t.observe(a, Millis(0));
+        t.observe(node("b", 0, 0.0), Millis(0));
+        assert_eq!(t.holder_of("ses_1", Millis(10)), Some("a"));
+        assert_eq!(t.holder_of("ses_2", Millis(10)), None);
+        // Once a is lost, nobody holds it.
+        assert_eq!(t.holder_of("ses_1", Millis(3001)), None);
     }
 
     #[test]

@@ -1,0 +1,267 @@
+//! [`RemoteMediaPlane`]: the media port of a node that does not hold a session's media. A
+//! participant's offer goes to the node that holds the session already (a reconnect) while it
+//! is healthy, else to the node [`NodeTable::choose`] picks; every later command of the session
+//! goes to that node. Where a session's media is, this process knows from its own placements
+//! and, for sessions another API node placed, from the nodes' announcements.
+
+use super::{MediaCommand, MediaReply, RpcTransport};
+use crate::clock::Clock;
+use crate::placement::NodeTable;
+use earshot_vocab::media_port::{
+    AgentSpec, IceCredentials, MediaError, MediaPlane, OpenParticipant, RecordingFile,
+    RecordingSpec,
+};
+use earshot_vocab::{Format, Track};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Commands media nodes over an [`RpcTransport`].
+pub struct RemoteMediaPlane {
+    transport: Arc<dyn RpcTransport>,
+    nodes: Arc<Mutex<NodeTable>>,
+    /// Sessions this process placed, and where.
+    placed: Mutex<HashMap<String, String>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl RemoteMediaPlane {
+    /// A plane placing on the nodes of `nodes` (kept current by whoever hears the
+    /// announcements).
+    pub fn new(
+        transport: Arc<dyn RpcTransport>,
+        nodes: Arc<Mutex<NodeTable>>,
+        clock: Arc<dyn Clock>,
+    ) -> RemoteMediaPlane {
+        RemoteMediaPlane {
+            transport,
+            nodes,
+            placed: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    /// The healthy node holding `session_id`'s media, if any.
+    pub fn holder(&self, session_id: &str) -> Option<String> {
+        let now = self.clock.now();
+        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        let placed = self
+            .placed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session_id)
+            .filter(|node| nodes.is_healthy(node, now))
+            .cloned();
+        placed.or_else(|| nodes.holder_of(session_id, now).map(str::to_string))
+    }
+
+    /// Where a new peer of `session_id` goes: its holder while healthy, else the node the
+    /// table chooses.
+    fn place(&self, session_id: &str) -> Result<String, MediaError> {
+        if let Some(node) = self.holder(session_id) {
+            return Ok(node);
+        }
+        let now = self.clock.now();
+        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes
+            .choose(now)
+            .map(|a| a.node_id.clone())
+            .ok_or_else(|| MediaError::Internal("no media node can take a session now".into()))
+    }
+
+    fn remember(&self, session_id: &str, node: Option<&str>) {
+        let mut placed = self.placed.lock().unwrap_or_else(PoisonError::into_inner);
+        match node {
+            Some(node) => placed.insert(session_id.to_string(), node.to_string()),
+            None => placed.remove(session_id),
+        };
+    }
+
+    async fn call(&self, node: &str, command: &MediaCommand) -> Result<MediaReply, MediaError> {
+        let payload = serde_json::to_vec(command)
+            .map_err(|e| MediaError::Internal(format!("media command does not encode: {e}")))?;
+        let answer = self
+            .transport
+            .request(node, payload)
+            .await
+            .map_err(|e| MediaError::Internal(e.to_string()))?;
+        match serde_json::from_slice::<MediaReply>(&answer) {
+            Ok(MediaReply::Error { error }) => Err(error.into()),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(MediaError::Internal(format!(
+                "media node {node} answered something unreadable: {e}"
+            ))),
+        }
+    }
+
+    /// Sends a command of `session_id` to its holder; `UnknownSession` when no healthy node
+    /// holds it.
+    async fn call_holder(
+        &self,
+        session_id: &str,
+        command: MediaCommand,
+    ) -> Result<MediaReply, MediaError> {
+        let node = self.holder(session_id).ok_or(MediaError::UnknownSession)?;
+        self.call(&node, &command).await
+    }
+
+    /// A command whose caller expects nothing back: failures are logged.
+    async fn tell_holder(&self, session_id: &str, command: MediaCommand) {
+        if let Err(e) = self.call_holder(session_id, command).await {
+            tracing::warn!(session = session_id, error = %e, "media command not delivered");
+        }
+    }
+}
+
+fn unexpected(reply: MediaReply) -> MediaError {
+    MediaError::Internal(format!("media node answered out of turn: {reply:?}"))
+}
+
+#[async_trait::async_trait]
+impl MediaPlane for RemoteMediaPlane {
+    async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError> {
+        let session_id = req.session_id.clone();
+        let node = self.place(&session_id)?;
+        match self
+            .call(&node, &MediaCommand::OpenParticipant(req))
+            .await?
+        {
+            MediaReply::Answer { sdp } => {
+                tracing::info!(session = %session_id, node = %node, "participant placed");
+                self.remember(&session_id, Some(&node));
+                Ok(sdp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn add_candidate(&self, session_id: &str, candidate: &str) -> Result<(), MediaError> {
+        let command = MediaCommand::AddCandidate {
+            session_id: session_id.into(),
+            candidate: candidate.into(),
+        };
+        match self.call_holder(session_id, command).await? {
+            MediaReply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn hang_up(&self, session_id: &str) {
+        let session_id = session_id.to_string();
+        self.tell_holder(&session_id.clone(), MediaCommand::HangUp { session_id })
+            .await;
+    }
+
+    async fn pause(&self, session_id: &str) {
+        let session_id = session_id.to_string();
+        self.tell_holder(&session_id.clone(), MediaCommand::Pause { session_id })
+            .await;
+    }
+
+    async fn resume(&self, session_id: &str, agent: Option<AgentSpec>) {
+        let command = MediaCommand::Resume {
+            session_id: session_id.into(),
+            agent,
+        };
+        self.tell_holder(session_id, command).await;
+    }
+
+    async fn discard(&self, session_id: &str) {
+        let command = MediaCommand::Discard {
+            session_id: session_id.into(),
+        };
+        self.tell_holder(session_id, command).await;
+        self.remember(session_id, None);
+    }
+
+    async fn finish(&self, session_id: &str, recording: Option<RecordingSpec>) {
+        let command = MediaCommand::Finish {
+            session_id: session_id.into(),
+            recording,
+        };
+        self.tell_holder(session_id, command).await;
+        self.remember(session_id, None);
+    }
+
+    async fn derive_recording(
+        &self,
+        recording: RecordingSpec,
+        track: Track,
+        format: Format,
+    ) -> Result<RecordingFile, MediaError> {
+        // File work of an ended session: any node that takes work does it.
+        let node = {
+            let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            nodes.choose(self.clock.now()).map(|a| a.node_id.clone())
+        }
+        .ok_or_else(|| MediaError::Internal("no media node can make the file now".into()))?;
+        let command = MediaCommand::DeriveRecording {
+            recording,
+            track,
+            format,
+        };
+        match self.call(&node, &command).await? {
+            MediaReply::File { file } => Ok(file),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn restart_ice(
+        &self,
+        session_id: &str,
+        client: IceCredentials,
+    ) -> Result<Option<IceCredentials>, MediaError> {
+        let command = MediaCommand::RestartIce {
+            session_id: session_id.into(),
+            client,
+        };
+        match self.call_holder(session_id, command).await? {
+            MediaReply::Ice { credentials } => Ok(credentials),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn open_listener(
+        &self,
+        session_id: &str,
+        offer_sdp: &str,
+    ) -> Result<(u64, String), MediaError> {
+        let command = MediaCommand::OpenListener {
+            session_id: session_id.into(),
+            offer_sdp: offer_sdp.into(),
+        };
+        match self.call_holder(session_id, command).await? {
+            MediaReply::Listener { id, sdp } => Ok((id, sdp)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn add_listener_candidate(
+        &self,
+        session_id: &str,
+        listener_id: u64,
+        candidate: &str,
+    ) -> Result<(), MediaError> {
+        let command = MediaCommand::AddListenerCandidate {
+            session_id: session_id.into(),
+            listener_id,
+            candidate: candidate.into(),
+        };
+        match self.call_holder(session_id, command).await? {
+            MediaReply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn close_listener(&self, session_id: &str, listener_id: u64) {
+        let command = MediaCommand::CloseListener {
+            session_id: session_id.into(),
+            listener_id,
+        };
+        self.tell_holder(session_id, command).await;
+    }
+
+    fn metrics_text(&self) -> String {
+        // Each media node serves its own media counters on its /metrics.
+        String::new()
+    }
+}
