@@ -15,9 +15,12 @@ use earshot_vocab::{Format, Track};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Commands media nodes over an [`RpcTransport`].
+/// Commands media nodes over an [`RpcTransport`] (and this process's own media plane
+/// directly, when it is a media node too).
 pub struct RemoteMediaPlane {
     transport: Arc<dyn RpcTransport>,
+    /// This node's id and media plane, when it holds media itself (`--role all`).
+    local: Option<(String, Arc<dyn MediaPlane>)>,
     nodes: Arc<Mutex<NodeTable>>,
     /// Sessions this process placed, and where.
     placed: Mutex<HashMap<String, String>>,
@@ -34,10 +37,18 @@ impl RemoteMediaPlane {
     ) -> RemoteMediaPlane {
         RemoteMediaPlane {
             transport,
+            local: None,
             nodes,
             placed: Mutex::new(HashMap::new()),
             clock,
         }
+    }
+
+    /// The same plane on a node that is a media node too: commands for `node_id` go to `plane`
+    /// in-process instead of over the transport.
+    pub fn with_local(mut self, node_id: &str, plane: Arc<dyn MediaPlane>) -> RemoteMediaPlane {
+        self.local = Some((node_id.to_string(), plane));
+        self
     }
 
     /// The healthy node holding `session_id`'s media, if any.
@@ -77,6 +88,12 @@ impl RemoteMediaPlane {
     }
 
     async fn call(&self, node: &str, command: &MediaCommand) -> Result<MediaReply, MediaError> {
+        if let Some((_, plane)) = self.local.as_ref().filter(|(id, _)| id == node) {
+            return match super::serve_command(plane.as_ref(), command.clone()).await {
+                MediaReply::Error { error } => Err(error.into()),
+                reply => Ok(reply),
+            };
+        }
         let payload = serde_json::to_vec(command)
             .map_err(|e| MediaError::Internal(format!("media command does not encode: {e}")))?;
         let answer = self
@@ -262,6 +279,9 @@ impl MediaPlane for RemoteMediaPlane {
 
     fn metrics_text(&self) -> String {
         // Each media node serves its own media counters on its /metrics.
-        String::new()
+        self.local
+            .as_ref()
+            .map(|(_, plane)| plane.metrics_text())
+            .unwrap_or_default()
     }
 }

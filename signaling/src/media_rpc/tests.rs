@@ -534,3 +534,23 @@ async fn an_unreadable_request_is_answered_with_an_error_and_does_nothing() {
     ));
     assert!(plane.ops().is_empty());
 }
+
+#[tokio::test]
+async fn a_node_that_holds_media_itself_serves_its_own_sessions_in_process() {
+    let c = Cluster::new();
+    // This process is node b (and b is the least loaded): its plane is called directly, and
+    // the transport is never used for it.
+    let local = NodePlane::named("b-local");
+    let remote = RemoteMediaPlane::new(c.transport.clone(), c.table.clone(), c.clock.clone())
+        .with_local("b", local.clone());
+    c.transport.down.lock().unwrap().insert("b".into());
+    let answer = remote.open_participant(open("ses_1")).await.unwrap();
+    assert_eq!(answer, "answer from b-local for ses_1");
+    remote.pause("ses_1").await;
+    assert_eq!(local.ops(), ["open_participant", "pause"]);
+    assert!(c.b.ops().is_empty());
+    // Another node's session still goes over the transport.
+    c.hear(announcement("a", 10, &["ses_a"]));
+    remote.pause("ses_a").await;
+    assert_eq!(c.a.ops(), ["pause"]);
+}
