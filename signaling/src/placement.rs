@@ -104,19 +104,20 @@ impl NodeTable {
         self.nodes.values().filter(move |n| self.fresh(n, now))
     }
 
-    /// Nodes heard once but silent for longer than [`Self::stale_after`]: their sessions'
-    /// media is lost. Removed from the table (each is reported once).
-    pub fn take_lost(&mut self, now: Millis) -> Vec<String> {
+    /// Nodes heard once but silent for longer than [`Self::stale_after`], as last heard: the
+    /// media of the sessions they listed is lost. Removed from the table (each is reported
+    /// once).
+    pub fn take_lost(&mut self, now: Millis) -> Vec<NodeAnnouncement> {
         let lost: Vec<String> = self
             .nodes
             .values()
             .filter(|n| !self.fresh(n, now))
             .map(|n| n.announcement.node_id.clone())
             .collect();
-        for id in &lost {
-            self.nodes.remove(id);
-        }
-        lost
+        lost.iter()
+            .filter_map(|id| self.nodes.remove(id))
+            .map(|n| n.announcement)
+            .collect()
     }
 
     /// The node a new session goes to: the least loaded healthy node that takes sessions,
@@ -249,7 +250,8 @@ mod tests {
         assert!(t.take_lost(Millis(3000)).is_empty());
         assert!(!t.is_healthy("a", Millis(3001)));
         assert_eq!(chosen(&t, 3001).as_deref(), Some("b"));
-        assert_eq!(t.take_lost(Millis(3001)), vec!["a".to_string()]);
+        let lost = t.take_lost(Millis(3001));
+        assert_eq!(lost, vec![node("a", 0, 0.0)]);
         assert!(t.take_lost(Millis(3002)).is_empty());
         // A node heard again after being lost comes back.
         t.observe(node("a", 0, 0.0), Millis(4000));
