@@ -19,6 +19,10 @@ use std::collections::BTreeMap;
 pub struct NodeAnnouncement {
     /// The node's id, unique among live nodes (stable for its process's lifetime).
     pub node_id: String,
+    /// The node's HTTP base URL as other nodes reach it (where a participant's WHIP request
+    /// is handed off to, `routes::handoff`).
+    #[serde(default)]
+    pub http_url: String,
     /// Sessions with media on the node now.
     pub sessions: u32,
     /// How many sessions the node takes at most (`[limits] max_sessions`).
@@ -164,6 +168,7 @@ mod tests {
     fn node(id: &str, sessions: u32, cpu: f32) -> NodeAnnouncement {
         NodeAnnouncement {
             node_id: id.into(),
+            http_url: format!("http://{id}.internal:8080"),
             sessions,
             capacity: 100,
             cpu,

@@ -187,6 +187,7 @@ impl RpcTransport for Loopback {
 fn announcement(id: &str, sessions: u32, session_ids: &[&str]) -> NodeAnnouncement {
     NodeAnnouncement {
         node_id: id.into(),
+        http_url: format!("http://{id}.internal:8080"),
         sessions,
         capacity: 50,
         cpu: 0.0,

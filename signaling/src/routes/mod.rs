@@ -11,6 +11,7 @@ mod console;
 mod exports;
 mod extract;
 pub mod forwarded;
+pub mod handoff;
 mod headers;
 mod health;
 mod http_metrics;
