@@ -15,6 +15,7 @@ pub mod audit;
 pub mod blob_store;
 pub mod byte_range;
 pub mod clock;
+pub mod cluster;
 pub mod error;
 pub mod event_bus;
 pub mod exports;

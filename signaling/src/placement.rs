@@ -103,6 +103,11 @@ impl NodeTable {
         self.nodes.get(node_id).is_some_and(|n| self.fresh(n, now))
     }
 
+    /// Every node in the table (healthy or not yet reported lost), by id.
+    pub fn all(&self) -> impl Iterator<Item = &HeardNode> {
+        self.nodes.values()
+    }
+
     /// The healthy nodes, by id.
     pub fn healthy(&self, now: Millis) -> impl Iterator<Item = &HeardNode> {
         self.nodes.values().filter(move |n| self.fresh(n, now))

@@ -131,7 +131,6 @@ mod tests {
     use super::*;
     use axum::Router;
     use axum::extract::Request;
-    use axum::routing::any;
     use std::sync::{Arc, Mutex};
 
     /// What the media node received.
@@ -149,43 +148,41 @@ mod tests {
     async fn media_node() -> (String, Arc<Mutex<Seen>>) {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let record = seen.clone();
-        let app = Router::new().route(
-            "/{*rest}",
-            any(move |req: Request| {
-                let record = record.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let h = |n: &str| {
-                        parts
-                            .headers
-                            .get(n)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string()
-                    };
-                    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-                    *record.lock().unwrap() = Seen {
-                        method: parts.method.to_string(),
-                        path: parts.uri.to_string(),
-                        content_type: h("content-type"),
-                        forwarded_for: h("x-forwarded-for"),
-                        handed_off: h(HANDED_OFF),
-                        cookie: parts.headers.get("cookie").map(|_| h("cookie")),
-                        body: body.to_vec(),
-                    };
-                    (
-                        StatusCode::CREATED,
-                        [
-                            ("content-type", "application/sdp"),
-                            ("location", "/v1/invites/inv_x/whip/peer_1"),
-                            ("etag", "\"abc\""),
-                            ("set-cookie", "node=b"),
-                        ],
-                        "v=0 answer",
-                    )
-                }
-            }),
-        );
+        // Every path: a fallback (authz_matrix reads the routes of this folder).
+        let app = Router::new().fallback(move |req: Request| {
+            let record = record.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let h = |n: &str| {
+                    parts
+                        .headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                *record.lock().unwrap() = Seen {
+                    method: parts.method.to_string(),
+                    path: parts.uri.to_string(),
+                    content_type: h("content-type"),
+                    forwarded_for: h("x-forwarded-for"),
+                    handed_off: h(HANDED_OFF),
+                    cookie: parts.headers.get("cookie").map(|_| h("cookie")),
+                    body: body.to_vec(),
+                };
+                (
+                    StatusCode::CREATED,
+                    [
+                        ("content-type", "application/sdp"),
+                        ("location", "/v1/invites/inv_x/whip/peer_1"),
+                        ("etag", "\"abc\""),
+                        ("set-cookie", "node=b"),
+                    ],
+                    "v=0 answer",
+                )
+            }
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -37,6 +37,8 @@ pub struct App {
     pub prompt_dirs: PromptDirs,
     /// Limits under abuse: rate limits, monitor slots, body size, timeouts, connections.
     pub limits: Limits,
+    /// This node's id, drain switch and the media nodes it has heard.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 pub type AppState = Arc<App>;

@@ -115,6 +115,9 @@ pub struct SessionService {
     max_sessions: usize,
     /// Serializes the check and the reservation of a place among `max_sessions`.
     admission: std::sync::Mutex<()>,
+    /// On: the node drains and admits no new session with media (`503 node_draining`);
+    /// sessions that have a place keep it.
+    draining: Arc<std::sync::atomic::AtomicBool>,
     /// Webhook endpoints and deliveries (the outbox itself is written through `store`).
     webhooks: Option<Arc<dyn WebhookStore>>,
     /// Wakes the webhook worker when an event was written.
@@ -191,6 +194,7 @@ impl SessionService {
             participant_feeds: Arc::default(),
             max_sessions: usize::MAX,
             admission: std::sync::Mutex::new(()),
+            draining: Arc::default(),
             webhooks: None,
             wake: Arc::default(),
             public_url: String::new(),
@@ -286,6 +290,13 @@ impl SessionService {
     /// for one more is `503 server_busy`).
     pub fn with_max_sessions(mut self, max: usize) -> Self {
         self.max_sessions = max.max(1);
+        self
+    }
+
+    /// The same service reading the node's drain switch (`crate::cluster::Cluster`) when
+    /// admitting a session.
+    pub fn with_drain_switch(mut self, draining: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.draining = draining;
         self
     }
 
