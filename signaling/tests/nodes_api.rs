@@ -18,17 +18,15 @@ async fn whip(srv: &TestServer, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// An admin call answered `200`, its JSON.
+async fn admin_ok(srv: &TestServer, method: reqwest::Method, path: &str) -> Value {
+    json_of(srv.admin(method, path).send().await.unwrap(), 200).await
+}
+
 #[tokio::test]
 async fn a_drained_node_takes_no_new_session_and_keeps_its_own() {
     let srv = TestServer::start().await;
-    let nodes = json_of(
-        srv.admin(reqwest::Method::GET, "/v1/nodes")
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let nodes = admin_ok(&srv, reqwest::Method::GET, "/v1/nodes").await;
     assert_eq!(nodes["node"], "test-node");
     assert_eq!(nodes["draining"], false);
     assert!(nodes["nodes"].is_array());
@@ -37,14 +35,7 @@ async fn a_drained_node_takes_no_new_session_and_keeps_its_own() {
     assert_eq!(whip(&srv, &live).await.status(), 201);
     let (new, _) = srv.consented_session(json!({})).await;
 
-    let drained = json_of(
-        srv.admin(reqwest::Method::POST, "/v1/node/drain")
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let drained = admin_ok(&srv, reqwest::Method::POST, "/v1/node/drain").await;
     assert_eq!(drained, json!({"node": "test-node", "draining": true}));
 
     let refused = whip(&srv, &new).await;
@@ -71,14 +62,7 @@ async fn a_drained_node_takes_no_new_session_and_keeps_its_own() {
         "{body}"
     );
 
-    let undrained = json_of(
-        srv.admin(reqwest::Method::DELETE, "/v1/node/drain")
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let undrained = admin_ok(&srv, reqwest::Method::DELETE, "/v1/node/drain").await;
     assert_eq!(undrained["draining"], false);
     assert_eq!(whip(&srv, &new).await.status(), 201);
     let ready = srv
@@ -89,14 +73,7 @@ async fn a_drained_node_takes_no_new_session_and_keeps_its_own() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 
-    let audit = json_of(
-        srv.admin(reqwest::Method::GET, "/v1/audit")
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let audit = admin_ok(&srv, reqwest::Method::GET, "/v1/audit").await;
     let actions: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
