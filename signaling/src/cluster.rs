@@ -6,6 +6,7 @@
 use crate::clock::Clock;
 use crate::placement::{NodeAnnouncement, NodeTable};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -28,6 +29,9 @@ pub struct Cluster {
     node_id: String,
     draining: Arc<AtomicBool>,
     table: Arc<Mutex<NodeTable>>,
+    /// Sessions this process placed, and on which node (announcements list a session only
+    /// from the holder's next announcement on).
+    placed: Mutex<HashMap<String, String>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -37,6 +41,7 @@ impl Cluster {
             node_id: node_id.to_string(),
             draining: Arc::new(AtomicBool::new(false)),
             table: Arc::new(Mutex::new(NodeTable::new(ANNOUNCE_INTERVAL_MS))),
+            placed: Mutex::new(HashMap::new()),
             clock,
         }
     }
@@ -64,9 +69,47 @@ impl Cluster {
         self.draining.clone()
     }
 
-    /// The table placement reads (shared with [`crate::media_rpc::remote::RemoteMediaPlane`]).
-    pub fn table(&self) -> Arc<Mutex<NodeTable>> {
-        self.table.clone()
+    /// The healthy node holding `session_id`'s media: the one this process placed it on,
+    /// else the one whose announcements list it.
+    pub fn holder(&self, session_id: &str) -> Option<String> {
+        let now = self.clock.now();
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let placed = self
+            .placed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session_id)
+            .filter(|node| table.is_healthy(node, now))
+            .cloned();
+        placed.or_else(|| table.holder_of(session_id, now).map(str::to_string))
+    }
+
+    /// Where a new peer of `session_id` goes: its holder while healthy, else the node the
+    /// table chooses (`None`: no node takes a session now).
+    pub fn place(&self, session_id: &str) -> Option<NodeAnnouncement> {
+        let now = self.clock.now();
+        let holder = self.holder(session_id);
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        match holder {
+            Some(node) => table.get(&node).cloned(),
+            None => table.choose(now).cloned(),
+        }
+    }
+
+    /// The node a file job goes to (any node that takes work).
+    pub fn any_worker(&self) -> Option<NodeAnnouncement> {
+        let now = self.clock.now();
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        table.choose(now).cloned()
+    }
+
+    /// Records that `session_id`'s media now runs on `node` (`None`: nowhere).
+    pub fn remember(&self, session_id: &str, node: Option<&str>) {
+        let mut placed = self.placed.lock().unwrap_or_else(PoisonError::into_inner);
+        match node {
+            Some(node) => placed.insert(session_id.to_string(), node.to_string()),
+            None => placed.remove(session_id),
+        };
     }
 
     /// Records an announcement heard now.

@@ -103,6 +103,11 @@ impl NodeTable {
         self.nodes.get(node_id).is_some_and(|n| self.fresh(n, now))
     }
 
+    /// A node's last announcement.
+    pub fn get(&self, node_id: &str) -> Option<&NodeAnnouncement> {
+        self.nodes.get(node_id).map(|n| &n.announcement)
+    }
+
     /// Every node in the table (healthy or not yet reported lost), by id.
     pub fn all(&self) -> impl Iterator<Item = &HeardNode> {
         self.nodes.values()

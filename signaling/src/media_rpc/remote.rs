@@ -5,15 +5,13 @@
 //! and, for sessions another API node placed, from the nodes' announcements.
 
 use super::{MediaCommand, MediaReply, RpcTransport};
-use crate::clock::Clock;
-use crate::placement::NodeTable;
+use crate::cluster::Cluster;
 use earshot_vocab::media_port::{
     AgentSpec, IceCredentials, MediaError, MediaPlane, OpenParticipant, RecordingFile,
     RecordingSpec,
 };
 use earshot_vocab::{Format, Track};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 /// Commands media nodes over an [`RpcTransport`] (and this process's own media plane
 /// directly, when it is a media node too).
@@ -21,26 +19,16 @@ pub struct RemoteMediaPlane {
     transport: Arc<dyn RpcTransport>,
     /// This node's id and media plane, when it holds media itself (`--role all`).
     local: Option<(String, Arc<dyn MediaPlane>)>,
-    nodes: Arc<Mutex<NodeTable>>,
-    /// Sessions this process placed, and where.
-    placed: Mutex<HashMap<String, String>>,
-    clock: Arc<dyn Clock>,
+    cluster: Arc<Cluster>,
 }
 
 impl RemoteMediaPlane {
-    /// A plane placing on the nodes of `nodes` (kept current by whoever hears the
-    /// announcements).
-    pub fn new(
-        transport: Arc<dyn RpcTransport>,
-        nodes: Arc<Mutex<NodeTable>>,
-        clock: Arc<dyn Clock>,
-    ) -> RemoteMediaPlane {
+    /// A plane placing on the nodes `cluster` has heard.
+    pub fn new(transport: Arc<dyn RpcTransport>, cluster: Arc<Cluster>) -> RemoteMediaPlane {
         RemoteMediaPlane {
             transport,
             local: None,
-            nodes,
-            placed: Mutex::new(HashMap::new()),
-            clock,
+            cluster,
         }
     }
 
@@ -53,38 +41,7 @@ impl RemoteMediaPlane {
 
     /// The healthy node holding `session_id`'s media, if any.
     pub fn holder(&self, session_id: &str) -> Option<String> {
-        let now = self.clock.now();
-        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        let placed = self
-            .placed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(session_id)
-            .filter(|node| nodes.is_healthy(node, now))
-            .cloned();
-        placed.or_else(|| nodes.holder_of(session_id, now).map(str::to_string))
-    }
-
-    /// Where a new peer of `session_id` goes: its holder while healthy, else the node the
-    /// table chooses.
-    fn place(&self, session_id: &str) -> Result<String, MediaError> {
-        if let Some(node) = self.holder(session_id) {
-            return Ok(node);
-        }
-        let now = self.clock.now();
-        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        nodes
-            .choose(now)
-            .map(|a| a.node_id.clone())
-            .ok_or_else(|| MediaError::Internal("no media node can take a session now".into()))
-    }
-
-    fn remember(&self, session_id: &str, node: Option<&str>) {
-        let mut placed = self.placed.lock().unwrap_or_else(PoisonError::into_inner);
-        match node {
-            Some(node) => placed.insert(session_id.to_string(), node.to_string()),
-            None => placed.remove(session_id),
-        };
+        self.cluster.holder(session_id)
     }
 
     async fn call(&self, node: &str, command: &MediaCommand) -> Result<MediaReply, MediaError> {
@@ -137,14 +94,18 @@ fn unexpected(reply: MediaReply) -> MediaError {
 impl MediaPlane for RemoteMediaPlane {
     async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError> {
         let session_id = req.session_id.clone();
-        let node = self.place(&session_id)?;
+        let node = self
+            .cluster
+            .place(&session_id)
+            .map(|a| a.node_id)
+            .ok_or_else(|| MediaError::Internal("no media node can take a session now".into()))?;
         match self
             .call(&node, &MediaCommand::OpenParticipant(req))
             .await?
         {
             MediaReply::Answer { sdp } => {
                 tracing::info!(session = %session_id, node = %node, "participant placed");
-                self.remember(&session_id, Some(&node));
+                self.cluster.remember(&session_id, Some(&node));
                 Ok(sdp)
             }
             other => Err(unexpected(other)),
@@ -187,7 +148,7 @@ impl MediaPlane for RemoteMediaPlane {
             session_id: session_id.into(),
         };
         self.tell_holder(session_id, command).await;
-        self.remember(session_id, None);
+        self.cluster.remember(session_id, None);
     }
 
     async fn finish(&self, session_id: &str, recording: Option<RecordingSpec>) {
@@ -196,7 +157,7 @@ impl MediaPlane for RemoteMediaPlane {
             recording,
         };
         self.tell_holder(session_id, command).await;
-        self.remember(session_id, None);
+        self.cluster.remember(session_id, None);
     }
 
     async fn derive_recording(
@@ -206,11 +167,11 @@ impl MediaPlane for RemoteMediaPlane {
         format: Format,
     ) -> Result<RecordingFile, MediaError> {
         // File work of an ended session: any node that takes work does it.
-        let node = {
-            let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-            nodes.choose(self.clock.now()).map(|a| a.node_id.clone())
-        }
-        .ok_or_else(|| MediaError::Internal("no media node can make the file now".into()))?;
+        let node = self
+            .cluster
+            .any_worker()
+            .map(|a| a.node_id)
+            .ok_or_else(|| MediaError::Internal("no media node can make the file now".into()))?;
         let command = MediaCommand::DeriveRecording {
             recording,
             track,

@@ -4,9 +4,10 @@
 
 use super::remote::RemoteMediaPlane;
 use super::*;
-use crate::clock::{Clock, ManualClock};
+use crate::clock::ManualClock;
+use crate::cluster::Cluster as Nodes;
 use crate::lifecycle::Millis;
-use crate::placement::{NodeAnnouncement, NodeTable};
+use crate::placement::NodeAnnouncement;
 use earshot_vocab::media_port::{InterviewSpec, MediaPlane};
 use earshot_vocab::{AgentAudioFormat, Quality};
 use std::collections::{HashMap, HashSet};
@@ -201,7 +202,7 @@ struct Cluster {
     a: Arc<NodePlane>,
     b: Arc<NodePlane>,
     transport: Arc<Loopback>,
-    table: Arc<Mutex<NodeTable>>,
+    nodes: Arc<Nodes>,
     clock: Arc<ManualClock>,
     remote: RemoteMediaPlane,
 }
@@ -214,20 +215,20 @@ impl Cluster {
 
     fn with(a: Arc<NodePlane>, b: Arc<NodePlane>) -> Cluster {
         let clock = Arc::new(ManualClock::starting_at(Millis(1_000_000)));
-        let table = Arc::new(Mutex::new(NodeTable::new(1000)));
-        let mut nodes = HashMap::new();
-        nodes.insert("a".to_string(), a.clone());
-        nodes.insert("b".to_string(), b.clone());
+        let nodes = Arc::new(Nodes::new("api", clock.clone()));
+        let mut planes = HashMap::new();
+        planes.insert("a".to_string(), a.clone());
+        planes.insert("b".to_string(), b.clone());
         let transport = Arc::new(Loopback {
-            nodes,
+            nodes: planes,
             down: Mutex::default(),
         });
-        let remote = RemoteMediaPlane::new(transport.clone(), table.clone(), clock.clone());
+        let remote = RemoteMediaPlane::new(transport.clone(), nodes.clone());
         let cluster = Cluster {
             a,
             b,
             transport,
-            table,
+            nodes,
             clock,
             remote,
         };
@@ -237,7 +238,7 @@ impl Cluster {
     }
 
     fn hear(&self, a: NodeAnnouncement) {
-        self.table.lock().unwrap().observe(a, self.clock.now());
+        self.nodes.hear(a);
     }
 }
 
@@ -542,8 +543,8 @@ async fn a_node_that_holds_media_itself_serves_its_own_sessions_in_process() {
     // This process is node b (and b is the least loaded): its plane is called directly, and
     // the transport is never used for it.
     let local = NodePlane::named("b-local");
-    let remote = RemoteMediaPlane::new(c.transport.clone(), c.table.clone(), c.clock.clone())
-        .with_local("b", local.clone());
+    let remote =
+        RemoteMediaPlane::new(c.transport.clone(), c.nodes.clone()).with_local("b", local.clone());
     c.transport.down.lock().unwrap().insert("b".into());
     let answer = remote.open_participant(open("ses_1")).await.unwrap();
     assert_eq!(answer, "answer from b-local for ses_1");
