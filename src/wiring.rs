@@ -144,6 +144,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         // The operator's prompts, then the built-in ones (`default/<id>.wav`).
         prompt_dirs: PromptDirs::new([cfg.prompts_dir(), data_dir.join("prompts")]),
         cluster,
+        handoff: None,
         limits: Limits::new(earshot_signaling::routes::limits::HttpLimits {
             trusted_proxies: earshot_signaling::routes::forwarded::TrustedProxies::parse(
                 &cfg.server.trusted_proxies,

@@ -215,6 +215,7 @@ impl TestApp {
                     "fuzz",
                     Arc::new(earshot_signaling::clock::SystemClock),
                 )),
+                handoff: None,
             });
             (routes::router(app), events)
         });

@@ -92,13 +92,21 @@ fn unexpected(reply: MediaReply) -> MediaError {
 
 #[async_trait::async_trait]
 impl MediaPlane for RemoteMediaPlane {
+    /// On a media node the offer is answered here: the WHIP hand-off
+    /// (`routes::handoff`) already brought it to the node placement chose. A node without
+    /// media of its own places it and sends it on.
     async fn open_participant(&self, req: OpenParticipant) -> Result<String, MediaError> {
         let session_id = req.session_id.clone();
-        let node = self
-            .cluster
-            .place(&session_id)
-            .map(|a| a.node_id)
-            .ok_or_else(|| MediaError::Internal("no media node can take a session now".into()))?;
+        let node = match &self.local {
+            Some((local, _)) => local.clone(),
+            None => self
+                .cluster
+                .place(&session_id)
+                .map(|a| a.node_id)
+                .ok_or_else(|| {
+                    MediaError::Internal("no media node can take a session now".into())
+                })?,
+        };
         match self
             .call(&node, &MediaCommand::OpenParticipant(req))
             .await?

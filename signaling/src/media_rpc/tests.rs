@@ -540,8 +540,10 @@ async fn an_unreadable_request_is_answered_with_an_error_and_does_nothing() {
 #[tokio::test]
 async fn a_node_that_holds_media_itself_serves_its_own_sessions_in_process() {
     let c = Cluster::new();
-    // This process is node b (and b is the least loaded): its plane is called directly, and
-    // the transport is never used for it.
+    // This process is node b: its plane is called directly, and the transport is never used
+    // for it. An offer that reached b is answered on b even when a is the less loaded now
+    // (the hand-off already placed it here).
+    c.hear(announcement("a", 0, &[]));
     let local = NodePlane::named("b-local");
     let remote =
         RemoteMediaPlane::new(c.transport.clone(), c.nodes.clone()).with_local("b", local.clone());

@@ -8,7 +8,9 @@
 //! nodes in its `[server] trusted_proxies`) and [`HANDED_OFF`], which makes it serve the
 //! request itself.
 
+use super::state::App;
 use crate::error::ApiError;
+use crate::placement::NodeAnnouncement;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -115,6 +117,33 @@ impl Handoff {
             }
         }
     }
+}
+
+/// The node a participant's WHIP request of `session_id` goes to, when not this one: for an
+/// offer (`new_peer`) the node placement picks (the holder while it lives), for a PATCH or
+/// DELETE the holder. `None`: serve it here (one process, a handed-off request, or this node
+/// is the one). An offer no node can take is `503 server_busy`.
+pub fn target(
+    app: &App,
+    session_id: &str,
+    headers: &HeaderMap,
+    new_peer: bool,
+) -> Result<Option<NodeAnnouncement>, ApiError> {
+    if app.handoff.is_none() || headers.contains_key(HANDED_OFF) {
+        return Ok(None);
+    }
+    let node = if new_peer {
+        Some(
+            app.cluster
+                .place(session_id)
+                .ok_or_else(|| ApiError::server_busy("sessions on every media node"))?,
+        )
+    } else {
+        app.cluster
+            .holder(session_id)
+            .and_then(|_| app.cluster.place(session_id))
+    };
+    Ok(node.filter(|n| n.node_id != app.cluster.node_id()))
 }
 
 fn unavailable() -> ApiError {

@@ -336,6 +336,12 @@ impl SessionService {
         Ok((session, lc))
     }
 
+    /// The id of the invite's session a WHIP offer would serve (the same refusals as the
+    /// offer: `consent_required`, `session_ended`); reads only.
+    pub async fn participant_session_id(&self, invite: &InviteRow) -> Result<String, ApiError> {
+        Ok(self.participant_session(invite).await?.0.id)
+    }
+
     /// A session id from outside: malformed ones are refused like unknown ones.
     fn require_id(id: &str) -> Result<(), ApiError> {
         if ids::is_valid_id("ses", id) {

@@ -233,6 +233,7 @@ impl TestServer {
             prompt_dirs: PromptDirs::new([dir.path().to_path_buf()]),
             limits: Limits::default(),
             cluster,
+            handoff: None,
         });
         tokio::spawn(routes::serve(
             listener,
