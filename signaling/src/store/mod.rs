@@ -14,8 +14,12 @@
 
 pub mod access;
 pub mod catalog;
+mod common_sql;
+pub mod postgres;
 pub mod privacy;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod tests;
 pub mod webhooks;
 
 pub use catalog::{AggregateFilter, CatalogStore, InviteStateRow};
@@ -427,11 +431,7 @@ impl StoreUrl {
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>> {
     Ok(match url {
         StoreUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
-        StoreUrl::Postgres(_) => {
-            return Err(StoreError::Db(sqlx::Error::Configuration(
-                "the PostgreSQL store is not built yet".into(),
-            )));
-        }
+        StoreUrl::Postgres(url) => Arc::new(postgres::PgStore::open(url).await?),
     })
 }
 

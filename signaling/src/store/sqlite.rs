@@ -7,6 +7,7 @@ mod privacy;
 mod webhooks;
 
 use super::CatalogStore;
+use super::common_sql::search_words;
 use super::{
     CampaignRow, ExportFilter, InviteRow, MonitorRow, RecordingRow, Result, ScriptRow,
     SessionFilter, SessionRow, SessionStore, SessionUpdate, SortKey, StoreError, TransitionRow,
@@ -494,17 +495,11 @@ impl SessionStore for SqliteStore {
 }
 
 /// An FTS5 query matching turns that hold every word (each as a prefix), or `None` for no
-/// words. Each word keeps only letters, digits and `'` and is quoted, so no input can be
-/// read as FTS5 syntax.
+/// words. Each word is quoted (and holds only letters, digits and `'`, see
+/// [`search_words`]), so no input can be read as FTS5 syntax.
 fn fts_query(words: &[String]) -> Option<String> {
-    let terms: Vec<String> = words
+    let terms: Vec<String> = search_words(words)
         .iter()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric() || *c == '\'')
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
         .map(|w| format!("\"{w}\"*"))
         .collect();
     (!terms.is_empty()).then(|| terms.join(" "))
