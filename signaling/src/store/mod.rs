@@ -328,6 +328,12 @@ pub trait SessionStore: CatalogStore + Send + Sync + 'static {
     /// Ids of the sessions whose `next_deadline` is at or before `now`, earliest first (the
     /// ticker; an indexed query).
     async fn due_sessions(&self, now: i64) -> Result<Vec<String>>;
+    /// Claims up to `limit` due sessions for this process's ticker, earliest first: those
+    /// whose `next_deadline` is at or before `now` and that no other ticker holds. Each is
+    /// leased until `now + lease_ms` (a ticker that dies mid-round leaves them to another
+    /// after that); the lifecycle step that follows ([`SessionStore::update_session`])
+    /// clears the lease. Two processes claiming at once never get the same session.
+    async fn claim_due_sessions(&self, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<String>>;
     /// Records the participant's browser and (when enabled) IP address. Not a lifecycle
     /// step: the version stays.
     async fn set_session_client(

@@ -315,6 +315,26 @@ impl SessionStore for PgStore {
         .await?)
     }
 
+    async fn claim_due_sessions(&self, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<String>> {
+        // One statement: take the due rows on the `next_deadline` index that no other
+        // transaction holds (SKIP LOCKED: a concurrent claim gets the others), lease them,
+        // and return them in due order.
+        Ok(sqlx::query_scalar(
+            "WITH due AS (SELECT id, next_deadline FROM sessions \
+               WHERE next_deadline IS NOT NULL AND next_deadline <= $1 \
+               AND (deadline_lease_until IS NULL OR deadline_lease_until <= $1) \
+               ORDER BY next_deadline LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             claimed AS (UPDATE sessions s SET deadline_lease_until = $2 FROM due \
+               WHERE s.id = due.id RETURNING s.id, due.next_deadline) \
+             SELECT id FROM claimed ORDER BY next_deadline, id",
+        )
+        .bind(now)
+        .bind(now + lease_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn set_session_client(
         &self,
         id: &str,
@@ -339,8 +359,8 @@ impl SessionStore for PgStore {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET state = $1, lifecycle = $2, started_at = $3, ended_at = $4, \
-             end_reason = $5, drop_off = $6, next_deadline = $7, version = version + 1 \
-             WHERE id = $8 AND version = $9",
+             end_reason = $5, drop_off = $6, next_deadline = $7, version = version + 1, \
+             deadline_lease_until = NULL WHERE id = $8 AND version = $9",
         )
         .bind(u.state.as_str())
         .bind(u.lifecycle)

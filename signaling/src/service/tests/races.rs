@@ -173,6 +173,14 @@ impl SessionStore for RacedStore {
     async fn due_sessions(&self, now: i64) -> store::Result<Vec<String>> {
         self.inner.due_sessions(now).await
     }
+    async fn claim_due_sessions(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> store::Result<Vec<String>> {
+        self.inner.claim_due_sessions(now, lease_ms, limit).await
+    }
     async fn set_session_client(
         &self,
         id: &str,

@@ -11,6 +11,7 @@ on_both_stores!(
     a_lifecycle_write_needs_the_version_it_was_computed_from,
     due_sessions_come_earliest_first,
     listen_ins_end_once_and_a_restart_closes_the_open_ones,
+    two_processes_claiming_due_timers_at_once_each_get_a_session_once,
 );
 
 pub(crate) async fn seed(store: &dyn Store) {
@@ -179,4 +180,79 @@ async fn listen_ins_end_once_and_a_restart_closes_the_open_ones(store: Fixture) 
     // They go with their session.
     assert!(store.delete_session("ses_m").await.unwrap());
     assert!(store.monitors("ses_m").await.unwrap().is_empty());
+}
+
+/// Two handles on one database ("two nodes") claim the due sessions at once, in small
+/// batches: together they get every due session, none twice; a lease holds until it runs
+/// out or a lifecycle step clears it.
+async fn two_processes_claiming_due_timers_at_once_each_get_a_session_once(store: Fixture) {
+    seed(&*store).await;
+    let mut due = Vec::new();
+    for n in 0..60 {
+        let id = format!("ses_{n:02}");
+        // 40 due by 1000 (at 0..=975), 20 later.
+        let deadline = if n < 40 { n * 25 } else { 5_000 + n };
+        store
+            .insert_session(&session(&id, State::InProgress, Some(deadline)))
+            .await
+            .unwrap();
+        if n < 40 {
+            due.push(id);
+        }
+    }
+    store
+        .insert_session(&session("ses_none", State::Created, None))
+        .await
+        .unwrap();
+    let other = store.second_handle().await;
+    let claim_all = |s: std::sync::Arc<dyn Store>| async move {
+        let mut got = Vec::new();
+        loop {
+            let batch = s.claim_due_sessions(1_000, 30_000, 7).await.unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch);
+        }
+    };
+    let (a, b) = tokio::join!(claim_all(store.store.clone()), claim_all(other.clone()));
+    assert_eq!(a.len() + b.len(), 40, "a: {a:?}\nb: {b:?}");
+    let mut all: Vec<String> = a.iter().chain(&b).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all, due, "every due session claimed, none twice");
+    // Each batch comes earliest first.
+    let mut sorted_a = a.clone();
+    sorted_a.sort();
+    assert_eq!(a, sorted_a);
+    // Leased: not due again for anyone until the lease runs out...
+    assert!(
+        other
+            .claim_due_sessions(4_999, 30_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ...or a lifecycle step (here a Tick that moves the deadline on) clears it.
+    let v = store
+        .update_session("ses_00", &update(State::InProgress, Some(2_000)), 0)
+        .await
+        .unwrap();
+    assert_eq!(v, 1);
+    assert_eq!(
+        other.claim_due_sessions(2_000, 30_000, 100).await.unwrap(),
+        ["ses_00"]
+    );
+    let expired = store.claim_due_sessions(31_000, 30_000, 100).await.unwrap();
+    assert_eq!(
+        expired.len(),
+        39 + 20,
+        "the rest, leases over, and the later ones"
+    );
+    assert!(
+        !expired.contains(&"ses_00".to_string()),
+        "still leased since 2000"
+    );
+    // The plain query still lists every due session, claimed or not (ses_00 moved on).
+    assert_eq!(store.due_sessions(1_000).await.unwrap(), due[1..]);
 }
