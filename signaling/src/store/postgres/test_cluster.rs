@@ -66,7 +66,10 @@ fn start() -> Result<Cluster, String> {
 fn start_here() -> Result<Cluster, String> {
     let bin = server_bin_dir().ok_or_else(|| MISSING.to_string())?;
     let owner = server_user()?;
-    let root = std::env::temp_dir().join("earshot-pg-tests");
+    // One folder of runs per user: another user's is not ours to write or clean.
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let root = std::env::temp_dir().join(format!("earshot-pg-tests-{uid}"));
     std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
     remove_stale_runs(&root);
     let dir = root.join(std::process::id().to_string());
