@@ -4,15 +4,17 @@
 
 use anyhow::Context;
 use earshot_signaling::access::{Access, NewUser};
-use earshot_signaling::store::sqlite::SqliteStore;
+use earshot_signaling::store::StoreUrl;
 use std::path::Path;
 
 /// The environment variable the new user's password is read from.
 pub const PASSWORD_VAR: &str = "EARSHOT_PASSWORD";
 
-/// Adds the user to the database in `data_dir` and prints its id.
+/// Adds the user to the store (`data_dir` is prepared for the embedded default) and prints
+/// its id.
 pub async fn add(
     data_dir: &Path,
+    store_url: &StoreUrl,
     email: String,
     name: String,
     superuser: bool,
@@ -23,9 +25,9 @@ pub async fn add(
         password.with_context(|| format!("set the new user's password in {PASSWORD_VAR}"))?;
     crate::secrets::prepare_data_dir(data_dir)
         .with_context(|| format!("preparing data directory {}", data_dir.display()))?;
-    let store = SqliteStore::open(&data_dir.join("earshot.db"))
+    let store = earshot_signaling::store::open(store_url)
         .await
-        .context("opening the database")?;
+        .context("opening the store")?;
     let access = Access::new(store, true);
     let user = access
         .create_user(NewUser {

@@ -59,7 +59,17 @@ pub struct Config {
     pub auth: AuthConfig,
     pub retention: RetentionConfig,
     pub encryption: EncryptionConfig,
+    pub store: StoreConfig,
     pub log: LogConfig,
+}
+
+/// Where sessions, campaigns, users and the rest are stored.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://<path>` (the embedded database file) or `postgres://user:pass@host/db`
+    /// (several processes sharing one database); defaults to `sqlite://<data_dir>/earshot.db`.
+    pub url: Option<String>,
 }
 
 /// Who may sign in with what.
@@ -265,7 +275,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "server",
     "media",
     "opus",
@@ -279,11 +289,12 @@ const SECTIONS: [&str; 14] = [
     "auth",
     "retention",
     "encryption",
+    "store",
     "log",
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 10] = [
+const OPTIONAL_KEYS: [&str; 11] = [
     "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
@@ -294,6 +305,7 @@ const OPTIONAL_KEYS: [&str; 10] = [
     "turn.shared_secret",
     "encryption.key_file",
     "encryption.master_keys",
+    "store.url",
 ];
 
 /// Variables that are not config keys.
@@ -502,6 +514,7 @@ impl Config {
         if let Err(e) = self.encryption.validate() {
             return bad(e);
         }
+        self.store_url()?;
         if let Some(ca) = &self.agent.ca_file
             && let Err(e) = earshot_media::agent::tls::client_config(Some(ca))
         {
@@ -570,6 +583,17 @@ impl Config {
                 ip
             }
         })
+    }
+
+    /// The store to open: `[store] url`, or the embedded database in the data directory.
+    pub fn store_url(&self) -> Result<earshot_signaling::store::StoreUrl, ConfigError> {
+        use earshot_signaling::store::StoreUrl;
+        match &self.store.url {
+            Some(url) => {
+                StoreUrl::parse(url).map_err(|e| ConfigError::Invalid(format!("store.url: {e}")))
+            }
+            None => Ok(StoreUrl::Sqlite(self.server.data_dir.join("earshot.db"))),
+        }
     }
 
     /// The operator's prompts directory.
@@ -641,6 +665,28 @@ mod tests {
             (2 << 20, 10, 1024, 100)
         );
         assert_eq!(l.http(7).max_connections, 7);
+    }
+
+    #[test]
+    fn the_store_is_the_data_directory_s_sqlite_file_unless_a_url_says_otherwise() {
+        use earshot_signaling::store::StoreUrl;
+        let c = Config::load(None, env(&[("EARSHOT_SERVER_DATA_DIR", "/srv/e")])).expect("valid");
+        assert_eq!(
+            c.store_url().expect("default"),
+            StoreUrl::Sqlite(PathBuf::from("/srv/e/earshot.db"))
+        );
+        let c = Config::load(
+            None,
+            env(&[(
+                "EARSHOT_STORE_URL",
+                "postgres://earshot@db.internal/earshot",
+            )]),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.store_url().expect("postgres"),
+            StoreUrl::Postgres("postgres://earshot@db.internal/earshot".into())
+        );
     }
 
     #[test]
@@ -763,6 +809,10 @@ mod tests {
                 &[("EARSHOT_TURN_SHARED_SECRET", "0123456789abcdef")],
                 "turn.urls",
             ),
+            (&[("EARSHOT_STORE_URL", "mysql://db/x")], "store.url"),
+            (&[("EARSHOT_STORE_URL", "earshot.db")], "store.url"),
+            (&[("EARSHOT_STORE_URL", "sqlite://")], "store.url"),
+            (&[("EARSHOT_STORE_URL", "postgres://[bad")], "store.url"),
         ];
         for (vars, needle) in cases {
             let err = Config::load(None, env(vars))

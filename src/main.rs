@@ -156,15 +156,19 @@ fn main() -> anyhow::Result<()> {
                     superuser,
                 },
         } => {
-            let cfg = config::Config::load(config.as_deref(), std::env::vars())
+            let mut cfg = config::Config::load(config.as_deref(), std::env::vars())
                 .context("loading configuration")?;
-            let data_dir = data_dir.unwrap_or(cfg.server.data_dir);
+            if let Some(dir) = data_dir {
+                cfg.server.data_dir = dir;
+            }
+            let store_url = cfg.store_url().context("loading configuration")?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(cli_user::add(
-                &data_dir,
+                &cfg.server.data_dir,
+                &store_url,
                 email,
                 name,
                 superuser,

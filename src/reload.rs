@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use earshot_media::engine::Engine;
-use earshot_signaling::store::sqlite::SqliteStore;
+use earshot_signaling::store::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ pub struct Reloader {
     pub source: ReloadSource,
     pub current: Config,
     pub engine: Arc<Engine>,
-    pub store: SqliteStore,
+    pub store: Arc<dyn Store>,
     /// The HTTPS certificate, read again at each reload (certificates rotate).
     pub tls: Option<earshot_signaling::routes::tls::TlsHandle>,
 }
@@ -128,7 +128,7 @@ impl Reloader {
             .engine
             .reconfigure(&crate::wiring::engine_config(&running));
         let data_dir = running.server.data_dir.clone();
-        match crate::wiring::seed_defaults(&self.store, &data_dir, &running).await {
+        match crate::wiring::seed_defaults(&*self.store, &data_dir, &running).await {
             Ok(prompts) if opus_changed => {
                 if let Err(e) = self.engine.preload_prompts(&prompts).await {
                     tracing::warn!(error = %e, "built-in prompts not re-encoded after the reload");

@@ -16,8 +16,7 @@ use earshot_signaling::prompt_dirs::PromptDirs;
 use earshot_signaling::routes::App;
 use earshot_signaling::routes::limits::Limits;
 use earshot_signaling::service::SessionService;
-use earshot_signaling::store::sqlite::SqliteStore;
-use earshot_signaling::store::{CampaignRow, ScriptRow, SessionStore};
+use earshot_signaling::store::{CampaignRow, ScriptRow, Store};
 use earshot_signaling::{ids, now_ms};
 use std::sync::Arc;
 
@@ -51,10 +50,11 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             "encryption at rest"
         ),
     }
-    let store = SqliteStore::open(&data_dir.join("earshot.db"))
+    let store_url = cfg.store_url()?;
+    let store = earshot_signaling::store::open(&store_url)
         .await
-        .context("opening the database")?;
-    let default_prompts = seed_defaults(&store, &data_dir, &cfg).await?;
+        .with_context(|| format!("opening the store ({})", store_kind(&store_url)))?;
+    let default_prompts = seed_defaults(&*store, &data_dir, &cfg).await?;
     if !cfg.auth.admin_token_enabled && store.count_superusers().await? == 0 {
         anyhow::bail!(
             "[auth] admin_token_enabled = false, but no superuser user exists: nobody could \
@@ -156,7 +156,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
-    let demo = demo_invite(&store).await?;
+    let demo = demo_invite(&*store).await?;
     tracing::info!(listen = %cfg.server.listen, media_ip = %cfg.media_ip(), max_connections, "earshot is serving");
     // The token is shown once, when it was just made; never when the operator set it.
     match token_source {
@@ -235,8 +235,16 @@ async fn with_public_ip_from_stun(mut cfg: Config) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
+/// What the store is, for messages (never the URL: it may hold a password).
+fn store_kind(url: &earshot_signaling::store::StoreUrl) -> String {
+    match url {
+        earshot_signaling::store::StoreUrl::Sqlite(path) => format!("SQLite {}", path.display()),
+        earshot_signaling::store::StoreUrl::Postgres(_) => "PostgreSQL".into(),
+    }
+}
+
 pub(crate) async fn seed_defaults(
-    store: &SqliteStore,
+    store: &dyn Store,
     data_dir: &std::path::Path,
     cfg: &Config,
 ) -> anyhow::Result<Vec<PromptSpec>> {
@@ -271,7 +279,7 @@ pub(crate) async fn seed_defaults(
 }
 
 /// One invite to try the product right away.
-async fn demo_invite(store: &SqliteStore) -> anyhow::Result<String> {
+async fn demo_invite(store: &dyn Store) -> anyhow::Result<String> {
     let invite = earshot_signaling::store::InviteRow {
         token: ids::new_invite_token(),
         campaign_id: defaults::CAMPAIGN_ID.into(),

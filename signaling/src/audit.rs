@@ -5,9 +5,10 @@
 //! triggers refuse UPDATE and DELETE); reading them is `GET /v1/audit` and `/v1/audit.csv`.
 
 use crate::access::authz::Principal;
+use crate::store::access::AuditStore;
 use crate::store::access::{AuditFilter, AuditRow};
-use crate::store::sqlite::SqliteStore;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// How an audited request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +48,11 @@ pub struct Entry<'a> {
 /// The audit log over the store.
 #[derive(Clone)]
 pub struct AuditLog {
-    store: SqliteStore,
+    store: Arc<dyn AuditStore>,
 }
 
 impl AuditLog {
-    pub fn new(store: SqliteStore) -> AuditLog {
+    pub fn new(store: Arc<dyn AuditStore>) -> AuditLog {
         AuditLog { store }
     }
 

@@ -184,7 +184,7 @@ impl TestApp {
             .expect("fonts");
             let service = Arc::new(
                 SessionService::new(
-                    store.clone(),
+                    Arc::new(store.clone()),
                     Arc::new(ParsingMedia),
                     LifecycleConfig::default(),
                     dir.path().join("recordings"),
@@ -197,7 +197,10 @@ impl TestApp {
             let app: AppState = Arc::new(App {
                 service,
                 admin_token: ADMIN_TOKEN.into(),
-                access: Arc::new(earshot_signaling::access::Access::new(store, true)),
+                access: Arc::new(earshot_signaling::access::Access::new(
+                    Arc::new(store),
+                    true,
+                )),
                 public_url: "http://127.0.0.1:8080".into(),
                 ice_servers: Vec::new(),
                 turn: None,

@@ -15,11 +15,12 @@ use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::ids;
 use crate::routes::limits::RateLimiter;
+use crate::store::Store;
 use crate::store::access::{ApiKeyRow, GrantRow, UserRow};
-use crate::store::sqlite::SqliteStore;
 pub use authz::{Action, Denied, Grant, Permission, Principal, Resource, Role, authorize};
 pub use secrets::{hash_password, secret_hash, verify_password};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A console sign-in lasts at most this long.
@@ -39,7 +40,7 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 
 /// Users, keys, sign-ins and the audit log, over the store.
 pub struct Access {
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     pub audit: AuditLog,
     /// Whether the configured admin token is accepted (`[auth] admin_token_enabled`).
     pub admin_token_enabled: bool,
@@ -80,7 +81,7 @@ fn valid_email(email: &str) -> bool {
 }
 
 impl Access {
-    pub fn new(store: SqliteStore, admin_token_enabled: bool) -> Access {
+    pub fn new(store: Arc<dyn Store>, admin_token_enabled: bool) -> Access {
         Access {
             audit: AuditLog::new(store.clone()),
             store,
@@ -95,7 +96,7 @@ impl Access {
     }
 
     /// The store (for the CLI's user commands and start-up checks).
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -302,10 +303,20 @@ impl Access {
 mod tests {
     use super::*;
 
+    use crate::store::sqlite::SqliteStore;
+
     async fn access_with(admin_token_enabled: bool) -> (tempfile::TempDir, Access) {
+        let (dir, _, access) = access_and_store(admin_token_enabled).await;
+        (dir, access)
+    }
+
+    async fn access_and_store(
+        admin_token_enabled: bool,
+    ) -> (tempfile::TempDir, SqliteStore, Access) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
-        (dir, Access::new(store, admin_token_enabled))
+        let access = Access::new(Arc::new(store.clone()), admin_token_enabled);
+        (dir, store, access)
     }
 
     fn new_user(email: &str, superuser: bool) -> NewUser {
@@ -346,7 +357,7 @@ mod tests {
 
     #[tokio::test]
     async fn stale_sign_ins_are_swept_at_the_next_sign_in() {
-        let (_dir, access) = access_with(true).await;
+        let (_dir, store, access) = access_and_store(true).await;
         let user = access
             .create_user(new_user("u@a.org", false))
             .await
@@ -359,7 +370,7 @@ mod tests {
         let idle = crate::now_ms() - 31 * 60 * 1000;
         sqlx::query("UPDATE console_sessions SET last_seen_at = ?")
             .bind(idle)
-            .execute(&access.store.pool_for_tests())
+            .execute(&store.pool_for_tests())
             .await
             .unwrap();
         let (new, _) = access
@@ -367,7 +378,7 @@ mod tests {
             .await
             .unwrap();
         let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM console_sessions")
-            .fetch_all(&access.store.pool_for_tests())
+            .fetch_all(&store.pool_for_tests())
             .await
             .unwrap();
         assert_eq!(

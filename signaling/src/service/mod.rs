@@ -60,7 +60,7 @@ use crate::ids;
 use crate::lifecycle::{Lifecycle, LifecycleConfig, Millis};
 use crate::live::Hub;
 use crate::media_port::MediaPlane;
-use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
 use crate::store::webhooks::WebhookStore;
 use crate::store::{CampaignRow, InviteRow, SessionRow, SessionStore};
 use crate::turns::{Turn, TurnLog};
@@ -148,19 +148,20 @@ fn session_not_found() -> ApiError {
 }
 
 impl SessionService {
-    /// The production service: SQLite, the system clock, the in-process live hub, and
-    /// recordings on the local disk where the media plane writes them.
+    /// The production service: the store (SQLite or PostgreSQL, all of its ports), the
+    /// system clock, the in-process live hub, and recordings on the local disk where the
+    /// media plane writes them.
     pub fn new(
-        store: SqliteStore,
+        store: Arc<dyn Store>,
         media: Arc<dyn MediaPlane>,
         lifecycle: LifecycleConfig,
         recordings_dir: PathBuf,
         silence_ms: u32,
     ) -> Self {
-        let webhooks: Arc<dyn WebhookStore> = Arc::new(store.clone());
-        let privacy: Arc<dyn crate::store::privacy::PrivacyStore> = Arc::new(store.clone());
+        let webhooks: Arc<dyn WebhookStore> = store.clone();
+        let privacy: Arc<dyn crate::store::privacy::PrivacyStore> = store.clone();
         let ports = Ports {
-            store: Arc::new(store),
+            store,
             media,
             blobs: Arc::new(LocalDiskBlobs::new(recordings_dir.clone())),
             bus: Arc::new(Hub::default()),
@@ -210,7 +211,7 @@ impl SessionService {
     }
 
     /// The same service keeping webhook endpoints and deliveries in `store` (what
-    /// [`SessionService::new`] does with its SQLite store).
+    /// [`SessionService::new`] does with its store).
     pub fn with_webhook_store(mut self, store: Arc<dyn WebhookStore>) -> Self {
         self.webhooks = Some(store);
         self

@@ -1,23 +1,45 @@
 //! Lifecycle timers: one round of the ticker (a `Tick` to every session whose stored
 //! `next_deadline` has passed, found by an indexed query, not a scan of live sessions), and
 //! the recovery after a restart of the process.
+//!
+//! When several processes share the database each due session is fired by one of them: a
+//! round claims the due sessions with a lease ([`crate::store::SessionStore::claim_due_sessions`])
+//! and steps only those; the step clears the lease. (Optimistic versioning would make a double
+//! fire safe, but each would cost a lifecycle step.)
 
 use super::SessionService;
 use crate::lifecycle::Event;
 
+/// How long a claimed deadline is this process's: longer than a round of steps takes; a
+/// process that dies mid-round delays its claimed timers by at most this.
+const DEADLINE_LEASE_MS: i64 = 30_000;
+/// Sessions claimed at once (a round claims again while batches come back full).
+const CLAIM_BATCH: i64 = 200;
+
 impl SessionService {
-    /// Delivers `Tick` to every session whose next timer is due by the clock's now.
+    /// Delivers `Tick` to every session whose next timer is due by the clock's now and that
+    /// this process claimed.
     pub async fn fire_due_timers(&self) {
         let now = self.now();
-        let due = match self.store.due_sessions(now.0).await {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::error!(error = %e, "listing sessions with due timers failed");
+        loop {
+            let due = match self
+                .store
+                .claim_due_sessions(now.0, DEADLINE_LEASE_MS, CLAIM_BATCH)
+                .await
+            {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming sessions with due timers failed");
+                    return;
+                }
+            };
+            let full = due.len() as i64 == CLAIM_BATCH;
+            for id in due {
+                self.apply_signal(&id, Event::Tick).await;
+            }
+            if !full {
                 return;
             }
-        };
-        for id in due {
-            self.apply_signal(&id, Event::Tick).await;
         }
     }
 

@@ -1,7 +1,8 @@
 //! The session store port: everything the session service persists (campaigns, scripts,
 //! invites, sessions with their transitions, recording rows, turn logs, listen-ins), as the
-//! [`SessionStore`] trait and the row types it speaks. [`sqlite::SqliteStore`] is the one
-//! implementation today.
+//! [`SessionStore`] trait and the row types it speaks, and [`Store`]: all of the store's
+//! ports in one object, opened by URL ([`open`]). [`sqlite::SqliteStore`] (the embedded
+//! default) and [`postgres::PgStore`] (several processes sharing one database) implement it.
 //!
 //! Lifecycle steps are written with optimistic versioning: every session row carries a
 //! `version`, and [`SessionStore::update_session`] writes only if the row still has the
@@ -13,11 +14,20 @@
 
 pub mod access;
 pub mod catalog;
+mod common_sql;
+pub mod postgres;
 pub mod privacy;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod tests;
 pub mod webhooks;
 
 pub use catalog::{AggregateFilter, CatalogStore, InviteStateRow};
+
+use access::{AccessStore, AuditStore};
+use privacy::PrivacyStore;
+use std::sync::Arc;
+use webhooks::WebhookStore;
 
 use earshot_vocab::{Format, Quality, Role, State, Track};
 use serde::{Deserialize, Serialize};
@@ -318,6 +328,12 @@ pub trait SessionStore: CatalogStore + Send + Sync + 'static {
     /// Ids of the sessions whose `next_deadline` is at or before `now`, earliest first (the
     /// ticker; an indexed query).
     async fn due_sessions(&self, now: i64) -> Result<Vec<String>>;
+    /// Claims up to `limit` due sessions for this process's ticker, earliest first: those
+    /// whose `next_deadline` is at or before `now` and that no other ticker holds. Each is
+    /// leased until `now + lease_ms` (a ticker that dies mid-round leaves them to another
+    /// after that); the lifecycle step that follows ([`SessionStore::update_session`])
+    /// clears the lease. Two processes claiming at once never get the same session.
+    async fn claim_due_sessions(&self, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<String>>;
     /// Records the participant's browser and (when enabled) IP address. Not a lifecycle
     /// step: the version stays.
     async fn set_session_client(
@@ -360,6 +376,69 @@ pub trait SessionStore: CatalogStore + Send + Sync + 'static {
     async fn end_open_monitors(&self, at: i64) -> Result<u64>;
     /// The session's listen-ins, oldest first.
     async fn monitors(&self, session_id: &str) -> Result<Vec<MonitorRow>>;
+}
+
+/// Every port of the store in one object: what the binary opens ([`open`]) and hands to the
+/// service, access control and the audit log. An `Arc<dyn Store>` upcasts to any one port.
+pub trait Store:
+    SessionStore + CatalogStore + WebhookStore + PrivacyStore + AccessStore + AuditStore
+{
+}
+
+impl<T> Store for T where
+    T: SessionStore + CatalogStore + WebhookStore + PrivacyStore + AccessStore + AuditStore
+{
+}
+
+/// Which database a store URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://<path>`: the embedded database file (created if missing).
+    Sqlite(std::path::PathBuf),
+    /// `postgres://...` or `postgresql://...`: a PostgreSQL server (the URL as given).
+    Postgres(String),
+}
+
+/// A store URL that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreUrlError {
+    #[error("{0:?} is not a URL (expected sqlite://<path> or postgres://user@host/db)")]
+    NotUrl(String),
+    #[error("unknown scheme {0:?} (expected sqlite or postgres)")]
+    Scheme(String),
+    #[error("sqlite:// needs a file path, got {0:?}")]
+    NoPath(String),
+}
+
+impl StoreUrl {
+    pub fn parse(url: &str) -> std::result::Result<StoreUrl, StoreUrlError> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(StoreUrlError::NotUrl(url.to_string()));
+        };
+        match scheme {
+            "sqlite" => {
+                // Like sqlx: everything after the scheme is the path; options are not ours.
+                let path = rest.split('?').next().unwrap_or_default();
+                if path.is_empty() {
+                    return Err(StoreUrlError::NoPath(url.to_string()));
+                }
+                Ok(StoreUrl::Sqlite(path.into()))
+            }
+            "postgres" | "postgresql" => {
+                url::Url::parse(url).map_err(|_| StoreUrlError::NotUrl(url.to_string()))?;
+                Ok(StoreUrl::Postgres(url.to_string()))
+            }
+            other => Err(StoreUrlError::Scheme(other.to_string())),
+        }
+    }
+}
+
+/// Opens the store a URL names (see [`StoreUrl`]) and runs its pending migrations.
+pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>> {
+    Ok(match url {
+        StoreUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+        StoreUrl::Postgres(url) => Arc::new(postgres::PgStore::open(url).await?),
+    })
 }
 
 /// Parses a JSON column, naming it in the error.

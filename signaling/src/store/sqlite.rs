@@ -7,6 +7,7 @@ mod privacy;
 mod webhooks;
 
 use super::CatalogStore;
+use super::common_sql::search_words;
 use super::{
     CampaignRow, ExportFilter, InviteRow, MonitorRow, RecordingRow, Result, ScriptRow,
     SessionFilter, SessionRow, SessionStore, SessionUpdate, SortKey, StoreError, TransitionRow,
@@ -294,6 +295,30 @@ impl SessionStore for SqliteStore {
         .await?)
     }
 
+    async fn claim_due_sessions(&self, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<String>> {
+        // IMMEDIATE: the write lock up front, so that a second process sharing the file
+        // waits for this claim instead of reading the same due rows.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE next_deadline IS NOT NULL AND next_deadline <= ?1 \
+             AND (deadline_lease_until IS NULL OR deadline_lease_until <= ?1) \
+             ORDER BY next_deadline LIMIT ?2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &due {
+            sqlx::query("UPDATE sessions SET deadline_lease_until = ? WHERE id = ?")
+                .bind(now + lease_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
     async fn set_session_client(
         &self,
         id: &str,
@@ -318,8 +343,8 @@ impl SessionStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET state = ?, lifecycle = ?, started_at = ?, ended_at = ?, \
-             end_reason = ?, drop_off = ?, next_deadline = ?, version = version + 1 \
-             WHERE id = ? AND version = ?",
+             end_reason = ?, drop_off = ?, next_deadline = ?, version = version + 1, \
+             deadline_lease_until = NULL WHERE id = ? AND version = ?",
         )
         .bind(u.state.as_str())
         .bind(u.lifecycle)
@@ -494,17 +519,11 @@ impl SessionStore for SqliteStore {
 }
 
 /// An FTS5 query matching turns that hold every word (each as a prefix), or `None` for no
-/// words. Each word keeps only letters, digits and `'` and is quoted, so no input can be
-/// read as FTS5 syntax.
+/// words. Each word is quoted (and holds only letters, digits and `'`, see
+/// [`search_words`]), so no input can be read as FTS5 syntax.
 fn fts_query(words: &[String]) -> Option<String> {
-    let terms: Vec<String> = words
+    let terms: Vec<String> = search_words(words)
         .iter()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric() || *c == '\'')
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
         .map(|w| format!("\"{w}\"*"))
         .collect();
     (!terms.is_empty()).then(|| terms.join(" "))

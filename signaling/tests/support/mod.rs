@@ -212,7 +212,9 @@ impl TestServer {
             SessionService::with_ports(ports, config)
                 .with_webhook_store(Arc::new(store.clone()))
                 .with_privacy_store(Arc::new(store.clone()))
-                .with_audit_log(earshot_signaling::audit::AuditLog::new(store.clone()))
+                .with_audit_log(earshot_signaling::audit::AuditLog::new(Arc::new(
+                    store.clone(),
+                )))
                 .with_vault(vault)
                 .with_drain_switch(cluster.drain_switch()),
         );
@@ -223,7 +225,10 @@ impl TestServer {
         let app = Arc::new(App {
             service,
             admin_token: ADMIN_TOKEN.into(),
-            access: Arc::new(earshot_signaling::access::Access::new(store.clone(), true)),
+            access: Arc::new(earshot_signaling::access::Access::new(
+                Arc::new(store.clone()),
+                true,
+            )),
             public_url: format!("http://{addr}"),
             ice_servers: Vec::new(),
             turn: None,

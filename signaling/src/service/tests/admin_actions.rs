@@ -4,9 +4,12 @@
 
 use super::*;
 
-#[tokio::test]
-async fn restart_after_an_admin_end_and_after_a_technical_abandon() {
-    let h = Harness::new().await;
+on_both_stores!(
+    restart_after_an_admin_end_and_after_a_technical_abandon,
+    marks_apply_only_to_stuck_sessions,
+);
+
+async fn restart_after_an_admin_end_and_after_a_technical_abandon(h: Harness) {
     let p = h.participant_in_progress().await;
     h.media_event(MediaEvent::TurnEnded {
         session_id: p.session_id.clone(),
@@ -57,9 +60,7 @@ async fn restart_after_an_admin_end_and_after_a_technical_abandon() {
     assert_eq!(r.session.invite_token, q.invite.token);
 }
 
-#[tokio::test]
-async fn marks_apply_only_to_stuck_sessions() {
-    let h = Harness::new().await;
+async fn marks_apply_only_to_stuck_sessions(h: Harness) {
     let p = h.participant_in_progress().await;
     let err = h.service.mark_abandoned(&p.session_id).await.unwrap_err();
     assert_eq!(err.code, "not_stuck");
@@ -78,9 +79,10 @@ async fn marks_apply_only_to_stuck_sessions() {
     assert_eq!(err.code, "session_ended");
 }
 
+/// SQLite only: a database file from before migration 0005 (PostgreSQL has no such past).
 #[tokio::test]
 async fn sessions_stored_before_summaries_get_theirs_in_the_background() {
-    let h = Harness::new().await;
+    let h = Harness::on(Backend::Sqlite).await;
     let p = h.participant_in_progress().await;
     h.media_event(MediaEvent::TurnEnded {
         session_id: p.session_id.clone(),

@@ -3,6 +3,13 @@
 
 use super::*;
 
+on_both_stores!(
+    offers_beyond_the_session_limit_are_refused_until_one_ends,
+    a_peer_that_never_connected_gives_its_place_back,
+    readiness_checks_the_store_and_the_room_for_recordings,
+    a_draining_node_admits_no_new_session_and_keeps_its_own,
+);
+
 async fn consented_invite(service: &SessionService) -> InviteRow {
     let invite = service
         .create_invite("cmp_default".into(), "scr_default".into(), &BTreeMap::new())
@@ -16,11 +23,9 @@ async fn consented_invite(service: &SessionService) -> InviteRow {
     invite
 }
 
-#[tokio::test]
-async fn offers_beyond_the_session_limit_are_refused_until_one_ends() {
-    let h = Harness::new().await;
+async fn offers_beyond_the_session_limit_are_refused_until_one_ends(h: Harness) {
     let service = service_over(
-        Arc::new(h.store.clone()),
+        h.store.clone(),
         h.clock.clone(),
         h.media.clone(),
         h.dir.path(),
@@ -45,11 +50,9 @@ async fn offers_beyond_the_session_limit_are_refused_until_one_ends() {
     assert_eq!(h.media.calls_for(&started.session_id), ["open"]);
 }
 
-#[tokio::test]
-async fn a_peer_that_never_connected_gives_its_place_back() {
-    let h = Harness::new().await;
+async fn a_peer_that_never_connected_gives_its_place_back(h: Harness) {
     let service = service_over(
-        Arc::new(h.store.clone()),
+        h.store.clone(),
         h.clock.clone(),
         h.media.clone(),
         h.dir.path(),
@@ -89,9 +92,7 @@ async fn a_peer_that_never_connected_gives_its_place_back() {
 
 /// Readiness (`/readyz`): ready with the store answering and room on disk; not ready, saying
 /// why, when the recordings' storage has less room than asked for.
-#[tokio::test]
-async fn readiness_checks_the_store_and_the_room_for_recordings() {
-    let h = Harness::new().await;
+async fn readiness_checks_the_store_and_the_room_for_recordings(h: Harness) {
     let r = h.service.readiness(1).await;
     assert!(r.is_ready(), "{r:?}");
     let free = r
@@ -106,12 +107,10 @@ async fn readiness_checks_the_store_and_the_room_for_recordings() {
     assert!(why.contains("MiB free for recordings"), "{why}");
 }
 
-#[tokio::test]
-async fn a_draining_node_admits_no_new_session_and_keeps_its_own() {
-    let h = Harness::new().await;
+async fn a_draining_node_admits_no_new_session_and_keeps_its_own(h: Harness) {
     let switch = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let service = service_over(
-        Arc::new(h.store.clone()),
+        h.store.clone(),
         h.clock.clone(),
         h.media.clone(),
         h.dir.path(),

@@ -10,6 +10,7 @@ use crate::live::Hub;
 use crate::media_port::{
     AgentSpec, MediaError, MediaEvent, MediaPlane, OpenParticipant, RecordingFile, RecordingSpec,
 };
+use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{CampaignRow, InviteRow, ScriptRow, SessionRow, SessionStore, SessionUpdate};
 use earshot_vocab::media_port::IceCredentials;
@@ -116,7 +117,7 @@ impl MediaPlane for RecordingMedia {
 
 struct Harness {
     service: SessionService,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     clock: Arc<ManualClock>,
     media: Arc<RecordingMedia>,
     dir: tempfile::TempDir,
@@ -152,18 +153,46 @@ fn service_over(
     SessionService::with_ports(ports, config)
 }
 
+/// Which store a harness runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 impl Harness {
-    async fn new() -> Harness {
-        Self::with_store(|s| Arc::new(s)).await
+    async fn on(backend: Backend) -> Harness {
+        Self::with_store_on(backend, |s| s as Arc<dyn SessionStore>).await
     }
 
     /// A harness whose service sees the SQLite store through `wrap`.
-    async fn with_store(wrap: impl FnOnce(SqliteStore) -> Arc<dyn SessionStore>) -> Harness {
+    async fn with_store(wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn SessionStore>) -> Harness {
+        Self::with_store_on(Backend::Sqlite, wrap).await
+    }
+
+    /// A harness on a fresh store of `backend` (SQLite in its folder, or a fresh database
+    /// on the test binary's PostgreSQL server) that its service sees through `wrap`.
+    async fn with_store_on(
+        backend: Backend,
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn SessionStore>,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("earshot.db"))
-            .await
-            .expect("database");
-        seed(&store).await;
+        let store: Arc<dyn Store> = match backend {
+            Backend::Sqlite => Arc::new(
+                SqliteStore::open(&dir.path().join("earshot.db"))
+                    .await
+                    .expect("database"),
+            ),
+            Backend::Postgres => {
+                let url = crate::store::postgres::test_cluster::fresh_database().await;
+                Arc::new(
+                    crate::store::postgres::PgStore::open(&url)
+                        .await
+                        .expect("database"),
+                )
+            }
+        };
+        seed(&*store).await;
         let clock = Arc::new(ManualClock::starting_at(T0));
         let media = Arc::new(RecordingMedia::default());
         let service = service_over(
@@ -235,7 +264,7 @@ impl Harness {
     }
 }
 
-async fn seed(store: &SqliteStore) {
+async fn seed(store: &dyn Store) {
     store
         .insert_campaign(&CampaignRow {
             id: "cmp_default".into(),
@@ -262,9 +291,7 @@ async fn seed(store: &SqliteStore) {
         .expect("script");
 }
 
-#[tokio::test]
-async fn pause_and_resume_by_button_count_only_the_active_time() {
-    let h = Harness::new().await;
+async fn pause_and_resume_by_button_count_only_the_active_time(h: Harness) {
     let p = h.participant_in_progress().await;
     h.clock.advance(secs(60));
     let paused = h.service.pause(&p.invite, false).await.expect("paused");
@@ -302,9 +329,7 @@ async fn pause_and_resume_by_button_count_only_the_active_time() {
     );
 }
 
-#[tokio::test]
-async fn media_lost_for_the_grace_period_pauses_from_the_loss() {
-    let h = Harness::new().await;
+async fn media_lost_for_the_grace_period_pauses_from_the_loss(h: Harness) {
     let p = h.participant_in_progress().await;
     h.clock.advance(secs(5));
     let lost_at = Millis(T0.0 + 5_000);
@@ -342,9 +367,7 @@ async fn media_lost_for_the_grace_period_pauses_from_the_loss() {
     assert_eq!(h.state(&p.session_id).await, State::InProgress);
 }
 
-#[tokio::test]
-async fn a_media_blip_shorter_than_the_grace_is_no_pause() {
-    let h = Harness::new().await;
+async fn a_media_blip_shorter_than_the_grace_is_no_pause(h: Harness) {
     let p = h.participant_in_progress().await;
     let id = p.session_id.clone();
     h.media_event(MediaEvent::Disconnected {
@@ -366,9 +389,7 @@ async fn a_media_blip_shorter_than_the_grace_is_no_pause() {
     );
 }
 
-#[tokio::test]
-async fn an_unresumed_pause_prompts_then_expires() {
-    let h = Harness::new().await;
+async fn an_unresumed_pause_prompts_then_expires(h: Harness) {
     let p = h.participant_in_progress().await;
     let id = p.session_id.clone();
     h.media_event(MediaEvent::Progress {
@@ -424,9 +445,7 @@ async fn an_unresumed_pause_prompts_then_expires() {
     );
 }
 
-#[tokio::test]
-async fn stuck_in_progress_completes_with_a_turn_and_is_abandoned_without() {
-    let h = Harness::new().await;
+async fn stuck_in_progress_completes_with_a_turn_and_is_abandoned_without(h: Harness) {
     let silent = h.participant_in_progress().await;
     let talker = h.participant_in_progress().await;
     h.clock.advance(secs(10));
@@ -461,9 +480,7 @@ async fn stuck_in_progress_completes_with_a_turn_and_is_abandoned_without() {
     );
 }
 
-#[tokio::test]
-async fn participant_ended_by_whip_delete_of_the_current_peer_only() {
-    let h = Harness::new().await;
+async fn participant_ended_by_whip_delete_of_the_current_peer_only(h: Harness) {
     let p = h.participant_in_progress().await;
     let id = p.session_id.clone();
     // A reconnect replaces the peer resource; the old one no longer ends anything.
@@ -498,9 +515,7 @@ async fn participant_ended_by_whip_delete_of_the_current_peer_only() {
     assert_eq!(err.code, "session_ended");
 }
 
-#[tokio::test]
-async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
-    let h = Harness::new().await;
+async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick(h: Harness) {
     let p = h.participant_in_progress().await;
     h.clock.advance(secs(10));
     h.service.pause(&p.invite, false).await.expect("paused");
@@ -532,8 +547,38 @@ async fn a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick() {
     assert_eq!(h.media.calls_for(&p.session_id), ["open", "pause"]);
 }
 
+/// For each `async fn name(Harness)` named, a module `name` with the tests `sqlite` and
+/// `postgres`: the same service test on each store.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use crate::service::tests::{Backend, Harness};
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(Harness::on(Backend::Sqlite).await).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(Harness::on(Backend::Postgres).await).await
+                }
+            }
+        )*
+    };
+}
+
 mod admin_actions;
 mod limits;
 mod races;
 mod restart;
 mod webhooks;
+
+on_both_stores!(
+    pause_and_resume_by_button_count_only_the_active_time,
+    media_lost_for_the_grace_period_pauses_from_the_loss,
+    a_media_blip_shorter_than_the_grace_is_no_pause,
+    an_unresumed_pause_prompts_then_expires,
+    stuck_in_progress_completes_with_a_turn_and_is_abandoned_without,
+    participant_ended_by_whip_delete_of_the_current_peer_only,
+    a_session_upgraded_without_a_deadline_gets_it_at_the_first_tick,
+);

@@ -9,16 +9,16 @@ use crate::store::{
 use earshot_vocab::State;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The SQLite store shared with another writer that, while races are armed, steps the same
+/// The store shared with another writer that, while races are armed, steps the same
 /// session (a progress event) just before each of the service's writes, and so wins.
 pub(super) struct RacedStore {
-    inner: SqliteStore,
+    inner: Arc<dyn Store>,
     pub(super) races_left: AtomicUsize,
     pub(super) conflicts: AtomicUsize,
 }
 
 impl RacedStore {
-    fn new(inner: SqliteStore) -> RacedStore {
+    fn new(inner: Arc<dyn Store>) -> RacedStore {
         RacedStore {
             inner,
             races_left: AtomicUsize::new(0),
@@ -172,6 +172,14 @@ impl SessionStore for RacedStore {
     }
     async fn due_sessions(&self, now: i64) -> store::Result<Vec<String>> {
         self.inner.due_sessions(now).await
+    }
+    async fn claim_due_sessions(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> store::Result<Vec<String>> {
+        self.inner.claim_due_sessions(now, lease_ms, limit).await
     }
     async fn set_session_client(
         &self,

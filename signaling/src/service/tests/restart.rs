@@ -3,10 +3,15 @@
 
 use super::*;
 
+on_both_stores!(
+    a_restarted_process_pauses_sessions_in_progress_without_using_a_pause,
+    a_restart_with_no_pause_left_keeps_the_session_and_its_limit,
+);
+
 /// The process dies and a new one starts over the same database (and clock).
 async fn restart(h: &Harness) -> SessionService {
     let restarted = service_over(
-        Arc::new(h.store.clone()),
+        h.store.clone(),
         h.clock.clone(),
         h.media.clone(),
         h.dir.path(),
@@ -15,9 +20,7 @@ async fn restart(h: &Harness) -> SessionService {
     restarted
 }
 
-#[tokio::test]
-async fn a_restarted_process_pauses_sessions_in_progress_without_using_a_pause() {
-    let h = Harness::new().await;
+async fn a_restarted_process_pauses_sessions_in_progress_without_using_a_pause(h: Harness) {
     let p = h.participant_in_progress().await;
     h.clock.advance(secs(30));
     let restarted = restart(&h).await;
@@ -35,9 +38,7 @@ async fn a_restarted_process_pauses_sessions_in_progress_without_using_a_pause()
     assert_eq!(row.end_reason.as_deref(), Some("pause_expired"));
 }
 
-#[tokio::test]
-async fn a_restart_with_no_pause_left_keeps_the_session_and_its_limit() {
-    let h = Harness::new().await;
+async fn a_restart_with_no_pause_left_keeps_the_session_and_its_limit(h: Harness) {
     let p = h.participant_in_progress().await;
     for _ in 0..3 {
         h.clock.advance(secs(10));

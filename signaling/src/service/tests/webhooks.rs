@@ -7,6 +7,12 @@ use super::*;
 use crate::store::webhooks::{AttemptOutcome, AttemptRow, EndpointRow, WebhookStore};
 use std::sync::atomic::Ordering;
 
+on_both_stores!(
+    an_ended_session_writes_its_event_for_the_endpoints_that_want_it,
+    deliveries_are_leased_retried_delivered_and_redelivered,
+    old_events_go_once_their_deliveries_are_done,
+);
+
 async fn endpoint(h: &Harness, id: &str, events: &str, campaign: Option<&str>) {
     h.store
         .insert_endpoint(&EndpointRow {
@@ -29,9 +35,7 @@ async fn delivery_count(h: &Harness, endpoint: &str) -> usize {
         .len()
 }
 
-#[tokio::test]
-async fn an_ended_session_writes_its_event_for_the_endpoints_that_want_it() {
-    let h = Harness::new().await;
+async fn an_ended_session_writes_its_event_for_the_endpoints_that_want_it(h: Harness) {
     endpoint(&h, "whk_all", r#"["session.admin_ended"]"#, None).await;
     endpoint(
         &h,
@@ -84,9 +88,7 @@ async fn an_end_that_loses_a_version_race_writes_its_event_once() {
     assert_eq!(delivery_count(&h, "whk_all").await, 1);
 }
 
-#[tokio::test]
-async fn deliveries_are_leased_retried_delivered_and_redelivered() {
-    let h = Harness::new().await;
+async fn deliveries_are_leased_retried_delivered_and_redelivered(h: Harness) {
     endpoint(&h, "whk_all", r#"["session.admin_ended"]"#, None).await;
     let p = h.participant_in_progress().await;
     h.service.admin_end(&p.session_id).await.expect("ended");
@@ -119,12 +121,15 @@ async fn deliveries_are_leased_retried_delivered_and_redelivered() {
         .record_attempt(&attempt(None), &AttemptOutcome::Retry { at: now + 6_000 })
         .await
         .expect("attempt");
-    assert_eq!(h.store.next_due().await.expect("next"), Some(now + 6_000));
+    assert_eq!(
+        WebhookStore::next_due(&*h.store).await.expect("next"),
+        Some(now + 6_000)
+    );
     h.store
         .record_attempt(&attempt(Some(200)), &AttemptOutcome::Delivered)
         .await
         .expect("attempt");
-    assert_eq!(h.store.next_due().await.expect("next"), None);
+    assert_eq!(WebhookStore::next_due(&*h.store).await.expect("next"), None);
     let d = h
         .store
         .get_delivery(&again[0].id)
@@ -159,9 +164,7 @@ async fn deliveries_are_leased_retried_delivered_and_redelivered() {
     );
 }
 
-#[tokio::test]
-async fn old_events_go_once_their_deliveries_are_done() {
-    let h = Harness::new().await;
+async fn old_events_go_once_their_deliveries_are_done(h: Harness) {
     endpoint(&h, "whk_all", r#"["session.admin_ended"]"#, None).await;
     for _ in 0..2 {
         let p = h.participant_in_progress().await;

@@ -5,13 +5,10 @@
 use super::SqliteStore;
 use crate::store::Result;
 use crate::store::access::{
-    ApiKeyRow, AuditFilter, AuditRow, ConsoleSessionRow, GrantRow, UserRow,
+    AccessStore, ApiKeyRow, AuditFilter, AuditRow, AuditStore, ConsoleSessionRow, GrantRow,
+    TOUCH_EVERY_MS, UserRow,
 };
 use sqlx::{QueryBuilder, Sqlite};
-
-/// How stale a sign-in's `last_seen_at` may get before a use writes it again (the idle
-/// timeout is minutes; this keeps it exact to the minute).
-const TOUCH_EVERY_MS: i64 = 60_000;
 
 impl SqliteStore {
     /// The pool, for tests that change rows behind the store's back.
@@ -19,9 +16,12 @@ impl SqliteStore {
     pub(crate) fn pool_for_tests(&self) -> sqlx::SqlitePool {
         self.pool.clone()
     }
+}
 
+#[async_trait::async_trait]
+impl AccessStore for SqliteStore {
     /// Inserts a user; `false` if the email is taken.
-    pub async fn insert_user(&self, u: &UserRow) -> Result<bool> {
+    async fn insert_user(&self, u: &UserRow) -> Result<bool> {
         let done = sqlx::query(
             "INSERT OR IGNORE INTO users (id, email, name, password_hash, superuser, created_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -37,21 +37,21 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn get_user(&self, id: &str) -> Result<Option<UserRow>> {
+    async fn get_user(&self, id: &str) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as("SELECT * FROM users WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as("SELECT * FROM users WHERE email = ?")
             .bind(email)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    pub async fn list_users(&self) -> Result<Vec<UserRow>> {
+    async fn list_users(&self) -> Result<Vec<UserRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM users ORDER BY created_at, id")
                 .fetch_all(&self.pool)
@@ -60,7 +60,7 @@ impl SqliteStore {
     }
 
     /// Deletes a user with their grants, keys and sign-ins; `false` if there was none.
-    pub async fn delete_user(&self, id: &str) -> Result<bool> {
+    async fn delete_user(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id)
             .execute(&self.pool)
@@ -69,7 +69,7 @@ impl SqliteStore {
     }
 
     /// Superusers there are (the start refuses to turn the admin token off without one).
-    pub async fn count_superusers(&self) -> Result<i64> {
+    async fn count_superusers(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE superuser = 1")
                 .fetch_one(&self.pool)
@@ -78,7 +78,7 @@ impl SqliteStore {
     }
 
     /// Sets (inserts or replaces) a user's role on a campaign.
-    pub async fn put_grant(&self, g: &GrantRow) -> Result<()> {
+    async fn put_grant(&self, g: &GrantRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO grants (user_id, campaign_id, role, permissions, created_at) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, campaign_id) DO UPDATE SET \
@@ -94,7 +94,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn delete_grant(&self, user_id: &str, campaign_id: &str) -> Result<bool> {
+    async fn delete_grant(&self, user_id: &str, campaign_id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM grants WHERE user_id = ? AND campaign_id = ?")
             .bind(user_id)
             .bind(campaign_id)
@@ -103,7 +103,7 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRow>> {
+    async fn grants_of_user(&self, user_id: &str) -> Result<Vec<GrantRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM grants WHERE user_id = ? ORDER BY campaign_id")
                 .bind(user_id)
@@ -112,7 +112,7 @@ impl SqliteStore {
         )
     }
 
-    pub async fn grants_of_campaign(&self, campaign_id: &str) -> Result<Vec<GrantRow>> {
+    async fn grants_of_campaign(&self, campaign_id: &str) -> Result<Vec<GrantRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM grants WHERE campaign_id = ? ORDER BY created_at, user_id",
         )
@@ -121,7 +121,7 @@ impl SqliteStore {
         .await?)
     }
 
-    pub async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<()> {
+    async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, key_hash, prefix, permissions, campaigns, \
              created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -141,7 +141,7 @@ impl SqliteStore {
     }
 
     /// The unrevoked key with this hash.
-    pub async fn live_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>> {
+    async fn live_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
                 .bind(key_hash)
@@ -150,7 +150,7 @@ impl SqliteStore {
         )
     }
 
-    pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
         Ok(sqlx::query_as("SELECT * FROM api_keys WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -158,7 +158,7 @@ impl SqliteStore {
     }
 
     /// Keys of one user (all users' when `None`), newest first.
-    pub async fn list_api_keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRow>> {
+    async fn list_api_keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM api_keys WHERE (?1 IS NULL OR user_id = ?1) \
              ORDER BY created_at DESC, id",
@@ -169,7 +169,7 @@ impl SqliteStore {
     }
 
     /// Revokes a key at `at`; `false` if there is none or it was revoked already.
-    pub async fn revoke_api_key(&self, id: &str, at: i64) -> Result<bool> {
+    async fn revoke_api_key(&self, id: &str, at: i64) -> Result<bool> {
         let done =
             sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(at)
@@ -180,7 +180,7 @@ impl SqliteStore {
     }
 
     /// Deletes the sign-ins that expired or went idle (before `idle_since`) by `now`.
-    pub async fn delete_stale_console_sessions(&self, now: i64, idle_since: i64) -> Result<u64> {
+    async fn delete_stale_console_sessions(&self, now: i64, idle_since: i64) -> Result<u64> {
         let done =
             sqlx::query("DELETE FROM console_sessions WHERE expires_at <= ? OR last_seen_at < ?")
                 .bind(now)
@@ -190,7 +190,7 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
-    pub async fn insert_console_session(&self, s: &ConsoleSessionRow) -> Result<()> {
+    async fn insert_console_session(&self, s: &ConsoleSessionRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO console_sessions (id_hash, user_id, created_at, last_seen_at, \
              expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -208,7 +208,7 @@ impl SqliteStore {
     /// The sign-in with this hash if it is neither expired nor idle since `idle_since`; it
     /// is marked seen at `now` (written at most once a [`TOUCH_EVERY_MS`]: a console playing
     /// audio makes many range requests). An expired or idle one is deleted.
-    pub async fn touch_console_session(
+    async fn touch_console_session(
         &self,
         id_hash: &str,
         now: i64,
@@ -242,16 +242,18 @@ impl SqliteStore {
         }
     }
 
-    pub async fn delete_console_session(&self, id_hash: &str) -> Result<bool> {
+    async fn delete_console_session(&self, id_hash: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM console_sessions WHERE id_hash = ?")
             .bind(id_hash)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
+}
 
-    /// Appends an audit row (its `seq` is assigned here); returns the `seq`.
-    pub async fn append_audit(&self, r: &AuditRow) -> Result<i64> {
+#[async_trait::async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, r: &AuditRow) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "INSERT INTO audit_log (at, actor, action, resource, campaign_id, client, outcome) \
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
@@ -268,7 +270,7 @@ impl SqliteStore {
     }
 
     /// Audit rows matching `f`, newest first.
-    pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM audit_log WHERE 1 = 1");
         if let Some(campaigns) = &f.campaigns {
             q.push(" AND campaign_id IN (SELECT value FROM json_each(")
@@ -295,93 +297,5 @@ impl SqliteStore {
         }
         q.push(" ORDER BY seq DESC LIMIT ").push_bind(f.limit);
         Ok(q.build_query_as().fetch_all(&self.pool).await?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::store::access::AuditRow;
-    use crate::store::sqlite::SqliteStore;
-
-    #[tokio::test]
-    async fn a_sign_in_is_written_seen_at_most_once_a_minute_and_ends_when_idle() {
-        use crate::store::access::{ConsoleSessionRow, UserRow};
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
-        let user = UserRow {
-            id: "usr_a".into(),
-            email: "a@b.org".into(),
-            name: String::new(),
-            password_hash: String::new(),
-            superuser: false,
-            created_at: 0,
-        };
-        assert!(store.insert_user(&user).await.unwrap());
-        let t0 = 1_000_000;
-        let row = ConsoleSessionRow {
-            id_hash: "h".into(),
-            user_id: "usr_a".into(),
-            created_at: t0,
-            last_seen_at: t0,
-            expires_at: t0 + 3_600_000,
-        };
-        store.insert_console_session(&row).await.unwrap();
-        let seen = |now| {
-            let store = store.clone();
-            async move {
-                store
-                    .touch_console_session("h", now, now - 1_800_000)
-                    .await
-                    .unwrap()
-                    .map(|r| r.last_seen_at)
-            }
-        };
-        assert_eq!(
-            seen(t0 + 30_000).await,
-            Some(t0),
-            "not written within the minute"
-        );
-        assert_eq!(seen(t0 + 61_000).await, Some(t0 + 61_000));
-        // Idle for more than 30 minutes since it was last written: over, and deleted.
-        assert_eq!(seen(t0 + 61_000 + 1_800_001).await, None);
-        assert!(
-            !store.delete_console_session("h").await.unwrap(),
-            "already gone"
-        );
-    }
-
-    #[tokio::test]
-    async fn the_audit_log_refuses_update_and_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
-        let row = AuditRow {
-            seq: 0,
-            at: 1,
-            actor: "admin-token".into(),
-            action: "session.delete".into(),
-            resource: "ses_x".into(),
-            campaign_id: Some("cmp_default".into()),
-            client: Some("127.0.0.1".into()),
-            outcome: "ok".into(),
-        };
-        let seq = store.append_audit(&row).await.unwrap();
-        for sql in [
-            "UPDATE audit_log SET outcome = 'denied'",
-            "DELETE FROM audit_log",
-        ] {
-            let err = sqlx::query(sql).execute(&store.pool).await.unwrap_err();
-            assert!(
-                err.to_string().contains("audit_log is append-only"),
-                "{err}"
-            );
-        }
-        let rows = store
-            .list_audit(&crate::store::access::AuditFilter {
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(rows, vec![AuditRow { seq, ..row }]);
     }
 }

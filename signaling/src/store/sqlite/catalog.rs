@@ -3,6 +3,7 @@
 
 use super::SqliteStore;
 use crate::analytics::aggregate::{AggregateCounts, latency_bucket, quality_bucket};
+use crate::store::common_sql::{AggregateGroup, fold};
 use crate::store::{
     AggregateFilter, CampaignRow, CatalogStore, InviteRow, InviteStateRow, Result, ScriptRow,
     SessionSummary,
@@ -135,53 +136,3 @@ impl CatalogStore for SqliteStore {
         Ok(fold(&groups))
     }
 }
-
-/// One group of the aggregate query.
-#[derive(sqlx::FromRow)]
-struct AggregateGroup {
-    qb: Option<i64>,
-    lb: Option<i64>,
-    drop_point: Option<String>,
-    sessions: i64,
-    started: i64,
-    completed: i64,
-    started_ms: i64,
-    rated: i64,
-    quality_sum: f64,
-}
-
-/// The groups summed into the counts [`crate::analytics::aggregate::summarize`] takes.
-fn fold(groups: &[AggregateGroup]) -> AggregateCounts {
-    use std::collections::BTreeMap;
-    let mut c = AggregateCounts::default();
-    let (mut started_ms, mut rated, mut quality_sum) = (0i64, 0i64, 0f64);
-    let mut drops: BTreeMap<String, i64> = BTreeMap::new();
-    let mut qb: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut lb: BTreeMap<i64, i64> = BTreeMap::new();
-    for g in groups {
-        c.sessions += g.sessions;
-        c.started += g.started;
-        c.completed += g.completed;
-        started_ms += g.started_ms;
-        rated += g.rated;
-        quality_sum += g.quality_sum;
-        if let Some(d) = &g.drop_point {
-            *drops.entry(d.clone()).or_default() += g.sessions;
-        }
-        if let Some(b) = g.qb {
-            *qb.entry(b).or_default() += g.sessions;
-        }
-        if let Some(b) = g.lb {
-            *lb.entry(b).or_default() += g.sessions;
-        }
-    }
-    c.avg_active_ms = (c.started > 0).then(|| started_ms as f64 / c.started as f64);
-    c.avg_quality = (rated > 0).then(|| quality_sum / rated as f64);
-    c.drop_offs = drops.into_iter().collect();
-    c.quality_buckets = qb.into_iter().collect();
-    c.latency_buckets = lb.into_iter().collect();
-    c
-}
-
-#[cfg(test)]
-mod tests;

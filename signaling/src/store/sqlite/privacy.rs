@@ -2,20 +2,10 @@
 
 use super::SqliteStore;
 use crate::store::Result;
+use crate::store::common_sql::{PII_DUE, audio_due};
 use crate::store::privacy::{
     DEFAULT_AUDIO_RETENTION_DAYS, DeletionRequestRow, DueRow, PrivacyRow, PrivacyStore,
 };
-
-const DAY_MS: i64 = 86_400_000;
-
-/// When a session's recordings fall due (`s` sessions joined with `p` campaign_privacy).
-fn audio_due() -> String {
-    format!(
-        "s.ended_at + COALESCE(p.audio_retention_days, {DEFAULT_AUDIO_RETENTION_DAYS}) * {DAY_MS}"
-    )
-}
-
-const PII_DUE: &str = "s.ended_at + p.pii_delay_days * 86400000";
 
 #[async_trait::async_trait]
 impl PrivacyStore for SqliteStore {

@@ -1,127 +1,17 @@
-//! The SQLite store's own rules: compare-and-swap lifecycle writes, the indexed deadline
-//! query, an existing database upgraded in place by migration 0003, and listen-ins (0004).
+//! The SQLite store's own rules: the deadline query is served by its index, and an existing
+//! database upgrades in place by migration 0003. (What both stores do is in
+//! `store/tests/`.)
 
 use super::SqliteStore;
-use crate::store::{
-    CampaignRow, InviteRow, MonitorRow, ScriptRow, SessionRow, SessionStore, SessionUpdate,
-    StoreError,
-};
-use earshot_vocab::{Quality, State};
+use crate::store::SessionStore;
+use crate::store::tests::sessions::{seed, session};
+use earshot_vocab::State;
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnectOptions;
 use std::path::Path;
 
-async fn seed(store: &SqliteStore) {
-    store
-        .insert_campaign(&CampaignRow {
-            id: "cmp_a".into(),
-            name: "A".into(),
-            description: String::new(),
-            created_at: 0,
-        })
-        .await
-        .unwrap();
-    store
-        .insert_script(&ScriptRow {
-            id: "scr_a".into(),
-            campaign_id: "cmp_a".into(),
-            name: "A".into(),
-            definition: "{}".into(),
-            recording_enabled: true,
-            noise_suppression: true,
-            quality: Quality::High,
-            created_at: 0,
-        })
-        .await
-        .unwrap();
-    store
-        .insert_invite(&InviteRow {
-            token: "tokentoken".into(),
-            campaign_id: "cmp_a".into(),
-            script_id: "scr_a".into(),
-            metadata: "{}".into(),
-            created_at: 0,
-        })
-        .await
-        .unwrap();
-}
-
-fn session(id: &str, state: State, next_deadline: Option<i64>) -> SessionRow {
-    SessionRow {
-        id: id.into(),
-        invite_token: "tokentoken".into(),
-        campaign_id: "cmp_a".into(),
-        script_id: "scr_a".into(),
-        state,
-        lifecycle: "{}".into(),
-        created_at: 0,
-        started_at: None,
-        ended_at: None,
-        end_reason: None,
-        drop_off: None,
-        user_agent: None,
-        ip: None,
-        metadata: "{}".into(),
-        version: 0,
-        next_deadline,
-        summary: Default::default(),
-    }
-}
-
-fn update(state: State, next_deadline: Option<i64>) -> SessionUpdate<'static> {
-    SessionUpdate {
-        state,
-        lifecycle: "{}",
-        started_at: None,
-        ended_at: None,
-        end_reason: None,
-        drop_off: None,
-        next_deadline,
-        transitions: &[],
-        events: &[],
-    }
-}
-
 #[tokio::test]
-async fn a_lifecycle_write_needs_the_version_it_was_computed_from() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
-    seed(&store).await;
-    store
-        .insert_session(&session("ses_a", State::Created, None))
-        .await
-        .unwrap();
-    let v1 = store
-        .update_session("ses_a", &update(State::InProgress, Some(5)), 0)
-        .await
-        .unwrap();
-    assert_eq!(v1, 1);
-    let stale = store
-        .update_session("ses_a", &update(State::Paused, Some(7)), 0)
-        .await;
-    assert!(matches!(
-        stale,
-        Err(StoreError::VersionConflict { expected: 0, .. })
-    ));
-    let row = store.get_session("ses_a").await.unwrap().unwrap();
-    assert_eq!((row.state.as_str(), row.version), ("in_progress", 1));
-    assert_eq!(
-        row.next_deadline,
-        Some(5),
-        "the stale write changed nothing"
-    );
-    // A row that is gone is a conflict too: the caller re-reads and finds nothing.
-    assert!(store.delete_session("ses_a").await.unwrap());
-    assert!(matches!(
-        store
-            .update_session("ses_a", &update(State::Paused, None), 1)
-            .await,
-        Err(StoreError::VersionConflict { .. })
-    ));
-}
-
-#[tokio::test]
-async fn due_sessions_come_from_the_deadline_index_earliest_first() {
+async fn due_sessions_come_from_the_deadline_index() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
     seed(&store).await;
@@ -137,11 +27,6 @@ async fn due_sessions_come_from_the_deadline_index_earliest_first() {
             .await
             .unwrap();
     }
-    assert_eq!(
-        store.due_sessions(300).await.unwrap(),
-        ["ses_early", "ses_late"]
-    );
-    assert!(store.due_sessions(99).await.unwrap().is_empty());
     let plan: Vec<String> = sqlx::query(
         "EXPLAIN QUERY PLAN SELECT id FROM sessions WHERE next_deadline IS NOT NULL \
          AND next_deadline <= ? ORDER BY next_deadline",
@@ -211,50 +96,4 @@ async fn an_existing_database_upgrades_with_its_live_sessions_due_at_once() {
     // Opening it again applies nothing twice.
     drop(store);
     SqliteStore::open(&path).await.unwrap();
-}
-
-#[tokio::test]
-async fn listen_ins_end_once_and_a_restart_closes_the_open_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("earshot.db"))
-        .await
-        .unwrap();
-    seed(&store).await;
-    store
-        .insert_session(&session("ses_m", State::InProgress, None))
-        .await
-        .unwrap();
-    for (id, at) in [("mon_a", 10), ("mon_b", 20), ("mon_c", 30)] {
-        store
-            .insert_monitor(&MonitorRow {
-                id: id.into(),
-                session_id: "ses_m".into(),
-                started_at: at,
-                ended_at: None,
-            })
-            .await
-            .unwrap();
-    }
-    store.end_monitor("mon_a", 15).await.unwrap();
-    // A second end keeps the first.
-    store.end_monitor("mon_a", 99).await.unwrap();
-    assert_eq!(store.end_open_monitors(50).await.unwrap(), 2);
-    let ends: Vec<(String, Option<i64>)> = store
-        .monitors("ses_m")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| (m.id, m.ended_at))
-        .collect();
-    assert_eq!(
-        ends,
-        vec![
-            ("mon_a".to_string(), Some(15)),
-            ("mon_b".to_string(), Some(50)),
-            ("mon_c".to_string(), Some(50)),
-        ]
-    );
-    // They go with their session.
-    assert!(store.delete_session("ses_m").await.unwrap());
-    assert!(store.monitors("ses_m").await.unwrap().is_empty());
 }

@@ -4,6 +4,7 @@
 
 use super::SqliteStore;
 use crate::store::Result;
+use crate::store::common_sql::DELIVERY_COLUMNS;
 use crate::store::webhooks::{
     AttemptOutcome, AttemptRow, DeliveryRow, DueDelivery, EndpointRow, OutboxEvent, WebhookStore,
 };
@@ -41,9 +42,6 @@ pub(super) async fn enqueue_on(conn: &mut SqliteConnection, e: &OutboxEvent) -> 
     .await?;
     Ok(done.rows_affected())
 }
-
-const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type AS event_type, e.session_id, \
-     d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.created_at";
 
 #[async_trait::async_trait]
 impl WebhookStore for SqliteStore {
@@ -96,7 +94,9 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn claim_due(&self, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<DueDelivery>> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock up front, so that a second process sharing the file
+        // waits (busy timeout) instead of failing to upgrade its read to a write.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let due: Vec<DueDelivery> = sqlx::query_as(
             "SELECT d.id, d.event_id, d.attempts, d.retry_since, w.url, w.secret, e.payload \
              FROM webhook_deliveries d \

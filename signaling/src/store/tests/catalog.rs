@@ -1,21 +1,24 @@
-//! The console's queries on a real SQLite database: the sessions list's filters (campaign,
+//! The console's queries on either store: the sessions list's filters (campaign,
 //! state, date range, transcript words through the full-text index), sorts and cursor
 //! pages, invites with their state, and the aggregate of a seeded set whose numbers are
 //! worked out by hand.
 
+use super::{Fixture, on_both_stores};
 use crate::analytics::aggregate::summarize;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    AggregateFilter, CampaignRow, CatalogStore, InviteRow, ScriptRow, SessionCursor, SessionFilter,
-    SessionRow, SessionSort, SessionStore, SessionSummary, SortKey, TurnRow,
+    AggregateFilter, CampaignRow, InviteRow, ScriptRow, SessionCursor, SessionFilter, SessionRow,
+    SessionSort, SessionSummary, SortKey, Store, TurnRow,
 };
 use earshot_vocab::{Quality, Role, State};
 
-async fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("earshot.db"))
-        .await
-        .unwrap();
+on_both_stores!(
+    the_aggregate_of_a_seeded_set_matches_by_hand,
+    the_list_filters_sorts_and_pages,
+    transcript_words_are_found_through_the_index_and_follow_edits_and_deletes,
+    invites_carry_their_newest_sessions_state,
+);
+
+async fn campaigns(store: &dyn Store) {
     for c in ["cmp_a", "cmp_b"] {
         store
             .insert_campaign(&CampaignRow {
@@ -50,12 +53,11 @@ async fn store() -> (tempfile::TempDir, SqliteStore) {
             .await
             .unwrap();
     }
-    (dir, store)
 }
 
 /// A session of `campaign` created at `created` (ms) in `state`, with a summary.
 async fn add(
-    store: &SqliteStore,
+    store: &dyn Store,
     id: &str,
     campaign: &str,
     state: State,
@@ -130,11 +132,11 @@ fn ids(rows: &[SessionRow]) -> Vec<&str> {
 /// - ses_s6 abandoned at the mic check, never started
 ///
 /// and outside the filter: ses_s7 (campaign B) and ses_s8 (campaign A, created at 20000).
-async fn seeded() -> (tempfile::TempDir, SqliteStore) {
-    let (dir, s) = store().await;
+async fn seeded(s: Fixture) -> Fixture {
+    campaigns(&*s).await;
     use State::{Abandoned, Completed};
     add(
-        &s,
+        &*s,
         "ses_s1",
         "cmp_a",
         Completed,
@@ -144,7 +146,7 @@ async fn seeded() -> (tempfile::TempDir, SqliteStore) {
     )
     .await;
     add(
-        &s,
+        &*s,
         "ses_s2",
         "cmp_a",
         Completed,
@@ -154,7 +156,7 @@ async fn seeded() -> (tempfile::TempDir, SqliteStore) {
     )
     .await;
     add(
-        &s,
+        &*s,
         "ses_s3",
         "cmp_a",
         Abandoned,
@@ -164,7 +166,7 @@ async fn seeded() -> (tempfile::TempDir, SqliteStore) {
     )
     .await;
     add(
-        &s,
+        &*s,
         "ses_s4",
         "cmp_a",
         Abandoned,
@@ -174,7 +176,7 @@ async fn seeded() -> (tempfile::TempDir, SqliteStore) {
     )
     .await;
     add(
-        &s,
+        &*s,
         "ses_s5",
         "cmp_a",
         Abandoned,
@@ -184,7 +186,7 @@ async fn seeded() -> (tempfile::TempDir, SqliteStore) {
     )
     .await;
     add(
-        &s,
+        &*s,
         "ses_s6",
         "cmp_a",
         Abandoned,
@@ -194,7 +196,7 @@ async fn seeded() -> (tempfile::TempDir, SqliteStore) {
     )
     .await;
     add(
-        &s,
+        &*s,
         "ses_s7",
         "cmp_b",
         Completed,
@@ -204,7 +206,7 @@ async fn seeded() -> (tempfile::TempDir, SqliteStore) {
     )
     .await;
     add(
-        &s,
+        &*s,
         "ses_s8",
         "cmp_a",
         Completed,
@@ -213,12 +215,11 @@ async fn seeded() -> (tempfile::TempDir, SqliteStore) {
         summary(999_000, Some(10.0), Some(100), None),
     )
     .await;
-    (dir, s)
+    s
 }
 
-#[tokio::test]
-async fn the_aggregate_of_a_seeded_set_matches_by_hand() {
-    let (_dir, s) = seeded().await;
+async fn the_aggregate_of_a_seeded_set_matches_by_hand(s: Fixture) {
+    let s = seeded(s).await;
     let filter = AggregateFilter {
         campaign: Some("cmp_a".into()),
         campaigns: None,
@@ -286,11 +287,10 @@ async fn the_aggregate_of_a_seeded_set_matches_by_hand() {
     assert_eq!(all.completion_rate, Some(0.667));
 }
 
-#[tokio::test]
-async fn the_list_filters_sorts_and_pages() {
-    let (_dir, s) = seeded().await;
+async fn the_list_filters_sorts_and_pages(s: Fixture) {
+    let s = seeded(s).await;
     let list = |f: SessionFilter| {
-        let s = s.clone();
+        let s = s.store.clone();
         async move { s.list_sessions(&f).await.unwrap() }
     };
     let all = list(SessionFilter::default()).await;
@@ -348,9 +348,8 @@ async fn the_list_filters_sorts_and_pages() {
     assert_eq!(ids(&list(shortest).await), ["ses_s3", "ses_s6"]);
 }
 
-#[tokio::test]
-async fn transcript_words_are_found_through_the_index_and_follow_edits_and_deletes() {
-    let (_dir, s) = seeded().await;
+async fn transcript_words_are_found_through_the_index_and_follow_edits_and_deletes(s: Fixture) {
+    let s = seeded(s).await;
     s.upsert_turns(
         "ses_s1",
         &[turn(1, "I grow tomatoes in the garden"), turn(2, "Yes")],
@@ -361,7 +360,7 @@ async fn transcript_words_are_found_through_the_index_and_follow_edits_and_delet
         .await
         .unwrap();
     let find = |words: &[&str]| {
-        let s = s.clone();
+        let s = s.store.clone();
         let text = words.iter().map(|w| w.to_string()).collect();
         async move {
             let rows = s
@@ -393,9 +392,8 @@ async fn transcript_words_are_found_through_the_index_and_follow_edits_and_delet
     assert!(find(&["cucumbers"]).await.is_empty());
 }
 
-#[tokio::test]
-async fn invites_carry_their_newest_sessions_state() {
-    let (_dir, s) = seeded().await;
+async fn invites_carry_their_newest_sessions_state(s: Fixture) {
+    let s = seeded(s).await;
     s.insert_invites(&[InviteRow {
         token: "token_unused".into(),
         campaign_id: "cmp_b".into(),
