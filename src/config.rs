@@ -16,10 +16,13 @@ pub mod encryption;
 mod limits;
 #[path = "config/report.rs"]
 pub mod report;
+#[path = "config/storage.rs"]
+pub mod storage;
 
 pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
 pub use report::Sources;
+pub use storage::StorageConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -59,6 +62,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub retention: RetentionConfig,
     pub encryption: EncryptionConfig,
+    pub storage: StorageConfig,
     pub log: LogConfig,
 }
 
@@ -265,7 +269,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "server",
     "media",
     "opus",
@@ -279,11 +283,12 @@ const SECTIONS: [&str; 14] = [
     "auth",
     "retention",
     "encryption",
+    "storage",
     "log",
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 10] = [
+const OPTIONAL_KEYS: [&str; 15] = [
     "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
@@ -294,6 +299,11 @@ const OPTIONAL_KEYS: [&str; 10] = [
     "turn.shared_secret",
     "encryption.key_file",
     "encryption.master_keys",
+    "storage.url",
+    "storage.endpoint",
+    "storage.region",
+    "storage.access_key_id",
+    "storage.secret_access_key",
 ];
 
 /// Variables that are not config keys.
@@ -500,6 +510,12 @@ impl Config {
             return bad(format!("log.filter {:?}: {e}", self.log.filter));
         }
         if let Err(e) = self.encryption.validate() {
+            return bad(e);
+        }
+        if let Err(e) = self
+            .storage
+            .validate(&self.server.data_dir, self.recording.derive == "on_request")
+        {
             return bad(e);
         }
         if let Some(ca) = &self.agent.ca_file
@@ -762,6 +778,37 @@ mod tests {
             (
                 &[("EARSHOT_TURN_SHARED_SECRET", "0123456789abcdef")],
                 "turn.urls",
+            ),
+            (&[("EARSHOT_STORAGE_URL", "gs://bucket/x")], "storage.url"),
+            (&[("EARSHOT_STORAGE_URL", "s3://No_Such")], "storage.url"),
+            (
+                &[
+                    ("EARSHOT_STORAGE_URL", "s3://rec/x"),
+                    ("EARSHOT_STORAGE_ENDPOINT", "http://127.0.0.1:9000"),
+                ],
+                "storage.allow_http",
+            ),
+            (
+                &[
+                    ("EARSHOT_STORAGE_URL", "s3://rec/x"),
+                    ("EARSHOT_STORAGE_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ],
+                "storage.secret_access_key",
+            ),
+            (
+                &[
+                    ("EARSHOT_STORAGE_URL", "s3://rec/x"),
+                    ("EARSHOT_RECORDING_DERIVE", "on_request"),
+                ],
+                "recording.derive",
+            ),
+            (
+                &[("EARSHOT_STORAGE_SEGMENT_SECS", "0")],
+                "storage.segment_secs",
+            ),
+            (
+                &[("EARSHOT_STORAGE_ENDPOINT", "https://s3.example.org")],
+                "storage.endpoint",
             ),
         ];
         for (vars, needle) in cases {

@@ -50,9 +50,17 @@ impl Sources {
 }
 
 /// Key names whose values are secrets: printed as `"********"` (`credential`, `password`,
-/// `token`, `master_keys` and anything ending in `secret`, e.g. `shared_secret`; not `credential_ttl_secs`).
+/// `token`, `master_keys`, `secret_access_key` and anything ending in `secret`, e.g. `shared_secret`; not `credential_ttl_secs`).
 fn is_secret(key: &str) -> bool {
-    ["credential", "password", "token", "master_keys"].contains(&key) || key.ends_with("secret")
+    [
+        "credential",
+        "password",
+        "token",
+        "master_keys",
+        "secret_access_key",
+    ]
+    .contains(&key)
+        || key.ends_with("secret")
 }
 
 /// `value` with every secret (at any depth) masked.
@@ -179,6 +187,7 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         assert!(is_secret("shared_secret") && is_secret("credential"));
+        assert!(is_secret("secret_access_key") && !is_secret("access_key_id"));
         assert!(!is_secret("credential_ttl_secs"));
         let (config, sources) = Config::load_with_sources(
             None,
