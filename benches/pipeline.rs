@@ -21,7 +21,7 @@ use criterion::{Bencher, Criterion, criterion_group, criterion_main};
 use earshot_media::codec::{OpusEncoder, OpusSettings, ParticipantDecoder};
 use earshot_media::denoise::Denoiser;
 use earshot_media::jitter::{JitterBuffer, JitterOutput};
-use earshot_media::recorder::{Quality, Sealing, TrackWriter, encode_mp3, mix_wavs};
+use earshot_media::recorder::{Mp3Spec, Quality, Sealing, TrackWriter, encode_mp3, mix_wavs};
 use earshot_media::resample::StreamResampler;
 use earshot_media::vad::{VadConfig, VoiceActivity};
 
@@ -312,11 +312,23 @@ fn recording(c: &mut Criterion) {
             black_box(mix_wavs(&p_wav, &a_wav, &out, None).expect("mix"));
         });
     });
-    for kbps in [64u32, 128] {
-        let mp3 = dir.path().join(format!("mix_{kbps}.mp3"));
-        g.bench_function(format!("mp3_encode_{kbps}kbps"), |b| {
+    // Per preset: standard and high code 24 kHz MP3s (resampled first), ultra 48 kHz; and
+    // the former 48 kHz 128 kbps default for comparison.
+    let former = Mp3Spec {
+        kbps: 128,
+        sample_rate: 48_000,
+    };
+    for (name, spec) in [
+        ("standard", Quality::Standard.into()),
+        ("high", Quality::High.into()),
+        ("ultra", Quality::Ultra.into()),
+        ("48khz_128kbps", former),
+    ] {
+        let spec: Mp3Spec = spec;
+        let mp3 = dir.path().join(format!("mix_{name}.mp3"));
+        g.bench_function(format!("mp3_encode_{name}"), |b| {
             per_frame(b, frames, || {
-                black_box(encode_mp3(&mix, &mp3, kbps, None).expect("mp3"));
+                black_box(encode_mp3(&mix, &mp3, spec, None).expect("mp3"));
             });
         });
     }
@@ -331,10 +343,18 @@ fn recording(c: &mut Criterion) {
             black_box(mix_wavs(&sealed_p, &sealed_a, &sealed_mix, Some(&sealing)).expect("mix"));
         });
     });
-    let sealed_mp3 = dir.path().join("sealed_mix_128.mp3");
-    g.bench_function("mp3_encode_128kbps_sealed", |b| {
+    let sealed_mp3 = dir.path().join("sealed_mix_high.mp3");
+    g.bench_function("mp3_encode_high_sealed", |b| {
         per_frame(b, frames, || {
-            black_box(encode_mp3(&sealed_mix, &sealed_mp3, 128, Some(&sealing)).expect("mp3"));
+            black_box(
+                encode_mp3(
+                    &sealed_mix,
+                    &sealed_mp3,
+                    Quality::High.into(),
+                    Some(&sealing),
+                )
+                .expect("mp3"),
+            );
         });
     });
     g.finish();

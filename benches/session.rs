@@ -110,10 +110,11 @@ impl SessionSim {
         let p = self.participant.finalize().expect("finalize");
         let a = self.ai.finalize().expect("finalize");
         let mix = mix_wavs(&p.path, &a.path, &self.dir.join("mix.wav"), None).expect("mix");
-        let kbps = Quality::Standard.mp3_bitrate_kbps();
+        // The default preset's MP3s (`high`).
+        let spec = Quality::High.into();
         for (name, wav) in [("participant", p), ("ai", a), ("mix", mix)] {
             black_box(
-                encode_mp3(&wav.path, &self.dir.join(format!("{name}.mp3")), kbps, None)
+                encode_mp3(&wav.path, &self.dir.join(format!("{name}.mp3")), spec, None)
                     .expect("mp3"),
             );
         }

@@ -86,6 +86,10 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     }
     let media: Arc<dyn MediaPlane> = engine.clone();
     let public_url = cfg.public_url();
+    let cluster = Arc::new(earshot_signaling::cluster::Cluster::new(
+        &node_id(&cfg),
+        Arc::new(earshot_signaling::clock::SystemClock),
+    ));
     let storage = cfg
         .storage
         .resolve(&data_dir)
@@ -125,6 +129,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         service
             .with_audit_log(earshot_signaling::audit::AuditLog::new(store.clone()))
             .with_max_sessions(cfg.limits.max_sessions)
+            .with_drain_switch(cluster.drain_switch())
             .with_public_url(&public_url)
             .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),
     );
@@ -168,6 +173,8 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         default_script_id: defaults::SCRIPT_ID.into(),
         // The operator's prompts, then the built-in ones (`default/<id>.wav`).
         prompt_dirs: PromptDirs::new([cfg.prompts_dir(), data_dir.join("prompts")]),
+        cluster,
+        handoff: None,
         limits: Limits::new(earshot_signaling::routes::limits::HttpLimits {
             trusted_proxies: earshot_signaling::routes::forwarded::TrustedProxies::parse(
                 &cfg.server.trusted_proxies,
@@ -334,4 +341,15 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
         // The key ring is read once at start (`master_keys::load`), not on reload.
         sealing: None,
     }
+}
+
+/// This node's id among media nodes: the host name and the HTTP port (unique per process on
+/// a host, stable across restarts).
+fn node_id(cfg: &Config) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{}", cfg.server.listen.port())
 }

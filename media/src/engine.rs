@@ -146,6 +146,11 @@ impl Engine {
         &self.metrics
     }
 
+    /// Ids of the sessions whose media runs here (what a media node announces it holds).
+    pub fn session_ids(&self) -> Vec<String> {
+        self.sessions.iter().map(|e| e.key().clone()).collect()
+    }
+
     /// Answers the participant's offer. A session that already has media (a reconnect or a
     /// resume) gets the new peer attached and continues on the same timeline.
     pub async fn open_participant(&self, req: ParticipantRequest) -> Result<String, EngineError> {

@@ -393,28 +393,60 @@ fn lame_err(what: &str, e: impl std::fmt::Display) -> RecorderError {
     RecorderError::Mp3(format!("{what}: {e}"))
 }
 
-/// Encode a recording WAV to a CBR mono MP3 at 48 kHz. A LAME/Xing tag at the start records
-/// the encoder delay and padding, so gapless-aware decoders return exactly the WAV's samples.
-/// Sealing as for [`mix_wavs`].
+/// How an MP3 is made: its constant bitrate and its sample rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mp3Spec {
+    pub kbps: u32,
+    pub sample_rate: u32,
+}
+
+impl From<Quality> for Mp3Spec {
+    fn from(preset: Quality) -> Mp3Spec {
+        Mp3Spec {
+            kbps: preset.mp3_bitrate_kbps(),
+            sample_rate: preset.mp3_sample_rate(),
+        }
+    }
+}
+
+/// Sample rates an MP3 may have here (MPEG-1 and MPEG-2 rates LAME codes without resampling).
+const MP3_RATES: [u32; 6] = [16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
+
+/// Encode a recording WAV to a CBR mono MP3 at `spec`'s rate, resampled from 48 kHz first
+/// when it is lower (rubato's FFT resampler: a few µs a frame, where LAME's own resampler
+/// costs about what it saves). A LAME/Xing tag at the start records the encoder delay and
+/// padding, so gapless-aware decoders return exactly the WAV's duration. Sealing as for
+/// [`mix_wavs`].
 pub fn encode_mp3(
     wav: &Path,
     mp3: &Path,
-    bitrate_kbps: u32,
+    spec: Mp3Spec,
     sealing: Option<&Sealing>,
 ) -> Result<TrackInfo> {
-    let brate = lame_bitrate(bitrate_kbps)?;
+    let brate = lame_bitrate(spec.kbps)?;
+    if !MP3_RATES.contains(&spec.sample_rate) {
+        return Err(lame_err(
+            "output rate",
+            format!("{} Hz is not an MP3 rate", spec.sample_rate),
+        ));
+    }
     let (mut reader, bits) = TrackReader::open(wav, sealing)?;
     let shift = bits - 16;
+    let mut resampler =
+        crate::resample::StreamResampler::with_chunk(SAMPLE_RATE, spec.sample_rate, CHUNK)
+            .map_err(|e| lame_err("resample", e))?;
+    // Output samples of the resampler's filter delay still to drop (it lags the input).
+    let mut skip = resampler.delay();
 
     let mut builder = Builder::new().ok_or_else(|| lame_err("init", "out of memory"))?;
     builder
         .set_num_channels(1)
         .map_err(|e| lame_err("channels", e))?;
     builder
-        .set_sample_rate(SAMPLE_RATE)
+        .set_sample_rate(spec.sample_rate)
         .map_err(|e| lame_err("input rate", e))?;
     builder
-        .set_output_sample_rate(std::num::NonZeroU32::new(SAMPLE_RATE))
+        .set_output_sample_rate(std::num::NonZeroU32::new(spec.sample_rate))
         .map_err(|e| lame_err("output rate", e))?;
     builder
         .set_brate(brate)
@@ -437,19 +469,41 @@ pub fn encode_mp3(
     let mut out = ByteSink::create(mp3, sealing)?;
     let mut wide: Vec<i32> = Vec::with_capacity(CHUNK);
     let mut pcm: Vec<i16> = Vec::with_capacity(CHUNK);
+    let mut coded: Vec<i16> = Vec::with_capacity(CHUNK + 64);
     let mut encoded: Vec<u8> = Vec::with_capacity(mp3lame_encoder::max_required_buffer_size(CHUNK));
     let mut total = 0u64;
+    // Samples at the MP3's rate handed to LAME, and how many the input stands for.
+    let mut sent = 0u64;
+    let mut encode = |samples: &[i16], out: &mut ByteSink| -> Result<()> {
+        encoded.clear();
+        encoded.reserve(mp3lame_encoder::max_required_buffer_size(samples.len()));
+        encoder
+            .encode_to_vec(MonoPcm(samples), &mut encoded)
+            .map_err(|e| lame_err("encode", e))?;
+        out.write_all(&encoded)
+    };
     while reader.read_chunk(0, &mut wide)? {
         pcm.clear();
         pcm.extend(wide.iter().map(|s| (s >> shift) as i16));
         total += pcm.len() as u64;
-        encoded.clear();
-        encoded.reserve(mp3lame_encoder::max_required_buffer_size(pcm.len()));
-        encoder
-            .encode_to_vec(MonoPcm(&pcm[..]), &mut encoded)
-            .map_err(|e| lame_err("encode", e))?;
-        out.write_all(&encoded)?;
+        coded.clear();
+        resampler
+            .process(&pcm, &mut coded)
+            .map_err(|e| lame_err("resample", e))?;
+        let drop = skip.min(coded.len());
+        skip -= drop;
+        sent += (coded.len() - drop) as u64;
+        encode(&coded[drop..], &mut out)?;
     }
+    // The resampler's tail, cut to exactly the input's duration at the MP3's rate.
+    coded.clear();
+    resampler
+        .flush(&mut coded)
+        .map_err(|e| lame_err("resample", e))?;
+    let drop = skip.min(coded.len());
+    let wanted = resampler.expected_output().saturating_sub(sent) as usize;
+    let tail = &coded[drop..];
+    encode(&tail[..wanted.min(tail.len())], &mut out)?;
     encoded.clear();
     encoded.reserve(mp3lame_encoder::max_required_buffer_size(0));
     encoder
@@ -519,11 +573,14 @@ mod tests {
         assert_eq!(parse("high").ok(), Some(Quality::High));
         assert_eq!(parse("ultra").ok(), Some(Quality::Ultra));
         assert!(parse("High").is_err());
-        let map: Vec<(u32, u16)> = [Quality::Standard, Quality::High, Quality::Ultra]
+        let map: Vec<(u32, u32, u16)> = [Quality::Standard, Quality::High, Quality::Ultra]
             .iter()
-            .map(|p| (p.mp3_bitrate_kbps(), p.wav_bits()))
+            .map(|p| (p.mp3_bitrate_kbps(), p.mp3_sample_rate(), p.wav_bits()))
             .collect();
-        assert_eq!(map, vec![(64, 16), (128, 16), (192, 24)]);
+        assert_eq!(
+            map,
+            vec![(64, 24_000, 16), (96, 24_000, 16), (192, 48_000, 24)]
+        );
     }
 
     #[test]

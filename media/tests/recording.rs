@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::Path;
 
 use earshot_media::prompt::{PromptError, load_prompt};
-use earshot_media::recorder::{Quality, TrackWriter, encode_mp3, mix_wavs};
+use earshot_media::recorder::{Mp3Spec, Quality, TrackWriter, encode_mp3, mix_wavs};
 
 fn read_wav(path: &Path) -> (hound::WavSpec, Vec<i32>) {
     let mut r = hound::WavReader::open(path).expect("open wav");
@@ -187,8 +187,9 @@ fn mix_puts_each_sound_at_its_own_time() {
     assert!(mix16[119_520..].iter().all(|&s| s == 5));
 }
 
-/// Decode an MP3 with symphonia; returns (samples with gapless trimming, samples without).
-fn decode_mp3(path: &Path) -> (Vec<i16>, usize) {
+/// Decode an MP3 with symphonia; returns (samples with gapless trimming, samples without,
+/// sample rate).
+fn decode_mp3(path: &Path) -> (Vec<i16>, usize, u32) {
     use symphonia::core::audio::SampleBuffer;
     use symphonia::core::codecs::DecoderOptions;
     use symphonia::core::formats::FormatOptions;
@@ -197,6 +198,7 @@ fn decode_mp3(path: &Path) -> (Vec<i16>, usize) {
     use symphonia::core::probe::Hint;
 
     let mut results = Vec::new();
+    let mut rate = 0;
     for gapless in [true, false] {
         let mss = MediaSourceStream::new(
             Box::new(File::open(path).expect("open")),
@@ -213,7 +215,7 @@ fn decode_mp3(path: &Path) -> (Vec<i16>, usize) {
             .expect("probe mp3")
             .format;
         let track = format.default_track().expect("track").clone();
-        assert_eq!(track.codec_params.sample_rate, Some(48_000));
+        rate = track.codec_params.sample_rate.expect("mp3 rate");
         let mut dec = symphonia::default::get_codecs()
             .make(&track.codec_params, &DecoderOptions::default())
             .expect("mp3 decoder");
@@ -227,25 +229,48 @@ fn decode_mp3(path: &Path) -> (Vec<i16>, usize) {
         results.push(pcm);
     }
     let raw = results.pop().expect("raw").len();
-    (results.pop().expect("gapless"), raw)
+    (results.pop().expect("gapless"), raw, rate)
+}
+
+/// `samples` at 48 kHz resampled to `rate`, aligned (the resampler's delay dropped) and as
+/// long as the input stands for.
+fn resampled(samples: &[i16], rate: u32) -> Vec<i16> {
+    let mut r = earshot_media::resample::StreamResampler::with_chunk(48_000, rate, 4800)
+        .expect("resampler");
+    let mut out = Vec::new();
+    r.process(samples, &mut out).expect("resample");
+    r.flush(&mut out).expect("flush");
+    let delay = r.delay();
+    let wanted = r.expected_output() as usize;
+    out.drain(..delay);
+    out.truncate(wanted);
+    out
 }
 
 #[test]
 fn mp3_decodes_to_the_wav_duration() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for preset in [Quality::Standard, Quality::Ultra] {
+    // Standard and high code a 24 kHz MP3 (resampled), ultra a 48 kHz one.
+    for (preset, rate) in [
+        (Quality::Standard, 24_000),
+        (Quality::High, 24_000),
+        (Quality::Ultra, 48_000),
+    ] {
         let wav = dir.path().join(format!("{preset:?}.wav"));
         let mp3 = dir.path().join(format!("{preset:?}.mp3"));
-        let n = 161_803; // 3.37 s, not a multiple of the MP3 frame (1152)
-        let signal: Vec<i16> = tone(330.0, 8_000.0, n, 48_000)
-            .iter()
-            .zip(tone(1_250.0, 3_000.0, n, 48_000))
-            .map(|(a, b)| a + b)
-            .collect();
+        let n = 161_803; // 3.37 s, not a multiple of the MP3 frame (1152 or 576)
+        let two_tones = |n: usize, rate: u32| -> Vec<i16> {
+            tone(330.0, 8_000.0, n, rate)
+                .iter()
+                .zip(tone(1_250.0, 3_000.0, n, rate))
+                .map(|(a, b)| a + b)
+                .collect()
+        };
+        let signal = two_tones(n, 48_000);
         let mut w = TrackWriter::create(&wav, preset, None).expect("create");
         w.write_at(0, &signal).expect("write");
         let wav_info = w.finalize().expect("finalize");
-        let info = encode_mp3(&wav, &mp3, preset.mp3_bitrate_kbps(), None).expect("encode mp3");
+        let info = encode_mp3(&wav, &mp3, preset.into(), None).expect("encode mp3");
         assert_eq!(info.duration_ms, wav_info.duration_ms);
         assert!(info.bytes > 0 && info.bytes == std::fs::metadata(&mp3).expect("meta").len());
         let expected_bytes = preset.mp3_bitrate_kbps() as f64 * 1000.0 / 8.0 * n as f64 / 48_000.0;
@@ -255,20 +280,26 @@ fn mp3_decodes_to_the_wav_duration() {
             info.bytes
         );
 
-        let (pcm, raw_len) = decode_mp3(&mp3);
-        let diff_ms = (pcm.len() as f64 - n as f64).abs() / 48.0;
+        let (pcm, raw_len, mp3_rate) = decode_mp3(&mp3);
+        assert_eq!(mp3_rate, rate, "{preset:?}");
+        // The same two tones sampled at the MP3's rate: what the file must hold, aligned.
+        let n_at_rate = n * rate as usize / 48_000;
+        let reference = two_tones(n_at_rate, rate);
+        let diff_ms = (pcm.len() as f64 - n_at_rate as f64).abs() * 1000.0 / f64::from(rate);
         eprintln!(
-            "{preset:?}: wav {n} samples, mp3 {} gapless / {raw_len} raw samples",
+            "{preset:?}: wav {n} samples, mp3 {} gapless / {raw_len} raw samples at {rate} Hz",
             pcm.len()
         );
         assert!(diff_ms <= 50.0, "mp3 is {diff_ms:.1} ms off the wav");
-        // Content is aligned and similar (gapless trimming removes the encoder delay).
-        let mid = 24_000..pcm.len().min(n) - 24_000;
+        // Content is aligned and similar (gapless trimming removes the encoder delay, the
+        // resampler's delay is dropped before coding).
+        let half_s = rate as usize / 2;
+        let mid = half_s..pcm.len().min(n_at_rate) - half_s;
         let dot: f64 = mid
             .clone()
-            .map(|i| f64::from(signal[i]) * f64::from(pcm[i]))
+            .map(|i| f64::from(reference[i]) * f64::from(pcm[i]))
             .sum();
-        let e1: f64 = mid.clone().map(|i| f64::from(signal[i]).powi(2)).sum();
+        let e1: f64 = mid.clone().map(|i| f64::from(reference[i]).powi(2)).sum();
         let e2: f64 = mid.map(|i| f64::from(pcm[i]).powi(2)).sum();
         let corr = dot / (e1 * e2).sqrt();
         assert!(corr > 0.95, "{preset:?}: correlation {corr}");
@@ -288,17 +319,21 @@ fn mp3_keeps_speech_at_the_standard_bitrate() {
     let mut w = TrackWriter::create(&wav, Quality::Standard, None).expect("create");
     w.write_at(0, &speech).expect("write");
     w.finalize().expect("finalize");
-    encode_mp3(&wav, &mp3, Quality::Standard.mp3_bitrate_kbps(), None).expect("encode mp3");
-    let (pcm, _) = decode_mp3(&mp3);
+    encode_mp3(&wav, &mp3, Quality::Standard.into(), None).expect("encode mp3");
+    let (pcm, _, rate) = decode_mp3(&mp3);
+    assert_eq!(rate, Quality::Standard.mp3_sample_rate());
+    // The speech at the MP3's rate is what it must come back as.
+    let speech = resampled(&speech, rate);
     let n = pcm.len().min(speech.len());
+    let margin = rate as usize / 10;
     assert!(
-        n + 2400 >= speech.len(),
+        n + margin / 2 >= speech.len(),
         "{} of {} samples",
         pcm.len(),
         speech.len()
     );
     let (mut sig, mut err) = (0.0f64, 0.0f64);
-    for i in 4800..n - 4800 {
+    for i in margin..n - margin {
         let (a, b) = (f64::from(speech[i]), f64::from(pcm[i]));
         sig += a * a;
         err += (a - b) * (a - b);
@@ -356,9 +391,10 @@ async fn derived_recordings_are_made_on_request_from_the_two_tracks() {
         assert_eq!(f.path, dir.path().join(format!("{track}.mp3")));
         assert_eq!(f.duration_ms, ms);
         assert_eq!(f.bytes, std::fs::metadata(&f.path).expect("meta").len());
-        let (pcm, _) = decode_mp3(&f.path);
+        let (pcm, _, rate) = decode_mp3(&f.path);
+        let per_ms = i64::from(rate / 1000);
         assert!(
-            (pcm.len() as i64 - ms as i64 * 48).abs() <= 48 * 50,
+            (pcm.len() as i64 - ms as i64 * per_ms).abs() <= per_ms * 50,
             "{track}: {}",
             pcm.len()
         );
@@ -387,12 +423,14 @@ fn mp3_rejects_bad_inputs() {
     let mut w = TrackWriter::create(&wav, Quality::Standard, None).expect("create");
     w.write_at(0, &[0; 960]).expect("write");
     w.finalize().expect("fin");
-    assert!(encode_mp3(&wav, &dir.path().join("x.mp3"), 65, None).is_err());
+    let spec = |kbps, sample_rate| Mp3Spec { kbps, sample_rate };
+    assert!(encode_mp3(&wav, &dir.path().join("x.mp3"), spec(65, 24_000), None).is_err());
+    assert!(encode_mp3(&wav, &dir.path().join("x.mp3"), spec(64, 12_345), None).is_err());
     assert!(
         encode_mp3(
             &dir.path().join("missing.wav"),
             &dir.path().join("y.mp3"),
-            64,
+            spec(64, 24_000),
             None
         )
         .is_err()
@@ -408,7 +446,15 @@ fn mp3_rejects_bad_inputs() {
     s.write_sample(0i16).expect("w");
     s.write_sample(0i16).expect("w");
     s.finalize().expect("fin");
-    assert!(encode_mp3(&stereo, &dir.path().join("z.mp3"), 64, None).is_err());
+    assert!(
+        encode_mp3(
+            &stereo,
+            &dir.path().join("z.mp3"),
+            Quality::High.into(),
+            None
+        )
+        .is_err()
+    );
     assert!(mix_wavs(&stereo, &wav, &dir.path().join("m.wav"), None).is_err());
 }
 
@@ -716,7 +762,7 @@ fn sealed_recordings_read_back_byte_identical_to_plain_ones() {
             wa.finalize().expect("finalize");
             mix_wavs(&p, &a, &m, s).expect("mix");
             let mp3 = d.join("mix.mp3");
-            encode_mp3(&m, &mp3, preset.mp3_bitrate_kbps(), s).expect("mp3");
+            encode_mp3(&m, &mp3, preset.into(), s).expect("mp3");
             let peaks = earshot_media::peaks::compute(&m, s).expect("peaks");
             made.push((d, peaks));
         }

@@ -108,7 +108,7 @@ pub struct RecordingSpec {
 }
 
 /// Everything the media plane needs to answer a participant's offer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OpenParticipant {
     pub session_id: String,
     pub offer_sdp: String,
@@ -224,7 +224,7 @@ pub struct QualitySignals {
 
 /// One side's ICE credentials and candidates (`candidate:...`), as a trickle-ice-sdpfrag
 /// carries them in a WHIP ICE restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceCredentials {
     pub ufrag: String,
     pub pwd: String,

@@ -211,6 +211,11 @@ impl TestApp {
                     whip_offers_per_address_per_minute: u32::MAX,
                     ..Default::default()
                 }),
+                cluster: Arc::new(earshot_signaling::cluster::Cluster::new(
+                    "fuzz",
+                    Arc::new(earshot_signaling::clock::SystemClock),
+                )),
+                handoff: None,
             });
             (routes::router(app), events)
         });

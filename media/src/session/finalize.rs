@@ -137,7 +137,7 @@ pub(crate) fn derive_file(
             if track == Track::Mix && !wav(Track::Mix).exists() {
                 derive_file(dir, quality, Track::Mix, Format::Wav, sealing)?;
             }
-            encode_mp3(&wav(track), &part, quality.mp3_bitrate_kbps(), sealing)?
+            encode_mp3(&wav(track), &part, quality.into(), sealing)?
         }
         (Track::Participant | Track::Ai, Format::Wav) => {
             return Err(RecorderError::Unsupported(format!(

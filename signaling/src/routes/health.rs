@@ -1,7 +1,8 @@
 //! Probes for process supervisors and load balancers, public (they reveal no data):
 //! `GET /healthz` answers while the process serves HTTP (liveness); `GET /readyz` answers 200
-//! only when a new session could be taken: the session store answers a query and the
-//! recordings' store has room (readiness), else `503 not_ready` saying which check failed.
+//! only when a new session could be taken: the session store answers a query, the
+//! recordings' store has room and the node is not draining (readiness), else `503 not_ready`
+//! saying which check failed.
 
 use super::state::AppState;
 use crate::error::ApiError;
@@ -28,7 +29,8 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let r = app.service.readiness(MIN_FREE_BYTES).await;
-    if r.is_ready() {
+    let draining = app.cluster.draining();
+    if r.is_ready() && !draining {
         let free = r.disk.ok().flatten();
         return Ok(Json(json!({
             "status": "ready",
@@ -37,6 +39,9 @@ async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
         })));
     }
     let mut failed = Vec::new();
+    if draining {
+        failed.push("the node is draining (POST /v1/node/drain)".to_owned());
+    }
     if let Err(e) = &r.store {
         tracing::warn!(error = %e, "readiness: the session store does not answer");
         failed.push("the session store does not answer".to_owned());

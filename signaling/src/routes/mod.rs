@@ -11,6 +11,7 @@ mod console;
 mod exports;
 mod extract;
 pub mod forwarded;
+pub mod handoff;
 mod headers;
 mod health;
 mod http_metrics;
@@ -18,6 +19,7 @@ pub mod limits;
 mod live;
 mod metrics;
 mod monitor;
+mod nodes;
 mod participant;
 mod participant_live;
 mod privacy;
@@ -54,6 +56,7 @@ pub fn router(app: AppState) -> Router {
         .merge(users::router())
         .merge(audit::router())
         .merge(privacy::router())
+        .merge(nodes::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(headers::common))

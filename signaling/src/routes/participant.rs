@@ -2,17 +2,19 @@
 //! the invite's public view, consent, and the WHIP peer resource (RFC 9725) with trickle ICE.
 
 use super::extract::{body_rejection, path_or_not_found};
+use super::handoff;
 use super::headers::participant_page;
 use super::limits::address_key;
 use super::state::AppState;
 use super::views::public_view;
 use crate::error::{ApiError, json_rejection};
 use crate::service::peers::TrickleFragment;
+use crate::store::InviteRow;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -217,7 +219,32 @@ async fn whip_offer(
     require_content_type(&headers, "application/sdp")?;
     let body = body.map_err(body_rejection)?;
     let offer = body_text(&body)?;
+    if let Some(handoff) = &app.handoff {
+        let session_id = app.service.participant_session_id(&invite).await?;
+        if let Some(node) = handoff::target(&app, &session_id, &headers, true)? {
+            let path = format!("/v1/invites/{}/whip", invite.token);
+            let answer = handoff
+                .forward(
+                    &node.http_url,
+                    Method::POST,
+                    &path,
+                    &headers,
+                    peer.ip(),
+                    body,
+                )
+                .await;
+            if answer.status().is_success() {
+                app.cluster.remember(&session_id, Some(&node.node_id));
+            }
+            return Ok(answer);
+        }
+    }
     let started = app.service.start_media(&invite, offer).await?;
+    if app.handoff.is_some() {
+        // Until this node's next announcement lists it, other commands find it here.
+        app.cluster
+            .remember(&started.session_id, Some(app.cluster.node_id()));
+    }
     let location = format!("/v1/invites/{}/whip/{}", invite.token, started.peer_id);
     Ok((
         StatusCode::CREATED,
@@ -236,6 +263,7 @@ async fn whip_offer(
 async fn whip_trickle(
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -243,6 +271,11 @@ async fn whip_trickle(
     let invite = app.service.invite(&token).await?;
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
     let body = body.map_err(body_rejection)?;
+    let path = format!("/v1/invites/{}/whip/{peer_id}", invite.token);
+    if let Some(answer) = hand_on(&app, &invite, &path, Method::PATCH, &headers, peer, &body).await
+    {
+        return Ok(answer);
+    }
     let frag = body_text(&body)?;
     let fragment = parse_sdpfrag(frag)?;
     match app.service.trickle(&invite, &peer_id, fragment).await? {
@@ -268,11 +301,55 @@ async fn whip_trickle(
 async fn whip_hang_up(
     State(app): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<StatusCode, ApiError> {
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (token, peer_id) = path_or_not_found(path, "invite_not_found")?;
     let invite = app.service.invite(&token).await?;
+    let path = format!("/v1/invites/{}/whip/{peer_id}", invite.token);
+    if let Some(answer) = hand_on(
+        &app,
+        &invite,
+        &path,
+        Method::DELETE,
+        &headers,
+        peer,
+        &Bytes::new(),
+    )
+    .await
+    {
+        return Ok(answer);
+    }
     app.service.hang_up(&invite, &peer_id).await?;
-    Ok(StatusCode::OK)
+    Ok(StatusCode::OK.into_response())
+}
+
+/// A WHIP PATCH or DELETE of a session whose media another node holds goes on to that node;
+/// `None`: serve it here.
+async fn hand_on(
+    app: &AppState,
+    invite: &InviteRow,
+    path: &str,
+    method: Method,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    body: &Bytes,
+) -> Option<Response> {
+    let handoff = app.handoff.as_ref()?;
+    let session_id = app.service.participant_session_id(invite).await.ok()?;
+    let node = handoff::target(app, &session_id, headers, false).ok()??;
+    Some(
+        handoff
+            .forward(
+                &node.http_url,
+                method,
+                path,
+                headers,
+                peer.ip(),
+                body.clone(),
+            )
+            .await,
+    )
 }
 
 /// Reads a trickle-ice-sdpfrag body (RFC 8840): its ICE credentials and candidate attributes.

@@ -37,6 +37,11 @@ pub struct App {
     pub prompt_dirs: PromptDirs,
     /// Limits under abuse: rate limits, monitor slots, body size, timeouts, connections.
     pub limits: Limits,
+    /// This node's id, drain switch and the media nodes it has heard.
+    pub cluster: Arc<crate::cluster::Cluster>,
+    /// With several media nodes: hands participants' WHIP requests to the node that holds
+    /// their session (`None`: one process, everything is served here).
+    pub handoff: Option<super::handoff::Handoff>,
 }
 
 pub type AppState = Arc<App>;

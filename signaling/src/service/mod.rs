@@ -115,6 +115,9 @@ pub struct SessionService {
     max_sessions: usize,
     /// Serializes the check and the reservation of a place among `max_sessions`.
     admission: std::sync::Mutex<()>,
+    /// On: the node drains and admits no new session with media (`503 node_draining`);
+    /// sessions that have a place keep it.
+    draining: Arc<std::sync::atomic::AtomicBool>,
     /// Webhook endpoints and deliveries (the outbox itself is written through `store`).
     webhooks: Option<Arc<dyn WebhookStore>>,
     /// Wakes the webhook worker when an event was written.
@@ -191,6 +194,7 @@ impl SessionService {
             participant_feeds: Arc::default(),
             max_sessions: usize::MAX,
             admission: std::sync::Mutex::new(()),
+            draining: Arc::default(),
             webhooks: None,
             wake: Arc::default(),
             public_url: String::new(),
@@ -297,6 +301,13 @@ impl SessionService {
         self
     }
 
+    /// The same service reading the node's drain switch (`crate::cluster::Cluster`) when
+    /// admitting a session.
+    pub fn with_drain_switch(mut self, draining: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.draining = draining;
+        self
+    }
+
     /// The service clock's now.
     pub fn now(&self) -> Millis {
         self.clock.now()
@@ -331,6 +342,12 @@ impl SessionService {
             return Err(consent_required());
         }
         Ok((session, lc))
+    }
+
+    /// The id of the invite's session a WHIP offer would serve (the same refusals as the
+    /// offer: `consent_required`, `session_ended`); reads only.
+    pub async fn participant_session_id(&self, invite: &InviteRow) -> Result<String, ApiError> {
+        Ok(self.participant_session(invite).await?.0.id)
     }
 
     /// A session id from outside: malformed ones are refused like unknown ones.

@@ -125,7 +125,7 @@ impl SessionService {
     }
 
     /// A place among the sessions with media for `session_id` (`503 server_busy` when they
-    /// are all taken). A session that has one (its peer is being replaced, or it returns from
+    /// are all taken, `503 node_draining` while the node drains). A session that has one (its peer is being replaced, or it returns from
     /// a pause) keeps it; a new one is held by a placeholder until its offer is answered.
     /// Returns whether a place was reserved now.
     fn reserve_place(&self, session_id: &str) -> Result<bool, ApiError> {
@@ -134,6 +134,14 @@ impl SessionService {
         let _admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
         if self.peers.contains_key(session_id) {
             return Ok(false);
+        }
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node_draining",
+                "this server is draining and takes no new sessions; try again shortly",
+            )
+            .with_retry_after(30));
         }
         if self.peers.len() >= self.max_sessions {
             self.release_unconnected();

@@ -192,6 +192,10 @@ impl TestServer {
         let media = Arc::new(FakeMedia::default());
         let hub = Arc::new(Hub::default());
         let recordings_dir = dir.path().join("recordings");
+        let cluster = Arc::new(earshot_signaling::cluster::Cluster::new(
+            "test-node",
+            clock.clone(),
+        ));
         let ports = Ports {
             store: Arc::new(store.clone()),
             media: media.clone(),
@@ -209,7 +213,8 @@ impl TestServer {
                 .with_webhook_store(Arc::new(store.clone()))
                 .with_privacy_store(Arc::new(store.clone()))
                 .with_audit_log(earshot_signaling::audit::AuditLog::new(store.clone()))
-                .with_vault(vault),
+                .with_vault(vault)
+                .with_drain_switch(cluster.drain_switch()),
         );
         let (events, rx) = mpsc::channel(1024);
         service.clone().spawn(rx);
@@ -227,6 +232,8 @@ impl TestServer {
             default_script_id: "scr_default".into(),
             prompt_dirs: PromptDirs::new([dir.path().to_path_buf()]),
             limits: Limits::default(),
+            cluster,
+            handoff: None,
         });
         tokio::spawn(routes::serve(
             listener,

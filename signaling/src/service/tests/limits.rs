@@ -105,3 +105,31 @@ async fn readiness_checks_the_store_and_the_room_for_recordings() {
     let why = r.disk.expect_err("not enough room");
     assert!(why.contains("MiB free for recordings"), "{why}");
 }
+
+#[tokio::test]
+async fn a_draining_node_admits_no_new_session_and_keeps_its_own() {
+    let h = Harness::new().await;
+    let switch = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let service = service_over(
+        Arc::new(h.store.clone()),
+        h.clock.clone(),
+        h.media.clone(),
+        h.dir.path(),
+    )
+    .with_drain_switch(switch.clone());
+    let a = consented_invite(&service).await;
+    let b = consented_invite(&service).await;
+    let started = service.start_media(&a, "v=0\r\n").await.expect("a");
+    switch.store(true, std::sync::atomic::Ordering::Relaxed);
+    let Err(err) = service.start_media(&b, "v=0\r\n").await else {
+        panic!("a new session was admitted while draining");
+    };
+    assert_eq!((err.status.as_u16(), err.code), (503, "node_draining"));
+    assert_eq!(err.retry_after, Some(30));
+    // The live session may reconnect (a new offer replaces its peer).
+    service.start_media(&a, "v=0\r\n").await.expect("a again");
+    assert_eq!(h.media.calls_for(&started.session_id), ["open", "open"]);
+    // Drain off: new sessions come in again.
+    switch.store(false, std::sync::atomic::Ordering::Relaxed);
+    service.start_media(&b, "v=0\r\n").await.expect("b now");
+}
