@@ -105,7 +105,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             let blobs = Arc::new(
                 ObjectStoreBlobs::new(client, &prefix)
                     .with_keys(recording_keys.clone())
-                    .with_spool(spool.clone()),
+                    .with_spool(spool.clone(), cluster.node_id()),
             );
             tracing::info!(bucket = %settings.bucket, %prefix, endpoint = ?settings.endpoint, spool = %spool.display(), attempt = ?blobs.attempt(), "recordings go to an object store");
             blobs

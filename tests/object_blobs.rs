@@ -124,8 +124,9 @@ async fn live_tracks_go_up_as_segments_and_finished_files_whole() {
     let spool = tempfile::tempdir().expect("spool");
     let blobs = ObjectStoreBlobs::new(moto.client(), "rec")
         .with_keys(Some(ring.clone()))
-        .with_spool(spool.path().to_path_buf());
+        .with_spool(spool.path().to_path_buf(), "Node-A");
     let attempt = blobs.attempt().expect("attempt").to_owned();
+    assert!(attempt.ends_with("-node-a"), "{attempt}");
     let folder = spool.path().join("ses_live");
     std::fs::create_dir_all(&folder).expect("folder");
 

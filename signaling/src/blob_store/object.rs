@@ -6,7 +6,7 @@
 //!   `participant.peaks.json`), uploaded whole when the session's files are final;
 //! - `<prefix>/<session id>/<name>.seg/<attempt>/<offset>`: while the session runs, the
 //!   new bytes of each live track file every few seconds (`spool`); `<attempt>` names the
-//!   process that wrote them (its start time and a random part, so a second node or a
+//!   process that wrote them (its start time and its node id, so a second node or a
 //!   restart writes beside, never over, what is there), `<offset>` (20 digits) is where the
 //!   segment's bytes start in that attempt's file.
 //!

@@ -6,9 +6,10 @@
 //! ([`BlobStore::session_finished`](super::BlobStore::session_finished)) each file goes up
 //! whole (multipart when large), its segments are deleted and the local folder removed.
 //!
-//! Each process is one upload attempt (a sortable start time and a random part): after a
-//! restart a file is uploaded again from its first byte under the new attempt, because the
-//! local crash recovery may have cut the file's torn tail.
+//! Each process is one upload attempt, named by its start time (sortable) and its node id:
+//! after a restart a file is uploaded again from its first byte under the new attempt,
+//! because the local crash recovery may have cut the file's torn tail; another node that
+//! continued a session would write its own attempt beside, never over, the first.
 
 use super::object::{Layout, ObjectStoreBlobs};
 use super::{BlobError, BlobKey};
@@ -87,15 +88,13 @@ async fn spooled_sessions(dir: &std::path::Path) -> Result<Vec<String>, BlobErro
 }
 
 impl ObjectStoreBlobs {
-    /// The same store with the media plane's working files in `dir` (`<dir>/<session>/`).
-    pub fn with_spool(mut self, dir: PathBuf) -> ObjectStoreBlobs {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let attempt = format!("{started:013}-{:08x}", rand::random::<u32>());
+    /// The same store with the media plane's working files in `dir` (`<dir>/<session>/`),
+    /// uploading as `node` (this media node's id: it names the attempt with the start time,
+    /// so segments say which node wrote them).
+    pub fn with_spool(mut self, dir: PathBuf, node: &str) -> ObjectStoreBlobs {
         self.spool = Some(Spool {
             dir,
-            attempt,
+            attempt: attempt_name(node, std::time::SystemTime::now()),
             uploaded: Default::default(),
         });
         self
@@ -226,6 +225,23 @@ impl ObjectStoreBlobs {
     }
 }
 
+/// `<start ms, 13 digits>-<node>`, the node id kept to what is safe in an object key
+/// (lowercase letters, digits and `-`; anything else becomes `-`).
+fn attempt_name(node: &str, started: std::time::SystemTime) -> String {
+    let ms = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let node: String = node
+        .chars()
+        .take(48)
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    format!("{ms:013}-{node}")
+}
+
 /// Bytes `start..end` of the file at `path`.
 async fn read_file_range(
     path: &std::path::Path,
@@ -244,4 +260,17 @@ async fn read_file_range(
         .await
         .map_err(spool_error("reading a live track"))?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn attempts_sort_by_start_and_name_their_node() {
+        let at = |ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        assert_eq!(
+            super::attempt_name("Media-7.eu_west:8080", at(1_764_567_890_123)),
+            "1764567890123-media-7-eu-west-8080"
+        );
+        assert!(super::attempt_name("b", at(999)) < super::attempt_name("a", at(1_000)));
+    }
 }
