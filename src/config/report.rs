@@ -203,5 +203,20 @@ mod tests {
         assert!(line.contains(r#"credential = "********""#), "{line}");
         assert!(line.contains("turn:turn.example.org:3478"), "{line}");
         assert!(line.ends_with("# env EARSHOT_TURN_ICE_SERVERS"), "{line}");
+        // The object store's secret key, in the report and in the config's Debug.
+        let (config, sources) = Config::load_with_sources(
+            None,
+            env(&[
+                ("EARSHOT_STORAGE_URL", "s3://recordings/eu"),
+                ("EARSHOT_STORAGE_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ("EARSHOT_STORAGE_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-hunter3"),
+            ]),
+        )
+        .expect("valid");
+        let report = render(&config, &sources).expect("render");
+        assert!(!report.contains("hunter3"), "{report}");
+        let line = line_of(&report, "storage", "secret_access_key");
+        assert!(line.contains(r#""********""#), "{line}");
+        assert!(!format!("{config:?}").contains("hunter3"));
     }
 }
