@@ -199,24 +199,41 @@ async fn live_tracks_go_up_as_segments_and_finished_files_whole() {
         "{names:?}"
     );
 
-    // Only segments: the plain WAV is their concatenation with its header counting every
-    // whole sample that went up; the sealed one decrypts to the samples sealed.
+    // This node reads a live file from its spool, as on the local disk.
     let key = BlobKey::new("ses_live", "participant.wav").expect("key");
-    let blob = blobs.open(&key).await.expect("open").expect("blob");
+    let local = std::fs::read(folder.join("participant.wav")).expect("local");
+    assert!(read(blobs.open(&key).await.expect("open").expect("blob")).await == local);
+
+    // Only segments (as another node, or this one after losing its disk, sees them): the
+    // plain WAV is their concatenation with its header counting every whole sample that went
+    // up; the sealed one decrypts to the samples sealed.
+    let blobs_elsewhere = ObjectStoreBlobs::new(moto.client(), "rec").with_keys(Some(ring.clone()));
+    let blob = blobs_elsewhere
+        .open(&key)
+        .await
+        .expect("open")
+        .expect("blob");
     let body = read(blob).await;
     assert_eq!(body.len(), 44 + 2 * 82_001);
     assert!(
         wav_samples(&body) == samples(0, 82_001),
         "participant samples differ"
     );
-    let part = blobs
+    let part = blobs_elsewhere
         .open_range(&key, Some(ByteRange::From(40, Some(99))))
         .await
         .expect("open")
         .expect("blob");
     assert_eq!(read(part).await, body[40..100]);
     let ai_key = BlobKey::new("ses_live", "ai.wav").expect("key");
-    let ai_body = read(blobs.open(&ai_key).await.expect("open").expect("blob")).await;
+    let ai_body = read(
+        blobs_elsewhere
+            .open(&ai_key)
+            .await
+            .expect("open")
+            .expect("blob"),
+    )
+    .await;
     assert!(
         wav_samples(&ai_body) == samples(7, 96_000),
         "ai samples differ"
@@ -225,7 +242,11 @@ async fn live_tracks_go_up_as_segments_and_finished_files_whole() {
     // Final: each file goes up whole, the segments and the local folder go.
     ai.finish().expect("finish");
     let local_participant = std::fs::read(folder.join("participant.wav")).expect("local");
-    blobs.session_finished("ses_live").await.expect("publish");
+    // Marked finished: moved by the upload task's next round (here called directly).
+    blobs.session_finished("ses_live").await.expect("mark");
+    assert!(folder.exists(), "only marked, not moved yet");
+    assert_eq!(blobs.publish_finished().await, 1);
+    assert_eq!(blobs.publish_finished().await, 0);
     assert_eq!(
         moto.names("rec").await,
         [

@@ -293,6 +293,17 @@ impl BlobStore for ObjectStoreBlobs {
         key: &BlobKey,
         range: Option<ByteRange>,
     ) -> Result<Option<Blob>, BlobError> {
+        // A file still in the spool (the session runs, or its move is under way) is read
+        // there, as on the local disk; once moved, the folder is gone.
+        if let Some(spool) = &self.spool {
+            let local = super::LocalDiskBlobs::new(spool.dir().to_path_buf())
+                .with_keys(self.keys.clone())
+                .open_range(key, range)
+                .await?;
+            if local.is_some() {
+                return Ok(local);
+            }
+        }
         let Some((parts, from_segments)) = self.locate(key).await? else {
             return Ok(None);
         };
@@ -354,7 +365,8 @@ impl BlobStore for ObjectStoreBlobs {
     }
 
     async fn session_finished(&self, session_id: &str) -> Result<(), BlobError> {
-        self.publish(session_id).await
+        self.mark_finished(session_id);
+        Ok(())
     }
 }
 

@@ -3,8 +3,10 @@
 //! samples) to the bucket. Every few seconds ([`ObjectStoreBlobs::spawn_segment_uploads`])
 //! the new bytes of each live track file go up as a segment object, so a node killed with
 //! -9 loses at most the last round; when the session's files are final
-//! ([`BlobStore::session_finished`](super::BlobStore::session_finished)) each file goes up
-//! whole (multipart when large), its segments are deleted and the local folder removed.
+//! ([`BlobStore::session_finished`](super::BlobStore::session_finished), which only marks
+//! the session: the upload task does the work, never the caller's event loop) each file goes
+//! up whole (multipart when large), its segments are deleted and the local folder removed.
+//! Until then a download reads the spool's file, as [`super::LocalDiskBlobs`] would.
 //!
 //! Each process is one upload attempt, named by its start time (sortable) and its node id:
 //! after a restart a file is uploaded again from its first byte under the new attempt,
@@ -33,9 +35,19 @@ pub struct Spool {
     /// for a whole round, and by a session's move to the bucket while it deletes the
     /// segments and the folder, so no segment goes up after those are gone.
     uploaded: tokio::sync::Mutex<HashMap<(String, String), u64>>,
+    /// Sessions whose files are final and wait to be moved to the bucket (by the upload
+    /// task, off the caller's path; one that failed stays to be tried again).
+    finished: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Wakes the upload task when a session is finished.
+    wake: tokio::sync::Notify,
 }
 
 impl Spool {
+    /// The folder the media plane writes sessions' files into.
+    pub(super) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Stops uploading the session's files and removes its local folder (the session is
     /// being deleted).
     pub(super) async fn forget(&self, session_id: &str) -> Result<(), BlobError> {
@@ -58,6 +70,11 @@ async fn remove_dir(dir: &std::path::Path) -> Result<(), BlobError> {
 
 fn spool_error(context: &'static str) -> impl FnOnce(std::io::Error) -> BlobError {
     move |source| BlobError::Io { context, source }
+}
+
+/// The guarded value; a poisoned lock (a panic while held) still holds a usable set.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The files the media plane appends to while a session runs.
@@ -96,6 +113,8 @@ impl ObjectStoreBlobs {
             dir,
             attempt: attempt_name(node, std::time::SystemTime::now()),
             uploaded: Default::default(),
+            finished: Default::default(),
+            wake: Default::default(),
         });
         self
     }
@@ -105,19 +124,60 @@ impl ObjectStoreBlobs {
         self.spool.as_ref().map(|s| s.attempt.as_str())
     }
 
-    /// Uploads the new bytes of every live track file in the spool every `every`, until the
-    /// process ends. A failed round is logged and its bytes go up with the next.
+    /// Uploads the new bytes of every live track file in the spool every `every`, and moves
+    /// finished sessions to the bucket as soon as they are marked, until the process ends. A
+    /// failed round is logged and its bytes go up with the next.
     pub fn spawn_segment_uploads(self: std::sync::Arc<Self>, every: Duration) {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                let woken = async {
+                    match &self.spool {
+                        Some(spool) => spool.wake.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = woken => {}
+                }
                 if let Err(e) = self.upload_segments().await {
                     tracing::warn!(error = %e, "recording segments not uploaded this round");
                 }
+                self.publish_finished().await;
             }
         });
+    }
+
+    /// Marks the session's files final: the upload task moves them to the bucket.
+    pub(super) fn mark_finished(&self, session_id: &str) {
+        if let Some(spool) = &self.spool {
+            lock(&spool.finished).insert(session_id.to_owned());
+            spool.wake.notify_one();
+        }
+    }
+
+    /// Moves every session marked finished to the bucket; returns how many moved. One that
+    /// fails (the bucket unreachable) is logged and stays marked for the next round.
+    pub async fn publish_finished(&self) -> usize {
+        let Some(spool) = &self.spool else {
+            return 0;
+        };
+        let sessions: Vec<String> = lock(&spool.finished).iter().cloned().collect();
+        let mut moved = 0;
+        for session in sessions {
+            match self.publish(&session).await {
+                Ok(()) => {
+                    lock(&spool.finished).remove(&session);
+                    moved += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %session, error = %e, "finished recordings not moved to the bucket yet (tried again next round)");
+                }
+            }
+        }
+        moved
     }
 
     /// One round: each live track file's bytes not yet uploaded go up as segments; returns
@@ -162,7 +222,7 @@ impl ObjectStoreBlobs {
     /// Moves the session's final files from the spool to the bucket: each uploaded whole,
     /// then the session's segments deleted, then the local folder removed. A file that fails
     /// to go up leaves everything in place (segments and spool) and is an error.
-    pub(super) async fn publish(&self, session_id: &str) -> Result<(), BlobError> {
+    async fn publish(&self, session_id: &str) -> Result<(), BlobError> {
         let Some(spool) = &self.spool else {
             return Ok(());
         };

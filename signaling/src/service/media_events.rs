@@ -118,10 +118,10 @@ impl SessionService {
             }
             MediaEvent::RecordingsFinished { session_id } => {
                 tracing::info!(session = %session_id, "recordings finalized");
-                // The files are final: a store that spools them moves them now (before the
-                // webhook says they are ready).
+                // The files are final: a store that spools them moves them (in the
+                // background; downloads read the spool until then).
                 if let Err(e) = self.blobs.session_finished(&session_id).await {
-                    tracing::error!(session = %session_id, error = %e, "finished recordings not moved to the blob store (they stay in the spool)");
+                    tracing::error!(session = %session_id, error = %e, "finished recordings not handed to the blob store (they stay in the spool)");
                 }
                 self.recordings_finished(&session_id).await;
             }
