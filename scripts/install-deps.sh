@@ -3,12 +3,15 @@
 # cmake (libopus is built from source), a C toolchain, pkg-config; for tests also Chromium,
 # Firefox ESR and PulseAudio (its audio output), espeak-ng, sox, iproute2 (the client matrix's
 # network namespace), systemd (systemd-analyze checks the shipped unit), coturn (the TURN test), nginx-light (the reverse-proxy recipe's test), poppler-utils and unzip (the exports test reads PDFs and ZIPs back), postgresql (the store
-# tests start a private server of their own from its initdb and postgres), a Python virtual environment with aiortc (the matrix's Python client) and
+# tests start a private server of their own from its initdb and postgres), a Python virtual environment with aiortc (the matrix's Python client) and moto's S3 server (the object storage tests), and
 # geckodriver (drives Firefox). Needs root (or sudo) only when a Debian package is missing.
 set -euo pipefail
 
 # aiortc version the client matrix is verified with (tests/clients/aiortc_participant.py).
 AIORTC_VERSION=1.16.0
+# moto version the object storage tests run their S3-compatible server with (`moto_server`,
+# tests/support/moto.rs), installed into the same venv.
+MOTO_VERSION=5.2.5
 # geckodriver version the client matrix is verified with (installed by cargo from crates.io).
 GECKODRIVER_VERSION=0.37.1
 # Where the Python client's virtual environment lives (tests/client_matrix.rs looks there,
@@ -56,6 +59,11 @@ if [[ "${1:-}" == "--test" ]]; then
         echo "installing aiortc $AIORTC_VERSION into $AIORTC_VENV" >&2
         python3 -m venv "$AIORTC_VENV"
         "$venv_python" -m pip install --quiet --disable-pip-version-check "aiortc==$AIORTC_VERSION"
+    fi
+    if ! "$venv_python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null ||
+        [[ ! -x "$AIORTC_VENV/bin/moto_server" ]]; then
+        echo "installing moto[server] $MOTO_VERSION into $AIORTC_VENV" >&2
+        "$venv_python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
     fi
     gecko="$(command -v geckodriver || echo "$HOME/.cargo/bin/geckodriver")"
     gecko_version="$("$gecko" --version 2>/dev/null || true)"

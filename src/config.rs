@@ -16,10 +16,13 @@ pub mod encryption;
 mod limits;
 #[path = "config/report.rs"]
 pub mod report;
+#[path = "config/storage.rs"]
+pub mod storage;
 
 pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
 pub use report::Sources;
+pub use storage::StorageConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -60,6 +63,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub encryption: EncryptionConfig,
     pub store: StoreConfig,
+    pub storage: StorageConfig,
     pub log: LogConfig,
 }
 
@@ -275,7 +279,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "server",
     "media",
     "opus",
@@ -290,11 +294,12 @@ const SECTIONS: [&str; 15] = [
     "retention",
     "encryption",
     "store",
+    "storage",
     "log",
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 11] = [
+const OPTIONAL_KEYS: [&str; 16] = [
     "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
@@ -306,6 +311,11 @@ const OPTIONAL_KEYS: [&str; 11] = [
     "encryption.key_file",
     "encryption.master_keys",
     "store.url",
+    "storage.url",
+    "storage.endpoint",
+    "storage.region",
+    "storage.access_key_id",
+    "storage.secret_access_key",
 ];
 
 /// Variables that are not config keys.
@@ -515,6 +525,12 @@ impl Config {
             return bad(e);
         }
         self.store_url()?;
+        if let Err(e) = self
+            .storage
+            .validate(&self.server.data_dir, self.recording.derive == "on_request")
+        {
+            return bad(e);
+        }
         if let Some(ca) = &self.agent.ca_file
             && let Err(e) = earshot_media::agent::tls::client_config(Some(ca))
         {
@@ -813,6 +829,37 @@ mod tests {
             (&[("EARSHOT_STORE_URL", "earshot.db")], "store.url"),
             (&[("EARSHOT_STORE_URL", "sqlite://")], "store.url"),
             (&[("EARSHOT_STORE_URL", "postgres://[bad")], "store.url"),
+            (&[("EARSHOT_STORAGE_URL", "gs://bucket/x")], "storage.url"),
+            (&[("EARSHOT_STORAGE_URL", "s3://No_Such")], "storage.url"),
+            (
+                &[
+                    ("EARSHOT_STORAGE_URL", "s3://rec/x"),
+                    ("EARSHOT_STORAGE_ENDPOINT", "http://127.0.0.1:9000"),
+                ],
+                "storage.allow_http",
+            ),
+            (
+                &[
+                    ("EARSHOT_STORAGE_URL", "s3://rec/x"),
+                    ("EARSHOT_STORAGE_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ],
+                "storage.secret_access_key",
+            ),
+            (
+                &[
+                    ("EARSHOT_STORAGE_URL", "s3://rec/x"),
+                    ("EARSHOT_RECORDING_DERIVE", "on_request"),
+                ],
+                "recording.derive",
+            ),
+            (
+                &[("EARSHOT_STORAGE_SEGMENT_SECS", "0")],
+                "storage.segment_secs",
+            ),
+            (
+                &[("EARSHOT_STORAGE_ENDPOINT", "https://s3.example.org")],
+                "storage.endpoint",
+            ),
         ];
         for (vars, needle) in cases {
             let err = Config::load(None, env(vars))

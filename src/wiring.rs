@@ -3,6 +3,7 @@
 //! the session service, and runs the HTTP server.
 
 use crate::config::Config;
+use crate::config::storage::Storage;
 use crate::defaults;
 use crate::fonts;
 use crate::rlimit;
@@ -11,6 +12,7 @@ use anyhow::Context;
 use earshot_media::codec::OpusSettings;
 use earshot_media::engine::{Engine, EngineConfig};
 use earshot_media::peer::{IceServer, PeerConfig};
+use earshot_signaling::blob_store::object::ObjectStoreBlobs;
 use earshot_signaling::media_port::{MediaPlane, PromptSpec};
 use earshot_signaling::prompt_dirs::PromptDirs;
 use earshot_signaling::routes::App;
@@ -88,20 +90,48 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         &node_id(&cfg),
         Arc::new(earshot_signaling::clock::SystemClock),
     ));
+    let storage = cfg
+        .storage
+        .resolve(&data_dir)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let (recordings_dir, object_blobs) = match storage {
+        Storage::Local(dir) => (dir, None),
+        Storage::S3 {
+            settings,
+            prefix,
+            spool,
+        } => {
+            let client = settings.connect().context("storage: the S3 client")?;
+            let blobs = Arc::new(
+                ObjectStoreBlobs::new(client, &prefix)
+                    .with_keys(recording_keys.clone())
+                    .with_spool(spool.clone(), cluster.node_id()),
+            );
+            tracing::info!(bucket = %settings.bucket, %prefix, endpoint = ?settings.endpoint, spool = %spool.display(), attempt = ?blobs.attempt(), "recordings go to an object store");
+            blobs
+                .clone()
+                .spawn_segment_uploads(std::time::Duration::from_secs(cfg.storage.segment_secs));
+            (spool, Some(blobs))
+        }
+    };
+    let mut service = SessionService::new(
+        store.clone(),
+        media,
+        cfg.lifecycle.clone(),
+        recordings_dir,
+        cfg.interviewer.silence_ms,
+    )
+    .with_key_ring(recording_keys);
+    if let Some(blobs) = object_blobs {
+        service = service.with_blobs(blobs);
+    }
     let sessions = Arc::new(
-        SessionService::new(
-            store.clone(),
-            media,
-            cfg.lifecycle.clone(),
-            data_dir.join("recordings"),
-            cfg.interviewer.silence_ms,
-        )
-        .with_key_ring(recording_keys)
-        .with_audit_log(earshot_signaling::audit::AuditLog::new(store.clone()))
-        .with_max_sessions(cfg.limits.max_sessions)
-        .with_drain_switch(cluster.drain_switch())
-        .with_public_url(&public_url)
-        .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),
+        service
+            .with_audit_log(earshot_signaling::audit::AuditLog::new(store.clone()))
+            .with_max_sessions(cfg.limits.max_sessions)
+            .with_drain_switch(cluster.drain_switch())
+            .with_public_url(&public_url)
+            .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),
     );
     sessions
         .spawn_webhook_worker(cfg.webhooks.clone())

@@ -16,20 +16,12 @@ mod support;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use earshot_media::codec::OpusSettings;
-use support::participant::{Participant, encode};
-use support::{ADMIN_TOKEN, Server, audio, fixture, short_interview};
+use support::kill_while_streaming;
+use support::{Server, short_interview};
 
-const FILES: [&str; 6] = [
-    "participant.wav",
-    "ai.wav",
-    "mix.wav",
-    "participant.mp3",
-    "ai.mp3",
-    "mix.mp3",
-];
+use support::RECORDING_FILES as FILES;
 
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -89,20 +81,6 @@ fn shares_a_run(plain: &[u8], disk: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// The participant track's correlation with the looped speech sent (10 ms envelopes).
-fn speech_r(wav_bytes: &[u8], dir: &Path) -> (f32, f64) {
-    let path = dir.join("check.wav");
-    std::fs::write(&path, wav_bytes).expect("write");
-    let (rate, rec) = audio::read_wav(&path);
-    assert_eq!(rate, 48_000);
-    let (_, speech) = audio::read_wav(&fixture("participant_speech.wav"));
-    let (_, r) = audio::best_loop_lag(
-        &audio::envelope(48_000, &speech),
-        &audio::envelope(48_000, &rec),
-    );
-    (r, rec.len() as f64 / 48.0)
 }
 
 async fn download_all(server: &Server, id: &str) -> Vec<Vec<u8>> {
@@ -195,29 +173,16 @@ async fn recordings_are_encrypted_at_rest_survive_a_kill_and_a_key_rotation() {
         "six recordings: {on_disk} bytes on disk for {plain} bytes of WAV/MP3 (+{} bytes)",
         on_disk as i64 - plain as i64
     );
-    let (r, ms) = speech_r(&downloads[0], work.path());
+    let (r, ms) = support::speech_r(&downloads[0], work.path());
     eprintln!("participant.wav: {ms:.0} ms, speech r={r:.3}");
     assert!(
         r > 0.8,
         "the participant track does not follow the speech (r={r:.3})"
     );
     // A range: 206, the plaintext's Content-Range and length, the same bytes.
-    let r = server
-        .admin(
-            server
-                .http
-                .get(server.url(&format!("/v1/sessions/{id}/recordings/participant.wav"))),
-        )
-        .header("Range", "bytes=1000-50999")
-        .send()
-        .await
-        .expect("range");
-    assert_eq!(r.status(), 206);
-    assert_eq!(
-        r.headers()["content-range"].to_str().expect("ascii"),
-        format!("bytes 1000-50999/{}", downloads[0].len())
-    );
-    assert_eq!(r.bytes().await.expect("body"), downloads[0][1000..51000]);
+    server
+        .check_range(&id, "participant.wav", &downloads[0], 1000, 50_999)
+        .await;
     // The audio ZIP holds the downloads byte for byte.
     let zip = server
         .admin(
@@ -245,24 +210,8 @@ async fn recordings_are_encrypted_at_rest_survive_a_kill_and_a_key_rotation() {
     }
 
     // 2. SIGKILL while a second participant streams.
-    let (_, speech) = audio::read_wav(&fixture("participant_speech.wav"));
-    let pcm: Vec<i16> = speech
-        .iter()
-        .cycle()
-        .take(30 * 48_000)
-        .map(|s| (s * 32767.0) as i16)
-        .collect();
-    let packets = encode(&pcm, OpusSettings::default());
-    let mut streaming = Participant::join(&server.base, ADMIN_TOKEN, None).await;
-    let killed_id = streaming.session_id.clone();
-    let connected = Instant::now();
-    let stream = tokio::spawn(async move {
-        streaming.stream(&packets).await;
-    });
-    tokio::time::sleep(Duration::from_millis(6_500)).await;
-    let killed_at = Instant::now();
-    let dir = server.kill_keep_data();
-    stream.abort();
+    let killed = kill_while_streaming(server, Duration::from_millis(6_500)).await;
+    let (killed_id, dir) = (killed.session_id, killed.data_dir);
     let ring = earshot_sealed::KeyRing::parse(
         &std::fs::read_to_string(dir.path().join("master_keys")).expect("keys"),
     )
@@ -277,7 +226,7 @@ async fn recordings_are_encrypted_at_rest_survive_a_kill_and_a_key_rotation() {
             .expect("the killed track opens");
     assert!(!reader.is_finished());
     let kept_ms = reader.body_len() as f64 / 96.0;
-    let streamed_ms = killed_at.duration_since(connected).as_secs_f64() * 1000.0;
+    let streamed_ms = killed.streamed_ms;
     eprintln!("killed: {kept_ms:.0} ms on disk of {streamed_ms:.0} ms streamed");
     // At most the last second (one sealed chunk per second of audio) and the ~80 ms still in
     // flight when the process died.
@@ -299,7 +248,7 @@ async fn recordings_are_encrypted_at_rest_survive_a_kill_and_a_key_rotation() {
         "{done:#}"
     );
     let after_kill = download_all(&server, &killed_id).await;
-    let (r, ms) = speech_r(&after_kill[0], work.path());
+    let (r, ms) = support::speech_r(&after_kill[0], work.path());
     eprintln!("after the restart: participant.wav {ms:.0} ms, speech r={r:.3}");
     assert!(
         ms + 1.0 >= kept_ms,

@@ -539,43 +539,21 @@ fn repair_data_length(path: &Path) -> std::io::Result<Option<u64>> {
         .write(true)
         .open(path)?;
     let file_len = f.metadata()?.len();
-    let mut riff = [0u8; 12];
-    f.read_exact(&mut riff)?;
-    if &riff[0..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
+    let mut head = Vec::with_capacity(4096);
+    (&mut f).take(4096).read_to_end(&mut head)?;
+    let Some(chunk) = earshot_vocab::wav::find_data_chunk(&head) else {
         return Ok(None);
-    }
-    let mut pos = 12u64;
-    let mut block_align = 0u64;
-    while pos + 8 <= file_len {
-        let mut head = [0u8; 8];
-        f.seek(SeekFrom::Start(pos))?;
-        f.read_exact(&mut head)?;
-        let size = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
-        if &head[0..4] == b"fmt " {
-            let mut fmt = [0u8; 16];
-            f.read_exact(&mut fmt)?;
-            block_align = u64::from(u16::from_le_bytes([fmt[12], fmt[13]]));
-        } else if &head[0..4] == b"data" {
-            let data_start = pos + 8;
-            if block_align == 0 || data_start + size > file_len {
-                return Ok(None);
-            }
-            let on_disk = (file_len - data_start) / block_align * block_align;
-            if on_disk <= size || on_disk > u64::from(u32::MAX) - 64 {
-                return Ok(None);
-            }
-            f.seek(SeekFrom::Start(pos + 4))?;
-            f.write_all(&(on_disk as u32).to_le_bytes())?;
-            let riff_size = data_start + on_disk - 8;
-            f.seek(SeekFrom::Start(4))?;
-            f.write_all(&(riff_size as u32).to_le_bytes())?;
-            f.set_len(data_start + on_disk)?;
-            f.sync_data()?;
-            return Ok(Some(on_disk - size));
-        }
-        pos += 8 + size + (size & 1);
-    }
-    Ok(None)
+    };
+    let Some(repaired_len) = earshot_vocab::wav::repair_header(&mut head, file_len) else {
+        return Ok(None);
+    };
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&head[..chunk.start as usize])?;
+    f.set_len(repaired_len)?;
+    f.sync_data()?;
+    Ok(Some(
+        (repaired_len - chunk.start).saturating_sub(chunk.declared),
+    ))
 }
 
 #[cfg(test)]

@@ -50,9 +50,17 @@ impl Sources {
 }
 
 /// Key names whose values are secrets: printed as `"********"` (`credential`, `password`,
-/// `token`, `master_keys` and anything ending in `secret`, e.g. `shared_secret`; not `credential_ttl_secs`).
+/// `token`, `master_keys`, `secret_access_key` and anything ending in `secret`, e.g. `shared_secret`; not `credential_ttl_secs`).
 fn is_secret(key: &str) -> bool {
-    ["credential", "password", "token", "master_keys"].contains(&key) || key.ends_with("secret")
+    [
+        "credential",
+        "password",
+        "token",
+        "master_keys",
+        "secret_access_key",
+    ]
+    .contains(&key)
+        || key.ends_with("secret")
 }
 
 /// `value` with every secret (at any depth) masked.
@@ -179,6 +187,7 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         assert!(is_secret("shared_secret") && is_secret("credential"));
+        assert!(is_secret("secret_access_key") && !is_secret("access_key_id"));
         assert!(!is_secret("credential_ttl_secs"));
         let (config, sources) = Config::load_with_sources(
             None,
@@ -194,5 +203,20 @@ mod tests {
         assert!(line.contains(r#"credential = "********""#), "{line}");
         assert!(line.contains("turn:turn.example.org:3478"), "{line}");
         assert!(line.ends_with("# env EARSHOT_TURN_ICE_SERVERS"), "{line}");
+        // The object store's secret key, in the report and in the config's Debug.
+        let (config, sources) = Config::load_with_sources(
+            None,
+            env(&[
+                ("EARSHOT_STORAGE_URL", "s3://recordings/eu"),
+                ("EARSHOT_STORAGE_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ("EARSHOT_STORAGE_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-hunter3"),
+            ]),
+        )
+        .expect("valid");
+        let report = render(&config, &sources).expect("render");
+        assert!(!report.contains("hunter3"), "{report}");
+        let line = line_of(&report, "storage", "secret_access_key");
+        assert!(line.contains(r#""********""#), "{line}");
+        assert!(!format!("{config:?}").contains("hunter3"));
     }
 }

@@ -6,6 +6,7 @@ pub mod audio;
 pub mod browser;
 pub mod firefox;
 pub mod interview;
+pub mod moto;
 pub mod netns;
 pub mod noise;
 pub mod participant;
@@ -25,6 +26,16 @@ use std::time::{Duration, Instant};
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghij";
 /// The variable that sets the admin token (an empty value: none, the server makes one).
 pub const ADMIN_TOKEN_VAR: &str = "EARSHOT_ADMIN_TOKEN";
+
+/// The six recordings of a session whose mix and MP3s were made at its end.
+pub const RECORDING_FILES: [&str; 6] = [
+    "participant.wav",
+    "ai.wav",
+    "mix.wav",
+    "participant.mp3",
+    "ai.mp3",
+    "mix.mp3",
+];
 
 /// A running `earshot serve` on a free loopback port with its own data directory.
 pub struct Server {
@@ -211,6 +222,29 @@ impl Server {
         r.bytes().await.expect("body").to_vec()
     }
 
+    /// Downloads bytes `first..=last` of a recording with a Range request and checks the
+    /// answer: `206`, the Content-Range of a file as long as `whole`, those bytes of `whole`.
+    pub async fn check_range(&self, id: &str, file: &str, whole: &[u8], first: usize, last: usize) {
+        let r = self
+            .admin(
+                self.http
+                    .get(self.url(&format!("/v1/sessions/{id}/recordings/{file}"))),
+            )
+            .header("Range", format!("bytes={first}-{last}"))
+            .send()
+            .await
+            .expect("range");
+        assert_eq!(r.status(), 206, "{file} of {id}");
+        assert_eq!(
+            r.headers()["content-range"].to_str().expect("ascii"),
+            format!("bytes {first}-{last}/{}", whole.len())
+        );
+        assert!(
+            r.bytes().await.expect("body") == whole[first..=last],
+            "{file} of {id}: the range's bytes differ"
+        );
+    }
+
     /// `GET /metrics` with the admin token: the Prometheus text.
     pub async fn metrics_text(&self) -> String {
         self.admin(self.http.get(self.url("/metrics")))
@@ -351,4 +385,54 @@ pub async fn join_interview(browser: &mut browser::Browser, server: &Server) -> 
         .as_str()
         .expect("session id")
         .to_string()
+}
+
+/// The participant track's correlation with the looped speech sent (10 ms envelopes).
+pub fn speech_r(wav_bytes: &[u8], dir: &Path) -> (f32, f64) {
+    let path = dir.join("check.wav");
+    std::fs::write(&path, wav_bytes).expect("write");
+    let (rate, rec) = audio::read_wav(&path);
+    assert_eq!(rate, 48_000);
+    let (_, speech) = audio::read_wav(&fixture("participant_speech.wav"));
+    let (_, r) = audio::best_loop_lag(
+        &audio::envelope(48_000, &speech),
+        &audio::envelope(48_000, &rec),
+    );
+    (r, rec.len() as f64 / 48.0)
+}
+
+/// What a server killed with SIGKILL while a participant streamed left behind.
+pub struct KilledMidStream {
+    pub session_id: String,
+    /// From the participant's connection to the kill.
+    pub streamed_ms: f64,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// Joins a participant (the default script) streaming the looped speech fixture, kills the
+/// server `after` its connection and keeps its data directory.
+pub async fn kill_while_streaming(server: Server, after: Duration) -> KilledMidStream {
+    let (_, speech) = audio::read_wav(&fixture("participant_speech.wav"));
+    let pcm: Vec<i16> = speech
+        .iter()
+        .cycle()
+        .take((after.as_secs() as usize + 20) * 48_000)
+        .map(|s| (s * 32767.0) as i16)
+        .collect();
+    let packets = participant::encode(&pcm, earshot_media::codec::OpusSettings::default());
+    let mut streaming = participant::Participant::join(&server.base, ADMIN_TOKEN, None).await;
+    let session_id = streaming.session_id.clone();
+    let connected = Instant::now();
+    let stream = tokio::spawn(async move {
+        streaming.stream(&packets).await;
+    });
+    tokio::time::sleep(after).await;
+    let killed_at = Instant::now();
+    let data_dir = server.kill_keep_data();
+    stream.abort();
+    KilledMidStream {
+        session_id,
+        streamed_ms: killed_at.duration_since(connected).as_secs_f64() * 1000.0,
+        data_dir,
+    }
 }

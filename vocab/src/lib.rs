@@ -8,6 +8,7 @@
 mod audio;
 pub mod media_port;
 mod state;
+pub mod wav;
 
 pub use audio::{AgentAudioFormat, Format, Quality, Role, Track, UnknownName};
 pub use state::State;

@@ -118,6 +118,11 @@ impl SessionService {
             }
             MediaEvent::RecordingsFinished { session_id } => {
                 tracing::info!(session = %session_id, "recordings finalized");
+                // The files are final: a store that spools them moves them (in the
+                // background; downloads read the spool until then).
+                if let Err(e) = self.blobs.session_finished(&session_id).await {
+                    tracing::error!(session = %session_id, error = %e, "finished recordings not handed to the blob store (they stay in the spool)");
+                }
                 self.recordings_finished(&session_id).await;
             }
             MediaEvent::Signals {

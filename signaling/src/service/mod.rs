@@ -232,6 +232,14 @@ impl SessionService {
         self
     }
 
+    /// The same service keeping recordings in `blobs` (an object store) instead of the
+    /// local-disk store the constructor made; call after [`Self::with_key_ring`], which
+    /// remakes the local-disk store.
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        self.blobs = blobs;
+        self
+    }
+
     /// The same service auditing what it does on its own (see [`Self::audit_system`]).
     pub fn with_audit_log(mut self, audit: crate::audit::AuditLog) -> Self {
         self.audit = Some(audit);

@@ -1,10 +1,15 @@
 //! The blob store port for recordings: files addressed by a [`BlobKey`] (session id, file
 //! name), never by a filesystem path, streamed out on download and deleted with their
-//! session. [`LocalDiskBlobs`] is the one implementation today: one folder per session under
-//! a root, the folder the media plane writes the session's files into (an object store such
-//! as S3 would be a second implementation, with the files uploaded when they are finished).
-//! Files sealed at rest (`earshot-sealed`, told by their first bytes) are decrypted as they
-//! stream out: a blob's length, ranges and bytes are always those of the plain file.
+//! session. Two implementations: [`LocalDiskBlobs`] (the default: one folder per session
+//! under a root, the folder the media plane writes the session's files into) and
+//! [`object::ObjectStoreBlobs`] (an S3-compatible bucket, the local folder a spool: see
+//! `object` and `spool`). Files sealed at rest (`earshot-sealed`, told by their first bytes)
+//! are decrypted as they stream out: a blob's length, ranges and bytes are always those of
+//! the plain file.
+
+pub mod object;
+mod parts;
+pub mod spool;
 
 use crate::byte_range::ByteRange;
 use bytes::Bytes;
@@ -62,6 +67,51 @@ pub struct Blob {
     pub body: BoxStream<'static, std::io::Result<Bytes>>,
 }
 
+/// A requested range resolved against a blob's length: what a [`Blob`] says it serves and
+/// the bytes `start..end` its body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    /// `None`: no range asked; `Some(None)`: one asked that cannot be satisfied.
+    resolved: Option<Option<(u64, u64)>>,
+    start: u64,
+    end: u64,
+}
+
+impl Span {
+    fn new(range: Option<ByteRange>, len: u64) -> Span {
+        let resolved = range.map(|r| r.resolve(len));
+        let (start, end) = match resolved {
+            None => (0, len),
+            Some(None) => (0, 0),
+            Some(Some((a, b))) => (a, b + 1),
+        };
+        Span {
+            resolved,
+            start,
+            end,
+        }
+    }
+
+    /// The blob of `len` bytes serving this span with `body`.
+    fn blob(self, len: u64, body: BoxStream<'static, std::io::Result<Bytes>>) -> Blob {
+        Blob {
+            len,
+            range: self.resolved.flatten(),
+            unsatisfiable: self.resolved == Some(None),
+            body,
+        }
+    }
+}
+
+/// Refuses anything but a valid session id (a deletion names a folder or a key prefix).
+fn check_session(session_id: &str) -> Result<(), BlobError> {
+    if crate::ids::is_valid_id("ses", session_id) {
+        Ok(())
+    } else {
+        Err(BlobError::InvalidSession(session_id.to_string()))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("not a session id: {0:?}")]
@@ -75,6 +125,12 @@ pub enum BlobError {
     /// key, or a tampered file. Never served as bytes.
     #[error("encrypted recording cannot be opened: {0}")]
     Sealed(String),
+    /// The object store refused or failed a request.
+    #[error("{context}: {source}")]
+    ObjectStore {
+        context: &'static str,
+        source: object_store::Error,
+    },
 }
 
 /// Where recordings are kept.
@@ -95,6 +151,11 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete_session(&self, session_id: &str) -> Result<(), BlobError>;
     /// Room left for new blobs in bytes (for readiness), `None` when the store cannot say.
     async fn free_bytes(&self) -> Result<Option<u64>, BlobError>;
+    /// The media plane finished the session's files (the last `RecordingReady` was
+    /// stored): a store that spools them locally moves them to their final place now.
+    async fn session_finished(&self, _session_id: &str) -> Result<(), BlobError> {
+        Ok(())
+    }
 }
 
 /// Recordings on the local disk: `<root>/<session id>/<name>`, sealed ones opened with the
@@ -117,22 +178,24 @@ impl LocalDiskBlobs {
     }
 }
 
-/// Opens the sealed file at `path` and streams the plaintext's `range` (resolved against the
-/// plaintext's length) a chunk at a time, each decrypted on a blocking thread.
-async fn open_sealed(
-    path: PathBuf,
+/// Opens the sealed blob that `open` reads (a file, or an object's ranged GETs) and streams
+/// the plaintext's `range` (resolved against the plaintext's length) a chunk at a time, each
+/// decrypted on a blocking thread. `what` names the blob in the log.
+async fn open_sealed<R, F>(
+    open: F,
+    what: String,
     keys: Option<Arc<KeyRing>>,
     range: Option<ByteRange>,
-) -> Result<Blob, BlobError> {
+) -> Result<Blob, BlobError>
+where
+    R: std::io::Read + std::io::Seek + Send + 'static,
+    F: FnOnce() -> Result<R, BlobError> + Send + 'static,
+{
     let opened = tokio::task::spawn_blocking(move || {
         let keys = keys.ok_or_else(|| {
             BlobError::Sealed("the file is encrypted and no master key is configured".into())
         })?;
-        let file = std::fs::File::open(&path).map_err(|source| BlobError::Io {
-            context: "opening a recording",
-            source,
-        })?;
-        let reader = SealedReader::open(file, &keys).map_err(|e| match e {
+        let reader = SealedReader::open(open()?, &keys).map_err(|e| match e {
             earshot_sealed::SealError::Io(source) => BlobError::Io {
                 context: "reading a recording",
                 source,
@@ -140,36 +203,27 @@ async fn open_sealed(
             other => BlobError::Sealed(other.to_string()),
         })?;
         if !reader.is_finished() {
-            tracing::warn!(file = %path.display(), "serving an unfinished encrypted recording (still being written, or cut by a crash)");
+            tracing::warn!(file = %what, "serving an unfinished encrypted recording (still being written, or cut by a crash)");
         }
         let len = reader.plaintext_len();
-        let resolved = range.map(|r| r.resolve(len));
-        let (start, end) = match resolved {
-            None => (0, len),
-            Some(None) => (0, 0),
-            Some(Some((a, b))) => (a, b + 1),
-        };
-        Ok::<_, BlobError>((len, resolved, reader.range(start, end)))
+        let span = Span::new(range, len);
+        Ok::<_, BlobError>((len, span, reader.range(span.start, span.end)))
     })
     .await
     .map_err(|e| BlobError::Io {
         context: "opening a recording",
         source: std::io::Error::other(e),
     })??;
-    let (len, resolved, source) = opened;
-    Ok(Blob {
-        len,
-        range: resolved.flatten(),
-        unsatisfiable: resolved == Some(None),
-        body: decrypted_stream(source),
-    })
+    let (len, span, source) = opened;
+    Ok(span.blob(len, decrypted_stream(source)))
 }
 
 /// The pieces of `source`, each decrypted off the async threads; a chunk that does not open
 /// ends the stream with an error (the client sees a cut download, never altered audio).
-fn decrypted_stream(
-    source: ChunkSource<std::fs::File>,
-) -> BoxStream<'static, std::io::Result<Bytes>> {
+fn decrypted_stream<R>(source: ChunkSource<R>) -> BoxStream<'static, std::io::Result<Bytes>>
+where
+    R: std::io::Read + std::io::Seek + Send + 'static,
+{
     futures_util::stream::unfold(Some(source), |state| async move {
         let mut source = state?;
         let step = tokio::task::spawn_blocking(move || {
@@ -231,40 +285,30 @@ impl BlobStore for LocalDiskBlobs {
             }
         }
         if earshot_sealed::is_sealed(&head[..got]) {
-            return open_sealed(path, self.keys.clone(), range).await.map(Some);
+            let what = path.display().to_string();
+            let open = move || {
+                std::fs::File::open(&path).map_err(|source| BlobError::Io {
+                    context: "opening a recording",
+                    source,
+                })
+            };
+            return open_sealed(open, what, self.keys.clone(), range)
+                .await
+                .map(Some);
         }
-        file.seek(std::io::SeekFrom::Start(0))
+        let span = Span::new(range, len);
+        file.seek(std::io::SeekFrom::Start(span.start))
             .await
             .map_err(|source| BlobError::Io {
                 context: "seeking in a recording",
                 source,
             })?;
-        let resolved = range.map(|r| r.resolve(len));
-        let body = match resolved {
-            None => tokio_util::io::ReaderStream::new(file).boxed(),
-            Some(None) => futures_util::stream::empty().boxed(),
-            Some(Some((start, end))) => {
-                file.seek(std::io::SeekFrom::Start(start))
-                    .await
-                    .map_err(|source| BlobError::Io {
-                        context: "seeking in a recording",
-                        source,
-                    })?;
-                tokio_util::io::ReaderStream::new(file.take(end - start + 1)).boxed()
-            }
-        };
-        Ok(Some(Blob {
-            len,
-            range: resolved.flatten(),
-            unsatisfiable: resolved == Some(None),
-            body,
-        }))
+        let body = tokio_util::io::ReaderStream::new(file.take(span.end - span.start)).boxed();
+        Ok(Some(span.blob(len, body)))
     }
 
     async fn delete_session(&self, session_id: &str) -> Result<(), BlobError> {
-        if !crate::ids::is_valid_id("ses", session_id) {
-            return Err(BlobError::InvalidSession(session_id.to_string()));
-        }
+        check_session(session_id)?;
         match tokio::fs::remove_dir_all(self.root.join(session_id)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
