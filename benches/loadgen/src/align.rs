@@ -18,6 +18,10 @@ const SEARCH_BEFORE: usize = 16_000;
 const SEARCH_AFTER: usize = 3_200;
 /// A match below this normalised correlation is not the source's audio.
 const MIN_CORRELATION: f64 = 0.7;
+/// A talk whose last 20 ms never arrived still counts (with silence there): the decoder's delay
+/// (Opus' lookahead) puts the last few ms of a session's last talk into a packet that is never
+/// sent when the session ends right after it.
+const MISSING_TAIL: usize = 320;
 /// After an onset that matched no source, look again this much later.
 const SKIP_UNMATCHED: usize = 8_000;
 
@@ -110,8 +114,12 @@ pub fn align(source: &[i16], received: &[i16], max_lag: usize) -> Option<Alignme
         .max_by(|x, y| x.correlation.total_cmp(&y.correlation))
 }
 
-/// The source talks heard in `received`, in order (see the module docs).
+/// The source talks heard in `received`, in order (see the module docs). The last talk may
+/// reach up to [`MISSING_TAIL`] past the end of `received`.
 pub fn find_talks(received: &[i16], sources: &[Vec<i16>]) -> Vec<TalkMatch> {
+    let mut padded = received.to_vec();
+    padded.resize(received.len() + MISSING_TAIL, 0);
+    let received = &padded[..];
     let mut found = Vec::new();
     let mut cursor = 0;
     while let Some(onset) = received[cursor..]
@@ -140,7 +148,7 @@ pub fn find_talks(received: &[i16], sources: &[Vec<i16>]) -> Vec<TalkMatch> {
             }
             _ => cursor = onset + SKIP_UNMATCHED,
         }
-        if cursor >= received.len() {
+        if cursor >= received.len() - MISSING_TAIL {
             break;
         }
     }
@@ -222,6 +230,14 @@ mod tests {
         received.extend(vec![0i16; 15_000]);
         received.extend(&sources[3][..20_000]);
         let found = find_talks(&received, &sources);
+        // Source 1 with its last 300 samples missing (the track ends): still found.
+        let mut short = vec![0i16; 5_000];
+        short.extend(&sources[1][..sources[1].len() - 300]);
+        let tail = find_talks(&short, &sources);
+        assert_eq!(
+            tail.iter().map(|m| (m.source, m.start)).collect::<Vec<_>>(),
+            [(1, 5_000)]
+        );
         let got: Vec<(usize, usize)> = found.iter().map(|m| (m.source, m.start)).collect();
         let want: Vec<(usize, usize)> = expected.iter().map(|e| (e.0, e.1)).collect();
         assert_eq!(got, want);

@@ -253,7 +253,8 @@ fn run_scorer(script: &Path, dir: &Path, pairs: &[(PathBuf, PathBuf)]) -> anyhow
 
 /// Decodes the sampled sessions, finds the `sources` (16 kHz talks) in them and scores every
 /// talk found; `reference` says what the sources are. The WAVs scored are kept in `keep`
-/// when given (`source-<i>.wav`, `heard-<session>-<talk>.wav`, `pairs.tsv`), else written to
+/// when given (`source-<i>.wav`, `heard-<session>.wav` (the whole track),
+/// `heard-<session>-<talk>.wav`, `pairs.tsv`), else written to
 /// a temporary directory and removed.
 pub fn score(
     capture: &Capture,
@@ -319,6 +320,7 @@ fn score_in(
     let mut per_session = Vec::with_capacity(sessions.len());
     for (k, packets) in sessions.iter().enumerate() {
         let heard = heard_at_16k(packets)?;
+        write_wav(&dir.join(format!("heard-{k}.wav")), &heard)?;
         let talks = find_talks(&heard, sources);
         per_session.push(talks.len());
         for (t, m) in talks.iter().enumerate() {
