@@ -2,12 +2,17 @@
 //!
 //! One WebSocket endpoint on loopback; the generator creates a script whose agent URL points
 //! at it, so the server dials it once per session (Twilio Media Streams, l16/16000). Per
-//! stream it behaves like a real-time voice agent: it listens for [`LISTEN`], then talks for
-//! [`TALK_FRAMES`] frames at real-time pace (one 20 ms `media` message every 20 ms) followed
-//! by a final `transcript` line, and after [`TURNS`] talks it sends `end`, so the server
-//! finishes the session (mix, MP3s) and the participant starts a new one. Its sound is a
-//! steady voiced tone: every frame of a talk is clearly not silence, which the latency pairing
-//! in [`super::latency`] relies on.
+//! stream it behaves like a real-time voice agent: it listens for [`LISTEN`], then speaks one
+//! talk at real-time pace (one 20 ms `media` message every 20 ms) followed by a final
+//! `transcript` line, and after [`TURNS`] talks it sends `end`, so the server finishes the
+//! session (mix, MP3s) and the participant starts a new one. Its talks are real speech, whole
+//! utterances with their pauses: the built-in interviewer's prompts (16 kHz) in order, so that
+//! the audio the participant hears can be scored against them with PESQ-WB (pesq.rs).
+//!
+//! The latency pairing in [`super::latency`] counts a talk's AI packets that are not the
+//! server's packet of digital silence; the prompts' pauses are quiet but not digital silence
+//! (no 20 ms frame of zeros, tested), and what the live encoder makes of them differs from
+//! that packet.
 //!
 //! It records, in the session's [`Probe`] (found by the `session` custom parameter), when each
 //! participant frame arrived and when it sent each of its own frames.
@@ -27,12 +32,8 @@ use super::latency::Probe;
 
 /// Silence before each talk.
 const LISTEN: Duration = Duration::from_millis(2000);
-/// Frames per talk (2 s).
-const TALK_FRAMES: usize = 100;
-/// Talks before the agent ends the interview.
-const TURNS: usize = 8;
-/// Agent sample rate (l16/16000).
-const RATE: f64 = 16_000.0;
+/// Talks before the agent ends the interview (each prompt once with the five built-in ones).
+const TURNS: usize = 5;
 const FRAME_SAMPLES: usize = 320;
 
 /// Probes of the sessions now running, by session id.
@@ -59,34 +60,51 @@ impl Probes {
     }
 }
 
-/// The talk's 20 ms payloads (base64 l16 little-endian): a 150 Hz voiced tone with five
-/// harmonics and a slow vibrato at about -18 dBFS, the same for every talk.
-fn talk_payloads() -> Vec<String> {
-    let mut phase = 0.0f64;
-    let mut out = Vec::with_capacity(TALK_FRAMES);
-    for f in 0..TALK_FRAMES {
-        let mut bytes = Vec::with_capacity(FRAME_SAMPLES * 2);
-        for i in 0..FRAME_SAMPLES {
-            let t = (f * FRAME_SAMPLES + i) as f64 / RATE;
-            let f0 = 150.0 + 10.0 * (2.0 * std::f64::consts::PI * 3.0 * t).sin();
-            phase += 2.0 * std::f64::consts::PI * f0 / RATE;
-            let v: f64 = (1..=5)
-                .map(|h| (phase * f64::from(h)).sin() / f64::from(h))
-                .sum::<f64>()
-                * 0.1;
-            let s = (v * f64::from(i16::MAX)).clamp(-32_767.0, 32_767.0) as i16;
-            bytes.extend_from_slice(&s.to_le_bytes());
-        }
-        out.push(base64::engine::general_purpose::STANDARD.encode(bytes));
+/// The agent's [`TURNS`] talks: the `prompts` (16 kHz) in order, looped if fewer, each cut
+/// to whole 20 ms frames. `None` when no prompt holds a whole frame.
+pub fn talks(prompts: &[Vec<i16>]) -> Option<Vec<Vec<i16>>> {
+    let usable: Vec<&Vec<i16>> = prompts
+        .iter()
+        .filter(|p| p.len() >= FRAME_SAMPLES)
+        .collect();
+    if usable.is_empty() {
+        return None;
     }
-    out
+    Some(
+        usable
+            .iter()
+            .cycle()
+            .take(TURNS)
+            .map(|p| p[..p.len() / FRAME_SAMPLES * FRAME_SAMPLES].to_vec())
+            .collect(),
+    )
 }
 
-/// Starts the endpoint on `ip` (port chosen by the system); returns its `ws://` URL.
-pub async fn serve(ip: std::net::IpAddr, probes: Arc<Probes>) -> anyhow::Result<String> {
+/// The talks' 20 ms payloads (base64 l16 little-endian), by talk.
+fn talk_payloads(talks: &[Vec<i16>]) -> Vec<Vec<String>> {
+    talks
+        .iter()
+        .map(|talk| {
+            talk.chunks(FRAME_SAMPLES)
+                .map(|frame| {
+                    let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Starts the endpoint on `ip` (port chosen by the system), speaking `talks` (from [`talks`]);
+/// returns its `ws://` URL.
+pub async fn serve(
+    ip: std::net::IpAddr,
+    probes: Arc<Probes>,
+    talks: &[Vec<i16>],
+) -> anyhow::Result<String> {
     let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
     let addr = listener.local_addr()?;
-    let payloads: Arc<Vec<String>> = Arc::new(talk_payloads());
+    let payloads: Arc<Vec<Vec<String>>> = Arc::new(talk_payloads(talks));
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -107,7 +125,7 @@ enum Phase {
 }
 
 /// One stream (one session's connection), until the server stops it.
-async fn stream(tcp: TcpStream, probes: Arc<Probes>, payloads: Arc<Vec<String>>) {
+async fn stream(tcp: TcpStream, probes: Arc<Probes>, payloads: Arc<Vec<Vec<String>>>) {
     let ws = match tokio_tungstenite::accept_async(tcp).await {
         Ok(ws) => ws,
         Err(e) => {
@@ -168,10 +186,11 @@ async fn stream(tcp: TcpStream, probes: Arc<Probes>, payloads: Arc<Vec<String>>)
             }
             _ = frame_tick.tick(), if matches!(phase, Phase::Talking { .. }) => {
                 let Phase::Talking { next } = phase else { continue };
+                let talk = &payloads[turns % payloads.len()];
                 let msg = serde_json::json!({
                     "event": "media",
                     "streamSid": stream_sid,
-                    "media": {"payload": payloads[next]},
+                    "media": {"payload": talk[next]},
                 });
                 if let Some(p) = &probe {
                     p.talk_frame_sent(Instant::now());
@@ -179,7 +198,7 @@ async fn stream(tcp: TcpStream, probes: Arc<Probes>, payloads: Arc<Vec<String>>)
                 if sink.send(Message::text(msg.to_string())).await.is_err() {
                     return;
                 }
-                if next + 1 < payloads.len() {
+                if next + 1 < talk.len() {
                     phase = Phase::Talking { next: next + 1 };
                     continue;
                 }
@@ -217,20 +236,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_talk_frame_sounds() {
-        let p = talk_payloads();
-        assert_eq!(p.len(), TALK_FRAMES);
-        for b64 in &p {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .unwrap();
-            assert_eq!(bytes.len(), FRAME_SAMPLES * 2);
-            let pcm: Vec<i16> = bytes
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]))
-                .collect();
-            let db = earshot_media::level::rms_dbfs(&pcm);
-            assert!((-24.0..-14.0).contains(&db), "{db} dBFS");
+    fn talks_are_the_prompts_in_order_in_whole_frames() {
+        let prompts: Vec<Vec<i16>> = vec![
+            (0..1_000).map(|i| i as i16).collect(),
+            vec![5; 100], // shorter than a frame: left out
+            (0..700).map(|i| -(i as i16)).collect(),
+        ];
+        let talks = talks(&prompts).expect("talks");
+        assert_eq!(talks.len(), TURNS);
+        for (k, talk) in talks.iter().enumerate() {
+            let prompt = if k % 2 == 0 { &prompts[0] } else { &prompts[2] };
+            let whole = prompt.len() / FRAME_SAMPLES * FRAME_SAMPLES;
+            assert_eq!(talk[..], prompt[..whole], "talk {k}");
+        }
+        assert_eq!(super::talks(&[]), None);
+        assert_eq!(super::talks(&[vec![1; 319]]), None);
+        let payloads = talk_payloads(&talks);
+        assert_eq!(payloads[1].len(), 2);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&payloads[1][1])
+            .unwrap();
+        let frame: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(frame, talks[1][FRAME_SAMPLES..2 * FRAME_SAMPLES]);
+    }
+
+    /// The latency pairing counts every talk frame as sound: the default talks (the built-in
+    /// prompts) hold no 20 ms frame of digital silence.
+    #[test]
+    fn no_frame_of_the_default_talks_is_digital_silence() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(crate::DEFAULT_PROMPTS);
+        let prompts = crate::pesq::read_prompts(&dir).unwrap();
+        let talks = talks(&prompts).unwrap();
+        assert_eq!(talks.len(), prompts.len());
+        for (k, talk) in talks.iter().enumerate() {
+            for (f, frame) in talk.chunks_exact(FRAME_SAMPLES).enumerate() {
+                assert!(frame.iter().any(|s| *s != 0), "talk {k} frame {f}");
+            }
         }
     }
 }

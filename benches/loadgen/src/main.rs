@@ -4,6 +4,8 @@
 //! it, and the server process's CPU per session-second and memory per session. With `--agent`
 //! it also plays the AI agent on the agent bridge and measures the latency the server adds in
 //! both directions (latency.rs).
+//! For a sample of sessions (`--pesq-sessions`) it scores the AI audio the participant hears
+//! with PESQ-WB against its source (pesq.rs).
 //! With `--find-capacity` it raises N step by step until a quality limit breaks and reports the
 //! largest N that held (capacity.rs).
 //!
@@ -15,11 +17,13 @@
 //! server (`earshot`) or `earshot-signaling`.
 
 mod agent;
+mod align;
 mod capacity;
 mod hub;
 mod latency;
 mod monitor;
 mod participant;
+mod pesq;
 mod procfs;
 mod report;
 mod server;
@@ -44,6 +48,9 @@ use hub::{Hub, Sample, Sampler, Window, window};
 use report::Report;
 use server::{read_server_metrics, server_pid, spawn_sampler};
 use stats::{Distribution, pct};
+
+/// The built-in interviewer's prompts (16 kHz WAVs), relative to the repository root.
+const DEFAULT_PROMPTS: &str = "assets/interviewer/default";
 
 /// Default log filter (EARSHOT_LOG overrides it): its own progress, without the WebRTC
 /// library's per-connection lines.
@@ -114,6 +121,21 @@ pub struct Args {
     /// Seconds to let a capacity step settle after its sessions connected, before measuring.
     #[arg(long, default_value_t = 3)]
     pub settle_secs: u64,
+    /// Sessions whose AI audio is scored with PESQ-WB at the client (the first to connect);
+    /// 0 turns it off. Needs python3 with PyPI's pesq (`scripts/install-deps.sh --quality`).
+    #[arg(long, default_value_t = 3)]
+    pub pesq_sessions: usize,
+    /// The built-in interviewer's prompts (16 kHz mono WAVs): what the test agent speaks (one
+    /// talk each, in file name order) and, without --agent, the PESQ-WB reference of what the
+    /// server plays.
+    #[arg(long, default_value = DEFAULT_PROMPTS)]
+    pub prompts: PathBuf,
+    /// The PESQ-WB scorer.
+    #[arg(long, default_value = "scripts/pesq_wb.py")]
+    pub pesq_script: PathBuf,
+    /// Keep the WAVs PESQ-WB scored (sources and what the client heard) in this directory.
+    #[arg(long)]
+    pub pesq_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -249,11 +271,31 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let (pid, pid_note) = server_pid(&args)?;
     info!(server = %base, %pid_note, "loadgen: measuring the server");
     let packets = speech_packets(&args.speech)?;
+    if args.pesq_sessions > 0 {
+        pesq::check_scorer(&args.pesq_script)?;
+    }
+    let prompts = pesq::read_prompts(&args.prompts)?;
+    // The sources PESQ-WB compares with: what the test agent says, or the server's prompts.
+    let (sources, reference) = if args.agent {
+        let talks = agent::talks(&prompts).context("the prompts hold no audio")?;
+        (
+            talks,
+            format!(
+                "the test agent's talks: the prompts in {}",
+                args.prompts.display()
+            ),
+        )
+    } else {
+        (
+            prompts,
+            format!("the built-in prompts in {}", args.prompts.display()),
+        )
+    };
 
     let loadavg_start = procfs::loadavg();
     let hub = Arc::new(Hub::new(args.agent));
     let script_id = if args.agent {
-        let url = agent::serve(args.bind_ip, Arc::clone(&hub.probes))
+        let url = agent::serve(args.bind_ip, Arc::clone(&hub.probes), &sources)
             .await
             .context("starting the test agent")?;
         let id = create_agent_script(&http, &base, &args.admin_token, &url).await?;
@@ -278,6 +320,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         renew: !args.no_renew,
         monitors: args.monitors,
         hub: Arc::clone(&hub),
+        pesq: pesq::Capture::new(args.pesq_sessions),
     });
     read_server_metrics(&ctx).await;
     if hub.server_deadlines().is_none() {
@@ -319,6 +362,21 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
 
     let mut report = build_report(&args, &run, pid, &pid_note, &baseline, measured, capacity);
     report.machine.loadavg_start = loadavg_start;
+    report.pesq_wb = if args.pesq_sessions == 0 {
+        pesq::PesqReport::not_measured(0, "off (--pesq-sessions 0)")
+    } else {
+        info!(
+            sessions = args.pesq_sessions,
+            "loadgen: scoring the AI audio with PESQ-WB"
+        );
+        pesq::score(
+            &run.ctx.pesq,
+            &sources,
+            &args.pesq_script,
+            &reference,
+            args.pesq_dir.as_deref(),
+        )?
+    };
     let json = serde_json::to_string_pretty(&report).context("report json")?;
     std::fs::write(&args.report, json)
         .with_context(|| format!("writing {}", args.report.display()))?;
@@ -342,6 +400,9 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         cpu_ms_per_session_second = ?report.server.cpu_ms_per_session_second,
         rss_per_session_kib = ?report.server.rss_per_session_kib,
         capacity = ?report.capacity.as_ref().and_then(|c| c.largest_ok_sessions),
+        pesq_wb_median = ?report.pesq_wb.median,
+        pesq_wb_min = ?report.pesq_wb.min,
+        pesq_wb_talks_scored = report.pesq_wb.talks_scored,
         report = %args.report.display(),
         "loadgen: done"
     );
@@ -520,6 +581,7 @@ fn build_report(
         },
         window: measured,
         capacity,
+        pesq_wb: pesq::PesqReport::default(),
         samples,
         connects,
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use earshot_media::client::{ClientConfig, ClientPeer};
-use earshot_media::peer::PeerEvent;
+use earshot_media::peer::{PeerEvent, RtpAudioPacket};
 use reqwest::StatusCode;
 use tokio::sync::watch;
 use tracing::debug;
@@ -21,6 +21,7 @@ use tracing::debug;
 use super::hub::Hub;
 use super::latency::Probe;
 use super::monitor::Listeners;
+use super::pesq::Capture;
 use super::stats::RtpReceiver;
 
 const FRAME: Duration = Duration::from_millis(20);
@@ -48,6 +49,8 @@ pub struct Ctx {
     /// Silent listeners (WHEP) started for every session (`--monitors`).
     pub monitors: usize,
     pub hub: Arc<Hub>,
+    /// The AI audio of the sessions sampled for PESQ-WB.
+    pub pesq: Capture,
 }
 
 enum Outcome {
@@ -314,6 +317,8 @@ async fn stream(
     }
     hub.connected(offered_at.elapsed().as_secs_f64() * 1000.0);
     let listeners = (ctx.monitors > 0).then(|| Listeners::start(ctx, session_id, ctx.monitors));
+    // Sampled for PESQ-WB: keep the AI packets (decoded after the run).
+    let mut heard: Option<Vec<RtpAudioPacket>> = ctx.pesq.claim().then(Vec::new);
 
     let sender = tokio::spawn(send_loop(
         Arc::clone(&peer),
@@ -339,6 +344,9 @@ async fn stream(
                     last_packet = p.arrival;
                     if let Some(probe) = probe {
                         probe.ai_packet(p.timestamp, &p.payload, p.arrival);
+                    }
+                    if let Some(heard) = heard.as_mut() {
+                        heard.push(p);
                     }
                 }
                 // A transient ICE disconnect may recover; a lasting one shows as silence.
@@ -369,6 +377,9 @@ async fn stream(
     };
     hub.live.fetch_sub(1, Ordering::Relaxed);
     sender.abort();
+    if let Some(heard) = heard {
+        ctx.pesq.keep(heard);
+    }
     if let Some(listeners) = listeners {
         listeners.stop(Duration::from_secs(5)).await;
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::hub::{Connect, Sample, Window};
 use super::latency::LatencyReport;
+use super::pesq::PesqReport;
 use super::stats::Distribution;
 
 /// The capacity goal (docs/FEATURES.md): server CPU per session-second with noise suppression
@@ -31,6 +32,8 @@ pub struct Report {
     pub server_added_latency: LatencyReport,
     pub deadline: Deadline,
     pub capacity: Option<Capacity>,
+    /// PESQ-WB of the AI audio at the client, for the sampled sessions (`--pesq-sessions`).
+    pub pesq_wb: PesqReport,
     /// Once a second: running totals and the rates of that second.
     pub samples: Vec<Sample>,
     pub connects: Vec<Connect>,
