@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+#[path = "config/bus.rs"]
+pub mod bus;
 #[path = "config/encryption.rs"]
 pub mod encryption;
 #[path = "config/limits.rs"]
@@ -17,6 +19,7 @@ mod limits;
 #[path = "config/report.rs"]
 pub mod report;
 
+pub use bus::BusConfig;
 pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
 pub use report::Sources;
@@ -59,6 +62,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub retention: RetentionConfig,
     pub encryption: EncryptionConfig,
+    pub bus: BusConfig,
     pub log: LogConfig,
 }
 
@@ -265,7 +269,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "server",
     "media",
     "opus",
@@ -279,11 +283,12 @@ const SECTIONS: [&str; 14] = [
     "auth",
     "retention",
     "encryption",
+    "bus",
     "log",
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 10] = [
+const OPTIONAL_KEYS: [&str; 12] = [
     "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
@@ -294,6 +299,8 @@ const OPTIONAL_KEYS: [&str; 10] = [
     "turn.shared_secret",
     "encryption.key_file",
     "encryption.master_keys",
+    "bus.url",
+    "bus.node_id",
 ];
 
 /// Variables that are not config keys.
@@ -502,6 +509,9 @@ impl Config {
         if let Err(e) = self.encryption.validate() {
             return bad(e);
         }
+        if let Err(e) = self.bus.validate() {
+            return bad(e);
+        }
         if let Some(ca) = &self.agent.ca_file
             && let Err(e) = earshot_media::agent::tls::client_config(Some(ca))
         {
@@ -701,6 +711,8 @@ mod tests {
                 "recording.quality",
             ),
             (&[("EARSHOT_RECORDING_DERIVE", "later")], "recording.derive"),
+            (&[("EARSHOT_BUS_URL", "redis://127.0.0.1:6379")], "bus.url"),
+            (&[("EARSHOT_BUS_NODE_ID", "two words")], "bus.node_id"),
             (&[("EARSHOT_SERVER_LISTEN", "nonsense")], "socket address"),
             (
                 &[("EARSHOT_LIMITS_MAX_SESSIONS", "0")],

@@ -11,6 +11,8 @@ use anyhow::Context;
 use earshot_media::codec::OpusSettings;
 use earshot_media::engine::{Engine, EngineConfig};
 use earshot_media::peer::{IceServer, PeerConfig};
+use earshot_signaling::event_bus::{EventBus, nats};
+use earshot_signaling::live::Hub;
 use earshot_signaling::media_port::{MediaPlane, PromptSpec};
 use earshot_signaling::prompt_dirs::PromptDirs;
 use earshot_signaling::routes::App;
@@ -84,6 +86,7 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     }
     let media: Arc<dyn MediaPlane> = engine.clone();
     let public_url = cfg.public_url();
+    let (bus, _nats) = event_bus(&cfg).await?;
     let sessions = Arc::new(
         SessionService::new(
             store.clone(),
@@ -96,7 +99,8 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         .with_audit_log(earshot_signaling::audit::AuditLog::new(store.clone()))
         .with_max_sessions(cfg.limits.max_sessions)
         .with_public_url(&public_url)
-        .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),
+        .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?)
+        .with_event_bus(bus),
     );
     sessions
         .spawn_webhook_worker(cfg.webhooks.clone())
@@ -180,6 +184,23 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     }
     engine.shutdown().await;
     Ok(())
+}
+
+/// The event bus `[bus]` names: NATS (and the connection, for whatever else goes over it),
+/// or the in-process hub without a `url`.
+async fn event_bus(cfg: &Config) -> anyhow::Result<(Arc<dyn EventBus>, Option<nats::NatsClient>)> {
+    let Some(url) = &cfg.bus.url else {
+        return Ok((Arc::new(Hub::default()), None));
+    };
+    let node_id = cfg.bus.node_id(cfg.server.listen.port());
+    let client = nats::NatsClient::connect(url, &node_id)
+        .await
+        .context("bus.url")?;
+    let bus = nats::NatsBus::start(client.clone(), earshot_signaling::live::DEFAULT_CAPACITY)
+        .await
+        .context("bus.url")?;
+    tracing::info!(url = %url, node = %node_id, "live events go through NATS");
+    Ok((Arc::new(bus), Some(client)))
 }
 
 async fn shutdown_signal() {
