@@ -148,6 +148,11 @@ pub trait EventBus: Send + Sync + 'static {
     /// Subscribers connected across all sessions (metrics).
     fn subscriber_count(&self) -> usize;
 
+    /// The bus's own counters as Prometheus text (a networked bus; the hub has none).
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
+
     /// Whether other processes read what this one keeps about its live sessions (a
     /// networked bus): only then does the service build [`LiveDigest`]s to share.
     fn shares_live_state(&self) -> bool {

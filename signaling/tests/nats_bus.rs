@@ -359,6 +359,16 @@ async fn a_monitor_on_node_a_follows_a_session_driven_on_node_b() {
         assert_eq!(m.next_of("state").await["to"], "admin_ended");
         assert!(m.next().await.is_none(), "the socket closes after the end");
     }
+    // B's counters: every line went out, none was dropped; A followed the session.
+    let metrics = node_b.metrics_text().await;
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert_eq!(value("earshot_bus_dropped_total"), 0);
+    assert!(value("earshot_bus_sent_total") >= want.len() as u64 + 2);
     // B withdrew its digest when the session ended.
     let gone = async {
         while bus_a.remote_live_state(&id).is_some() {

@@ -343,6 +343,38 @@ impl EventBus for NatsBus {
         self.hub.subscriber_count()
     }
 
+    fn metrics_text(&self) -> String {
+        let c = &self.counters;
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "earshot_bus_sent_total",
+                "Live lines and digests handed to NATS.",
+                c.sent.load(Ordering::Relaxed),
+            ),
+            (
+                "earshot_bus_dropped_total",
+                "Live lines and digests dropped: NATS unreachable or the publish queue full.",
+                c.dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "earshot_bus_gaps_total",
+                "Live lines of other nodes seen missing (monitors told they lagged).",
+                c.gaps.load(Ordering::Relaxed),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
+        }
+        let name = "earshot_bus_watched_sessions";
+        out.push_str(&format!(
+            "# HELP {name} Sessions this node follows on NATS for its subscribers.\n# TYPE {name} gauge\n{name} {}\n",
+            self.watches.len()
+        ));
+        out
+    }
+
     fn shares_live_state(&self) -> bool {
         true
     }

@@ -336,6 +336,14 @@ impl TestServer {
         (cid, s["id"].as_str().unwrap().to_string())
     }
 
+    /// `GET /metrics` as the admin.
+    pub async fn metrics_text(&self) -> String {
+        let res = self.admin(reqwest::Method::GET, "/metrics").send().await;
+        let res = res.expect("metrics");
+        assert_eq!(res.status(), 200, "metrics");
+        res.text().await.expect("metrics text")
+    }
+
     pub async fn send(&self, ev: MediaEvent) {
         self.events.send(ev).await.unwrap();
     }
