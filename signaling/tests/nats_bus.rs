@@ -230,7 +230,12 @@ async fn live_digests_reach_the_other_nodes_and_are_withdrawn() {
     tokio::time::timeout(HANG, b.wait_digest("ses_d", |d| d == &digest))
         .await
         .expect("B holds A's digest");
-    assert_eq!(b.remote_live_state("ses_d"), Some(digest));
+    assert_eq!(b.remote_live_state("ses_d"), Some(digest.clone()));
+    // A node started later asks, and gets what is live already.
+    let c = node(&server, "node-c", 1024).await;
+    tokio::time::timeout(HANG, c.wait_digest("ses_d", |d| d == &digest))
+        .await
+        .expect("C got A's digest at its start");
     // A node does not keep its own digests as another node's.
     assert_eq!(a.remote_live_state("ses_d"), None);
     a.forget_live_state("ses_d");

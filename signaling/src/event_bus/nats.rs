@@ -16,7 +16,8 @@
 //!
 //! Live-session digests ([`LiveDigest`]) go on `earshot.state.<session id>` (JSON; an empty
 //! payload withdraws one); every node subscribes to `earshot.state.*` and keeps the other
-//! nodes' digests, so any node's dashboard shows every node's sessions.
+//! nodes' digests, so any node's dashboard shows every node's sessions. A node that starts
+//! asks on `earshot.sync.state`; the others send their digests again.
 
 use super::{EventBus, LiveDigest, LiveEvent, Subscription};
 use crate::live::Hub;
@@ -35,6 +36,8 @@ pub const QUEUE_CAPACITY: usize = 8192;
 pub const LIVE_SUBJECT: &str = "earshot.live";
 /// Subject prefix of a session's live digest.
 pub const STATE_SUBJECT: &str = "earshot.state";
+/// Where a starting node asks the others for their digests.
+pub const SYNC_SUBJECT: &str = "earshot.sync.state";
 
 const NODE_HEADER: &str = "Earshot-Node";
 const KIND_HEADER: &str = "Earshot-Kind";
@@ -156,12 +159,17 @@ pub struct NatsBus {
     queue_full: AtomicBool,
     /// Other nodes' digests of their live sessions.
     digests: Arc<DashMap<String, LiveDigest>>,
-    digest_task: tokio::task::JoinHandle<()>,
+    /// This node's digests as last shared (sent again when a node starts).
+    own_digests: Arc<DashMap<String, Bytes>>,
+    /// Keeping the others' digests, answering their sync requests.
+    digest_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Drop for NatsBus {
     fn drop(&mut self) {
-        self.digest_task.abort();
+        for task in &self.digest_tasks {
+            task.abort();
+        }
     }
 }
 
@@ -188,15 +196,37 @@ impl NatsBus {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(BusCounters::default());
         tokio::spawn(publisher(nats.clone(), rx, counters.clone()));
-        let subject = format!("{STATE_SUBJECT}.*");
-        let states = nats
-            .client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|source| BusError::Subscribe { subject, source })?;
+        let subscribe = |subject: String| async {
+            nats.client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|source| BusError::Subscribe { subject, source })
+        };
+        let states = subscribe(format!("{STATE_SUBJECT}.*")).await?;
+        let syncs = subscribe(SYNC_SUBJECT.to_string()).await?;
         nats.round_trip().await;
         let digests = Arc::new(DashMap::new());
-        let digest_task = tokio::spawn(keep_digests(nats.clone(), states, digests.clone()));
+        let own_digests = Arc::new(DashMap::new());
+        let digest_tasks = [
+            tokio::spawn(keep_digests(nats.clone(), states, digests.clone())),
+            tokio::spawn(answer_syncs(
+                nats.clone(),
+                syncs,
+                own_digests.clone(),
+                queue.clone(),
+                counters.clone(),
+            )),
+        ];
+        // The others' digests of sessions that are live already.
+        let mut headers = HeaderMap::new();
+        headers.insert(NODE_HEADER, nats.node_id());
+        if let Err(e) = nats
+            .client
+            .publish_with_headers(SYNC_SUBJECT, headers, Bytes::new())
+            .await
+        {
+            tracing::warn!(error = %e, "asking the other nodes for their live digests failed");
+        }
         Ok(NatsBus {
             nats,
             hub: Arc::new(Hub::new(capacity)),
@@ -206,7 +236,8 @@ impl NatsBus {
             counters,
             queue_full: AtomicBool::new(false),
             digests,
-            digest_task,
+            own_digests,
+            digest_tasks,
         })
     }
 
@@ -381,7 +412,12 @@ impl EventBus for NatsBus {
 
     fn share_live_state(&self, session_id: &str, digest: &LiveDigest) {
         match serde_json::to_vec(digest) {
-            Ok(json) => self.send_digest(session_id, Bytes::from(json)),
+            Ok(json) => {
+                let payload = Bytes::from(json);
+                self.own_digests
+                    .insert(session_id.to_string(), payload.clone());
+                self.send_digest(session_id, payload);
+            }
             Err(e) => {
                 tracing::error!(session = session_id, error = %e, "encoding a live digest failed")
             }
@@ -390,6 +426,7 @@ impl EventBus for NatsBus {
 
     fn forget_live_state(&self, session_id: &str) {
         self.digests.remove(session_id);
+        self.own_digests.remove(session_id);
         self.send_digest(session_id, Bytes::new());
     }
 
@@ -400,13 +437,17 @@ impl EventBus for NatsBus {
 
 impl NatsBus {
     fn send_digest(&self, session_id: &str, payload: Bytes) {
-        let mut headers = HeaderMap::new();
-        headers.insert(NODE_HEADER, self.nats.node_id());
-        self.enqueue(Outgoing {
-            subject: format!("{STATE_SUBJECT}.{session_id}").into(),
-            headers,
-            payload,
-        });
+        self.enqueue(digest_message(self.nats.node_id(), session_id, payload));
+    }
+}
+
+fn digest_message(node_id: &str, session_id: &str, payload: Bytes) -> Outgoing {
+    let mut headers = HeaderMap::new();
+    headers.insert(NODE_HEADER, node_id);
+    Outgoing {
+        subject: format!("{STATE_SUBJECT}.{session_id}").into(),
+        headers,
+        payload,
     }
 }
 
@@ -533,6 +574,32 @@ async fn keep_digests(
             }
             Err(e) => {
                 tracing::warn!(session = session_id, error = %e, "a live digest that does not parse ignored")
+            }
+        }
+    }
+}
+
+/// Another node started and asked: this node's digests go out again (queued like the rest;
+/// what does not fit is dropped and counted).
+async fn answer_syncs(
+    nats: NatsClient,
+    mut syncs: async_nats::Subscriber,
+    own: Arc<DashMap<String, Bytes>>,
+    queue: mpsc::Sender<Outgoing>,
+    counters: Arc<BusCounters>,
+) {
+    while let Some(msg) = syncs.next().await {
+        if header(msg.headers.as_ref(), NODE_HEADER) == Some(nats.node_id()) {
+            continue;
+        }
+        let digests: Vec<(String, Bytes)> = own
+            .iter()
+            .map(|d| (d.key().clone(), d.value().clone()))
+            .collect();
+        for (session_id, payload) in digests {
+            let message = digest_message(nats.node_id(), &session_id, payload);
+            if queue.try_send(message).is_err() {
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
