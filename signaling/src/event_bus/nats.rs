@@ -14,16 +14,19 @@
 //! counted ([`BusCounters`]) and logged once per outage; publishing resumes by itself once
 //! the client has reconnected.
 //!
-//! Live-session digests ([`LiveDigest`]) go on `earshot.state.<session id>` (JSON; an empty
-//! payload withdraws one); every node subscribes to `earshot.state.*` and keeps the other
-//! nodes' digests, so any node's dashboard shows every node's sessions. A node that starts
-//! asks on `earshot.sync.state`; the others send their digests again.
+//! What each node keeps about its live sessions crosses too (`digests`), so any node's
+//! dashboard shows every node's sessions.
+
+mod digests;
+
+pub use digests::{STATE_SUBJECT, SYNC_SUBJECT};
 
 use super::{EventBus, LiveDigest, LiveEvent, Subscription};
 use crate::live::Hub;
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use dashmap::DashMap;
+use digests::Digests;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,10 +37,6 @@ use tokio::sync::{mpsc, watch};
 pub const QUEUE_CAPACITY: usize = 8192;
 /// Subject prefix of a session's live lines.
 pub const LIVE_SUBJECT: &str = "earshot.live";
-/// Subject prefix of a session's live digest.
-pub const STATE_SUBJECT: &str = "earshot.state";
-/// Where a starting node asks the others for their digests.
-pub const SYNC_SUBJECT: &str = "earshot.sync.state";
 
 const NODE_HEADER: &str = "Earshot-Node";
 const KIND_HEADER: &str = "Earshot-Kind";
@@ -157,20 +156,8 @@ pub struct NatsBus {
     counters: Arc<BusCounters>,
     /// Whether the queue was full the last time (logs once per episode).
     queue_full: AtomicBool,
-    /// Other nodes' digests of their live sessions.
-    digests: Arc<DashMap<String, LiveDigest>>,
-    /// This node's digests as last shared (sent again when a node starts).
-    own_digests: Arc<DashMap<String, Bytes>>,
-    /// Keeping the others' digests, answering their sync requests.
-    digest_tasks: [tokio::task::JoinHandle<()>; 2],
-}
-
-impl Drop for NatsBus {
-    fn drop(&mut self) {
-        for task in &self.digest_tasks {
-            task.abort();
-        }
-    }
+    /// The live digests: the other nodes' and this node's own.
+    digests: Digests,
 }
 
 fn live_subject(session_id: &str) -> String {
@@ -196,37 +183,7 @@ impl NatsBus {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(BusCounters::default());
         tokio::spawn(publisher(nats.clone(), rx, counters.clone()));
-        let subscribe = |subject: String| async {
-            nats.client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|source| BusError::Subscribe { subject, source })
-        };
-        let states = subscribe(format!("{STATE_SUBJECT}.*")).await?;
-        let syncs = subscribe(SYNC_SUBJECT.to_string()).await?;
-        nats.round_trip().await;
-        let digests = Arc::new(DashMap::new());
-        let own_digests = Arc::new(DashMap::new());
-        let digest_tasks = [
-            tokio::spawn(keep_digests(nats.clone(), states, digests.clone())),
-            tokio::spawn(answer_syncs(
-                nats.clone(),
-                syncs,
-                own_digests.clone(),
-                queue.clone(),
-                counters.clone(),
-            )),
-        ];
-        // The others' digests of sessions that are live already.
-        let mut headers = HeaderMap::new();
-        headers.insert(NODE_HEADER, nats.node_id());
-        if let Err(e) = nats
-            .client
-            .publish_with_headers(SYNC_SUBJECT, headers, Bytes::new())
-            .await
-        {
-            tracing::warn!(error = %e, "asking the other nodes for their live digests failed");
-        }
+        let digests = Digests::start(&nats, queue.clone(), counters.clone()).await?;
         Ok(NatsBus {
             nats,
             hub: Arc::new(Hub::new(capacity)),
@@ -236,8 +193,6 @@ impl NatsBus {
             counters,
             queue_full: AtomicBool::new(false),
             digests,
-            own_digests,
-            digest_tasks,
         })
     }
 
@@ -262,7 +217,7 @@ impl NatsBus {
     /// (tests and the cross-node checks).
     pub async fn wait_digest(&self, session_id: &str, check: impl Fn(&LiveDigest) -> bool) {
         loop {
-            if self.digests.get(session_id).is_some_and(|d| check(&d)) {
+            if self.digests.remote(session_id).is_some_and(|d| check(&d)) {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -413,10 +368,8 @@ impl EventBus for NatsBus {
     fn share_live_state(&self, session_id: &str, digest: &LiveDigest) {
         match serde_json::to_vec(digest) {
             Ok(json) => {
-                let payload = Bytes::from(json);
-                self.own_digests
-                    .insert(session_id.to_string(), payload.clone());
-                self.send_digest(session_id, payload);
+                let message = self.digests.share(self.nats.node_id(), session_id, json);
+                self.enqueue(message);
             }
             Err(e) => {
                 tracing::error!(session = session_id, error = %e, "encoding a live digest failed")
@@ -425,29 +378,12 @@ impl EventBus for NatsBus {
     }
 
     fn forget_live_state(&self, session_id: &str) {
-        self.digests.remove(session_id);
-        self.own_digests.remove(session_id);
-        self.send_digest(session_id, Bytes::new());
+        let message = self.digests.forget(self.nats.node_id(), session_id);
+        self.enqueue(message);
     }
 
     fn remote_live_state(&self, session_id: &str) -> Option<LiveDigest> {
-        self.digests.get(session_id).map(|d| d.clone())
-    }
-}
-
-impl NatsBus {
-    fn send_digest(&self, session_id: &str, payload: Bytes) {
-        self.enqueue(digest_message(self.nats.node_id(), session_id, payload));
-    }
-}
-
-fn digest_message(node_id: &str, session_id: &str, payload: Bytes) -> Outgoing {
-    let mut headers = HeaderMap::new();
-    headers.insert(NODE_HEADER, node_id);
-    Outgoing {
-        subject: format!("{STATE_SUBJECT}.{session_id}").into(),
-        headers,
-        payload,
+        self.digests.remote(session_id)
     }
 }
 
@@ -544,62 +480,6 @@ async fn forward_session(
             }
             other => {
                 tracing::debug!(subject = %subject, kind = ?other, "unknown live message kind ignored")
-            }
-        }
-    }
-}
-
-/// Keeps the other nodes' live digests: a JSON payload replaces the session's, an empty one
-/// withdraws it.
-async fn keep_digests(
-    nats: NatsClient,
-    mut states: async_nats::Subscriber,
-    digests: Arc<DashMap<String, LiveDigest>>,
-) {
-    let prefix = format!("{STATE_SUBJECT}.");
-    while let Some(msg) = states.next().await {
-        if header(msg.headers.as_ref(), NODE_HEADER) == Some(nats.node_id()) {
-            continue;
-        }
-        let Some(session_id) = msg.subject.as_str().strip_prefix(&prefix) else {
-            continue;
-        };
-        if msg.payload.is_empty() {
-            digests.remove(session_id);
-            continue;
-        }
-        match serde_json::from_slice::<LiveDigest>(&msg.payload) {
-            Ok(d) => {
-                digests.insert(session_id.to_string(), d);
-            }
-            Err(e) => {
-                tracing::warn!(session = session_id, error = %e, "a live digest that does not parse ignored")
-            }
-        }
-    }
-}
-
-/// Another node started and asked: this node's digests go out again (queued like the rest;
-/// what does not fit is dropped and counted).
-async fn answer_syncs(
-    nats: NatsClient,
-    mut syncs: async_nats::Subscriber,
-    own: Arc<DashMap<String, Bytes>>,
-    queue: mpsc::Sender<Outgoing>,
-    counters: Arc<BusCounters>,
-) {
-    while let Some(msg) = syncs.next().await {
-        if header(msg.headers.as_ref(), NODE_HEADER) == Some(nats.node_id()) {
-            continue;
-        }
-        let digests: Vec<(String, Bytes)> = own
-            .iter()
-            .map(|d| (d.key().clone(), d.value().clone()))
-            .collect();
-        for (session_id, payload) in digests {
-            let message = digest_message(nats.node_id(), &session_id, payload);
-            if queue.try_send(message).is_err() {
-                counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
