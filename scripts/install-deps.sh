@@ -2,7 +2,7 @@
 # Installs what Earshot needs on Debian 12, idempotently and quietly when already present:
 # cmake (libopus is built from source), a C toolchain, pkg-config; for tests also Chromium,
 # Firefox ESR and PulseAudio (its audio output), espeak-ng, sox, iproute2 (the client matrix's
-# network namespace), systemd (systemd-analyze checks the shipped unit), coturn (the TURN test), nginx-light (the reverse-proxy recipe's test), poppler-utils and unzip (the exports test reads PDFs and ZIPs back), postgresql (the store
+# network namespace), systemd (systemd-analyze checks the shipped unit), coturn (the TURN test), nginx-light (the reverse-proxy recipe's test), poppler-utils and unzip (the exports test reads PDFs and ZIPs back), nats-server (the NATS event bus tests start their own), postgresql (the store
 # tests start a private server of their own from its initdb and postgres), a Python virtual environment with aiortc (the matrix's Python client) and moto's S3 server (the object storage tests), and
 # geckodriver (drives Firefox). Needs root (or sudo) only when a Debian package is missing.
 set -euo pipefail
@@ -20,7 +20,7 @@ AIORTC_VENV="${AIORTC_VENV:-$HOME/.cache/earshot/test-venv}"
 
 want=(cmake build-essential pkg-config)
 if [[ "${1:-}" == "--test" ]]; then
-    want+=(chromium firefox-esr pulseaudio espeak-ng sox libsox-fmt-all iproute2 python3 python3-venv python3-pip systemd coturn nginx-light poppler-utils unzip postgresql)
+    want+=(chromium firefox-esr pulseaudio espeak-ng sox libsox-fmt-all iproute2 python3 python3-venv python3-pip systemd coturn nginx-light nats-server poppler-utils unzip postgresql)
 fi
 
 # --quality: what scripts/measure-quality.sh needs (not the test suite): sox and espeak-ng, and

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+#[path = "config/bus.rs"]
+pub mod bus;
 #[path = "config/encryption.rs"]
 pub mod encryption;
 #[path = "config/limits.rs"]
@@ -19,6 +21,7 @@ pub mod report;
 #[path = "config/storage.rs"]
 pub mod storage;
 
+pub use bus::BusConfig;
 pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
 pub use report::Sources;
@@ -64,6 +67,7 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     pub store: StoreConfig,
     pub storage: StorageConfig,
+    pub bus: BusConfig,
     pub log: LogConfig,
 }
 
@@ -279,7 +283,7 @@ impl Default for TurnConfig {
     }
 }
 
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "server",
     "media",
     "opus",
@@ -295,11 +299,12 @@ const SECTIONS: [&str; 16] = [
     "encryption",
     "store",
     "storage",
+    "bus",
     "log",
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 16] = [
+const OPTIONAL_KEYS: [&str; 18] = [
     "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
@@ -316,6 +321,8 @@ const OPTIONAL_KEYS: [&str; 16] = [
     "storage.region",
     "storage.access_key_id",
     "storage.secret_access_key",
+    "bus.url",
+    "bus.node_id",
 ];
 
 /// Variables that are not config keys.
@@ -529,6 +536,9 @@ impl Config {
             .storage
             .validate(&self.server.data_dir, self.recording.derive == "on_request")
         {
+            return bad(e);
+        }
+        if let Err(e) = self.bus.validate() {
             return bad(e);
         }
         if let Some(ca) = &self.agent.ca_file
@@ -763,6 +773,8 @@ mod tests {
                 "recording.quality",
             ),
             (&[("EARSHOT_RECORDING_DERIVE", "later")], "recording.derive"),
+            (&[("EARSHOT_BUS_URL", "redis://127.0.0.1:6379")], "bus.url"),
+            (&[("EARSHOT_BUS_NODE_ID", "two words")], "bus.node_id"),
             (&[("EARSHOT_SERVER_LISTEN", "nonsense")], "socket address"),
             (
                 &[("EARSHOT_LIMITS_MAX_SESSIONS", "0")],

@@ -13,6 +13,8 @@ use earshot_media::codec::OpusSettings;
 use earshot_media::engine::{Engine, EngineConfig};
 use earshot_media::peer::{IceServer, PeerConfig};
 use earshot_signaling::blob_store::object::ObjectStoreBlobs;
+use earshot_signaling::event_bus::{EventBus, nats};
+use earshot_signaling::live::Hub;
 use earshot_signaling::media_port::{MediaPlane, PromptSpec};
 use earshot_signaling::prompt_dirs::PromptDirs;
 use earshot_signaling::routes::App;
@@ -86,10 +88,12 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     }
     let media: Arc<dyn MediaPlane> = engine.clone();
     let public_url = cfg.public_url();
+    let node_id = cfg.bus.node_id(cfg.server.listen.port());
     let cluster = Arc::new(earshot_signaling::cluster::Cluster::new(
-        &node_id(&cfg),
+        &node_id,
         Arc::new(earshot_signaling::clock::SystemClock),
     ));
+    let (bus, _nats) = event_bus(&cfg, &node_id).await?;
     let storage = cfg
         .storage
         .resolve(&data_dir)
@@ -131,7 +135,8 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             .with_max_sessions(cfg.limits.max_sessions)
             .with_drain_switch(cluster.drain_switch())
             .with_public_url(&public_url)
-            .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?),
+            .with_pdf_fonts(fonts::pdf_fonts().context("loading the PDF fonts")?)
+            .with_event_bus(bus),
     );
     sessions
         .spawn_webhook_worker(cfg.webhooks.clone())
@@ -217,6 +222,25 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     }
     engine.shutdown().await;
     Ok(())
+}
+
+/// The event bus `[bus]` names: NATS (and the connection, for whatever else goes over it),
+/// or the in-process hub without a `url`.
+async fn event_bus(
+    cfg: &Config,
+    node_id: &str,
+) -> anyhow::Result<(Arc<dyn EventBus>, Option<nats::NatsClient>)> {
+    let Some(url) = &cfg.bus.url else {
+        return Ok((Arc::new(Hub::default()), None));
+    };
+    let client = nats::NatsClient::connect(url, node_id)
+        .await
+        .context("bus.url")?;
+    let bus = nats::NatsBus::start(client.clone(), earshot_signaling::live::DEFAULT_CAPACITY)
+        .await
+        .context("bus.url")?;
+    tracing::info!(url = %url, node = %node_id, "live events go through NATS");
+    Ok((Arc::new(bus), Some(client)))
 }
 
 async fn shutdown_signal() {
@@ -349,15 +373,4 @@ pub(crate) fn engine_config(cfg: &Config) -> EngineConfig {
         // The key ring is read once at start (`master_keys::load`), not on reload.
         sealing: None,
     }
-}
-
-/// This node's id among media nodes: the host name and the HTTP port (unique per process on
-/// a host, stable across restarts).
-fn node_id(cfg: &Config) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".into());
-    format!("{host}-{}", cfg.server.listen.port())
 }

@@ -5,14 +5,20 @@
 //! processes and feed a local hub from one remote subscription per watched session, so a
 //! [`Subscription`] stays a local receiver either way.
 //!
+//! [`nats::NatsBus`] is that networked bus (`[bus] url`); it also shares what each node keeps
+//! about its live sessions ([`LiveDigest`]) so any node's dashboard shows every session.
+//!
 //! The lines are encoded once per event (see [`LiveEvent::to_json_line`]), only if someone
 //! watches, and shared by every subscriber: they are the live WebSocket's wire format
 //! (README "Live events").
+
+pub mod nats;
 
 use crate::lifecycle::StateChange;
 use crate::timestamps::rfc3339;
 use crate::turns::{Role, Speaking};
 use earshot_vocab::media_port::QualitySignals;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -141,6 +147,42 @@ pub trait EventBus: Send + Sync + 'static {
     fn subscribe(&self, session_id: &str) -> Subscription;
     /// Subscribers connected across all sessions (metrics).
     fn subscriber_count(&self) -> usize;
+
+    /// The bus's own counters as Prometheus text (a networked bus; the hub has none).
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
+
+    /// Whether other processes read what this one keeps about its live sessions (a
+    /// networked bus): only then does the service build [`LiveDigest`]s to share.
+    fn shares_live_state(&self) -> bool {
+        false
+    }
+    /// Shares what this process keeps about a live session it runs (replacing the last).
+    fn share_live_state(&self, _session_id: &str, _digest: &LiveDigest) {}
+    /// The session ended or was deleted: its shared digest is withdrawn.
+    fn forget_live_state(&self, _session_id: &str) {}
+    /// The digest another process shared about a session it runs, if any.
+    fn remote_live_state(&self, _session_id: &str) -> Option<LiveDigest> {
+        None
+    }
+}
+
+/// What a process keeps in memory about a live session it runs, beyond the store: what the
+/// live dashboard and a participant's feed read (see `service::live_state`). Shared between
+/// nodes by a networked bus as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveDigest {
+    pub speaking: Speaking,
+    /// The latest quality signals and when they came (ms since the epoch).
+    pub signals: Option<QualitySignals>,
+    pub signals_at: Option<i64>,
+    /// Monitors listening in now.
+    pub listening: usize,
+    /// The prompt being asked (index from 0) and how many there are.
+    pub progress: Option<(usize, usize)>,
+    /// The interviewer's latest words.
+    pub caption: Option<String>,
 }
 
 /// One delivered line: JSON text, and whether it is the session's last (the session ended).
@@ -148,6 +190,9 @@ pub trait EventBus: Send + Sync + 'static {
 pub struct Line {
     pub json: Arc<str>,
     pub last: bool,
+    /// Not a line but a gap: this many lines were lost upstream (a networked bus saw them
+    /// missing); the subscriber gets [`Next::Lagged`] as if it had fallen behind.
+    pub missed: u64,
 }
 
 /// What a subscriber gets next.
@@ -188,6 +233,7 @@ impl Subscription {
             return Next::Closed;
         };
         match rx.recv().await {
+            Ok(line) if line.missed > 0 => Next::Lagged(line.missed),
             Ok(line) => Next::Line(line),
             Err(broadcast::error::RecvError::Lagged(n)) => Next::Lagged(n),
             Err(broadcast::error::RecvError::Closed) => Next::Closed,
@@ -196,6 +242,18 @@ impl Subscription {
 
     pub fn session_id(&self) -> &str {
         &self.session_id
+    }
+
+    /// The same subscription running `then` after its current release hook.
+    pub fn then_release(mut self, then: impl FnOnce() + Send + Sync + 'static) -> Subscription {
+        let first = self.release.take();
+        self.release = Some(Box::new(move || {
+            if let Some(first) = first {
+                first();
+            }
+            then();
+        }));
+        self
     }
 }
 

@@ -58,7 +58,13 @@ impl Hub {
     pub fn publish(&self, session_id: &str, json: impl Into<Arc<str>>) -> usize {
         let json = json.into();
         match self.channels.get(session_id) {
-            Some(tx) => tx.send(Line { json, last: false }).unwrap_or(0),
+            Some(tx) => tx
+                .send(Line {
+                    json,
+                    last: false,
+                    missed: 0,
+                })
+                .unwrap_or(0),
             None => 0,
         }
     }
@@ -69,6 +75,21 @@ impl Hub {
         let n = self.send(session_id, make, true);
         self.channels.remove(session_id);
         n
+    }
+
+    /// Tells the session's subscribers that `missed` lines were lost upstream (they re-sync
+    /// as after a lag); never waits.
+    pub fn publish_gap(&self, session_id: &str, missed: u64) -> usize {
+        match self.channels.get(session_id) {
+            Some(tx) => tx
+                .send(Line {
+                    json: Arc::from(""),
+                    last: false,
+                    missed,
+                })
+                .unwrap_or(0),
+            None => 0,
+        }
     }
 
     /// Drops the session's channel without a last line (the session was deleted).
@@ -84,7 +105,12 @@ impl Hub {
             return 0;
         }
         let json: Arc<str> = make().into();
-        tx.send(Line { json, last }).unwrap_or(0)
+        tx.send(Line {
+            json,
+            last,
+            missed: 0,
+        })
+        .unwrap_or(0)
     }
 
     /// Subscribes to the session's lines from now on (creating its channel on demand).

@@ -8,43 +8,8 @@ use earshot_signaling::media_port::MediaEvent;
 use earshot_signaling::store::SessionStore;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, TestServer};
+use support::{ADMIN_TOKEN, TestServer, transcript, turn_ended, turn_started};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-fn turn_started(id: &str, role: &str, at_ms: u64) -> MediaEvent {
-    MediaEvent::TurnStarted {
-        session_id: id.into(),
-        role: role.parse().expect("a role"),
-        at_ms,
-    }
-}
-
-fn turn_ended(id: &str, role: &str, start_ms: u64, end_ms: u64) -> MediaEvent {
-    MediaEvent::TurnEnded {
-        session_id: id.into(),
-        role: role.parse().expect("a role"),
-        start_ms,
-        end_ms,
-    }
-}
-
-fn transcript(
-    id: &str,
-    role: &str,
-    text: &str,
-    fin: bool,
-    start_ms: u64,
-    end_ms: u64,
-) -> MediaEvent {
-    MediaEvent::Transcript {
-        session_id: id.into(),
-        role: role.parse().expect("a role"),
-        text: text.into(),
-        is_final: fin,
-        start_ms,
-        end_ms,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_refuses_before_the_upgrade_without_the_admin_token() {

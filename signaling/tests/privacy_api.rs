@@ -515,16 +515,7 @@ async fn the_sweep_deletes_and_redacts_exactly_what_is_due() {
     let status = sweep(&srv).await;
     assert_eq!(status["last_sweep"]["recordings_deleted"], json!([d_old]));
     assert_eq!(status["next_recordings_due"], Value::Null);
-    let metrics = srv
-        .http
-        .get(format!("{}/metrics", srv.base))
-        .bearer_auth(support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = srv.metrics_text().await;
     assert!(
         metrics.contains("earshot_retention_sweeps_total 4"),
         "{metrics}"

@@ -7,6 +7,9 @@ pub mod browser;
 pub mod firefox;
 pub mod interview;
 pub mod moto;
+/// A real `nats-server` (the same helper as signaling's tests).
+#[path = "../../signaling/tests/support/nats.rs"]
+pub mod nats;
 pub mod netns;
 pub mod noise;
 pub mod participant;
@@ -61,7 +64,7 @@ impl Server {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
-        Self::start_limited(data_dir, "127.0.0.1", env, None, None, None).await
+        Self::start_limited(data_dir, "127.0.0.1", env, None, None, None, None).await
     }
 
     /// Starts the server inside the network namespace `ns`, on its address there: a client on
@@ -70,7 +73,7 @@ impl Server {
     pub async fn start_in_netns(ns: &netns::Netns, env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
         let ip = ns.ns_ip.to_string();
-        Self::start_limited(data_dir, &ip, env, None, None, Some(&ns.name)).await
+        Self::start_limited(data_dir, &ip, env, None, None, Some(&ns.name), None).await
     }
 
     /// Starts the server serving HTTPS (`env` names its certificate and key); the test's
@@ -80,21 +83,29 @@ impl Server {
         tls: tokio_rustls::rustls::ClientConfig,
     ) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, "127.0.0.1", env, None, Some(tls), None).await
+        Self::start_limited(data_dir, "127.0.0.1", env, None, Some(tls), None, None).await
     }
 
     /// Starts the server with its open-file limit (soft and hard) set to `nofile`, as a
     /// service manager or `ulimit -n` would.
     pub async fn start_with_nofile(env: &[(&str, &str)], nofile: u64) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, "127.0.0.1", env, Some(nofile), None, None).await
+        Self::start_limited(data_dir, "127.0.0.1", env, Some(nofile), None, None, None).await
     }
 
     /// Starts the server with its HTTP listener and its media (host candidates) on `ip`, a
     /// concrete local address (e.g. the host side of a [`netns::Netns`]).
     pub async fn start_on(ip: &str, env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().expect("data dir");
-        Self::start_limited(data_dir, ip, env, None, None, None).await
+        Self::start_limited(data_dir, ip, env, None, None, None, None).await
+    }
+
+    /// A second node of `first`: another process on the same data directory (the same
+    /// SQLite file); its log goes to a directory of its own.
+    pub async fn start_sharing_data(first: &Server, env: &[(&str, &str)]) -> Server {
+        let log_dir = tempfile::tempdir().expect("log dir");
+        let shared = first.data_path().to_path_buf();
+        Self::start_limited(log_dir, "127.0.0.1", env, None, None, None, Some(&shared)).await
     }
 
     async fn start_limited(
@@ -104,6 +115,7 @@ impl Server {
         nofile: Option<u64>,
         https: Option<tokio_rustls::rustls::ClientConfig>,
         netns: Option<&str>,
+        shared_data: Option<&Path>,
     ) -> Server {
         // Inside a namespace of the test's own every port is free; its address is not the
         // host's to probe.
@@ -122,7 +134,7 @@ impl Server {
             .arg("--listen")
             .arg(format!("{ip}:{port}"))
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(shared_data.unwrap_or(data_dir.path()))
             .env("EARSHOT_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("EARSHOT_MEDIA_BIND_IP", ip)
             .env("EARSHOT_LOG", "info,earshot_media=debug")

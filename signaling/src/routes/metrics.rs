@@ -100,6 +100,7 @@ async fn metrics(
         );
     }
     out.push_str(&app.service.media_metrics());
+    out.push_str(&app.service.bus_metrics());
     if let Some(axum::Extension(http)) = http {
         http.render(&mut out);
     }

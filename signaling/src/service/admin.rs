@@ -152,6 +152,11 @@ impl SessionService {
     pub fn media_metrics(&self) -> String {
         self.media.metrics_text()
     }
+
+    /// The event bus's counters (Prometheus text; none for the in-process hub).
+    pub fn bus_metrics(&self) -> String {
+        self.bus.metrics_text()
+    }
 }
 
 /// What [`SessionService::readiness`] found: each check passed, or why not.

@@ -3,14 +3,19 @@
 //! session needs attention, [`crate::attention`]), the prompt being asked and the
 //! interviewer's latest words (published as `progress`; what a participant feed starts from),
 //! and the count of participant feeds (they are bus subscribers, not monitors).
+//!
+//! With a networked bus (several nodes) the node running a session shares this, with who
+//! speaks and how many monitors listen, as a [`LiveDigest`] on each change; the readers
+//! here fall back to another node's digest for a session this node does not run.
 
 use super::SessionService;
 use crate::attention::attention;
 use crate::error::ApiError;
-use crate::event_bus::LiveEvent;
+use crate::event_bus::{LiveDigest, LiveEvent};
 use crate::lifecycle::Millis;
 use crate::media_port::QualitySignals;
 use crate::store::SessionRow;
+use crate::turns::Speaking;
 
 /// The latest quality signals of a live session and when they came.
 #[derive(Debug, Clone)]
@@ -59,11 +64,49 @@ impl SessionService {
             },
         );
         self.signals.insert(session_id.to_string(), latest);
+        self.share_live(session_id);
     }
 
-    /// The session's latest quality signals, if its media reported any.
+    /// The session's latest quality signals, if its media reported any (here, or on the
+    /// node running it).
     pub fn latest_signals(&self, session_id: &str) -> Option<LatestSignals> {
-        self.signals.get(session_id).map(|s| s.clone())
+        if let Some(s) = self.signals.get(session_id) {
+            return Some(s.clone());
+        }
+        let remote = self.bus.remote_live_state(session_id)?;
+        let signals = remote.signals?;
+        Some(LatestSignals {
+            at: Millis(remote.signals_at.unwrap_or(0)),
+            attention: attention(&signals),
+            signals,
+        })
+    }
+
+    /// Shares what this node keeps about the session with the other nodes (only with a
+    /// networked bus; the in-process hub has no other nodes).
+    pub(super) fn share_live(&self, session_id: &str) {
+        if !self.bus.shares_live_state() {
+            return;
+        }
+        let latest = self
+            .signals
+            .get(session_id)
+            .map(|s| (s.signals.clone(), s.at.0));
+        let now = self.interview_now.get(session_id).map(|n| n.clone());
+        let digest = LiveDigest {
+            speaking: self.local_speaking(session_id).unwrap_or(Speaking::None),
+            signals_at: latest.as_ref().map(|l| l.1),
+            signals: latest.map(|l| l.0),
+            listening: self.local_listening(session_id),
+            progress: now.as_ref().and_then(|n| n.progress),
+            caption: now.and_then(|n| n.caption),
+        };
+        self.bus.share_live_state(session_id, &digest);
+    }
+
+    /// Who speaks in a session this node runs (`None`: it runs no such session).
+    pub(super) fn local_speaking(&self, session_id: &str) -> Option<Speaking> {
+        self.turn_logs.get(session_id).map(|l| l.speaking())
     }
 
     /// The interviewer moved to a prompt: kept, and announced as a `progress` live event.
@@ -74,6 +117,7 @@ impl SessionService {
             .progress = Some((index, count));
         self.bus
             .publish_event(session_id, &LiveEvent::Progress { index, count, id });
+        self.share_live(session_id);
     }
 
     /// The interviewer's latest words (a transcript line of the AI), kept for a participant
@@ -83,21 +127,28 @@ impl SessionService {
             .entry(session_id.to_string())
             .or_default()
             .caption = Some(text.to_string());
+        self.share_live(session_id);
     }
 
     /// Where the session's interview stands now (see [`InterviewNow`]) and whether the
-    /// interviewer is speaking.
+    /// interviewer is speaking (here, or on the node running it).
     pub fn interview_now(&self, session_id: &str) -> (InterviewNow, bool) {
-        let now = self
-            .interview_now
-            .get(session_id)
-            .map(|n| n.clone())
-            .unwrap_or_default();
+        let local = self.interview_now.get(session_id).map(|n| n.clone());
+        if local.is_none()
+            && self.local_speaking(session_id).is_none()
+            && let Some(remote) = self.bus.remote_live_state(session_id)
+        {
+            let now = InterviewNow {
+                progress: remote.progress,
+                caption: remote.caption,
+            };
+            return (now, remote.speaking == Speaking::Ai);
+        }
         let ai_speaking = self
             .turn_logs
             .get(session_id)
             .is_some_and(|l| l.ai_speaking());
-        (now, ai_speaking)
+        (local.unwrap_or_default(), ai_speaking)
     }
 
     /// The participant's own feed of their session's live lines (filtered by the route).
@@ -134,5 +185,6 @@ impl SessionService {
         self.signals.remove(session_id);
         self.interview_now.remove(session_id);
         self.session_campaigns.remove(session_id);
+        self.bus.forget_live_state(session_id);
     }
 }

@@ -295,6 +295,13 @@ impl SessionService {
         self
     }
 
+    /// The same service publishing live events on `bus` instead of the in-process hub (a
+    /// networked bus: several nodes, `[bus] url`).
+    pub fn with_event_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = bus;
+        self
+    }
+
     /// The same service admitting at most `max` sessions with media at once (a WHIP offer
     /// for one more is `503 server_busy`).
     pub fn with_max_sessions(mut self, max: usize) -> Self {

@@ -186,7 +186,7 @@ impl SessionService {
     }
 
     fn publish_monitor(&self, session_id: &str, monitor_id: &str, joined: bool) {
-        let listening = self.listening(session_id);
+        let listening = self.local_listening(session_id);
         self.bus.publish_event(
             session_id,
             &LiveEvent::Monitor {
@@ -195,10 +195,22 @@ impl SessionService {
                 listening,
             },
         );
+        self.share_live(session_id);
     }
 
-    /// Monitors listening in to the session now.
+    /// Monitors listening in to the session now (here, or on the node running it).
     pub fn listening(&self, session_id: &str) -> usize {
+        match self.local_listening(session_id) {
+            0 => self
+                .bus
+                .remote_live_state(session_id)
+                .map_or(0, |d| d.listening),
+            n => n,
+        }
+    }
+
+    /// Monitors listening in to the session on this node.
+    pub(super) fn local_listening(&self, session_id: &str) -> usize {
         self.monitors
             .iter()
             .filter(|m| m.session_id == session_id)
@@ -277,9 +289,20 @@ impl SessionService {
                         .remove("label")
                 });
             let lc = session.lifecycle()?;
-            let (turns, speaking) = match self.turn_logs.get(&session.id) {
-                Some(log) => (log.len(), log.speaking()),
-                None => (self.store.turns(&session.id).await?.len(), Speaking::None),
+            let local = self
+                .turn_logs
+                .get(&session.id)
+                .map(|log| (log.len(), log.speaking()));
+            let (turns, speaking) = match local {
+                Some(known) => known,
+                None => {
+                    // Not run here: the stored turns, and who speaks on the node running it.
+                    let speaking = self
+                        .bus
+                        .remote_live_state(&session.id)
+                        .map_or(Speaking::None, |d| d.speaking);
+                    (self.store.turns(&session.id).await?.len(), speaking)
+                }
             };
             out.push(LiveOverview {
                 campaign_name: campaigns.get(&session.campaign_id).cloned().flatten(),

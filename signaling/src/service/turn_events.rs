@@ -78,6 +78,7 @@ impl SessionService {
         if before != after {
             self.bus
                 .publish_event(session_id, &LiveEvent::Speaking(after));
+            self.share_live(session_id);
         }
         // After the live line went out: the list's summary may lag it, monitors may not.
         if !changed.is_empty() {

@@ -68,7 +68,7 @@ pub enum TurnInput<'a> {
 }
 
 /// Who is speaking right now (`{"type":"speaking","who":...}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Speaking {
     Ai,

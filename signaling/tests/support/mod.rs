@@ -5,9 +5,11 @@
 #![allow(dead_code)]
 
 pub mod access;
+pub mod nats;
 
 use earshot_signaling::blob_store::LocalDiskBlobs;
 use earshot_signaling::clock::{Clock, SystemClock};
+use earshot_signaling::event_bus::EventBus;
 use earshot_signaling::lifecycle::LifecycleConfig;
 use earshot_signaling::live::Hub;
 use earshot_signaling::media_port::{
@@ -161,36 +163,64 @@ impl TestServer {
     /// `vault`.
     pub async fn start_with(clock: Arc<dyn Clock>, vault: Arc<dyn TextVault>) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("earshot.db"))
-            .await
-            .unwrap();
+        let db = dir.path().join("earshot.db");
+        let hub = Arc::new(Hub::default());
+        TestServer::build(dir, &db, hub.clone(), hub, clock, vault).await
+    }
+
+    /// One node of several: live events go through `bus`, the database is the file `db`
+    /// (seeded by the first node), everything else is its own. (`hub` is then unused.)
+    pub async fn start_node(db: &std::path::Path, bus: Arc<dyn EventBus>) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let unused = Arc::new(Hub::default());
+        TestServer::build(
+            dir,
+            db,
+            bus,
+            unused,
+            Arc::new(SystemClock),
+            Arc::new(RefuseVault),
+        )
+        .await
+    }
+
+    async fn build(
+        dir: tempfile::TempDir,
+        db: &std::path::Path,
+        bus: Arc<dyn EventBus>,
+        hub: Arc<Hub>,
+        clock: Arc<dyn Clock>,
+        vault: Arc<dyn TextVault>,
+    ) -> TestServer {
+        let store = SqliteStore::open(db).await.unwrap();
         let prompt = dir.path().join("q1.wav");
         std::fs::write(&prompt, b"RIFF").unwrap();
-        store
-            .insert_campaign(&CampaignRow {
-                id: "cmp_default".into(),
-                name: "Demo".into(),
-                description: String::new(),
-                created_at: 0,
-            })
-            .await
-            .unwrap();
-        let definition = json!({"prompts": [{"id": "q1", "text": "Hello?", "audio": prompt}]});
-        store
-            .upsert_script(&ScriptRow {
-                id: "scr_default".into(),
-                campaign_id: "cmp_default".into(),
-                name: "Default".into(),
-                definition: definition.to_string(),
-                recording_enabled: true,
-                noise_suppression: false,
-                quality: Quality::Standard,
-                created_at: 0,
-            })
-            .await
-            .unwrap();
+        if store.get_campaign("cmp_default").await.unwrap().is_none() {
+            store
+                .insert_campaign(&CampaignRow {
+                    id: "cmp_default".into(),
+                    name: "Demo".into(),
+                    description: String::new(),
+                    created_at: 0,
+                })
+                .await
+                .unwrap();
+            let definition = json!({"prompts": [{"id": "q1", "text": "Hello?", "audio": prompt}]});
+            store
+                .upsert_script(&ScriptRow {
+                    id: "scr_default".into(),
+                    campaign_id: "cmp_default".into(),
+                    name: "Default".into(),
+                    definition: definition.to_string(),
+                    recording_enabled: true,
+                    noise_suppression: false,
+                    quality: Quality::Standard,
+                    created_at: 0,
+                })
+                .await
+                .unwrap();
+        }
         let media = Arc::new(FakeMedia::default());
-        let hub = Arc::new(Hub::default());
         let recordings_dir = dir.path().join("recordings");
         let cluster = Arc::new(earshot_signaling::cluster::Cluster::new(
             "test-node",
@@ -200,7 +230,7 @@ impl TestServer {
             store: Arc::new(store.clone()),
             media: media.clone(),
             blobs: Arc::new(LocalDiskBlobs::new(recordings_dir.clone())),
-            bus: hub.clone(),
+            bus,
             clock,
         };
         let config = ServiceConfig {
@@ -318,6 +348,14 @@ impl TestServer {
         (cid, s["id"].as_str().unwrap().to_string())
     }
 
+    /// `GET /metrics` as the admin.
+    pub async fn metrics_text(&self) -> String {
+        let res = self.admin(reqwest::Method::GET, "/metrics").send().await;
+        let res = res.expect("metrics");
+        assert_eq!(res.status(), 200, "metrics");
+        res.text().await.expect("metrics text")
+    }
+
     pub async fn send(&self, ev: MediaEvent) {
         self.events.send(ev).await.unwrap();
     }
@@ -396,5 +434,41 @@ impl Monitor {
 
     pub async fn close(mut self) {
         let _ = self.ws.send(Message::Close(None)).await;
+    }
+}
+
+/// The media plane's events a test sends (role `ai` or `participant`).
+pub fn turn_started(id: &str, role: &str, at_ms: u64) -> MediaEvent {
+    MediaEvent::TurnStarted {
+        session_id: id.into(),
+        role: role.parse().expect("a role"),
+        at_ms,
+    }
+}
+
+pub fn turn_ended(id: &str, role: &str, start_ms: u64, end_ms: u64) -> MediaEvent {
+    MediaEvent::TurnEnded {
+        session_id: id.into(),
+        role: role.parse().expect("a role"),
+        start_ms,
+        end_ms,
+    }
+}
+
+pub fn transcript(
+    id: &str,
+    role: &str,
+    text: &str,
+    fin: bool,
+    start_ms: u64,
+    end_ms: u64,
+) -> MediaEvent {
+    MediaEvent::Transcript {
+        session_id: id.into(),
+        role: role.parse().expect("a role"),
+        text: text.into(),
+        is_final: fin,
+        start_ms,
+        end_ms,
     }
 }

@@ -1,0 +1,122 @@
+//! `[bus]`: where live events go between processes (README "Several nodes: the NATS event
+//! bus"). No `url`: the in-process hub, one process (the embedded default).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// The NATS server, `nats://host:port` (or `tls://host:port`); none: in-process.
+    pub url: Option<String>,
+    /// This process's name on the bus (its messages carry it so it skips its own); default
+    /// `<hostname>:<listen port>-<random>`, new at each start.
+    pub node_id: Option<String>,
+}
+
+impl BusConfig {
+    /// Checks `url` and `node_id`; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.url {
+            let host = url
+                .strip_prefix("nats://")
+                .or_else(|| url.strip_prefix("tls://"));
+            let ok = host.is_some_and(|rest| {
+                // host[:port], nothing else (no path, no credentials in the URL).
+                let (host, port) = match rest.rsplit_once(':') {
+                    Some((h, p)) => (h, Some(p)),
+                    None => (rest, None),
+                };
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+                    && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0))
+            });
+            if !ok {
+                return Err(format!(
+                    "bus.url must be nats://host:port (or tls://host:port), got {url:?}"
+                ));
+            }
+        }
+        if let Some(id) = &self.node_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        {
+            return Err(format!(
+                "bus.node_id must be 1 to 64 letters, digits, '-', '_', '.' or ':', got {id:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The node id: the configured one, or `<hostname>:<port>-<random>` (the random part
+    /// keeps two processes apart even with the same host name and port).
+    pub fn node_id(&self, listen_port: u16) -> String {
+        if let Some(id) = &self.node_id {
+            return id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "earshot".into());
+        let random = earshot_signaling::ids::new_id("n");
+        format!("{host}:{listen_port}-{}", &random[2..8])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_url(url: &str) -> BusConfig {
+        BusConfig {
+            url: Some(url.into()),
+            node_id: None,
+        }
+    }
+
+    #[test]
+    fn urls_are_nats_host_and_port() {
+        for good in [
+            "nats://127.0.0.1:4222",
+            "nats://nats.internal",
+            "tls://n1.example:4443",
+        ] {
+            assert_eq!(with_url(good).validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "127.0.0.1:4222",
+            "http://127.0.0.1:4222",
+            "nats://",
+            "nats://host:0",
+            "nats://host:99999",
+            "nats://user:pw@host:4222",
+            "nats://host:4222/path",
+        ] {
+            let e = with_url(bad).validate().unwrap_err();
+            assert!(e.starts_with("bus.url must be"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn node_ids_are_checked_and_default_to_host_port_and_a_random_part() {
+        let bad = BusConfig {
+            url: None,
+            node_id: Some("a b".into()),
+        };
+        assert!(bad.validate().unwrap_err().starts_with("bus.node_id"));
+        let named = BusConfig {
+            url: None,
+            node_id: Some("media-1".into()),
+        };
+        assert_eq!(named.node_id(8080), "media-1");
+        let a = BusConfig::default().node_id(8080);
+        let b = BusConfig::default().node_id(8080);
+        assert_ne!(a, b);
+        assert!(a.contains(":8080-"), "{a}");
+    }
+}

@@ -1,0 +1,119 @@
+//! What this process says about itself as a media node (F13): the sessions whose media it
+//! holds, how many it takes, the share of its cores in use and the 20 ms deadlines it missed
+//! since its previous announcement, and whether it drains. The placement table of every API
+//! node is built from these (`earshot_signaling::placement`).
+
+use earshot_media::engine::Engine;
+use earshot_signaling::placement::NodeAnnouncement;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Takes one announcement at a time; each covers the time since the previous one.
+pub struct NodeSampler {
+    node_id: String,
+    http_url: String,
+    capacity: u32,
+    cores: f64,
+    draining: Arc<AtomicBool>,
+    last_cpu: Duration,
+    last_at: Instant,
+    last_missed: u64,
+}
+
+impl NodeSampler {
+    /// A sampler for node `node_id`, reached by other nodes at `http_url`, that takes at most
+    /// `capacity` sessions; `draining` is the switch an operator turns on to drain the node.
+    pub fn new(
+        node_id: &str,
+        http_url: &str,
+        capacity: u32,
+        draining: Arc<AtomicBool>,
+    ) -> NodeSampler {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        NodeSampler {
+            node_id: node_id.to_string(),
+            http_url: http_url.to_string(),
+            capacity,
+            cores,
+            draining,
+            last_cpu: process_cpu(),
+            last_at: Instant::now(),
+            last_missed: 0,
+        }
+    }
+
+    /// The node as it is now.
+    pub fn sample(&mut self, engine: &Engine) -> NodeAnnouncement {
+        let (cpu, at) = (process_cpu(), Instant::now());
+        let wall = at.duration_since(self.last_at).as_secs_f64();
+        let used = cpu.saturating_sub(self.last_cpu).as_secs_f64();
+        let share = if wall > 0.0 {
+            (used / wall / self.cores).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let missed = engine.metrics().deadline_missed();
+        let session_ids = engine.session_ids();
+        let announcement = NodeAnnouncement {
+            node_id: self.node_id.clone(),
+            http_url: self.http_url.clone(),
+            sessions: u32::try_from(session_ids.len()).unwrap_or(u32::MAX),
+            capacity: self.capacity,
+            cpu: share as f32,
+            missed_deadlines: missed.saturating_sub(self.last_missed),
+            draining: self.draining.load(Ordering::Relaxed),
+            session_ids,
+        };
+        (self.last_cpu, self.last_at, self.last_missed) = (cpu, at, missed);
+        announcement
+    }
+}
+
+/// CPU time this process has used (user + system).
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use earshot_media::engine::EngineConfig;
+
+    #[test]
+    fn a_sample_says_what_the_node_holds_and_spends() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let (engine, _events) = Engine::new(EngineConfig::default());
+        let draining = Arc::new(AtomicBool::new(false));
+        let mut sampler = NodeSampler::new("node-a", "http://127.0.0.1:1", 40, draining.clone());
+        // Burn some CPU so the share is above zero.
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let a = sampler.sample(&engine);
+        assert_eq!(a.node_id, "node-a");
+        assert_eq!((a.sessions, a.capacity), (0, 40));
+        assert!(a.session_ids.is_empty());
+        assert!(a.cpu > 0.0 && a.cpu <= 1.0, "cpu share {}", a.cpu);
+        assert_eq!(a.missed_deadlines, 0);
+        assert!(!a.draining);
+        draining.store(true, Ordering::Relaxed);
+        let b = sampler.sample(&engine);
+        assert!(b.draining);
+        assert!(!b.takes_sessions());
+    }
+}
