@@ -304,7 +304,7 @@ const SECTIONS: [&str; 17] = [
 ];
 
 /// Keys with no default value (`section.key`): `check-config` lists them as not set.
-const OPTIONAL_KEYS: [&str; 18] = [
+const OPTIONAL_KEYS: [&str; 19] = [
     "media.public_ip_stun",
     "agent.ca_file",
     "server.public_url",
@@ -323,6 +323,7 @@ const OPTIONAL_KEYS: [&str; 18] = [
     "storage.secret_access_key",
     "bus.url",
     "bus.node_id",
+    "bus.advertise_url",
 ];
 
 /// Variables that are not config keys.

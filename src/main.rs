@@ -6,6 +6,7 @@ mod config;
 mod defaults;
 mod fonts;
 mod master_keys;
+mod node;
 mod reload;
 mod rlimit;
 mod secrets;

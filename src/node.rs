@@ -4,7 +4,11 @@
 //! node is built from these (`earshot_signaling::placement`).
 
 use earshot_media::engine::Engine;
+use earshot_signaling::cluster::Cluster;
+use earshot_signaling::event_bus::nats::NatsClient;
+use earshot_signaling::media_port::MediaEvent;
 use earshot_signaling::placement::NodeAnnouncement;
+use earshot_signaling::service::SessionService;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -68,6 +72,40 @@ impl NodeSampler {
         (self.last_cpu, self.last_at, self.last_missed) = (cpu, at, missed);
         announcement
     }
+}
+
+/// Every announcement interval: this node's announcement into its own table (and to every
+/// node over NATS, when there is a bus), and the media of the sessions of nodes lost since
+/// the last round reported lost to the session service (the lifecycle's `MediaLost`: the
+/// disconnect grace starts, the participant's page reconnects and lands on a live node).
+pub fn spawn_node_loop(
+    mut sampler: NodeSampler,
+    engine: Arc<Engine>,
+    cluster: Arc<Cluster>,
+    nats: Option<NatsClient>,
+    sessions: Arc<SessionService>,
+) {
+    let interval = Duration::from_millis(earshot_signaling::cluster::ANNOUNCE_INTERVAL_MS as u64);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let announcement = sampler.sample(&engine);
+            if let Some(nats) = &nats {
+                earshot_signaling::cluster::nats::announce(nats, &announcement).await;
+            }
+            cluster.hear(announcement);
+            for lost in cluster.take_lost() {
+                tracing::warn!(node = %lost.node_id, sessions = lost.session_ids.len(), "a media node is lost");
+                for session_id in lost.session_ids {
+                    sessions
+                        .handle_media_event(MediaEvent::Disconnected { session_id })
+                        .await;
+                }
+            }
+        }
+    });
 }
 
 /// CPU time this process has used (user + system).

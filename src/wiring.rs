@@ -86,14 +86,14 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     if let Err(e) = engine.preload_prompts(&default_prompts).await {
         tracing::warn!(error = %e, "built-in prompts not preloaded");
     }
-    let media: Arc<dyn MediaPlane> = engine.clone();
     let public_url = cfg.public_url();
     let node_id = cfg.bus.node_id(cfg.server.listen.port());
     let cluster = Arc::new(earshot_signaling::cluster::Cluster::new(
         &node_id,
         Arc::new(earshot_signaling::clock::SystemClock),
     ));
-    let (bus, _nats) = event_bus(&cfg, &node_id).await?;
+    let (bus, nats) = event_bus(&cfg, &node_id).await?;
+    let media = media_plane(&engine, &cluster, nats.as_ref()).await?;
     let storage = cfg
         .storage
         .resolve(&data_dir)
@@ -146,6 +146,19 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         .clone()
         .spawn_retention_sweep(std::time::Duration::from_secs(cfg.retention.sweep_secs));
     sessions.clone().spawn(media_events);
+    crate::node::spawn_node_loop(
+        crate::node::NodeSampler::new(
+            &node_id,
+            &cfg.bus
+                .advertise_url(cfg.server.listen, cfg.server.tls_cert.is_some()),
+            u32::try_from(cfg.limits.max_sessions).unwrap_or(u32::MAX),
+            cluster.drain_switch(),
+        ),
+        engine.clone(),
+        cluster.clone(),
+        nats.clone(),
+        sessions.clone(),
+    );
     tokio::spawn(
         crate::reload::Reloader {
             source,
@@ -178,8 +191,13 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
         default_script_id: defaults::SCRIPT_ID.into(),
         // The operator's prompts, then the built-in ones (`default/<id>.wav`).
         prompt_dirs: PromptDirs::new([cfg.prompts_dir(), data_dir.join("prompts")]),
+        handoff: nats.as_ref().map(|_| {
+            earshot_signaling::routes::handoff::Handoff::new(
+                cluster.node_id(),
+                std::time::Duration::from_secs(10),
+            )
+        }),
         cluster,
-        handoff: None,
         limits: Limits::new(earshot_signaling::routes::limits::HttpLimits {
             trusted_proxies: earshot_signaling::routes::forwarded::TrustedProxies::parse(
                 &cfg.server.trusted_proxies,
@@ -226,6 +244,31 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
 
 /// The event bus `[bus]` names: NATS (and the connection, for whatever else goes over it),
 /// or the in-process hub without a `url`.
+/// The media port the session service commands: the engine itself in one process; with a
+/// bus, a plane that sends each command to the node holding the session (this one's own
+/// sessions straight to the engine), and this node answers the others' commands.
+async fn media_plane(
+    engine: &Arc<Engine>,
+    cluster: &Arc<earshot_signaling::cluster::Cluster>,
+    nats: Option<&nats::NatsClient>,
+) -> anyhow::Result<Arc<dyn MediaPlane>> {
+    let Some(nats) = nats else {
+        return Ok(engine.clone());
+    };
+    use earshot_signaling::cluster::nats as cluster_nats;
+    cluster_nats::serve_media_commands(nats, engine.clone())
+        .await
+        .context("bus.url: media commands")?;
+    cluster_nats::hear_nodes(nats, cluster.clone())
+        .await
+        .context("bus.url: node announcements")?;
+    let rpc = cluster_nats::NatsRpc::new(nats, std::time::Duration::from_secs(10));
+    Ok(Arc::new(
+        earshot_signaling::media_rpc::remote::RemoteMediaPlane::new(Arc::new(rpc), cluster.clone())
+            .with_local(cluster.node_id(), engine.clone()),
+    ))
+}
+
 async fn event_bus(
     cfg: &Config,
     node_id: &str,

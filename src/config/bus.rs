@@ -11,6 +11,10 @@ pub struct BusConfig {
     /// This process's name on the bus (its messages carry it so it skips its own); default
     /// `<hostname>:<listen port>-<random>`, new at each start.
     pub node_id: Option<String>,
+    /// This node's HTTP base URL as the other nodes reach it (participants' WHIP requests
+    /// are handed to it there); default `http://<listen address>`, or the host name and the
+    /// listen port when listening on every address.
+    pub advertise_url: Option<String>,
 }
 
 impl BusConfig {
@@ -49,7 +53,30 @@ impl BusConfig {
                 "bus.node_id must be 1 to 64 letters, digits, '-', '_', '.' or ':', got {id:?}"
             ));
         }
+        if let Some(u) = &self.advertise_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(format!(
+                "bus.advertise_url must be an http:// or https:// URL, got {u:?}"
+            ));
+        }
         Ok(())
+    }
+
+    /// Where the other nodes reach this one (see `advertise_url`).
+    pub fn advertise_url(&self, listen: std::net::SocketAddr, tls: bool) -> String {
+        if let Some(u) = &self.advertise_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let scheme = if tls { "https" } else { "http" };
+        if listen.ip().is_unspecified() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("{scheme}://{host}:{}", listen.port())
+        } else {
+            format!("{scheme}://{listen}")
+        }
     }
 
     /// The node id: the configured one, or `<hostname>:<port>-<random>` (the random part
@@ -75,7 +102,7 @@ mod tests {
     fn with_url(url: &str) -> BusConfig {
         BusConfig {
             url: Some(url.into()),
-            node_id: None,
+            ..Default::default()
         }
     }
 
@@ -105,18 +132,40 @@ mod tests {
     #[test]
     fn node_ids_are_checked_and_default_to_host_port_and_a_random_part() {
         let bad = BusConfig {
-            url: None,
             node_id: Some("a b".into()),
+            ..Default::default()
         };
         assert!(bad.validate().unwrap_err().starts_with("bus.node_id"));
         let named = BusConfig {
-            url: None,
             node_id: Some("media-1".into()),
+            ..Default::default()
         };
         assert_eq!(named.node_id(8080), "media-1");
         let a = BusConfig::default().node_id(8080);
         let b = BusConfig::default().node_id(8080);
         assert_ne!(a, b);
         assert!(a.contains(":8080-"), "{a}");
+    }
+
+    #[test]
+    fn the_advertised_url_is_the_listen_address_unless_set() {
+        let listen: std::net::SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        assert_eq!(
+            BusConfig::default().advertise_url(listen, false),
+            "http://10.0.0.5:8080"
+        );
+        let set = BusConfig {
+            advertise_url: Some("https://media-1.internal:8443/".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            set.advertise_url(listen, true),
+            "https://media-1.internal:8443"
+        );
+        let bad = BusConfig {
+            advertise_url: Some("media-1:8080".into()),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("bus.advertise_url"));
     }
 }

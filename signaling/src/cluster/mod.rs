@@ -3,6 +3,8 @@
 //! as it sends it, so a single process and a cluster read the same table). Drained nodes take
 //! no new sessions; their live ones finish.
 
+pub mod nats;
+
 use crate::clock::Clock;
 use crate::placement::{NodeAnnouncement, NodeTable};
 use serde::Serialize;
