@@ -23,7 +23,7 @@ pub async fn add(
     use std::io::Write;
     let password =
         password.with_context(|| format!("set the new user's password in {PASSWORD_VAR}"))?;
-    crate::secrets::prepare_data_dir(data_dir)
+    crate::secrets::prepare_data_dir(data_dir, store_url.sqlite_file())
         .with_context(|| format!("preparing data directory {}", data_dir.display()))?;
     let store = earshot_signaling::store::open(store_url)
         .await

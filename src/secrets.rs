@@ -69,21 +69,29 @@ fn check_token(token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the data directory (0700 when new) and `recordings/` (0700), and makes an existing
-/// `earshot.db` (with its WAL files) and `recordings/` private; creates an empty 0600
-/// `earshot.db` when there is none, so SQLite never makes it world-readable. SQLite gives
-/// its `-wal` and `-shm` files the database file's mode.
-pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+/// Creates the data directory (0700 when new) and `recordings/` (0700). With the embedded
+/// store (`sqlite_file`: `earshot.db` by default) it makes an existing database file (with
+/// its WAL files) private, and creates an empty 0600 one when there is none, so SQLite never
+/// makes it world-readable (SQLite gives its `-wal` and `-shm` files the database file's
+/// mode). With PostgreSQL there is no database file here.
+pub fn prepare_data_dir(data_dir: &Path, sqlite_file: Option<&Path>) -> anyhow::Result<()> {
     create_private_dir(data_dir)?;
     let recordings = data_dir.join("recordings");
     create_private_dir(&recordings)?;
     restrict(&recordings, 0o700)?;
-    let db = data_dir.join("earshot.db");
+    let Some(db) = sqlite_file else {
+        return Ok(());
+    };
     if !db.exists() {
-        write_private(&db, b"")?;
+        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+            create_private_dir(parent)?;
+        }
+        write_private(db, b"")?;
     }
-    for name in ["earshot.db", "earshot.db-wal", "earshot.db-shm"] {
-        let path = data_dir.join(name);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
         if path.exists() {
             restrict(&path, 0o600)?;
         }
@@ -194,7 +202,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let base = tempfile::tempdir().expect("dir");
         let fresh = base.path().join("fresh");
-        prepare_data_dir(&fresh).expect("prepared");
+        prepare_data_dir(&fresh, Some(&fresh.join("earshot.db"))).expect("prepared");
         assert_eq!(mode(&fresh), 0o700);
         assert_eq!(mode(&fresh.join("recordings")), 0o700);
         assert_eq!(mode(&fresh.join("earshot.db")), 0o600);
@@ -212,10 +220,15 @@ mod tests {
         ] {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).expect("chmod");
         }
-        prepare_data_dir(&old).expect("prepared");
+        prepare_data_dir(&old, Some(&old.join("earshot.db"))).expect("prepared");
         assert_eq!(mode(&old), 0o755);
         assert_eq!(mode(&old.join("recordings")), 0o700);
         assert_eq!(mode(&old.join("earshot.db")), 0o600);
         assert_eq!(mode(&old.join("earshot.db-wal")), 0o600);
+        // With PostgreSQL no database file is made.
+        let pg = base.path().join("pg");
+        prepare_data_dir(&pg, None).expect("prepared");
+        assert!(!pg.join("earshot.db").exists());
+        assert_eq!(mode(&pg.join("recordings")), 0o700);
     }
 }

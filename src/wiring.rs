@@ -38,7 +38,8 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     };
     let max_connections = rlimit::connection_cap(cfg.limits.max_connections, open_files);
     let data_dir = cfg.server.data_dir.clone();
-    secrets::prepare_data_dir(&data_dir)
+    let store_url = cfg.store_url()?;
+    secrets::prepare_data_dir(&data_dir, store_url.sqlite_file())
         .with_context(|| format!("preparing data directory {}", data_dir.display()))?;
     let (admin_token, token_source) =
         secrets::admin_token(&data_dir, std::env::var(secrets::ADMIN_TOKEN_VAR).ok())?;
@@ -54,7 +55,6 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             "encryption at rest"
         ),
     }
-    let store_url = cfg.store_url()?;
     let store = earshot_signaling::store::open(&store_url)
         .await
         .with_context(|| format!("opening the store ({})", store_kind(&store_url)))?;

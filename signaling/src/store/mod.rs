@@ -411,6 +411,14 @@ pub enum StoreUrlError {
 }
 
 impl StoreUrl {
+    /// The database file of the embedded store (`None` for PostgreSQL).
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        match self {
+            StoreUrl::Sqlite(path) => Some(path),
+            StoreUrl::Postgres(_) => None,
+        }
+    }
+
     pub fn parse(url: &str) -> std::result::Result<StoreUrl, StoreUrlError> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(StoreUrlError::NotUrl(url.to_string()));

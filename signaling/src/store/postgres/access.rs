@@ -12,7 +12,6 @@ use sqlx::{Postgres, QueryBuilder};
 
 #[async_trait::async_trait]
 impl AccessStore for PgStore {
-    /// Inserts a user; `false` if the email is taken.
     async fn insert_user(&self, u: &UserRow) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO users (id, email, name, password_hash, superuser, created_at) \
@@ -53,7 +52,6 @@ impl AccessStore for PgStore {
         )
     }
 
-    /// Deletes a user with their grants, keys and sign-ins; `false` if there was none.
     async fn delete_user(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
@@ -62,7 +60,6 @@ impl AccessStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Superusers there are (the start refuses to turn the admin token off without one).
     async fn count_superusers(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE superuser")
@@ -71,7 +68,6 @@ impl AccessStore for PgStore {
         )
     }
 
-    /// Sets (inserts or replaces) a user's role on a campaign.
     async fn put_grant(&self, g: &GrantRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO grants (user_id, campaign_id, role, permissions, created_at) \
@@ -134,7 +130,6 @@ impl AccessStore for PgStore {
         Ok(())
     }
 
-    /// The unrevoked key with this hash.
     async fn live_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
@@ -151,7 +146,6 @@ impl AccessStore for PgStore {
             .await?)
     }
 
-    /// Keys of one user (all users' when `None`), newest first.
     async fn list_api_keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM api_keys WHERE ($1::text IS NULL OR user_id = $1) \
@@ -162,7 +156,6 @@ impl AccessStore for PgStore {
         .await?)
     }
 
-    /// Revokes a key at `at`; `false` if there is none or it was revoked already.
     async fn revoke_api_key(&self, id: &str, at: i64) -> Result<bool> {
         let done =
             sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
@@ -173,7 +166,6 @@ impl AccessStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes the sign-ins that expired or went idle (before `idle_since`) by `now`.
     async fn delete_stale_console_sessions(&self, now: i64, idle_since: i64) -> Result<u64> {
         let done =
             sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at < $2")
@@ -199,9 +191,6 @@ impl AccessStore for PgStore {
         Ok(())
     }
 
-    /// The sign-in with this hash if it is neither expired nor idle since `idle_since`; it
-    /// is marked seen at `now` (written at most once a [`TOUCH_EVERY_MS`]: a console playing
-    /// audio makes many range requests). An expired or idle one is deleted.
     async fn touch_console_session(
         &self,
         id_hash: &str,
@@ -263,7 +252,6 @@ impl AuditStore for PgStore {
         .await?)
     }
 
-    /// Audit rows matching `f`, newest first.
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM audit_log WHERE TRUE");
         if let Some(campaigns) = &f.campaigns {

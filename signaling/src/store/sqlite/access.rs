@@ -20,7 +20,6 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl AccessStore for SqliteStore {
-    /// Inserts a user; `false` if the email is taken.
     async fn insert_user(&self, u: &UserRow) -> Result<bool> {
         let done = sqlx::query(
             "INSERT OR IGNORE INTO users (id, email, name, password_hash, superuser, created_at) \
@@ -59,7 +58,6 @@ impl AccessStore for SqliteStore {
         )
     }
 
-    /// Deletes a user with their grants, keys and sign-ins; `false` if there was none.
     async fn delete_user(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id)
@@ -68,7 +66,6 @@ impl AccessStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Superusers there are (the start refuses to turn the admin token off without one).
     async fn count_superusers(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE superuser = 1")
@@ -77,7 +74,6 @@ impl AccessStore for SqliteStore {
         )
     }
 
-    /// Sets (inserts or replaces) a user's role on a campaign.
     async fn put_grant(&self, g: &GrantRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO grants (user_id, campaign_id, role, permissions, created_at) \
@@ -140,7 +136,6 @@ impl AccessStore for SqliteStore {
         Ok(())
     }
 
-    /// The unrevoked key with this hash.
     async fn live_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
@@ -157,7 +152,6 @@ impl AccessStore for SqliteStore {
             .await?)
     }
 
-    /// Keys of one user (all users' when `None`), newest first.
     async fn list_api_keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRow>> {
         Ok(sqlx::query_as(
             "SELECT * FROM api_keys WHERE (?1 IS NULL OR user_id = ?1) \
@@ -168,7 +162,6 @@ impl AccessStore for SqliteStore {
         .await?)
     }
 
-    /// Revokes a key at `at`; `false` if there is none or it was revoked already.
     async fn revoke_api_key(&self, id: &str, at: i64) -> Result<bool> {
         let done =
             sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
@@ -179,7 +172,6 @@ impl AccessStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes the sign-ins that expired or went idle (before `idle_since`) by `now`.
     async fn delete_stale_console_sessions(&self, now: i64, idle_since: i64) -> Result<u64> {
         let done =
             sqlx::query("DELETE FROM console_sessions WHERE expires_at <= ? OR last_seen_at < ?")
@@ -205,9 +197,6 @@ impl AccessStore for SqliteStore {
         Ok(())
     }
 
-    /// The sign-in with this hash if it is neither expired nor idle since `idle_since`; it
-    /// is marked seen at `now` (written at most once a [`TOUCH_EVERY_MS`]: a console playing
-    /// audio makes many range requests). An expired or idle one is deleted.
     async fn touch_console_session(
         &self,
         id_hash: &str,
@@ -269,7 +258,6 @@ impl AuditStore for SqliteStore {
         .await?)
     }
 
-    /// Audit rows matching `f`, newest first.
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM audit_log WHERE 1 = 1");
         if let Some(campaigns) = &f.campaigns {

@@ -5,6 +5,7 @@
 
 mod access;
 mod catalog;
+mod privacy;
 pub(crate) mod sessions;
 mod webhooks;
 
