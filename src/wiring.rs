@@ -141,7 +141,21 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     sessions
         .spawn_webhook_worker(cfg.webhooks.clone())
         .map_err(|e| anyhow::anyhow!("starting the webhook worker: {}", e.message))?;
-    sessions.recover_after_restart().await;
+    match &nats {
+        None => sessions.recover_after_restart().await,
+        // Several nodes: wait until every live node has announced what it holds, then pause
+        // only what none holds (the sessions of this node's previous life, or of nodes gone).
+        Some(_) => {
+            let (sessions, cluster) = (sessions.clone(), cluster.clone());
+            tokio::spawn(async move {
+                let wait = earshot_signaling::cluster::ANNOUNCE_INTERVAL_MS as u64 * 7 / 2;
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                sessions
+                    .recover_sessions_not_held(|id| cluster.holder(id).is_some())
+                    .await;
+            });
+        }
+    }
     sessions
         .clone()
         .spawn_retention_sweep(std::time::Duration::from_secs(cfg.retention.sweep_secs));

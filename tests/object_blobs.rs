@@ -242,6 +242,11 @@ async fn live_tracks_go_up_as_segments_and_finished_files_whole() {
     // Final: each file goes up whole, the segments and the local folder go.
     ai.finish().expect("finish");
     let local_participant = std::fs::read(folder.join("participant.wav")).expect("local");
+    // A segment of an earlier run of this session on another node (it died, the participant
+    // came back here): the move must keep it, it holds audio these files do not have.
+    let foreign = "rec/ses_live/participant.wav.seg/0000000000000-other-node/00000000000000000000";
+    moto.put(foreign, b"RIFF from the first node".to_vec())
+        .await;
     // Marked finished: moved by the upload task's next round (here called directly).
     blobs.session_finished("ses_live").await.expect("mark");
     assert!(folder.exists(), "only marked, not moved yet");
@@ -252,7 +257,8 @@ async fn live_tracks_go_up_as_segments_and_finished_files_whole() {
         [
             "rec/ses_live/ai.wav",
             "rec/ses_live/participant.peaks.json",
-            "rec/ses_live/participant.wav"
+            "rec/ses_live/participant.wav",
+            foreign,
         ]
     );
     assert!(!folder.exists());

@@ -182,6 +182,12 @@ impl Layout {
         let parts: Vec<_> = path.parts().collect();
         parts.len() >= 3 && parts[parts.len() - 3].as_ref().ends_with(".seg")
     }
+
+    /// A segment written by `attempt` (one process's run of the session's media).
+    pub(super) fn is_segment_of(path: &Path, attempt: &str) -> bool {
+        let parts: Vec<_> = path.parts().collect();
+        Self::is_segment(path) && parts[parts.len() - 2].as_ref() == attempt
+    }
 }
 
 /// Recordings in a bucket; see the module's doc. With a spool (`with_spool`), the media

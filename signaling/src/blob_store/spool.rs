@@ -252,8 +252,13 @@ impl ObjectStoreBlobs {
             files += 1;
         }
         let mut uploaded = spool.uploaded.lock().await;
-        self.delete_objects(&self.layout.session(session_id), Layout::is_segment)
-            .await?;
+        // Only this process's segments: those of an earlier run of the session on another
+        // node (it died, the participant came back here) hold audio these files do not have.
+        let attempt = spool.attempt.clone();
+        self.delete_objects(&self.layout.session(session_id), |p| {
+            Layout::is_segment_of(p, &attempt)
+        })
+        .await?;
         uploaded.retain(|(s, _), _| s != session_id);
         remove_dir(&dir).await?;
         tracing::info!(session = %session_id, files, "recordings moved to the object store");

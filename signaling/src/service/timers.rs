@@ -49,9 +49,17 @@ impl SessionService {
     /// Listen-ins that were open when the process died end now.
     pub async fn recover_after_restart(&self) {
         self.end_stale_listens().await;
+        self.recover_sessions_not_held(|_| false).await;
+    }
+
+    /// The same for one node among several sharing the store: only the sessions in progress
+    /// whose media no live node holds (`held`, from the nodes' announcements) are paused as
+    /// `server_restart`; the others run on other nodes. Listen-ins are left as they are (they
+    /// may be other nodes' live ones).
+    pub async fn recover_sessions_not_held(&self, held: impl Fn(&str) -> bool) {
         match self.store.session_ids_in_state("in_progress").await {
             Ok(ids) => {
-                for id in ids {
+                for id in ids.into_iter().filter(|id| !held(id)) {
                     self.apply_signal(&id, Event::ServerRestarted).await;
                 }
             }

@@ -6,6 +6,7 @@ use super::*;
 on_both_stores!(
     a_restarted_process_pauses_sessions_in_progress_without_using_a_pause,
     a_restart_with_no_pause_left_keeps_the_session_and_its_limit,
+    a_node_starting_beside_others_pauses_only_the_sessions_no_node_holds,
 );
 
 /// The process dies and a new one starts over the same database (and clock).
@@ -72,4 +73,28 @@ async fn a_restart_with_no_pause_left_keeps_the_session_and_its_limit(h: Harness
         .await
         .expect_err("no pause left");
     assert_eq!(err.code, "pause_limit_reached");
+}
+
+async fn a_node_starting_beside_others_pauses_only_the_sessions_no_node_holds(h: Harness) {
+    let held = h.participant_in_progress().await;
+    let orphan = h.participant_in_progress().await;
+    h.clock.advance(secs(30));
+    // A node starts beside others sharing the store: `held` runs on a live node (its
+    // announcements list it), `orphan` was on the node that died.
+    let started = service_over(
+        h.store.clone(),
+        h.clock.clone(),
+        h.media.clone(),
+        h.dir.path(),
+    );
+    started
+        .recover_sessions_not_held(|id| id == held.session_id)
+        .await;
+    assert_eq!(h.state(&held.session_id).await, State::InProgress);
+    let lc = h.lifecycle(&orphan.session_id).await;
+    assert_eq!(lc.state, State::Paused);
+    assert_eq!(
+        lc.current_pause().expect("paused").cause,
+        PauseCause::ServerRestart
+    );
 }
