@@ -41,6 +41,9 @@ enum Command {
         /// Data directory: database, recordings, admin token (overrides [server] data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// What this process does among several (overrides [bus] role): all, api or media.
+        #[arg(long, value_enum)]
+        role: Option<config::bus::Role>,
     },
     /// Validate the configuration and print it as `serve` would run with it: every key, where
     /// its value came from (default, file, environment), secrets masked. Exits non-zero with
@@ -125,6 +128,7 @@ fn main() -> anyhow::Result<()> {
             config,
             listen,
             data_dir,
+            role,
         } => {
             let mut cfg = config::Config::load(config.as_deref(), std::env::vars())
                 .context("loading configuration")?;
@@ -134,6 +138,10 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(dir) = &data_dir {
                 cfg.server.data_dir = dir.clone();
+            }
+            if let Some(role) = role {
+                cfg.bus.role = role;
+                cfg.bus.validate().map_err(|e| anyhow::anyhow!(e))?;
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -3,6 +3,7 @@
 //! the session service, and runs the HTTP server.
 
 use crate::config::Config;
+use crate::config::bus::Role;
 use crate::config::storage::Storage;
 use crate::defaults;
 use crate::fonts;
@@ -88,12 +89,18 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     }
     let public_url = cfg.public_url();
     let node_id = cfg.bus.node_id(cfg.server.listen.port());
-    let cluster = Arc::new(earshot_signaling::cluster::Cluster::new(
+    let role = cfg.bus.role;
+    let cluster = earshot_signaling::cluster::Cluster::new(
         &node_id,
         Arc::new(earshot_signaling::clock::SystemClock),
-    ));
+    );
+    let cluster = Arc::new(if role == Role::Media {
+        cluster.media_only()
+    } else {
+        cluster
+    });
     let (bus, nats) = event_bus(&cfg, &node_id).await?;
-    let media = media_plane(&engine, &cluster, nats.as_ref()).await?;
+    let media = media_plane(&engine, &cluster, nats.as_ref(), role).await?;
     let storage = cfg
         .storage
         .resolve(&data_dir)
@@ -165,7 +172,12 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
             &node_id,
             &cfg.bus
                 .advertise_url(cfg.server.listen, cfg.server.tls_cert.is_some()),
-            u32::try_from(cfg.limits.max_sessions).unwrap_or(u32::MAX),
+            // An API node is never placed on.
+            if role.holds_media() {
+                u32::try_from(cfg.limits.max_sessions).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
             cluster.drain_switch(),
         ),
         engine.clone(),
@@ -256,33 +268,39 @@ pub async fn serve(cfg: Config, source: crate::reload::ReloadSource) -> anyhow::
     Ok(())
 }
 
-/// The event bus `[bus]` names: NATS (and the connection, for whatever else goes over it),
-/// or the in-process hub without a `url`.
 /// The media port the session service commands: the engine itself in one process; with a
-/// bus, a plane that sends each command to the node holding the session (this one's own
-/// sessions straight to the engine), and this node answers the others' commands.
+/// bus, a plane that sends each command to the node holding the session (on a node that
+/// holds media, its own sessions straight to the engine, and it answers the others'
+/// commands; an API node holds none).
 async fn media_plane(
     engine: &Arc<Engine>,
     cluster: &Arc<earshot_signaling::cluster::Cluster>,
     nats: Option<&nats::NatsClient>,
+    role: Role,
 ) -> anyhow::Result<Arc<dyn MediaPlane>> {
     let Some(nats) = nats else {
         return Ok(engine.clone());
     };
     use earshot_signaling::cluster::nats as cluster_nats;
-    cluster_nats::serve_media_commands(nats, engine.clone())
-        .await
-        .context("bus.url: media commands")?;
     cluster_nats::hear_nodes(nats, cluster.clone())
         .await
         .context("bus.url: node announcements")?;
     let rpc = cluster_nats::NatsRpc::new(nats, std::time::Duration::from_secs(10));
+    let remote =
+        earshot_signaling::media_rpc::remote::RemoteMediaPlane::new(Arc::new(rpc), cluster.clone());
+    if !role.holds_media() {
+        return Ok(Arc::new(remote));
+    }
+    cluster_nats::serve_media_commands(nats, engine.clone())
+        .await
+        .context("bus.url: media commands")?;
     Ok(Arc::new(
-        earshot_signaling::media_rpc::remote::RemoteMediaPlane::new(Arc::new(rpc), cluster.clone())
-            .with_local(cluster.node_id(), engine.clone()),
+        remote.with_local(cluster.node_id(), engine.clone()),
     ))
 }
 
+/// The event bus `[bus]` names: NATS (and the connection, for whatever else goes over it),
+/// or the in-process hub without a `url`.
 async fn event_bus(
     cfg: &Config,
     node_id: &str,

@@ -3,7 +3,8 @@
 //! serve` processes on loopback with their own data directories and one master key ring.
 //! Participants (real WebRTC, webrtc-rs, streaming the speech fixture) all open their invite
 //! at node A; the first interview is placed on A, the second (A holding one session, its
-//! capacity) is handed to node B. Both complete with their six recordings in the bucket, and
+//! capacity) is handed to node B, a media-only node (`[bus] role = "media"`: it answers only
+//! the cluster's routes). Both complete with their six recordings in the bucket, and
 //! the participant tracks downloaded through node A follow the fed speech; a monitor
 //! connected to node A follows the interview running on node B to its end.
 
@@ -84,7 +85,14 @@ async fn interviews_are_placed_on_two_nodes_and_a_monitor_on_one_follows_the_oth
     // Node B decrypts what A sealed and the other way round: one key ring for the cluster.
     let ring = a.data_path().join("master_keys");
     let ring = ring.to_str().expect("a UTF-8 path");
-    let b_env = env("node-b", &[("EARSHOT_ENCRYPTION_KEY_FILE", ring)]);
+    // B is a media-only node (`serve --role media`, here `[bus] role`).
+    let b_env = env(
+        "node-b",
+        &[
+            ("EARSHOT_ENCRYPTION_KEY_FILE", ring),
+            ("EARSHOT_BUS_ROLE", "media"),
+        ],
+    );
     let b_vars: Vec<(&str, &str)> = b_env
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -100,6 +108,20 @@ async fn interviews_are_placed_on_two_nodes_and_a_monitor_on_one_follows_the_oth
         })
         .await;
     }
+
+    // The media-only node answers the cluster's routes and nothing a researcher uses.
+    let console = b.http.get(b.url("/console")).send().await.expect("console");
+    assert_eq!(console.status(), 404);
+    let sessions = b
+        .admin(b.http.get(b.url("/v1/sessions")))
+        .send()
+        .await
+        .expect("sessions");
+    assert_eq!(sessions.status(), 404);
+    let body: Value = sessions.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "route_not_found");
+    let health = b.http.get(b.url("/healthz")).send().await.expect("health");
+    assert_eq!(health.status(), 200);
 
     // The first interview: its participant opens the invite at A, A is the least loaded
     // (ties go to the smaller id) and holds it. The second starts once A announces it holds

@@ -15,6 +15,28 @@ pub struct BusConfig {
     /// are handed to it there); default `http://<listen address>`, or the host name and the
     /// listen port when listening on every address.
     pub advertise_url: Option<String>,
+    /// What this process does (`serve --role` overrides it): `all` (the default) serves the
+    /// API and holds media; `api` holds no media (participants are handed to media nodes);
+    /// `media` holds media and answers only what the other nodes and operators need (health,
+    /// metrics, nodes and drain, handed-off WHIP requests). `api` and `media` need `url`.
+    pub role: Role,
+}
+
+/// A process's part among several (`[bus] role`, `serve --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    All,
+    Api,
+    Media,
+}
+
+impl Role {
+    /// Whether this process holds sessions' media.
+    pub fn holds_media(self) -> bool {
+        self != Role::Api
+    }
 }
 
 impl BusConfig {
@@ -51,6 +73,12 @@ impl BusConfig {
         {
             return Err(format!(
                 "bus.node_id must be 1 to 64 letters, digits, '-', '_', '.' or ':', got {id:?}"
+            ));
+        }
+        if self.role != Role::All && self.url.is_none() {
+            return Err(format!(
+                "bus.role {:?} needs bus.url: a process that is not all of Earshot works among others",
+                self.role
             ));
         }
         if let Some(u) = &self.advertise_url
@@ -145,6 +173,21 @@ mod tests {
         let b = BusConfig::default().node_id(8080);
         assert_ne!(a, b);
         assert!(a.contains(":8080-"), "{a}");
+    }
+
+    #[test]
+    fn a_role_other_than_all_needs_a_bus() {
+        let api = BusConfig {
+            role: Role::Api,
+            ..Default::default()
+        };
+        assert!(api.validate().unwrap_err().starts_with("bus.role"));
+        let api = BusConfig {
+            role: Role::Media,
+            ..with_url("nats://127.0.0.1:4222")
+        };
+        assert_eq!(api.validate(), Ok(()));
+        assert!(!Role::Api.holds_media() && Role::Media.holds_media() && Role::All.holds_media());
     }
 
     #[test]

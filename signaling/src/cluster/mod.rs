@@ -35,6 +35,8 @@ pub struct Cluster {
     /// from the holder's next announcement on).
     placed: Mutex<HashMap<String, String>>,
     clock: Arc<dyn Clock>,
+    /// A media-only node (`serve --role media`): its HTTP serves only the cluster's routes.
+    media_only: bool,
 }
 
 impl Cluster {
@@ -45,7 +47,20 @@ impl Cluster {
             table: Arc::new(Mutex::new(NodeTable::new(ANNOUNCE_INTERVAL_MS))),
             placed: Mutex::new(HashMap::new()),
             clock,
+            media_only: false,
         }
+    }
+
+    /// The same node serving only the routes the other nodes and operators need
+    /// (`routes::nodes::media_node_serves`).
+    pub fn media_only(mut self) -> Cluster {
+        self.media_only = true;
+        self
+    }
+
+    /// Whether this node serves only the cluster's routes.
+    pub fn is_media_only(&self) -> bool {
+        self.media_only
     }
 
     pub fn node_id(&self) -> &str {

@@ -59,6 +59,10 @@ pub fn router(app: AppState) -> Router {
         .merge(nodes::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            nodes::media_node_routes,
+        ))
         .layer(axum::middleware::map_response(headers::common))
         // `layer` wraps every route and the fallback after routing: the matched route's
         // template is known there (the fallback has none: "unmatched").

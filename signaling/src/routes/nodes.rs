@@ -4,6 +4,10 @@
 //!   included) with its last announcement, whether it is healthy and how long ago it was heard.
 //! - `POST /v1/node/drain`, `DELETE /v1/node/drain`: this node stops / starts taking new
 //!   sessions (its live ones go on). Sent to the node itself; audited.
+//!
+//! A media-only node (`serve --role media`) answers only what the other nodes and operators
+//! need: these routes, health, metrics and participants' WHIP requests (handed to it); every
+//! other route is `404 route_not_found` there.
 
 use super::auth::Caller;
 use super::state::AppState;
@@ -11,7 +15,9 @@ use crate::access::{Action, Resource};
 use crate::error::ApiError;
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
@@ -47,4 +53,56 @@ async fn set_draining(caller: Caller, app: AppState, on: bool) -> Result<Json<Va
     let node = app.cluster.node_id().to_string();
     caller.audited(&app, action, &node, None, Ok(())).await?;
     Ok(Json(node_state(&app)))
+}
+
+/// Whether a media-only node serves `path`.
+pub fn media_node_serves(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/v1/nodes" | "/v1/node/drain"
+    ) || path.strip_prefix("/v1/invites/").is_some_and(|rest| {
+        let mut parts = rest.split('/');
+        parts.next().is_some_and(|t| !t.is_empty()) && parts.next() == Some("whip")
+    })
+}
+
+/// On a media-only node, refuses every route but those [`media_node_serves`].
+pub async fn media_node_routes(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if app.cluster.is_media_only() && !media_node_serves(req.uri().path()) {
+        return ApiError::not_found("route_not_found", "this media node serves no such route")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::media_node_serves;
+
+    #[test]
+    fn a_media_node_serves_the_cluster_routes_and_handed_off_whip_only() {
+        for yes in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/v1/nodes",
+            "/v1/node/drain",
+            "/v1/invites/inv_abc/whip",
+            "/v1/invites/inv_abc/whip/peer_1",
+        ] {
+            assert!(media_node_serves(yes), "{yes}");
+        }
+        for no in [
+            "/console",
+            "/v1/sessions",
+            "/v1/invites/inv_abc",
+            "/v1/invites/inv_abc/consent",
+            "/v1/invites//whip",
+            "/i/inv_abc",
+            "/v1/nodes/x",
+            "/monitor",
+        ] {
+            assert!(!media_node_serves(no), "{no}");
+        }
+    }
 }
