@@ -87,6 +87,7 @@ pub fn spawn_node_loop(
 ) {
     let interval = Duration::from_millis(earshot_signaling::cluster::ANNOUNCE_INTERVAL_MS as u64);
     tokio::spawn(async move {
+        let mut may_report_losses = HearingOthers::default();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -96,6 +97,10 @@ pub fn spawn_node_loop(
                 earshot_signaling::cluster::nats::announce(nats, &announcement).await;
             }
             cluster.hear(announcement);
+            let hearing = nats.as_ref().is_none_or(NatsClient::connected);
+            if !may_report_losses.update(hearing, Instant::now()) {
+                continue;
+            }
             for lost in cluster.take_lost() {
                 tracing::warn!(node = %lost.node_id, sessions = lost.session_ids.len(), "a media node is lost");
                 for session_id in lost.session_ids {
@@ -106,6 +111,28 @@ pub fn spawn_node_loop(
             }
         }
     });
+}
+
+/// Whether this node has heard the others long enough to call a silent one lost: its own
+/// bus connection up for three and a half announcement intervals. Without it, a NATS outage
+/// (or this node's own reconnect) would look like every other node dying, and their live
+/// sessions would be reported as media lost.
+#[derive(Debug, Default)]
+struct HearingOthers {
+    since: Option<Instant>,
+}
+
+impl HearingOthers {
+    fn update(&mut self, connected: bool, now: Instant) -> bool {
+        if !connected {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        let enough =
+            Duration::from_millis(earshot_signaling::cluster::ANNOUNCE_INTERVAL_MS as u64 * 7 / 2);
+        now.duration_since(since) >= enough
+    }
 }
 
 /// CPU time this process has used (user + system).
@@ -125,6 +152,21 @@ fn process_cpu() -> Duration {
 mod tests {
     use super::*;
     use earshot_media::engine::EngineConfig;
+
+    #[test]
+    fn losses_are_reported_only_after_hearing_the_others_for_a_while() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut h = HearingOthers::default();
+        assert!(!h.update(true, at(0)), "just connected");
+        assert!(!h.update(true, at(3_000)));
+        assert!(h.update(true, at(3_500)));
+        // The bus goes down: nothing is reported, and after it is back the wait starts over.
+        assert!(!h.update(false, at(4_000)));
+        assert!(!h.update(true, at(5_000)));
+        assert!(!h.update(true, at(8_000)));
+        assert!(h.update(true, at(8_500)));
+    }
 
     #[test]
     fn a_sample_says_what_the_node_holds_and_spends() {

@@ -111,7 +111,8 @@ impl NatsClient {
         }
     }
 
-    fn connected(&self) -> bool {
+    /// Whether the client is connected to the server now.
+    pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 }
