@@ -132,15 +132,17 @@ impl MediaPlane for RemoteMediaPlane {
     }
 
     async fn hang_up(&self, session_id: &str) {
-        let session_id = session_id.to_string();
-        self.tell_holder(&session_id.clone(), MediaCommand::HangUp { session_id })
-            .await;
+        let command = MediaCommand::HangUp {
+            session_id: session_id.into(),
+        };
+        self.tell_holder(session_id, command).await;
     }
 
     async fn pause(&self, session_id: &str) {
-        let session_id = session_id.to_string();
-        self.tell_holder(&session_id.clone(), MediaCommand::Pause { session_id })
-            .await;
+        let command = MediaCommand::Pause {
+            session_id: session_id.into(),
+        };
+        self.tell_holder(session_id, command).await;
     }
 
     async fn resume(&self, session_id: &str, agent: Option<AgentSpec>) {

@@ -132,18 +132,16 @@ pub fn target(
     if app.handoff.is_none() || headers.contains_key(HANDED_OFF) {
         return Ok(None);
     }
-    let node = if new_peer {
-        Some(
-            app.cluster
-                .place(session_id)
-                .ok_or_else(|| ApiError::server_busy("sessions on every media node"))?,
-        )
-    } else {
-        app.cluster
-            .holder(session_id)
-            .and_then(|_| app.cluster.place(session_id))
-    };
-    Ok(node.filter(|n| n.node_id != app.cluster.node_id()))
+    // `place` is the holder while it lives, else the node placement picks: an offer takes
+    // either, a PATCH or DELETE only a holder.
+    if !new_peer && app.cluster.holder(session_id).is_none() {
+        return Ok(None);
+    }
+    let node = app
+        .cluster
+        .place(session_id)
+        .ok_or_else(|| ApiError::server_busy("sessions on every media node"))?;
+    Ok((node.node_id != app.cluster.node_id()).then_some(node))
 }
 
 fn unavailable() -> ApiError {
